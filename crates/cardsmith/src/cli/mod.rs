@@ -1,0 +1,294 @@
+//! The command line: `write`, `verify` and `hash`, with human, plain or JSON output.
+
+mod confirm;
+mod report;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use cardsmith_engine::{
+    self as engine, units, Algorithm, CancelToken, ChecksumMatch, Error, Image, Input, OpenAs,
+    Target, TargetKind, WriteOptions,
+};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use report::Reporter;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    failure (bad image, unreadable file, refused target, I/O error, ...)
+  2    invalid command line
+  3    verification failed: the target differs from the image
+  4    the image's SHA-256 did not match --sha256
+  130  cancelled (Ctrl-C)";
+
+/// Exit code when the target differs from the image.
+pub const EXIT_VERIFY_FAILED: u8 = 3;
+/// Exit code when the image's SHA-256 is not the expected one.
+pub const EXIT_CHECKSUM_MISMATCH: u8 = 4;
+/// Exit code after Ctrl-C, as shells report a SIGINT death.
+pub const EXIT_CANCELLED: u8 = 130;
+
+#[derive(Parser)]
+#[command(
+    name = "cardsmith",
+    version,
+    about = "Write OS images to SD cards and USB drives, verify them, and hash them",
+    after_help = EXIT_CODES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write an image (raw, .xz, .gz, .bz2, .zst or .zip) to a block device or a file
+    #[command(after_help = EXIT_CODES)]
+    Write(WriteArgs),
+    /// Compare an image with what is on a device or in a file
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+    /// Print the hash of the decompressed image, as sha256sum prints it
+    #[command(after_help = EXIT_CODES)]
+    Hash(HashArgs),
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// The image file, or - for standard input; the format is found from its content
+    image: String,
+    /// A block device (everything on it is erased) or a file to create
+    target: PathBuf,
+    /// Refuse to finish unless the decompressed image, or the file as stored, has this SHA-256
+    #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
+    sha256: Option<[u8; 32]>,
+    /// Do not read the target back to compare it with the image
+    #[arg(long)]
+    no_verify: bool,
+    /// Do not ask for confirmation (required when standard input is not a terminal)
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Overwrite an existing, non-empty target file
+    #[arg(long)]
+    force: bool,
+    /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// The image file (compressed or not), or - for standard input
+    image: String,
+    /// The block device or file to compare with the image
+    target: PathBuf,
+    /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct HashArgs {
+    /// The image file, or - for standard input
+    image: String,
+    /// sha256, sha1 or md5
+    #[arg(long, default_value = "sha256")]
+    algorithm: Algorithm,
+    /// Hash the file as stored instead of the decompressed image
+    #[arg(long)]
+    raw: bool,
+    /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
+    engine::parse_sha256(hex).ok_or_else(|| "expected 64 hexadecimal digits".to_owned())
+}
+
+/// Parses the command line, runs the verb, and maps its outcome to an exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let cancel = CancelToken::new();
+    let json = match &cli.command {
+        Command::Write(a) => a.json,
+        Command::Verify(a) => a.json,
+        Command::Hash(a) => a.json,
+    };
+    let mut reporter = Reporter::new(json);
+    let outcome = match cli.command {
+        Command::Write(args) => write(args, &cancel, &mut reporter),
+        Command::Verify(args) => verify(args, &cancel, &mut reporter),
+        Command::Hash(args) => hash(args, &cancel, &mut reporter),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let code = failure.exit_code();
+            reporter.failure(&failure.to_string(), code, failure.offset());
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Why a verb failed: an engine error, or a refusal of the command line's own.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error(transparent)]
+    Engine(#[from] Error),
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Engine(Error::VerifyMismatch { .. }) => EXIT_VERIFY_FAILED,
+            Failure::Engine(Error::ChecksumMismatch { .. }) => EXIT_CHECKSUM_MISMATCH,
+            Failure::Engine(Error::Cancelled) => EXIT_CANCELLED,
+            _ => 1,
+        }
+    }
+
+    fn offset(&self) -> Option<u64> {
+        match self {
+            Failure::Engine(Error::VerifyMismatch { offset, .. }) => *offset,
+            _ => None,
+        }
+    }
+}
+
+/// Lets Ctrl-C stop the job at the next chunk instead of killing the process mid-write.
+fn cancel_on_ctrl_c(cancel: &CancelToken) {
+    let cancel = cancel.clone();
+    // A second handler cannot be installed; the first one is all a process needs.
+    let _ = ctrlc::set_handler(move || cancel.cancel());
+}
+
+fn describe_target(target: &Target) -> String {
+    match (target.kind(), target.size()) {
+        (TargetKind::BlockDevice, Some(size)) => format!(
+            "block device {} ({})",
+            target.path().display(),
+            units::bytes(size)
+        ),
+        _ => format!("file {}", target.path().display()),
+    }
+}
+
+fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    let input = Input::from_arg(&args.image);
+    let image = Image::open(&input, OpenAs::Detect)?;
+    let target_existed = args.target.exists();
+    let target = Target::open_for_write(&args.target, args.force)?;
+    let erases = target.kind() == TargetKind::BlockDevice || target_existed;
+    if erases && !args.yes {
+        let question = format!(
+            "Write {input} ({} image) to {}? Everything on it will be erased.",
+            image.format(),
+            describe_target(&target)
+        );
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::Refused(format!(
+                "{question}\nNot without confirmation: standard input is not a terminal, so pass --yes"
+            )));
+        }
+        if !confirm::ask(&question) {
+            return Err(Failure::Refused(
+                "cancelled: nothing was written".to_owned(),
+            ));
+        }
+    }
+    cancel_on_ctrl_c(cancel);
+    let options = WriteOptions {
+        expected_sha256: args.sha256,
+        verify: !args.no_verify,
+    };
+    let report = engine::write(image, &target, &options, cancel, &mut |p| {
+        reporter.progress(p)
+    })?;
+    let checksum = match report.checksum {
+        Some(ChecksumMatch::Image) => "matched the image",
+        Some(ChecksumMatch::StoredFile) => "matched the file as stored",
+        None => "not checked",
+    };
+    let summary = format!(
+        "Wrote {} to {}{}; SHA-256 {checksum}.",
+        units::bytes(report.bytes),
+        target.path().display(),
+        if report.verified {
+            " and verified it"
+        } else {
+            " (not verified)"
+        },
+    );
+    reporter.success(
+        &summary,
+        json!({
+            "command": "write",
+            "image": input.to_string(),
+            "target": target.path(),
+            "bytes": report.bytes,
+            "verified": report.verified,
+            "verify_bypassed_cache": report.verified && report.bypassed_cache,
+            "sha256_matched": report.checksum.map(|c| match c {
+                ChecksumMatch::Image => "image",
+                ChecksumMatch::StoredFile => "stored_file",
+            }),
+            "image_sha256": report.image_sha256,
+            "partition_table_reread": report.partitions_reread,
+        }),
+    );
+    Ok(())
+}
+
+fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    let input = Input::from_arg(&args.image);
+    let image = Image::open(&input, OpenAs::Detect)?;
+    let target = Target::open_for_read(&args.target)?;
+    cancel_on_ctrl_c(cancel);
+    let report = engine::verify(image, &target, cancel, &mut |p| reporter.progress(p))?;
+    reporter.success(
+        &format!(
+            "{} matches {input}: {} compared.",
+            target.path().display(),
+            units::bytes(report.bytes)
+        ),
+        json!({
+            "command": "verify",
+            "image": input.to_string(),
+            "target": target.path(),
+            "bytes": report.bytes,
+            "bypassed_cache": report.bypassed_cache,
+        }),
+    );
+    Ok(())
+}
+
+fn hash(args: HashArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    let input = Input::from_arg(&args.image);
+    let open_as = if args.raw {
+        OpenAs::Raw
+    } else {
+        OpenAs::Detect
+    };
+    let image = Image::open(&input, open_as)?;
+    cancel_on_ctrl_c(cancel);
+    let report = engine::hash(image, args.algorithm, cancel, &mut |p| reporter.progress(p))?;
+    reporter.result_line(
+        &format!("{}  {input}", report.hex),
+        json!({
+            "command": "hash",
+            "image": input.to_string(),
+            "algorithm": format!("{:?}", args.algorithm).to_lowercase(),
+            "raw": args.raw,
+            "hash": report.hex,
+            "bytes": report.bytes,
+        }),
+    );
+    Ok(())
+}

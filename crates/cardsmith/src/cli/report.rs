@@ -1,0 +1,202 @@
+//! How progress and results reach the user: an indicatif bar on a terminal, a plain line
+//! every few seconds otherwise, or one JSON object per line with `--json`.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use cardsmith_engine::{units, Phase, Progress};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{json, Value};
+
+enum Mode {
+    Bar(Option<ProgressBar>),
+    Plain,
+    Json,
+}
+
+/// Turns engine progress events into output; throttles so output costs nothing measurable.
+pub struct Reporter {
+    mode: Mode,
+    phase: Option<Phase>,
+    phase_started: Instant,
+    last_event: Instant,
+    last_emit: Instant,
+}
+
+const PLAIN_EVERY: Duration = Duration::from_secs(2);
+const JSON_EVERY: Duration = Duration::from_millis(250);
+
+impl Reporter {
+    pub fn new(json: bool) -> Reporter {
+        let mode = if json {
+            Mode::Json
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bar(None)
+        } else {
+            Mode::Plain
+        };
+        let now = Instant::now();
+        Reporter {
+            mode,
+            phase: None,
+            phase_started: now,
+            last_event: now,
+            last_emit: now,
+        }
+    }
+
+    pub fn progress(&mut self, p: Progress) {
+        let now = Instant::now();
+        let new_phase = self.phase != Some(p.phase);
+        if new_phase {
+            // A phase starts where the previous one ended, which is the last event.
+            self.phase = Some(p.phase);
+            self.phase_started = self.last_event;
+        }
+        self.last_event = now;
+        let elapsed = now.duration_since(self.phase_started).as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            p.bytes_done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let finished = p.bytes_total == Some(p.bytes_done);
+        match &mut self.mode {
+            Mode::Bar(bar) => {
+                if new_phase {
+                    if let Some(old) = bar.take() {
+                        old.finish();
+                    }
+                    *bar = Some(new_bar(p));
+                }
+                if let Some(bar) = bar {
+                    bar.set_position(p.bytes_done);
+                }
+            }
+            Mode::Plain => {
+                if new_phase || finished || now.duration_since(self.last_emit) >= PLAIN_EVERY {
+                    self.last_emit = now;
+                    eprintln!("{}", plain_line(p, rate));
+                }
+            }
+            Mode::Json => {
+                if new_phase || finished || now.duration_since(self.last_emit) >= JSON_EVERY {
+                    self.last_emit = now;
+                    emit(json!({
+                        "event": "progress",
+                        "phase": p.phase.name(),
+                        "bytes_done": p.bytes_done,
+                        "bytes_total": p.bytes_total,
+                        "rate": rate.round() as u64,
+                    }));
+                }
+            }
+        }
+    }
+
+    fn clear_bar(&mut self) {
+        if let Mode::Bar(bar) = &mut self.mode {
+            if let Some(bar) = bar.take() {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    /// A finished job: a sentence for people on standard error, the fields for scripts.
+    pub fn success(&mut self, sentence: &str, mut fields: Value) {
+        self.clear_bar();
+        match self.mode {
+            Mode::Json => {
+                fields["event"] = json!("result");
+                fields["ok"] = json!(true);
+                emit(fields);
+            }
+            _ => eprintln!("{sentence}"),
+        }
+    }
+
+    /// A finished job whose answer is one line on standard output (like `hash`).
+    pub fn result_line(&mut self, line: &str, mut fields: Value) {
+        self.clear_bar();
+        match self.mode {
+            Mode::Json => {
+                fields["event"] = json!("result");
+                fields["ok"] = json!(true);
+                emit(fields);
+            }
+            _ => println!("{line}"),
+        }
+    }
+
+    pub fn failure(&mut self, message: &str, exit_code: u8, offset: Option<u64>) {
+        self.clear_bar();
+        match self.mode {
+            Mode::Json => emit(json!({
+                "event": "result",
+                "ok": false,
+                "error": message,
+                "exit_code": exit_code,
+                "offset": offset,
+            })),
+            _ => eprintln!("cardsmith: {message}"),
+        }
+    }
+}
+
+fn emit(value: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{value}");
+    let _ = out.flush();
+}
+
+fn new_bar(p: Progress) -> ProgressBar {
+    let bar = match p.bytes_total {
+        Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>7} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            ),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+            ProgressStyle::with_template("{prefix:>7} {spinner} {bytes} {binary_bytes_per_sec}")
+                .expect("valid template"),
+        ),
+    };
+    bar.set_prefix(p.phase.name());
+    bar
+}
+
+fn plain_line(p: Progress, rate: f64) -> String {
+    let mut line = format!("{}: {}", p.phase.name(), units::bytes(p.bytes_done));
+    if let Some(total) = p.bytes_total.filter(|&t| t > 0) {
+        let percent = (p.bytes_done as f64 / total as f64 * 100.0).min(100.0);
+        line += &format!(" of {} ({percent:.0}%)", units::bytes(total));
+    }
+    line += &format!(", {:.1} MB/s", rate / 1e6);
+    if let Some(total) = p.bytes_total.filter(|&t| t > p.bytes_done && rate > 0.0) {
+        let eta = ((total - p.bytes_done) as f64 / rate).round() as u64;
+        line += &format!(", ETA {}:{:02}", eta / 60, eta % 60);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_line_shows_percent_rate_and_eta() {
+        let p = Progress {
+            phase: Phase::Write,
+            bytes_done: 50 << 20,
+            bytes_total: Some(100 << 20),
+        };
+        let line = plain_line(p, 10e6);
+        assert!(line.starts_with("write: 50.0 MiB"), "{line}");
+        assert!(line.contains("(50%)"), "{line}");
+        assert!(line.contains("10.0 MB/s"), "{line}");
+        assert!(line.contains("ETA 0:05"), "{line}");
+    }
+}

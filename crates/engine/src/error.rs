@@ -1,0 +1,132 @@
+//! The engine's error type: every variant says what failed, where, and what to do next.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::format::Format;
+
+/// Everything that can stop a write, a verify or a hash.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+
+    #[error("cannot read {what} at byte {offset}: {source}")]
+    Read {
+        what: String,
+        offset: u64,
+        source: io::Error,
+    },
+
+    #[error("cannot write to {path} at byte {offset}: {source}")]
+    Write {
+        path: PathBuf,
+        offset: u64,
+        source: io::Error,
+    },
+
+    #[error("{what} on {path} failed: {source}")]
+    Device {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error(
+        "the {format} data is corrupt or truncated: decoding failed at compressed byte \
+         {compressed_offset} (image byte {image_offset}): {detail}. Download the image again."
+    )]
+    Corrupt {
+        format: Format,
+        compressed_offset: u64,
+        image_offset: u64,
+        detail: String,
+    },
+
+    #[error("the image is empty: there is nothing to write")]
+    EmptyImage,
+
+    #[error(
+        "the image ({image}{}) does not fit on {path} ({target}); use a larger card",
+        if *.exact { "" } else { " at least" },
+        image = crate::units::bytes(*.image),
+        target = crate::units::bytes(*.target)
+    )]
+    ImageTooLarge {
+        path: PathBuf,
+        image: u64,
+        exact: bool,
+        target: u64,
+    },
+
+    #[error(
+        "SHA-256 mismatch: expected {expected}, but the image hashes to {decoded}{}; \
+         nothing was written to the start of the target. Download the image again or check the checksum.",
+        match .stored { Some(s) => format!(" (and the file as stored to {s})"), None => String::new() }
+    )]
+    ChecksumMismatch {
+        expected: String,
+        decoded: String,
+        stored: Option<String>,
+    },
+
+    #[error("verification failed: {path} differs from the image {detail}")]
+    VerifyMismatch {
+        path: PathBuf,
+        /// The first byte that differs, when it could be pinned down.
+        offset: Option<u64>,
+        detail: String,
+    },
+
+    #[error("{path} is read-only: {hint}")]
+    ReadOnly { path: PathBuf, hint: &'static str },
+
+    #[error("permission denied opening {path}: run cardsmith as root (for example with sudo)")]
+    PermissionDenied { path: PathBuf },
+
+    #[error(
+        "{path} is busy: one of its partitions is mounted or another program holds it open. \
+         Unmount it (for example `udisksctl unmount -b {path}p1`) and try again"
+    )]
+    Busy { path: PathBuf },
+
+    #[error("{path} already exists and is not empty; pass --force to overwrite it")]
+    TargetExists { path: PathBuf },
+
+    #[error("{path} is neither a block device nor a regular file")]
+    NotATarget { path: PathBuf },
+
+    #[error("the image {source_desc} is stored on {target}: writing would destroy the image while it is read")]
+    SameStorage {
+        source_desc: String,
+        target: PathBuf,
+    },
+
+    #[error(
+        "the zip archive holds no single image; it contains: {}. Extract the one you want and write that",
+        .entries.join(", ")
+    )]
+    ZipAmbiguous { entries: Vec<String> },
+
+    #[error("the zip archive is corrupt: {0}")]
+    ZipInvalid(String),
+
+    #[error("a zip archive cannot be read from standard input; save it to a file first")]
+    ZipFromStdin,
+
+    #[error("standard input is a terminal; pipe an image into cardsmith or name an image file")]
+    StdinIsTerminal,
+
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl Error {
+    pub(crate) fn read(what: impl Into<String>, offset: u64, source: io::Error) -> Error {
+        Error::Read {
+            what: what.into(),
+            offset,
+            source,
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! cardsmith-engine puts disk images onto block devices and files, and checks them.
+//!
+//! The write path has four roles:
+//!
+//! ```text
+//!   Image ──> decoder thread ──> writer (caller's thread) ──> Target
+//!   (file or stdin,  (xz/gz/bz2/zst/zip,   │  first chunk held back      (block device with
+//!    format from      pooled 4 MiB         │  until the SHA-256 matched)   O_DIRECT|O_EXCL,
+//!    magic bytes)     aligned buffers)     └──> hasher thread (SHA-256)     or a file)
+//! ```
+//!
+//! [`Image`] opens a source and finds its format and, where the container records it, its
+//! decoded size. [`Target`] opens a device or file. [`write`] zeroes the first and last MiB of
+//! a device, streams the image through a fixed pool of buffers (memory does not grow with the
+//! image), writes the first chunk last, flushes, and reads everything back with O_DIRECT to
+//! compare per-chunk hashes. [`verify`] compares an image with a target byte for byte, and
+//! [`hash`] hashes an image as `sha256sum` would hash it decompressed.
+//!
+//! Every job reports [`Progress`] through a callback and stops at the next chunk when its
+//! [`CancelToken`] fires. On failure a device is left with its first MiB zeroed, so a
+//! half-written card never boots.
+//!
+//! The engine does not find drives, decide which are safe to erase, prompt, or print: it is
+//! handed an opened target and leaves policy to its callers.
+
+mod buffer;
+mod error;
+mod format;
+mod hash;
+mod image;
+mod pipeline;
+mod progress;
+mod size;
+mod target;
+pub mod units;
+mod verify;
+mod write;
+
+pub use error::Error;
+pub use format::Format;
+pub use hash::{hash, parse_sha256, to_hex, Algorithm, HashReport};
+pub use image::{FileIdentity, Image, Input, OpenAs};
+pub use pipeline::CHUNK;
+pub use progress::{CancelToken, Phase, Progress};
+pub use size::{ImageSize, SizeKind};
+pub use target::{Target, TargetKind, SCRUB_LEN};
+pub use verify::{verify, VerifyReport};
+pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

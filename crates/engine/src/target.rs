@@ -1,0 +1,424 @@
+//! The sink side of the pipeline: a block device or a regular file, opened so that nothing
+//! else writes to it while we do (O_EXCL), and so that reads come from the medium, not the
+//! page cache (O_DIRECT).
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::buffer::{round_up, AlignedBuf, ALIGN};
+use crate::image::FileIdentity;
+use crate::Error;
+
+/// The first and last MiB are zeroed before writing, so a card whose write stops half-way
+/// holds no partition table (and no backup GPT) and does not boot.
+pub const SCRUB_LEN: u64 = 1 << 20;
+
+/// Linux block-device ioctls (from <linux/fs.h>).
+mod ioctl {
+    pub const BLKROGET: libc::c_ulong = 0x125E;
+    pub const BLKRRPART: libc::c_ulong = 0x125F;
+    pub const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+}
+
+/// What kind of thing is being written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    BlockDevice,
+    File,
+}
+
+/// An opened target.
+#[derive(Debug)]
+pub struct Target {
+    path: PathBuf,
+    file: File,
+    kind: TargetKind,
+    size: Option<u64>,
+    direct: bool,
+    created: bool,
+    meta: fs::Metadata,
+}
+
+fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a file descriptor we own, with integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn device_size(file: &File) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), ioctl::BLKGETSIZE64, &mut size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size)
+}
+
+fn device_read_only(file: &File) -> io::Result<bool> {
+    let mut ro: libc::c_int = 0;
+    // SAFETY: BLKROGET writes one int through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), ioctl::BLKROGET, &mut ro) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ro != 0)
+}
+
+/// Turns an open(2) failure into the error a person can act on.
+fn open_error(path: &Path, e: io::Error, read_only_hint: &'static str) -> Error {
+    let path = path.to_owned();
+    match e.raw_os_error() {
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path },
+        Some(libc::EBUSY) => Error::Busy { path },
+        Some(libc::EROFS) => Error::ReadOnly {
+            path,
+            hint: read_only_hint,
+        },
+        _ => Error::Open { path, source: e },
+    }
+}
+
+const DEVICE_RO_HINT: &str =
+    "the device is write-protected (the card's lock switch, or a read-only loop device)";
+const FILE_RO_HINT: &str = "its filesystem is mounted read-only; choose another place";
+
+impl Target {
+    /// Opens a target for writing. A block device is opened exclusively; a regular file is
+    /// created, or, when it exists and is not empty, overwritten only with `force`.
+    pub fn open_for_write(path: &Path, force: bool) -> Result<Target, Error> {
+        match fs::metadata(path) {
+            Ok(meta) if meta.file_type().is_block_device() => Self::open_device(path),
+            Ok(meta) if meta.is_file() => {
+                if meta.len() > 0 && !force {
+                    return Err(Error::TargetExists {
+                        path: path.to_owned(),
+                    });
+                }
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(|e| open_error(path, e, FILE_RO_HINT))?;
+                Self::file_target(path, file, false)
+            }
+            Ok(_) => Err(Error::NotATarget {
+                path: path.to_owned(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(|e| open_error(path, e, FILE_RO_HINT))?;
+                Self::file_target(path, file, true)
+            }
+            Err(e) => Err(open_error(path, e, FILE_RO_HINT)),
+        }
+    }
+
+    fn open_device(path: &Path) -> Result<Target, Error> {
+        let probe = File::open(path).map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+        let device_err = |what| {
+            move |source| Error::Device {
+                what,
+                path: path.to_owned(),
+                source,
+            }
+        };
+        if device_read_only(&probe).map_err(device_err("checking write protection"))? {
+            return Err(Error::ReadOnly {
+                path: path.to_owned(),
+                hint: DEVICE_RO_HINT,
+            });
+        }
+        drop(probe);
+        // O_EXCL on a block device fails with EBUSY while a partition is mounted or another
+        // program holds the device exclusively.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_EXCL | libc::O_CLOEXEC | libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+        let size = device_size(&file).map_err(device_err("reading the device size"))?;
+        let meta = file.metadata().map_err(device_err("reading metadata"))?;
+        Ok(Target {
+            path: path.to_owned(),
+            file,
+            kind: TargetKind::BlockDevice,
+            size: Some(size),
+            direct: true,
+            created: false,
+            meta,
+        })
+    }
+
+    fn file_target(path: &Path, file: File, created: bool) -> Result<Target, Error> {
+        // Some filesystems (tmpfs) refuse O_DIRECT; those files are written through the cache
+        // and have it dropped before they are read back.
+        let direct = set_direct(&file, true).is_ok();
+        let meta = file.metadata().map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Target {
+            path: path.to_owned(),
+            file,
+            kind: TargetKind::File,
+            size: None,
+            direct,
+            created,
+            meta,
+        })
+    }
+
+    /// Opens a target to read it back (for `verify`); nothing is locked or changed.
+    pub fn open_for_read(path: &Path) -> Result<Target, Error> {
+        let file = File::open(path).map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+        let meta = file.metadata().map_err(|source| Error::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        let (kind, size) = if meta.file_type().is_block_device() {
+            let size = device_size(&file).map_err(|source| Error::Device {
+                what: "reading the device size",
+                path: path.to_owned(),
+                source,
+            })?;
+            (TargetKind::BlockDevice, size)
+        } else if meta.is_file() {
+            (TargetKind::File, meta.len())
+        } else {
+            return Err(Error::NotATarget {
+                path: path.to_owned(),
+            });
+        };
+        let direct = set_direct(&file, true).is_ok();
+        let target = Target {
+            path: path.to_owned(),
+            file,
+            kind,
+            size: Some(size),
+            direct,
+            created: false,
+            meta,
+        };
+        target.drop_cache();
+        Ok(target)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn kind(&self) -> TargetKind {
+        self.kind
+    }
+
+    /// The capacity of a block device, or the length of a file opened for reading; `None` for
+    /// a file being written (it grows as needed).
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
+    /// Whether reads bypass the page cache (O_DIRECT) rather than rely on dropping it.
+    pub fn reads_bypass_cache(&self) -> bool {
+        self.direct
+    }
+
+    /// Refuses a source that lives on this target: the same file, the device itself, a file
+    /// on one of its partitions, or the backing file of a loop device.
+    pub fn check_not_source(
+        &self,
+        source: Option<FileIdentity>,
+        describe: &str,
+    ) -> Result<(), Error> {
+        let Some(id) = source else { return Ok(()) };
+        let same = match self.kind {
+            TargetKind::File => id.dev == self.meta.dev() && id.ino == self.meta.ino(),
+            TargetKind::BlockDevice => {
+                let rdev = self.meta.rdev();
+                id.rdev == Some(rdev) || on_device(id.dev, rdev) || backs_loop(rdev, id)
+            }
+        };
+        if same {
+            return Err(Error::SameStorage {
+                source_desc: describe.to_owned(),
+                target: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Clears what could make a half-written target look valid: the first and last MiB of a
+    /// device, the old contents of a file.
+    pub(crate) fn prepare(&self) -> Result<(), Error> {
+        match (self.kind, self.size) {
+            (TargetKind::BlockDevice, Some(size)) => {
+                let len = SCRUB_LEN.min(size);
+                self.zero(0, len)?;
+                self.zero(size - len, len)
+            }
+            _ => self.file.set_len(0).map_err(|source| Error::Write {
+                path: self.path.clone(),
+                offset: 0,
+                source,
+            }),
+        }
+    }
+
+    fn zero(&self, offset: u64, len: u64) -> Result<(), Error> {
+        let zeros = AlignedBuf::new(len as usize);
+        self.write_at(&zeros[..len as usize], offset)
+    }
+
+    /// Writes `data`, whose start is [`ALIGN`]-aligned, at `offset`. A tail shorter than an
+    /// alignment unit (only at the image's end) goes through the cache.
+    pub(crate) fn write_at(&self, data: &[u8], offset: u64) -> Result<(), Error> {
+        let aligned = data.len() & !(ALIGN - 1);
+        let err = |at: u64| {
+            let path = self.path.clone();
+            move |source| Error::Write {
+                path,
+                offset: at,
+                source,
+            }
+        };
+        self.file
+            .write_all_at(&data[..aligned], offset)
+            .map_err(err(offset))?;
+        if aligned < data.len() {
+            let at = offset + aligned as u64;
+            if self.direct {
+                set_direct(&self.file, false).map_err(err(at))?;
+            }
+            self.file
+                .write_all_at(&data[aligned..], at)
+                .map_err(err(at))?;
+            if self.direct {
+                set_direct(&self.file, true).map_err(err(at))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads up to `len` bytes at `offset` (aligned) into `buf`; fewer at the end of the target.
+    pub(crate) fn read_at(
+        &self,
+        buf: &mut AlignedBuf,
+        len: usize,
+        offset: u64,
+    ) -> Result<usize, Error> {
+        let want = (round_up(len as u64) as usize).min(buf.len());
+        let mut got = 0;
+        while got < len {
+            match self.file.read_at(&mut buf[got..want], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::read(
+                        self.path.display().to_string(),
+                        offset + got as u64,
+                        e,
+                    ))
+                }
+            }
+        }
+        Ok(got.min(len))
+    }
+
+    /// Flushes everything written to the medium.
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        self.file.sync_all().map_err(|source| Error::Device {
+            what: "flushing",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Drops the target's cached pages, so that buffered reads must come from the medium.
+    pub(crate) fn drop_cache(&self) {
+        // SAFETY: advisory call on a descriptor we own.
+        unsafe { libc::posix_fadvise(self.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+
+    /// Asks the kernel to read the new partition table. Returns whether it did; loop devices
+    /// without partition scanning decline, which is harmless.
+    pub(crate) fn reread_partitions(&self) -> bool {
+        self.kind == TargetKind::BlockDevice
+            // SAFETY: BLKRRPART takes no argument.
+            && unsafe { libc::ioctl(self.file.as_raw_fd(), ioctl::BLKRRPART) } == 0
+    }
+
+    /// Gives up on a target before anything was written: removes the file cardsmith created
+    /// for it, if any.
+    pub fn abandon(&self) {
+        if self.created {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+
+    /// After a failed or cancelled write: makes sure what is left cannot pass for a good
+    /// image. A device gets its first MiB zeroed again; a file cardsmith created is removed,
+    /// one it was told to overwrite is emptied.
+    pub(crate) fn scrub_after_failure(&self) {
+        match self.kind {
+            TargetKind::BlockDevice => {
+                let len = SCRUB_LEN.min(self.size.unwrap_or(0));
+                if self.zero(0, len).is_ok() {
+                    let _ = self.sync();
+                }
+            }
+            TargetKind::File if self.created => self.abandon(),
+            TargetKind::File => {
+                let _ = self.file.set_len(0);
+            }
+        }
+    }
+}
+
+/// The sysfs directory of a block device number, e.g. /sys/devices/.../block/sda/sda1.
+fn sysfs_dir(dev: u64) -> Option<PathBuf> {
+    let link = format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev));
+    fs::canonicalize(link).ok()
+}
+
+/// Whether the filesystem device `fs_dev` is the disk `disk` or one of its partitions.
+fn on_device(fs_dev: u64, disk: u64) -> bool {
+    match (sysfs_dir(fs_dev), sysfs_dir(disk)) {
+        (Some(fs), Some(disk)) => fs.starts_with(disk),
+        _ => fs_dev == disk,
+    }
+}
+
+/// Whether `disk` is a loop device backed by the file `id`.
+fn backs_loop(disk: u64, id: FileIdentity) -> bool {
+    let Some(dir) = sysfs_dir(disk) else {
+        return false;
+    };
+    let Ok(backing) = fs::read_to_string(dir.join("loop/backing_file")) else {
+        return false;
+    };
+    fs::metadata(backing.trim_end())
+        .map(|m| m.dev() == id.dev && m.ino() == id.ino)
+        .unwrap_or(false)
+}

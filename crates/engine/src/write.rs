@@ -1,0 +1,304 @@
+//! The write path: decode on one thread, write on this one, hash on a third; hold the first
+//! chunk back until the image has proven itself, then read everything back to verify.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::thread::{self, JoinHandle};
+
+use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::buffer::{AlignedBuf, Pool};
+use crate::format::Format;
+use crate::hash::to_hex;
+use crate::image::Image;
+use crate::pipeline::{join, spawn_decoder, Chunk, CHUNK, POOL};
+use crate::progress::{CancelToken, Phase, Progress};
+use crate::size::SizeKind;
+use crate::target::Target;
+use crate::verify::compare;
+use crate::Error;
+
+/// How to write.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// The SHA-256 the image must have: of the decompressed image or of the file as stored.
+    pub expected_sha256: Option<[u8; 32]>,
+    /// Read the target back and compare after writing.
+    pub verify: bool,
+}
+
+/// Which bytes the expected SHA-256 matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMatch {
+    /// The decompressed image, as written.
+    Image,
+    /// The compressed file as downloaded.
+    StoredFile,
+}
+
+/// What a successful write did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteReport {
+    pub bytes: u64,
+    pub checksum: Option<ChecksumMatch>,
+    /// SHA-256 of the decompressed image, when one was computed.
+    pub image_sha256: Option<String>,
+    pub verified: bool,
+    /// Whether the target was read back with O_DIRECT (otherwise its cache was dropped first).
+    pub bypassed_cache: bool,
+    /// Whether the kernel re-read the partition table.
+    pub partitions_reread: bool,
+}
+
+/// Writes `image` to `target`. On any failure or cancellation the target is left so it cannot
+/// pass for a good image (see [`Target::scrub_after_failure`]).
+pub fn write(
+    image: Image,
+    target: &Target,
+    options: &WriteOptions,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<WriteReport, Error> {
+    if let Err(e) = check_before_writing(&image, target) {
+        target.abandon();
+        return Err(e);
+    }
+    target.prepare()?;
+    let result = write_and_verify(image, target, options, cancel, progress);
+    if result.is_err() {
+        target.scrub_after_failure();
+    }
+    result
+}
+
+/// Everything that can be refused before a single byte is written.
+fn check_before_writing(image: &Image, target: &Target) -> Result<(), Error> {
+    target.check_not_source(image.identity(), &image.input().to_string())?;
+    if let (Some(capacity), Some(size)) = (target.size(), image.size()) {
+        if let Some(at_least) = size.lower_bound().filter(|&n| n > capacity) {
+            return Err(Error::ImageTooLarge {
+                path: target.path().to_owned(),
+                image: at_least,
+                exact: size.kind == SizeKind::Exact,
+                target: capacity,
+            });
+        }
+    }
+    if image
+        .size()
+        .is_some_and(|s| s.kind == SizeKind::Exact && s.bytes == 0)
+    {
+        return Err(Error::EmptyImage);
+    }
+    Ok(())
+}
+
+fn write_and_verify(
+    image: Image,
+    target: &Target,
+    options: &WriteOptions,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<WriteReport, Error> {
+    let reopen = image.reopen_args();
+    let mut written = write_stream(image, target, options, cancel, progress)?;
+
+    let checksum = match options.expected_sha256 {
+        None => None,
+        Some(expected) => Some(check_sha256(expected, &written)?),
+    };
+    progress(Progress {
+        phase: Phase::Finish,
+        bytes_done: written.len,
+        bytes_total: Some(written.len),
+    });
+    target.write_at(&written.first[..written.first_len], 0)?;
+    target.sync()?;
+
+    if options.verify {
+        target.drop_cache();
+        let bad_chunk = read_back(target, &mut written, cancel, progress)?;
+        if let Some(index) = bad_chunk {
+            let reopened = reopen.map(|(input, open_as)| Image::open(&input, open_as));
+            return Err(locate_mismatch(reopened, target, index, cancel));
+        }
+    }
+    Ok(WriteReport {
+        bytes: written.len,
+        checksum,
+        image_sha256: written.decoded_sha256.map(|d| to_hex(&d)),
+        verified: options.verify,
+        bypassed_cache: target.reads_bypass_cache(),
+        partitions_reread: target.reread_partitions(),
+    })
+}
+
+/// What the streaming phase leaves behind: everything but the first chunk is on the target.
+struct Written {
+    len: u64,
+    first: AlignedBuf,
+    first_len: usize,
+    /// A fast hash of every chunk as written, for the read-back comparison.
+    chunk_sums: Vec<u64>,
+    decoded_sha256: Option<[u8; 32]>,
+    stored_sha256: Option<[u8; 32]>,
+}
+
+fn write_stream(
+    image: Image,
+    target: &Target,
+    options: &WriteOptions,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Written, Error> {
+    let total = image.size().map(|s| s.bytes);
+    let want_sha256 = options.expected_sha256.is_some();
+    let hash_stored = want_sha256 && image.format() != Format::Raw;
+    let pool = Pool::new(POOL, CHUNK);
+    let (chunks, decoder) = spawn_decoder(image, pool.free, hash_stored, 0, cancel.clone());
+    let hashing = want_sha256.then(|| spawn_hasher(pool.returns.clone()));
+    let mut written = Written {
+        len: 0,
+        first: AlignedBuf::new(CHUNK),
+        first_len: 0,
+        chunk_sums: Vec::new(),
+        decoded_sha256: None,
+        stored_sha256: None,
+    };
+
+    let outcome = (|| {
+        for chunk in chunks.iter() {
+            cancel.check()?;
+            if let Some(capacity) = target.size().filter(|&c| chunk.end() > c) {
+                return Err(Error::ImageTooLarge {
+                    path: target.path().to_owned(),
+                    image: chunk.end(),
+                    exact: false,
+                    target: capacity,
+                });
+            }
+            written.chunk_sums.push(xxh3_64(chunk.data()));
+            if chunk.offset == 0 {
+                written.first[..chunk.len].copy_from_slice(chunk.data());
+                written.first_len = chunk.len;
+            } else {
+                target.write_at(chunk.data(), chunk.offset)?;
+            }
+            written.len = chunk.end();
+            progress(Progress {
+                phase: Phase::Write,
+                bytes_done: written.len,
+                bytes_total: total,
+            });
+            match &hashing {
+                Some((tx, _)) => {
+                    let _ = tx.send(chunk);
+                }
+                None => {
+                    let _ = pool.returns.send(chunk.buf);
+                }
+            }
+        }
+        Ok(())
+    })();
+    // Dropping our ends lets the decoder and hasher threads finish whatever happened.
+    drop(chunks);
+    drop(pool.returns);
+    let decoded_sha256 = hashing.map(|(tx, handle)| {
+        drop(tx);
+        join(handle)
+    });
+    let summary = join(decoder);
+    outcome?;
+    let summary = summary?;
+    if summary.len == 0 {
+        return Err(Error::EmptyImage);
+    }
+    written.decoded_sha256 = decoded_sha256;
+    written.stored_sha256 = summary.stored_sha256;
+    Ok(written)
+}
+
+/// Hashes chunks on a thread of its own (SHA-256 is slower than xz decoding on small
+/// machines) and returns their buffers to the pool.
+fn spawn_hasher(returns: SyncSender<AlignedBuf>) -> (SyncSender<Chunk>, JoinHandle<[u8; 32]>) {
+    let (tx, rx): (SyncSender<Chunk>, Receiver<Chunk>) = sync_channel(POOL);
+    let handle = thread::Builder::new()
+        .name("cardsmith-sha256".into())
+        .spawn(move || {
+            let mut hasher = Sha256::new();
+            for chunk in rx {
+                hasher.update(chunk.data());
+                let _ = returns.send(chunk.buf);
+            }
+            hasher.finalize().into()
+        })
+        .expect("spawning the hashing thread");
+    (tx, handle)
+}
+
+fn check_sha256(expected: [u8; 32], written: &Written) -> Result<ChecksumMatch, Error> {
+    if written.decoded_sha256 == Some(expected) {
+        return Ok(ChecksumMatch::Image);
+    }
+    if written.stored_sha256 == Some(expected) {
+        return Ok(ChecksumMatch::StoredFile);
+    }
+    Err(Error::ChecksumMismatch {
+        expected: to_hex(&expected),
+        decoded: written
+            .decoded_sha256
+            .map(|d| to_hex(&d))
+            .unwrap_or_default(),
+        stored: written.stored_sha256.map(|d| to_hex(&d)),
+    })
+}
+
+/// Reads every chunk back and compares its fast hash; returns the first chunk that differs.
+fn read_back(
+    target: &Target,
+    written: &mut Written,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Option<usize>, Error> {
+    let buf = &mut written.first;
+    for (index, expected) in written.chunk_sums.iter().enumerate() {
+        cancel.check()?;
+        let offset = (index * CHUNK) as u64;
+        let len = (written.len - offset).min(CHUNK as u64) as usize;
+        let got = target.read_at(buf, len, offset)?;
+        if got < len || xxh3_64(&buf[..len]) != *expected {
+            return Ok(Some(index));
+        }
+        progress(Progress {
+            phase: Phase::Verify,
+            bytes_done: offset + len as u64,
+            bytes_total: Some(written.len),
+        });
+    }
+    Ok(None)
+}
+
+/// Pins a read-back difference in chunk `index` down to a byte by decoding the image again,
+/// when it can be read again; otherwise reports the chunk's range.
+fn locate_mismatch(
+    reopened: Option<Result<Image, Error>>,
+    target: &Target,
+    index: usize,
+    cancel: &CancelToken,
+) -> Error {
+    let start = (index * CHUNK) as u64;
+    if let Some(Ok(image)) = reopened {
+        if let Err(e) = compare(image, target, start, cancel, &mut |_| {}) {
+            return e;
+        }
+    }
+    Error::VerifyMismatch {
+        path: target.path().to_owned(),
+        offset: None,
+        detail: format!(
+            "somewhere in bytes {start}..{} (the image could not be read again to pin it down)",
+            start + CHUNK as u64
+        ),
+    }
+}
