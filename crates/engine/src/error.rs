@@ -108,7 +108,7 @@ pub enum Error {
     )]
     ZipAmbiguous { entries: Vec<String> },
 
-    #[error("the zip archive is corrupt: {0}")]
+    #[error("the zip archive is corrupt or truncated ({0}); download it again")]
     ZipInvalid(String),
 
     #[error("a zip archive cannot be read from standard input; save it to a file first")]

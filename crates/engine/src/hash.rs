@@ -5,9 +5,8 @@ use std::str::FromStr;
 
 use sha2::digest::DynDigest;
 
-use crate::buffer::Pool;
 use crate::image::Image;
-use crate::pipeline::{join, spawn_decoder, CHUNK, POOL};
+use crate::pipeline::Decoding;
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::Error;
 
@@ -75,20 +74,21 @@ pub fn hash(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<HashReport, Error> {
     let total = image.size().map(|s| s.bytes);
-    let pool = Pool::new(POOL, CHUNK);
-    let (chunks, decoder) = spawn_decoder(image, pool.free, false, 0, cancel.clone());
+    let decoding = Decoding::start(image, false, 0, cancel);
     let mut hasher = algorithm.hasher();
-    for chunk in chunks.iter() {
-        hasher.update(chunk.data());
-        progress(Progress {
-            phase: Phase::Hash,
-            bytes_done: chunk.end(),
-            bytes_total: total,
-        });
-        let _ = pool.returns.send(chunk.buf);
-    }
-    drop(pool.returns);
-    let summary = join(decoder)?;
+    let outcome = (|| {
+        while let Some(chunk) = decoding.next()? {
+            hasher.update(chunk.data());
+            progress(Progress {
+                phase: Phase::Hash,
+                bytes_done: chunk.end(),
+                bytes_total: total,
+            });
+            decoding.recycle(chunk.buf);
+        }
+        Ok(())
+    })();
+    let summary = decoding.finish(outcome)?;
     Ok(HashReport {
         hex: to_hex(&hasher.finalize()),
         bytes: summary.len,

@@ -1,9 +1,9 @@
 //! Comparing an image with what is on a target, byte for byte, reading the target with
 //! O_DIRECT so the page cache cannot answer for the medium.
 
-use crate::buffer::{AlignedBuf, Pool};
+use crate::buffer::AlignedBuf;
 use crate::image::Image;
-use crate::pipeline::{join, spawn_decoder, CHUNK, POOL};
+use crate::pipeline::{Decoding, CHUNK};
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::target::{Target, TargetKind};
 use crate::Error;
@@ -58,11 +58,10 @@ pub(crate) fn compare(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, Error> {
     let total = image.size().map(|s| s.bytes);
-    let pool = Pool::new(POOL, CHUNK);
-    let (chunks, decoder) = spawn_decoder(image, pool.free, false, skip, cancel.clone());
+    let decoding = Decoding::start(image, false, skip, cancel);
     let mut theirs = AlignedBuf::new(CHUNK);
     let outcome = (|| {
-        for chunk in chunks.iter() {
+        while let Some(chunk) = decoding.next()? {
             cancel.check()?;
             let got = target.read_at(&mut theirs, chunk.len, chunk.offset)?;
             if let Some(i) = first_difference(chunk.data(), &theirs[..got]) {
@@ -85,15 +84,11 @@ pub(crate) fn compare(
                 bytes_done: chunk.end(),
                 bytes_total: total,
             });
-            let _ = pool.returns.send(chunk.buf);
+            decoding.recycle(chunk.buf);
         }
         Ok(())
     })();
-    drop(chunks);
-    drop(pool.returns);
-    let decoded = join(decoder);
-    outcome?;
-    let len = decoded?.len;
+    let len = decoding.finish(outcome)?.len;
     if len == 0 {
         return Err(Error::EmptyImage);
     }

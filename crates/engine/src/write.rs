@@ -7,11 +7,11 @@ use std::thread::{self, JoinHandle};
 use sha2::{Digest, Sha256};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::buffer::{AlignedBuf, Pool};
+use crate::buffer::AlignedBuf;
 use crate::format::Format;
 use crate::hash::to_hex;
 use crate::image::Image;
-use crate::pipeline::{join, spawn_decoder, Chunk, CHUNK, POOL};
+use crate::pipeline::{Chunk, Decoding, CHUNK, POOL};
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::size::SizeKind;
 use crate::target::Target;
@@ -154,9 +154,8 @@ fn write_stream(
     let total = image.size().map(|s| s.bytes);
     let want_sha256 = options.expected_sha256.is_some();
     let hash_stored = want_sha256 && image.format() != Format::Raw;
-    let pool = Pool::new(POOL, CHUNK);
-    let (chunks, decoder) = spawn_decoder(image, pool.free, hash_stored, 0, cancel.clone());
-    let hashing = want_sha256.then(|| spawn_hasher(pool.returns.clone()));
+    let decoding = Decoding::start(image, hash_stored, 0, cancel);
+    let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
     let mut written = Written {
         len: 0,
         first: AlignedBuf::new(CHUNK),
@@ -167,7 +166,7 @@ fn write_stream(
     };
 
     let outcome = (|| {
-        for chunk in chunks.iter() {
+        while let Some(chunk) = decoding.next()? {
             cancel.check()?;
             if let Some(capacity) = target.size().filter(|&c| chunk.end() > c) {
                 return Err(Error::ImageTooLarge {
@@ -194,23 +193,20 @@ fn write_stream(
                 Some((tx, _)) => {
                     let _ = tx.send(chunk);
                 }
-                None => {
-                    let _ = pool.returns.send(chunk.buf);
-                }
+                None => decoding.recycle(chunk.buf),
             }
         }
         Ok(())
     })();
-    // Dropping our ends lets the decoder and hasher threads finish whatever happened.
-    drop(chunks);
-    drop(pool.returns);
+    // Closing the hasher's channel lets it finish whatever happened.
     let decoded_sha256 = hashing.map(|(tx, handle)| {
         drop(tx);
-        join(handle)
+        match handle.join() {
+            Ok(digest) => digest,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     });
-    let summary = join(decoder);
-    outcome?;
-    let summary = summary?;
+    let summary = decoding.finish(outcome)?;
     if summary.len == 0 {
         return Err(Error::EmptyImage);
     }

@@ -1,0 +1,257 @@
+//! Helpers for the end-to-end tests: run the real binary, make images with real tools,
+//! and attach loop devices that are always detached again.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const MIB: usize = 1 << 20;
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cardsmith")
+}
+
+/// Runs cardsmith with standard input closed (so never a terminal).
+pub fn cardsmith(args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running cardsmith")
+}
+
+/// Runs cardsmith with `input` on standard input.
+pub fn cardsmith_with_stdin(args: &[&str], input: &Path) -> Output {
+    Command::new(bin())
+        .args(args)
+        .stdin(fs::File::open(input).expect("opening the stdin file"))
+        .output()
+        .expect("running cardsmith")
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the command failed with `code` and its message contains every `needle`.
+#[track_caller]
+pub fn assert_fails(out: &Output, code: i32, needles: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    for needle in needles {
+        assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    }
+}
+
+#[track_caller]
+pub fn assert_ok(out: &Output) {
+    assert!(out.status.success(), "failed: {}", stderr(out));
+}
+
+/// Runs an external tool and insists it succeeds.
+#[track_caller]
+pub fn tool(program: &str, args: &[&str]) -> Output {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program} is needed (the test command installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Deterministic image-like bytes: runs of zeros (free space) between pseudo-random data
+/// (compressed files) and repetitive text (configuration), `len` bytes long.
+pub fn image_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let run = 4096 + (state % (256 * 1024)) as usize;
+        let run = run.min(len - out.len());
+        match state % 3 {
+            0 => out.resize(out.len() + run, 0),
+            1 => {
+                for _ in 0..run {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    out.push(state as u8);
+                }
+            }
+            _ => {
+                let text = b"dtparam=audio=on\ncamera_auto_detect=1\n";
+                out.extend(text.iter().cycle().take(run));
+            }
+        }
+    }
+    out
+}
+
+pub fn write_file(path: &Path, data: &[u8]) {
+    fs::write(path, data).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+/// Compresses `src` into `dst` with `program args`, reading from the file on stdin.
+pub fn compress(program: &str, args: &[&str], src: &Path, dst: &Path) {
+    let out = Command::new(program)
+        .args(args)
+        .stdin(fs::File::open(src).unwrap())
+        .stdout(fs::File::create(dst).unwrap())
+        .status()
+        .unwrap_or_else(|e| panic!("{program} is needed (the test command installs it): {e}"));
+    assert!(out.success(), "{program} failed");
+}
+
+/// The image in every container cardsmith reads, named by format.
+pub fn every_format(dir: &Path, raw: &Path) -> Vec<(&'static str, PathBuf)> {
+    let p = |name: &str| dir.join(name);
+    compress("xz", &["-T2", "--block-size=1MiB", "-c"], raw, &p("img.xz"));
+    compress("gzip", &["-c"], raw, &p("img.gz"));
+    compress("bzip2", &["-c"], raw, &p("img.bz2"));
+    compress("zstd", &["-q", "-c"], raw, &p("img.zst"));
+    let zip_dir = dir.join("zip-src");
+    fs::create_dir_all(&zip_dir).unwrap();
+    fs::copy(raw, zip_dir.join("disk.img")).unwrap();
+    tool(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "cd '{}' && zip -q '{}' disk.img",
+                zip_dir.display(),
+                p("img.zip").display()
+            ),
+        ],
+    );
+    vec![
+        ("raw", raw.to_owned()),
+        ("xz", p("img.xz")),
+        ("gzip", p("img.gz")),
+        ("bzip2", p("img.bz2")),
+        ("zstd", p("img.zst")),
+        ("zip", p("img.zip")),
+    ]
+}
+
+/// `cmp` as the independent judge: are the first `len` bytes of `a` and `b` the same?
+pub fn same_prefix(a: &Path, b: &Path, len: u64) -> bool {
+    Command::new("cmp")
+        .args(["-n", &len.to_string()])
+        .arg(a)
+        .arg(b)
+        .status()
+        .expect("cmp is needed")
+        .success()
+}
+
+pub fn sha256sum(path: &Path) -> String {
+    let out = tool("sha256sum", &[path.to_str().unwrap()]);
+    stdout(&out)[..64].to_owned()
+}
+
+/// Reads `len` bytes at `offset` of a regular file.
+pub fn read_range(path: &Path, offset: u64, len: usize) -> Vec<u8> {
+    let mut file = fs::File::open(path).unwrap();
+    file.seek(SeekFrom::Start(offset)).unwrap();
+    let mut buf = vec![0; len];
+    file.read_exact(&mut buf).unwrap();
+    buf
+}
+
+/// Overwrites one byte of a file in place.
+pub fn poke(path: &Path, offset: u64, value: u8) {
+    let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&[value], offset).unwrap();
+    file.sync_all().unwrap();
+}
+
+/// A file of `len` bytes all set to `fill`: the "old card contents".
+pub fn filled_file(path: &Path, len: usize, fill: u8) {
+    let mut f = fs::File::create(path).unwrap();
+    let block = vec![fill; MIB];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(MIB);
+        f.write_all(&block[..n]).unwrap();
+        left -= n;
+    }
+    f.sync_all().unwrap();
+}
+
+/// A loop device over a file this test made; detached on drop, also when the test panics.
+pub struct LoopDevice {
+    pub path: PathBuf,
+}
+
+impl LoopDevice {
+    pub fn attach(backing: &Path) -> LoopDevice {
+        Self::attach_with(backing, &[])
+    }
+
+    pub fn attach_read_only(backing: &Path) -> LoopDevice {
+        Self::attach_with(backing, &["-r"])
+    }
+
+    /// A window of `backing` (a partition, reached by byte offset).
+    pub fn attach_with_offset(backing: &Path, offset: u64, len: u64) -> LoopDevice {
+        Self::attach_with(
+            backing,
+            &["-o", &offset.to_string(), "--sizelimit", &len.to_string()],
+        )
+    }
+
+    fn attach_with(backing: &Path, extra: &[&str]) -> LoopDevice {
+        let mut args = vec!["-f", "--show"];
+        args.extend_from_slice(extra);
+        args.push(backing.to_str().unwrap());
+        let out = Command::new("losetup").args(&args).output().expect(
+            "losetup is needed; the device tests run as root (the README's test command does)",
+        );
+        assert!(
+            out.status.success(),
+            "losetup failed (are we root?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let device = LoopDevice {
+            path: PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()),
+        };
+        assert!(
+            device.arg().starts_with("/dev/loop"),
+            "unexpected device {:?}",
+            device.path
+        );
+        device
+    }
+
+    pub fn arg(&self) -> &str {
+        self.path.to_str().unwrap()
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+    }
+}
+
+/// Parses `--json` output: one object per line.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    stdout(out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
