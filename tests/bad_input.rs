@@ -195,6 +195,28 @@ fn empty_and_missing_images_are_refused() {
 }
 
 #[test]
+fn a_place_the_user_may_not_write_is_refused_without_advice_to_be_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let open = tempfile::tempdir().unwrap();
+    fs::set_permissions(open.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let raw = open.path().join("disk.img");
+    write_file(&raw, &image_bytes(10_000, 2));
+    fs::set_permissions(&raw, fs::Permissions::from_mode(0o644)).unwrap();
+    let private = tempfile::tempdir().unwrap();
+    fs::set_permissions(private.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let target = private.path().join("out.img");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
+        .args(["write", raw.to_str().unwrap(), target.to_str().unwrap()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) is needed");
+    assert_fails(&out, 1, &["permission denied", "choose a place you own"]);
+    assert!(!stderr(&out).contains("root"));
+    assert!(!target.exists());
+}
+
+#[test]
 fn unwritable_places_are_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("disk.img");

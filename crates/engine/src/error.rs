@@ -81,12 +81,12 @@ pub enum Error {
     #[error("{path} is read-only: {hint}")]
     ReadOnly { path: PathBuf, hint: &'static str },
 
-    #[error("permission denied opening {path}: run cardsmith as root (for example with sudo)")]
-    PermissionDenied { path: PathBuf },
+    #[error("permission denied opening {path}: {hint}")]
+    PermissionDenied { path: PathBuf, hint: &'static str },
 
     #[error(
         "{path} is busy: one of its partitions is mounted or another program holds it open. \
-         Unmount it (for example `udisksctl unmount -b {path}p1`) and try again"
+         Unmount its partitions (for example with `udisksctl unmount -b PARTITION`) and try again"
     )]
     Busy { path: PathBuf },
 

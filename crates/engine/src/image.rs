@@ -515,7 +515,10 @@ impl Decoded<'_> {
 }
 
 /// Memory the multi-threaded xz decoder may spend on its threads; past it, it decodes on one.
-const XZ_MEMLIMIT_THREADING: u64 = 48 << 20;
+/// Each thread holds a whole block's output and its dictionary: images compressed with
+/// `xz -T` (24 MiB blocks, 8 MiB dictionary) need about 80 MiB for two threads, which
+/// decode 1.7x faster than one (see BENCHMARKS.md).
+const XZ_MEMLIMIT_THREADING: u64 = 96 << 20;
 
 /// An .xz decoder that runs liblzma's multi-threaded decoder on each stream and carries on
 /// over stream padding into concatenated streams (the threaded decoder cannot do that itself).

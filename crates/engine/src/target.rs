@@ -79,23 +79,44 @@ fn device_read_only(file: &File) -> io::Result<bool> {
     Ok(ro != 0)
 }
 
+/// What to tell a person when a device or a file cannot be opened for lack of rights, or
+/// because it is read-only.
+struct Hints {
+    denied: &'static str,
+    read_only: &'static str,
+}
+
+const DEVICE: Hints = Hints {
+    denied: "writing to a disk needs root: run cardsmith as root (for example with sudo)",
+    read_only: "the device is write-protected (the card's lock switch, or a read-only loop device)",
+};
+
+const FILE: Hints = Hints {
+    denied: "you may not write there; choose a place you own",
+    read_only: "its filesystem is mounted read-only; choose another place",
+};
+
+const READ: Hints = Hints {
+    denied: "reading a disk needs root: run cardsmith as root (for example with sudo)",
+    read_only: "",
+};
+
 /// Turns an open(2) failure into the error a person can act on.
-fn open_error(path: &Path, e: io::Error, read_only_hint: &'static str) -> Error {
+fn open_error(path: &Path, e: io::Error, hints: &Hints) -> Error {
     let path = path.to_owned();
     match e.raw_os_error() {
-        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied { path },
+        Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied {
+            path,
+            hint: hints.denied,
+        },
         Some(libc::EBUSY) => Error::Busy { path },
         Some(libc::EROFS) => Error::ReadOnly {
             path,
-            hint: read_only_hint,
+            hint: hints.read_only,
         },
         _ => Error::Open { path, source: e },
     }
 }
-
-const DEVICE_RO_HINT: &str =
-    "the device is write-protected (the card's lock switch, or a read-only loop device)";
-const FILE_RO_HINT: &str = "its filesystem is mounted read-only; choose another place";
 
 impl Target {
     /// Opens a target for writing. A block device is opened exclusively; a regular file is
@@ -114,7 +135,7 @@ impl Target {
                     .write(true)
                     .custom_flags(libc::O_CLOEXEC)
                     .open(path)
-                    .map_err(|e| open_error(path, e, FILE_RO_HINT))?;
+                    .map_err(|e| open_error(path, e, &FILE))?;
                 Self::file_target(path, file, false)
             }
             Ok(_) => Err(Error::NotATarget {
@@ -127,15 +148,15 @@ impl Target {
                     .create_new(true)
                     .custom_flags(libc::O_CLOEXEC)
                     .open(path)
-                    .map_err(|e| open_error(path, e, FILE_RO_HINT))?;
+                    .map_err(|e| open_error(path, e, &FILE))?;
                 Self::file_target(path, file, true)
             }
-            Err(e) => Err(open_error(path, e, FILE_RO_HINT)),
+            Err(e) => Err(open_error(path, e, &FILE)),
         }
     }
 
     fn open_device(path: &Path) -> Result<Target, Error> {
-        let probe = File::open(path).map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+        let probe = File::open(path).map_err(|e| open_error(path, e, &DEVICE))?;
         let device_err = |what| {
             move |source| Error::Device {
                 what,
@@ -146,7 +167,7 @@ impl Target {
         if device_read_only(&probe).map_err(device_err("checking write protection"))? {
             return Err(Error::ReadOnly {
                 path: path.to_owned(),
-                hint: DEVICE_RO_HINT,
+                hint: DEVICE.read_only,
             });
         }
         drop(probe);
@@ -157,7 +178,7 @@ impl Target {
             .write(true)
             .custom_flags(libc::O_EXCL | libc::O_CLOEXEC | libc::O_DIRECT)
             .open(path)
-            .map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+            .map_err(|e| open_error(path, e, &DEVICE))?;
         let size = device_size(&file).map_err(device_err("reading the device size"))?;
         let meta = file.metadata().map_err(device_err("reading metadata"))?;
         Ok(Target {
@@ -192,7 +213,7 @@ impl Target {
 
     /// Opens a target to read it back (for `verify`); nothing is locked or changed.
     pub fn open_for_read(path: &Path) -> Result<Target, Error> {
-        let file = File::open(path).map_err(|e| open_error(path, e, DEVICE_RO_HINT))?;
+        let file = File::open(path).map_err(|e| open_error(path, e, &READ))?;
         let meta = file.metadata().map_err(|source| Error::Open {
             path: path.to_owned(),
             source,

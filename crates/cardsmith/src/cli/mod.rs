@@ -14,7 +14,7 @@ use cardsmith_engine::{
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use report::Reporter;
+use report::{Reporter, Said};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -227,7 +227,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         },
     );
     reporter.success(
-        &summary,
+        Said::Note(&summary),
         json!({
             "command": "write",
             "image": input.to_string(),
@@ -252,12 +252,13 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     let target = Target::open_for_read(&args.target)?;
     cancel_on_ctrl_c(cancel);
     let report = engine::verify(image, &target, cancel, &mut |p| reporter.progress(p))?;
+    let summary = format!(
+        "{} matches {input}: {} compared.",
+        target.path().display(),
+        units::bytes(report.bytes)
+    );
     reporter.success(
-        &format!(
-            "{} matches {input}: {} compared.",
-            target.path().display(),
-            units::bytes(report.bytes)
-        ),
+        Said::Note(&summary),
         json!({
             "command": "verify",
             "image": input.to_string(),
@@ -279,8 +280,8 @@ fn hash(args: HashArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
     let image = Image::open(&input, open_as)?;
     cancel_on_ctrl_c(cancel);
     let report = engine::hash(image, args.algorithm, cancel, &mut |p| reporter.progress(p))?;
-    reporter.result_line(
-        &format!("{}  {input}", report.hex),
+    reporter.success(
+        Said::Answer(&format!("{}  {input}", report.hex)),
         json!({
             "command": "hash",
             "image": input.to_string(),

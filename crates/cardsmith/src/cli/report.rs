@@ -8,6 +8,14 @@ use cardsmith_engine::{units, Phase, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
+/// How a result reads for people.
+pub enum Said<'a> {
+    /// A sentence about what was done, on standard error.
+    Note(&'a str),
+    /// The answer itself (a checksum line), on standard output for pipes.
+    Answer(&'a str),
+}
+
 enum Mode {
     Bar(Option<ProgressBar>),
     Plain,
@@ -102,29 +110,17 @@ impl Reporter {
         }
     }
 
-    /// A finished job: a sentence for people on standard error, the fields for scripts.
-    pub fn success(&mut self, sentence: &str, mut fields: Value) {
+    /// A finished job: what people read (unless `--json`), the fields for scripts.
+    pub fn success(&mut self, said: Said<'_>, mut fields: Value) {
         self.clear_bar();
-        match self.mode {
-            Mode::Json => {
+        match (&self.mode, said) {
+            (Mode::Json, _) => {
                 fields["event"] = json!("result");
                 fields["ok"] = json!(true);
                 emit(fields);
             }
-            _ => eprintln!("{sentence}"),
-        }
-    }
-
-    /// A finished job whose answer is one line on standard output (like `hash`).
-    pub fn result_line(&mut self, line: &str, mut fields: Value) {
-        self.clear_bar();
-        match self.mode {
-            Mode::Json => {
-                fields["event"] = json!("result");
-                fields["ok"] = json!(true);
-                emit(fields);
-            }
-            _ => println!("{line}"),
+            (_, Said::Note(sentence)) => eprintln!("{sentence}"),
+            (_, Said::Answer(line)) => println!("{line}"),
         }
     }
 
