@@ -205,12 +205,7 @@ fn a_place_the_user_may_not_write_is_refused_without_advice_to_be_root() {
     let private = tempfile::tempdir().unwrap();
     fs::set_permissions(private.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let target = private.path().join("out.img");
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
-        .args(["write", raw.to_str().unwrap(), target.to_str().unwrap()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("setpriv (util-linux) is needed");
+    let out = cardsmith_as_nobody(&["write", raw.to_str().unwrap(), target.to_str().unwrap()]);
     assert_fails(&out, 1, &["permission denied", "choose a place you own"]);
     assert!(!stderr(&out).contains("root"));
     assert!(!target.exists());

@@ -306,13 +306,10 @@ fn read_only_busy_and_unprivileged_targets_are_refused() {
     busy.assert_untouched();
 
     // An ordinary user may not open the disk at all.
-    let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
-        .args(["write", raw.to_str().unwrap(), busy.dev.arg(), "--yes"])
-        .stdin(Stdio::null())
-        .output()
-        .expect("setpriv (util-linux) is needed");
-    assert_fails(&out, 1, &["permission denied", "root"]);
+    let out = cardsmith_as_nobody(&["write", raw.to_str().unwrap(), busy.dev.arg(), "--yes"]);
+    assert_fails(&out, 1, &["permission denied", "needs root"]);
+    let out = cardsmith_as_nobody(&["verify", raw.to_str().unwrap(), busy.dev.arg()]);
+    assert_fails(&out, 1, &["permission denied", "reading a disk needs root"]);
     busy.assert_untouched();
 }
 

@@ -33,6 +33,16 @@ pub fn cardsmith_with_stdin(args: &[&str], input: &Path) -> Output {
         .expect("running cardsmith")
 }
 
+/// Runs cardsmith as the unprivileged user nobody, standard input closed.
+pub fn cardsmith_as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv (util-linux) is needed")
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
