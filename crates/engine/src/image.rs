@@ -617,3 +617,73 @@ impl<R: BufRead> Read for XzReader<R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let mut child = Command::new("xz")
+            .args(["-c", "-T2", "--block-size=64KiB"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("xz is needed for this test");
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap();
+        out.stdout
+    }
+
+    fn decode_all(compressed: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        XzReader::new(io::Cursor::new(compressed)).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    fn sample(len: usize, seed: u8) -> Vec<u8> {
+        (0..len).map(|i| (i % 253) as u8 ^ seed).collect()
+    }
+
+    #[test]
+    fn xz_reader_decodes_multi_block_streams_across_padding() {
+        let (a, b) = (sample(300_000, 1), sample(70_000, 2));
+        let mut joined = xz(&a);
+        joined.extend_from_slice(&[0; 8]);
+        joined.extend(xz(&b));
+        let decoded = decode_all(&joined).unwrap();
+        assert_eq!(decoded.len(), a.len() + b.len());
+        assert!(decoded[..a.len()] == a[..] && decoded[a.len()..] == b[..]);
+    }
+
+    #[test]
+    fn xz_reader_rejects_bad_padding_truncation_and_damage() {
+        let data = sample(200_000, 3);
+        let good = xz(&data);
+
+        let mut odd_padding = good.clone();
+        odd_padding.extend_from_slice(&[0; 3]);
+        let err = decode_all(&odd_padding).unwrap_err();
+        assert!(err.to_string().contains("padding"), "{err}");
+
+        let err = decode_all(&good[..good.len() - 20]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof, "{err}");
+
+        let mut damaged = good.clone();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0xFF;
+        let err = decode_all(&damaged).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+
+    #[test]
+    fn trailing_garbage_after_a_stream_is_an_error() {
+        let mut data = xz(&sample(1000, 4));
+        data.extend_from_slice(b"not xz");
+        assert!(decode_all(&data).is_err());
+    }
+}
