@@ -47,8 +47,8 @@ pub enum Error {
     EmptyImage,
 
     #[error(
-        "the image ({image}{}) does not fit on {path} ({target}); use a larger card",
-        if *.exact { "" } else { " at least" },
+        "the image ({}{image}) does not fit on {path} ({target}); use a larger card",
+        if *.exact { "" } else { "at least " },
         image = crate::units::bytes(*.image),
         target = crate::units::bytes(*.target)
     )]
