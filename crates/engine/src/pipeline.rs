@@ -101,13 +101,15 @@ impl Decoding {
         }
     }
 
-    /// The next chunk in order, `None` once the decoder has finished (or failed: `finish`
-    /// tells which).
+    /// The next chunk in order; `Error::Cancelled` once the token fires (checked before every
+    /// chunk and every 100 ms while waiting); `None` once the decoder has finished (or
+    /// failed: `finish` tells which).
     pub fn next(&self) -> Result<Option<Chunk>, Error> {
         loop {
+            self.cancel.check()?;
             match self.chunks.recv_timeout(CANCEL_POLL) {
                 Ok(chunk) => return Ok(Some(chunk)),
-                Err(RecvTimeoutError::Timeout) => self.cancel.check()?,
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(None),
             }
         }
@@ -134,11 +136,16 @@ impl Decoding {
             consumer?;
             return Err(Error::Cancelled);
         }
-        let decoded = match self.thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        };
+        let decoded = join(self.thread);
         consumer?;
         decoded
+    }
+}
+
+/// Waits for a pipeline thread; a panic there is a bug, so it is passed on.
+pub fn join<T>(handle: JoinHandle<T>) -> T {
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }

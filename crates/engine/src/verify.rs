@@ -62,7 +62,6 @@ pub(crate) fn compare(
     let mut theirs = AlignedBuf::new(CHUNK);
     let outcome = (|| {
         while let Some(chunk) = decoding.next()? {
-            cancel.check()?;
             let got = target.read_at(&mut theirs, chunk.len, chunk.offset)?;
             if let Some(i) = first_difference(chunk.data(), &theirs[..got]) {
                 return Err(mismatch_at(

@@ -11,7 +11,7 @@ use crate::buffer::AlignedBuf;
 use crate::format::Format;
 use crate::hash::to_hex;
 use crate::image::Image;
-use crate::pipeline::{Chunk, Decoding, CHUNK, POOL};
+use crate::pipeline::{join, Chunk, Decoding, CHUNK, POOL};
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::size::SizeKind;
 use crate::target::Target;
@@ -167,7 +167,6 @@ fn write_stream(
 
     let outcome = (|| {
         while let Some(chunk) = decoding.next()? {
-            cancel.check()?;
             if let Some(capacity) = target.size().filter(|&c| chunk.end() > c) {
                 return Err(Error::ImageTooLarge {
                     path: target.path().to_owned(),
@@ -201,10 +200,7 @@ fn write_stream(
     // Closing the hasher's channel lets it finish whatever happened.
     let decoded_sha256 = hashing.map(|(tx, handle)| {
         drop(tx);
-        match handle.join() {
-            Ok(digest) => digest,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        join(handle)
     });
     let summary = decoding.finish(outcome)?;
     if summary.len == 0 {
