@@ -301,13 +301,21 @@ fn read_only_busy_and_unprivileged_targets_are_refused() {
         .open(&busy.dev.path)
         .unwrap();
     let out = cardsmith(&["write", raw.to_str().unwrap(), busy.dev.arg(), "--yes"]);
-    assert_fails(&out, 1, &["busy", "Unmount"]);
+    assert_fails(&out, 1, &["busy", "holds it open exclusively"]);
     drop(holder);
     busy.assert_untouched();
 
-    // An ordinary user may not open the disk at all.
+    // An ordinary user cannot open the disk, and without UDisks2 is told how to proceed.
     let out = cardsmith_as_nobody(&["write", raw.to_str().unwrap(), busy.dev.arg(), "--yes"]);
-    assert_fails(&out, 1, &["permission denied", "needs root"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "as a normal user needs UDisks2",
+            "Run cardsmith as root",
+            "apt install udisks2",
+        ],
+    );
     let out = cardsmith_as_nobody(&["verify", raw.to_str().unwrap(), busy.dev.arg()]);
     assert_fails(&out, 1, &["permission denied", "reading a disk needs root"]);
     busy.assert_untouched();
@@ -429,7 +437,7 @@ fn confirmation_on_a_terminal_names_the_card_and_takes_no_for_an_answer() {
     let out = answer("no\n");
     let screen = stdout(&out);
     assert!(
-        screen.contains(card.dev.arg()) && screen.contains("16.0 MiB"),
+        screen.contains(card.dev.arg()) && screen.contains("(16.8 MB, loop device over"),
         "{screen}"
     );
     assert!(screen.contains("nothing was written"), "{screen}");

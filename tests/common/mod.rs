@@ -33,11 +33,16 @@ pub fn cardsmith_with_stdin(args: &[&str], input: &Path) -> Output {
         .expect("running cardsmith")
 }
 
-/// Runs cardsmith as the unprivileged user nobody, standard input closed.
+/// Runs cardsmith as the unprivileged user nobody, standard input closed, with no system
+/// D-Bus (so no UDisks2, whatever runs on this machine).
 pub fn cardsmith_as_nobody(args: &[&str]) -> Output {
     Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", bin()])
         .args(args)
+        .env(
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "unix:path=/nonexistent/cardsmith-test-bus",
+        )
         .stdin(Stdio::null())
         .output()
         .expect("setpriv (util-linux) is needed")

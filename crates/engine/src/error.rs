@@ -93,6 +93,9 @@ pub enum Error {
     #[error("{path} already exists and is not empty; pass --force to overwrite it")]
     TargetExists { path: PathBuf },
 
+    #[error("{path} is a block device: it must be checked and opened as a drive first")]
+    DeviceNotOpened { path: PathBuf },
+
     #[error("{path} is neither a block device nor a regular file")]
     NotATarget { path: PathBuf },
 

@@ -86,10 +86,8 @@ struct Hints {
     read_only: &'static str,
 }
 
-const DEVICE: Hints = Hints {
-    denied: "writing to a disk needs root: run cardsmith as root (for example with sudo)",
-    read_only: "the device is write-protected (the card's lock switch, or a read-only loop device)",
-};
+const DEVICE_READ_ONLY: &str =
+    "the device is write-protected (the card's lock switch, or a read-only loop device)";
 
 const FILE: Hints = Hints {
     denied: "you may not write there; choose a place you own",
@@ -119,11 +117,14 @@ fn open_error(path: &Path, e: io::Error, hints: &Hints) -> Error {
 }
 
 impl Target {
-    /// Opens a target for writing. A block device is opened exclusively; a regular file is
-    /// created, or, when it exists and is not empty, overwritten only with `force`.
+    /// Opens a regular file to write an image into: created, or, when it exists and is not
+    /// empty, overwritten only with `force`. A block device is refused: it must be checked
+    /// and opened by the caller (see [`Target::from_device`]).
     pub fn open_for_write(path: &Path, force: bool) -> Result<Target, Error> {
         match fs::metadata(path) {
-            Ok(meta) if meta.file_type().is_block_device() => Self::open_device(path),
+            Ok(meta) if meta.file_type().is_block_device() => Err(Error::DeviceNotOpened {
+                path: path.to_owned(),
+            }),
             Ok(meta) if meta.is_file() => {
                 if meta.len() > 0 && !force {
                     return Err(Error::TargetExists {
@@ -155,8 +156,10 @@ impl Target {
         }
     }
 
-    fn open_device(path: &Path) -> Result<Target, Error> {
-        let probe = File::open(path).map_err(|e| open_error(path, e, &DEVICE))?;
+    /// Wraps a block device that the caller opened read-write, exclusively (O_EXCL) and
+    /// after checking it is safe to erase (cardsmith-drives does both). Refuses a
+    /// write-protected device.
+    pub fn from_device(path: &Path, file: File) -> Result<Target, Error> {
         let device_err = |what| {
             move |source| Error::Device {
                 what,
@@ -164,29 +167,21 @@ impl Target {
                 source,
             }
         };
-        if device_read_only(&probe).map_err(device_err("checking write protection"))? {
+        if device_read_only(&file).map_err(device_err("checking write protection"))? {
             return Err(Error::ReadOnly {
                 path: path.to_owned(),
-                hint: DEVICE.read_only,
+                hint: DEVICE_READ_ONLY,
             });
         }
-        drop(probe);
-        // O_EXCL on a block device fails with EBUSY while a partition is mounted or another
-        // program holds the device exclusively.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_EXCL | libc::O_CLOEXEC | libc::O_DIRECT)
-            .open(path)
-            .map_err(|e| open_error(path, e, &DEVICE))?;
         let size = device_size(&file).map_err(device_err("reading the device size"))?;
         let meta = file.metadata().map_err(device_err("reading metadata"))?;
+        let direct = set_direct(&file, true).is_ok();
         Ok(Target {
             path: path.to_owned(),
             file,
             kind: TargetKind::BlockDevice,
             size: Some(size),
-            direct: true,
+            direct,
             created: false,
             meta,
         })

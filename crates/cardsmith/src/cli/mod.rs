@@ -1,15 +1,19 @@
-//! The command line: `write`, `verify` and `hash`, with human, plain or JSON output.
+//! The command line: `write`, `verify`, `hash` and `drives`, with human, plain or JSON
+//! output.
 
 mod confirm;
+mod device;
+mod drives;
 mod report;
 
 use std::io::IsTerminal;
+use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cardsmith_engine::{
     self as engine, units, Algorithm, CancelToken, ChecksumMatch, Error, Image, Input, OpenAs,
-    Target, TargetKind, WriteOptions,
+    Target, WriteOptions,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -55,6 +59,8 @@ enum Command {
     /// Print the hash of the decompressed image, as sha256sum prints it
     #[command(after_help = EXIT_CODES)]
     Hash(HashArgs),
+    /// List the drives an image can be written to
+    Drives(drives::DrivesArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +81,13 @@ struct WriteArgs {
     /// Overwrite an existing, non-empty target file
     #[arg(long)]
     force: bool,
+    /// Allow erasing a drive the running system uses (/boot, /home, swap…); its name must
+    /// still be typed at a prompt. The drive holding / is never erased.
+    #[arg(long)]
+    allow_system_drive: bool,
+    /// Power the drive off through UDisks2 when done, so it can be pulled out
+    #[arg(long)]
+    eject: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -118,12 +131,14 @@ pub fn run() -> ExitCode {
         Command::Write(a) => a.json,
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
+        Command::Drives(_) => false,
     };
     let mut reporter = Reporter::new(json);
     let outcome = match cli.command {
         Command::Write(args) => write(args, &cancel, &mut reporter),
         Command::Verify(args) => verify(args, &cancel, &mut reporter),
         Command::Hash(args) => hash(args, &cancel, &mut reporter),
+        Command::Drives(args) => drives::run(args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -140,6 +155,8 @@ pub fn run() -> ExitCode {
 enum Failure {
     #[error(transparent)]
     Engine(#[from] Error),
+    #[error(transparent)]
+    Drive(#[from] cardsmith_drives::Error),
     #[error("{0}")]
     Refused(String),
 }
@@ -169,40 +186,18 @@ fn cancel_on_ctrl_c(cancel: &CancelToken) {
     let _ = ctrlc::set_handler(move || cancel.cancel());
 }
 
-fn describe_target(target: &Target) -> String {
-    match (target.kind(), target.size()) {
-        (TargetKind::BlockDevice, Some(size)) => format!(
-            "block device {} ({})",
-            target.path().display(),
-            units::bytes(size)
-        ),
-        _ => format!("file {}", target.path().display()),
-    }
-}
-
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
     let input = Input::from_arg(&args.image);
     let image = Image::open(&input, OpenAs::Detect)?;
-    let target_existed = args.target.exists();
-    let target = Target::open_for_write(&args.target, args.force)?;
-    let erases = target.kind() == TargetKind::BlockDevice || target_existed;
-    if erases && !args.yes {
-        let question = format!(
-            "Write {input} ({} image) to {}? Everything on it will be erased.",
-            image.format(),
-            describe_target(&target)
-        );
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::Refused(format!(
-                "{question}\nNot without confirmation: standard input is not a terminal, so pass --yes"
-            )));
-        }
-        if !confirm::ask(&question) {
-            return Err(Failure::Refused(
-                "cancelled: nothing was written".to_owned(),
-            ));
-        }
-    }
+    let is_device = std::fs::metadata(&args.target)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    let (target, drive, unmounted) = if is_device {
+        let opened = device::open(&args, &image, reporter)?;
+        (opened.target, Some(opened.drive), opened.unmounted)
+    } else {
+        (open_file(&args, &image)?, None, Vec::new())
+    };
     cancel_on_ctrl_c(cancel);
     let options = WriteOptions {
         expected_sha256: args.sha256,
@@ -226,12 +221,16 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             " (not verified)"
         },
     );
+    drop(target);
+    let ejected = drive
+        .filter(|_| args.eject)
+        .map(|drive| eject(&drive, reporter));
     reporter.success(
         Said::Note(&summary),
         json!({
             "command": "write",
             "image": input.to_string(),
-            "target": target.path(),
+            "target": args.target,
             "bytes": report.bytes,
             "verified": report.verified,
             "verify_bypassed_cache": report.verified && report.bypassed_cache,
@@ -241,9 +240,57 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             }),
             "image_sha256": report.image_sha256,
             "partition_table_reread": report.partitions_reread,
+            "unmounted": unmounted,
+            "ejected": ejected,
         }),
     );
     Ok(())
+}
+
+/// A regular file as target: asks before overwriting one that exists.
+fn open_file(args: &WriteArgs, image: &Image) -> Result<Target, Failure> {
+    let existed = args.target.exists();
+    let target = Target::open_for_write(&args.target, args.force)?;
+    if existed && !args.yes {
+        let question = format!(
+            "Write {} ({} image) to the file {}? Its contents will be replaced.",
+            image.input(),
+            image.format(),
+            target.path().display()
+        );
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::Refused(format!(
+                "{question}\nNot without confirmation: standard input is not a terminal, so pass --yes"
+            )));
+        }
+        if !confirm::ask(&question) {
+            return Err(Failure::Refused(
+                "cancelled: nothing was written".to_owned(),
+            ));
+        }
+    }
+    Ok(target)
+}
+
+/// Powers the drive off after a successful write. A drive that cannot be powered off is
+/// reported, but the write stands.
+fn eject(drive: &cardsmith_drives::Drive, reporter: &mut Reporter) -> bool {
+    match cardsmith_drives::power_off(drive) {
+        Ok(()) => {
+            reporter.note(
+                &format!("Powered off {}: it can be removed.", drive.path.display()),
+                json!({ "event": "ejected", "drive": drive.path }),
+            );
+            true
+        }
+        Err(e) => {
+            reporter.note(
+                &format!("Not ejected: {e}"),
+                json!({ "event": "eject_failed", "drive": drive.path, "error": e.to_string() }),
+            );
+            false
+        }
+    }
 }
 
 fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {

@@ -110,6 +110,18 @@ impl Reporter {
         }
     }
 
+    /// Something the user should know mid-job (a mount point unmounted, a warning): a line
+    /// on standard error, or a JSON event.
+    pub fn note(&mut self, sentence: &str, event: Value) {
+        match self.mode {
+            Mode::Json => emit(event),
+            _ => {
+                self.clear_bar();
+                eprintln!("{sentence}");
+            }
+        }
+    }
+
     /// A finished job: what people read (unless `--json`), the fields for scripts.
     pub fn success(&mut self, said: Said<'_>, mut fields: Value) {
         self.clear_bar();

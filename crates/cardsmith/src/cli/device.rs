@@ -1,0 +1,129 @@
+//! Writing to a drive: everything between the path the user typed and an opened target.
+//! Find the drive, refuse what must not be erased, ask, unmount, open exclusively.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use cardsmith_drives::{open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Snapshot};
+use cardsmith_engine::{Image, Input, Target};
+use serde_json::json;
+
+use super::drives::list;
+use super::report::Reporter;
+use super::{confirm, Failure, WriteArgs};
+
+/// A drive, checked, confirmed, unmounted and opened.
+pub struct OpenedDrive {
+    pub drive: Drive,
+    pub target: Target,
+    pub unmounted: Vec<PathBuf>,
+}
+
+pub fn open(
+    args: &WriteArgs,
+    image: &Image,
+    reporter: &mut Reporter,
+) -> Result<OpenedDrive, Failure> {
+    let snapshot = Snapshot::capture()?;
+    let drive = snapshot.find(&args.target)?.clone();
+    drive.check_writable(args.allow_system_drive)?;
+    if let Some(id) = image.identity() {
+        let (dev, file) = match (id.rdev, image.input()) {
+            (Some(rdev), _) => (rdev, None),
+            (None, Input::Path(path)) => (id.dev, std::fs::canonicalize(path).ok()),
+            (None, Input::Stdin) => (id.dev, None),
+        };
+        snapshot.check_not_holding(
+            &drive,
+            DevNum::from_raw(dev),
+            file.as_deref(),
+            &image.input().to_string(),
+        )?;
+    }
+    let access = Access::for_device(&drive.path)?;
+    ask(args, image, &drive, reporter)?;
+    let unmounted = unmount_all(&drive, &access)?;
+    for point in &unmounted {
+        reporter.note(
+            &format!("Unmounted {}", point.display()),
+            json!({ "event": "unmounted", "mountpoint": point }),
+        );
+    }
+    let file = open_for_writing(&drive.identity(), &access)?;
+    let target = Target::from_device(&drive.path, file)?;
+    Ok(OpenedDrive {
+        drive,
+        target,
+        unmounted,
+    })
+}
+
+/// The confirmation: names the drive and what is mounted from it. A system drive is erased
+/// only after its name is typed, whatever `--yes` says.
+fn ask(
+    args: &WriteArgs,
+    image: &Image,
+    drive: &Drive,
+    reporter: &mut Reporter,
+) -> Result<(), Failure> {
+    let mut what = vec![drive.size_human.clone(), drive.description()];
+    if drive.bus != Bus::Virtual {
+        what.push(drive.bus.to_string());
+    }
+    if let Some(serial) = &drive.serial {
+        what.push(format!("serial {serial}"));
+    }
+    let mut question = format!(
+        "Write {} ({} image) to {} ({})?\nEverything on it will be erased.",
+        image.input(),
+        image.format(),
+        drive.path.display(),
+        what.join(", "),
+    );
+    let mounted: Vec<PathBuf> = drive.mountpoints().cloned().collect();
+    if !mounted.is_empty() {
+        question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
+    }
+    let system = drive.system_uses();
+    if args.yes && system.is_none() {
+        for warning in &drive.warnings {
+            reporter.note(
+                &format!("Warning: {warning}"),
+                json!({ "event": "warning", "warning": warning }),
+            );
+        }
+        return Ok(());
+    }
+    for warning in &drive.warnings {
+        question += &format!("\nWarning: {warning}");
+    }
+    if let Some(uses) = system {
+        question += &format!(
+            "\n{} is a SYSTEM DRIVE of this computer: it holds {}.",
+            drive.path.display(),
+            uses.join(", ")
+        );
+    }
+    if !std::io::stdin().is_terminal() {
+        let why = if system.is_some() {
+            "a system drive is erased only after its name is typed at a prompt, and standard \
+             input is not a terminal"
+        } else {
+            "standard input is not a terminal, so pass --yes"
+        };
+        return Err(Failure::Refused(format!(
+            "{question}\nNot without confirmation: {why}"
+        )));
+    }
+    let consent = match system {
+        Some(_) => confirm::ask_name(&question, &drive.name),
+        None => confirm::ask(&question),
+    };
+    if consent {
+        Ok(())
+    } else {
+        Err(Failure::Refused(
+            "cancelled: nothing was written".to_owned(),
+        ))
+    }
+}

@@ -1,0 +1,340 @@
+//! From a chosen drive to an open file descriptor: refuse what must not be written, unmount
+//! what is mounted, check the drive is still the one the user confirmed, open it exclusively.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::drive::{DevNum, Drive, Kind};
+use crate::mounts::depth;
+use crate::snapshot::Snapshot;
+use crate::udisks::UDisks;
+use crate::Error;
+
+const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+
+/// What the user saw and confirmed. Right before opening, the device must still match it:
+/// hot-plugging can hand a device name to another disk between choosing and writing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub path: PathBuf,
+    pub dev: DevNum,
+    pub size: u64,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub backing_file: Option<PathBuf>,
+}
+
+impl Drive {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            path: self.path.clone(),
+            dev: self.dev,
+            size: self.size,
+            model: self.model.clone(),
+            serial: self.serial.clone(),
+            backing_file: self.backing_file.clone(),
+        }
+    }
+
+    /// Refuses a drive that must not be written: the root drive, eMMC boot areas, zram, RAM
+    /// disks, optical drives, empty readers, read-only media; and a system drive unless
+    /// `allow_system` (the caller then makes the user type the drive's name).
+    pub fn check_writable(&self, allow_system: bool) -> Result<(), Error> {
+        if let Some(reason) = self.not_offered.iter().find(|r| r.forbids_writing()) {
+            return Err(Error::Refused {
+                path: self.path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        match self.system_uses() {
+            Some(uses) if !allow_system => Err(Error::SystemDrive {
+                path: self.path.clone(),
+                uses: uses.to_vec(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Snapshot {
+    /// Refuses to write `drive` when the source image is stored on it. `dev` is the device
+    /// the image file's filesystem is on (or the device itself, for a device as source);
+    /// `file` its path, when it has one, to follow loop and overlay layers.
+    pub fn check_not_holding(
+        &self,
+        drive: &Drive,
+        dev: DevNum,
+        file: Option<&Path>,
+        describe: &str,
+    ) -> Result<(), Error> {
+        let mut under = self.drives_under(dev);
+        if let Some(file) = file {
+            under.extend(self.drives_under_file(file));
+        }
+        if under.contains(&drive.name) {
+            return Err(Error::HoldsSource {
+                path: drive.path.clone(),
+                image: describe.to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How this process reaches block devices.
+pub enum Access {
+    /// open(2) and umount(2) directly: root, or a member of the device's group.
+    Direct,
+    /// Through udisksd, which asks polkit.
+    UDisks(UDisks),
+}
+
+impl Access {
+    /// Direct when this process may open `device` read-write itself, UDisks2 otherwise.
+    pub fn for_device(device: &Path) -> Result<Access, Error> {
+        if may_write_directly(device) {
+            return Ok(Access::Direct);
+        }
+        UDisks::connect()
+            .map(Access::UDisks)
+            .map_err(|detail| Error::UDisksUnavailable {
+                path: device.to_owned(),
+                detail,
+            })
+    }
+}
+
+fn may_write_directly(device: &Path) -> bool {
+    let Ok(c) = CString::new(device.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: access(2) with a valid NUL-terminated path. Unmounting also needs root.
+    unsafe { libc::geteuid() == 0 || libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+}
+
+/// Unmounts every filesystem on `drive` and its partitions, deepest mount point first, and
+/// returns the mount points that were unmounted. A partition used by a device-mapper or RAID
+/// volume is refused (its holder must be closed by the user), as is a busy mount point.
+pub fn unmount_all(drive: &Drive, access: &Access) -> Result<Vec<PathBuf>, Error> {
+    let volumes = drive
+        .partitions
+        .iter()
+        .map(|p| (&p.path, &p.volume))
+        .chain(drive.filesystem.iter().map(|v| (&drive.path, v)));
+    for (path, volume) in volumes {
+        if let Some(holder) = volume.used_by.first() {
+            return Err(Error::InUse {
+                path: path.clone(),
+                by: holder.clone(),
+            });
+        }
+    }
+    let snapshot = Snapshot::capture()?;
+    let fresh = snapshot.find(&drive.path)?;
+    let mut mounts: Vec<(PathBuf, PathBuf)> = snapshot
+        .mounts_on(fresh)
+        .iter()
+        .map(|m| (m.mountpoint.clone(), device_of(fresh, m.dev)))
+        .collect();
+    mounts.sort_by_key(|(point, _)| std::cmp::Reverse(depth(point)));
+    let mut done = Vec::new();
+    for (mountpoint, device) in mounts {
+        match access {
+            Access::Direct => umount(&mountpoint)?,
+            Access::UDisks(udisks) => {
+                if done.contains(&mountpoint) {
+                    continue; // UDisks unmounts every mount point of a device at once
+                }
+                udisks.unmount(&device).map_err(|e| match e {
+                    Error::MountBusy { .. } => Error::MountBusy {
+                        mountpoint: mountpoint.clone(),
+                    },
+                    other => other,
+                })?;
+            }
+        }
+        done.push(mountpoint);
+    }
+    let left = Snapshot::capture()?;
+    if let Some(m) = left.mounts_on(left.find(&drive.path)?).first() {
+        return Err(Error::MountBusy {
+            mountpoint: m.mountpoint.clone(),
+        });
+    }
+    Ok(done)
+}
+
+/// The device node of a mount on `drive`: a partition, or the drive itself.
+fn device_of(drive: &Drive, dev: DevNum) -> PathBuf {
+    drive
+        .partitions
+        .iter()
+        .find(|p| p.dev == dev)
+        .map(|p| p.path.clone())
+        .unwrap_or_else(|| drive.path.clone())
+}
+
+fn umount(mountpoint: &Path) -> Result<(), Error> {
+    let c = CString::new(mountpoint.as_os_str().as_bytes()).map_err(|_| Error::Unmount {
+        mountpoint: mountpoint.to_owned(),
+        detail: "the path holds a NUL byte".into(),
+    })?;
+    // SAFETY: umount2(2) with a valid NUL-terminated path and no flags.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::MountBusy {
+            mountpoint: mountpoint.to_owned(),
+        },
+        _ => Error::Unmount {
+            mountpoint: mountpoint.to_owned(),
+            detail: e.to_string(),
+        },
+    })
+}
+
+/// Checks the device still is the one in `confirmed`, then opens it read-write, exclusively
+/// (O_EXCL) and bypassing the page cache (O_DIRECT), and checks the opened descriptor again:
+/// the path could be renamed between the check and the open.
+pub fn open_for_writing(confirmed: &Identity, access: &Access) -> Result<File, Error> {
+    let now = Snapshot::capture()?;
+    check_same(confirmed, &now.find(&confirmed.path)?.identity())?;
+    let path = &confirmed.path;
+    let flags = libc::O_EXCL | libc::O_DIRECT | libc::O_CLOEXEC;
+    let file = match access {
+        Access::Direct => OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(flags)
+            .open(path)
+            .map_err(|e| open_error(path, e))?,
+        Access::UDisks(udisks) => File::from(udisks.open(path, flags)?),
+    };
+    let meta = file.metadata().map_err(|e| open_error(path, e))?;
+    let opened = Identity {
+        dev: DevNum::from_raw(meta.rdev()),
+        size: device_size(&file).map_err(|e| open_error(path, e))?,
+        ..confirmed.clone()
+    };
+    check_same(confirmed, &opened)?;
+    Ok(file)
+}
+
+fn check_same(confirmed: &Identity, now: &Identity) -> Result<(), Error> {
+    let mut changes = Vec::new();
+    if confirmed.dev != now.dev {
+        changes.push(format!(
+            "device number {} is now {}",
+            confirmed.dev, now.dev
+        ));
+    }
+    if confirmed.size != now.size {
+        changes.push(format!(
+            "size {} bytes is now {} bytes",
+            confirmed.size, now.size
+        ));
+    }
+    let fields = [
+        ("model", &confirmed.model, &now.model),
+        ("serial", &confirmed.serial, &now.serial),
+    ];
+    for (what, was, is) in fields {
+        if was != is {
+            changes.push(format!("{what} {was:?} is now {is:?}"));
+        }
+    }
+    if confirmed.backing_file != now.backing_file {
+        changes.push(format!(
+            "backing file {:?} is now {:?}",
+            confirmed.backing_file, now.backing_file
+        ));
+    }
+    if changes.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Changed {
+            path: confirmed.path.clone(),
+            what: changes.join("; "),
+        })
+    }
+}
+
+fn open_error(path: &Path, e: io::Error) -> Error {
+    let path = path.to_owned();
+    match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::Busy { path },
+        Some(libc::EROFS) => Error::ReadOnly { path },
+        _ => Error::Open { path, source: e },
+    }
+}
+
+fn device_size(file: &File) -> io::Result<u64> {
+    let mut size: u64 = 0;
+    // SAFETY: BLKGETSIZE64 writes one u64 through the pointer.
+    if unsafe { libc::ioctl(file.as_raw_fd(), BLKGETSIZE64, &mut size) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(size)
+}
+
+/// Powers off the drive through UDisks2, so it can be pulled out safely.
+pub fn power_off(drive: &Drive) -> Result<(), Error> {
+    if drive.kind == Kind::Loop {
+        return Err(Error::NothingToPowerOff {
+            path: drive.path.clone(),
+            what: "loop device (a file, not hardware)",
+        });
+    }
+    match UDisks::connect() {
+        Ok(udisks) => udisks.power_off(&drive.path),
+        Err(detail) => Err(Error::PowerOffUnavailable {
+            path: drive.path.clone(),
+            detail,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id() -> Identity {
+        Identity {
+            path: "/dev/sdb".into(),
+            dev: DevNum {
+                major: 8,
+                minor: 16,
+            },
+            size: 31_914_983_424,
+            model: Some("STORAGE DEVICE".into()),
+            serial: Some("000000000272".into()),
+            backing_file: None,
+        }
+    }
+
+    #[test]
+    fn any_change_of_identity_is_named() {
+        assert!(check_same(&id(), &id()).is_ok());
+        let other = Identity {
+            dev: DevNum {
+                major: 8,
+                minor: 32,
+            },
+            serial: Some("AA01".into()),
+            ..id()
+        };
+        let err = check_same(&id(), &other).unwrap_err().to_string();
+        assert!(err.contains("device number 8:16 is now 8:32"), "{err}");
+        assert!(err.contains("serial"), "{err}");
+        assert!(!err.contains("size"), "{err}");
+    }
+}

@@ -1,0 +1,391 @@
+//! `cardsmith drives` and the safety of writing drives, on loop devices this test creates
+//! (and always detaches). Needs root, which the README's test command has. The only device
+//! the test did not create that it names is the root drive, and only to a process running
+//! as nobody, which the kernel does not let open it.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// The fields of a drive in `cardsmith drives --json`, as the README documents them.
+const DRIVE_FIELDS: [&str; 19] = [
+    "name",
+    "path",
+    "dev",
+    "size",
+    "size_human",
+    "vendor",
+    "model",
+    "serial",
+    "bus",
+    "kind",
+    "removable",
+    "hotplug",
+    "read_only",
+    "backing_file",
+    "filesystem",
+    "partitions",
+    "offered",
+    "not_offered",
+    "warnings",
+];
+
+/// A loop device over a fresh ext4 filesystem (all of it initialised now, so that the
+/// kernel does not write to it later on its own).
+fn ext4_card(dir: &Path, len: usize, label: &str) -> (PathBuf, LoopDevice) {
+    let backing = dir.join(format!("{label}.ext4"));
+    fs::File::create(&backing)
+        .unwrap()
+        .set_len(len as u64)
+        .unwrap();
+    tool(
+        "mkfs.ext4",
+        &[
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            backing.to_str().unwrap(),
+        ],
+    );
+    let dev = LoopDevice::attach(&backing);
+    (backing, dev)
+}
+
+/// A mounted filesystem, unmounted again when dropped if cardsmith did not.
+struct Mounted {
+    point: PathBuf,
+}
+
+impl Mounted {
+    fn new(dev: &LoopDevice, point: &Path, options: &str) -> Mounted {
+        fs::create_dir_all(point).unwrap();
+        tool(
+            "mount",
+            &[
+                "-t",
+                "ext4",
+                "-o",
+                options,
+                dev.arg(),
+                point.to_str().unwrap(),
+            ],
+        );
+        Mounted {
+            point: point.to_owned(),
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.point) {
+            let _ = Command::new("umount").arg(&self.point).status();
+        }
+    }
+}
+
+fn is_mounted(point: &Path) -> bool {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let point = point.to_str().unwrap();
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(point))
+}
+
+fn list(args: &[&str]) -> Value {
+    let out = cardsmith(args);
+    assert_ok(&out);
+    serde_json::from_str(&stdout(&out)).expect("drives --json prints one JSON document")
+}
+
+fn listed<'a>(doc: &'a Value, dev: &str) -> Option<&'a Value> {
+    doc["drives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["path"] == dev)
+}
+
+/// A directory and image file that the user nobody may read.
+fn world_readable_image(dir: &Path, len: usize) -> PathBuf {
+    let shared = dir.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+    let image = shared.join("os.img");
+    write_file(&image, &image_bytes(len, 41));
+    fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
+    image
+}
+
+#[test]
+fn loop_devices_are_listed_by_all_as_virtual_with_their_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ext4_card(dir.path(), 24 * MIB, "cs-listed");
+
+    let all = list(&["drives", "--all", "--json"]);
+    assert_eq!(all["schema"], 1);
+    let drive = listed(&all, dev.arg()).expect("--all lists the loop device");
+    let mut fields: Vec<&str> = drive
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    fields.sort();
+    let mut documented = DRIVE_FIELDS.to_vec();
+    documented.sort();
+    assert_eq!(fields, documented, "the JSON schema is stable");
+    assert_eq!(drive["kind"], "loop");
+    assert_eq!(drive["bus"], "virtual");
+    assert_eq!(drive["size"], 24 * MIB);
+    assert_eq!(drive["backing_file"], backing.to_str().unwrap());
+    assert_eq!(drive["offered"], false);
+    assert_eq!(drive["not_offered"][0]["code"], "virtual");
+    assert_eq!(drive["filesystem"]["fs"], "ext4");
+    assert_eq!(drive["filesystem"]["label"], "cs-listed");
+    let dev_number = fs::read_to_string(format!(
+        "/sys/block/{}/dev",
+        dev.arg().trim_start_matches("/dev/")
+    ))
+    .unwrap();
+    assert_eq!(drive["dev"], dev_number.trim());
+
+    let offered = list(&["drives", "--json"]);
+    assert!(
+        listed(&offered, dev.arg()).is_none(),
+        "loop devices are not offered by default"
+    );
+
+    let out = cardsmith(&["drives", "--all"]);
+    let text = stdout(&out);
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with(dev.arg()))
+        .take(3)
+        .collect();
+    assert!(block[0].contains("loop device over"), "{text}");
+    assert!(
+        block[1].contains("ext4") && block[1].contains("\"cs-listed\""),
+        "{text}"
+    );
+    assert!(block[2].contains("not offered: virtual"), "{text}");
+}
+
+#[test]
+fn the_root_drive_is_listed_as_such() {
+    let all = list(&["drives", "--all", "--json"]);
+    let Some(root) = all["drives"].as_array().unwrap().iter().find(|d| {
+        d["not_offered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "root")
+    }) else {
+        eprintln!("/ is not on a block device here (an overlay?): nothing to check");
+        return;
+    };
+    assert_eq!(root["offered"], false);
+    let reason = &root["not_offered"][0];
+    assert!(
+        reason["uses"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("/")),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_mounted_card_is_unmounted_then_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ext4_card(dir.path(), 32 * MIB, "cs-mounted");
+    let point = dir.path().join("mnt");
+    let _mounted = Mounted::new(&dev, &point, "rw");
+    fs::write(point.join("notes.txt"), "old card").unwrap();
+    let raw = dir.path().join("os.img");
+    write_file(&raw, &image_bytes(5 * MIB, 3));
+
+    let out = cardsmith(&[
+        "write",
+        raw.to_str().unwrap(),
+        dev.arg(),
+        "--yes",
+        "--eject",
+    ]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("Unmounted {}", point.display())),
+        "{err}"
+    );
+    assert!(
+        err.contains("Not ejected") && err.contains("loop device (a file, not hardware)"),
+        "{err}"
+    );
+    assert!(!is_mounted(&point), "cardsmith unmounted it");
+    assert!(same_prefix(&raw, &backing, 5 * MIB as u64));
+}
+
+#[test]
+fn a_busy_mount_point_refuses_the_write_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (backing, dev) = ext4_card(dir.path(), 32 * MIB, "cs-busy");
+    let point = dir.path().join("mnt");
+    let before = fs::read(&backing).unwrap();
+    let _mounted = Mounted::new(&dev, &point, "ro");
+    let in_use = fs::File::open(point.join("lost+found")).unwrap();
+    let raw = dir.path().join("os.img");
+    write_file(&raw, &image_bytes(5 * MIB, 4));
+
+    let out = cardsmith(&["write", raw.to_str().unwrap(), dev.arg(), "--yes"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            &format!("{} is busy and cannot be unmounted", point.display()),
+            "nothing was written",
+        ],
+    );
+    assert!(is_mounted(&point));
+    drop(in_use);
+    assert!(
+        fs::read(&backing).unwrap() == before,
+        "the card was written to"
+    );
+}
+
+#[test]
+fn large_drives_are_written_only_after_a_warning_that_names_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("big.bin");
+    // Sparse: 200 GiB of address space, a few MiB on disk.
+    fs::File::create(&backing)
+        .unwrap()
+        .set_len(200 << 30)
+        .unwrap();
+    let dev = LoopDevice::attach(&backing);
+    let raw = dir.path().join("os.img");
+    write_file(&raw, &image_bytes(2 * MIB, 5));
+    let out = cardsmith(&["write", raw.to_str().unwrap(), dev.arg(), "--yes"]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("Warning: this drive is 215 GB"),
+        "{}",
+        stderr(&out)
+    );
+    let out = cardsmith(&["write", raw.to_str().unwrap(), dev.arg()]);
+    assert_fails(
+        &out,
+        1,
+        &["Warning: this drive is 215 GB", "Not without confirmation"],
+    );
+}
+
+/// Runs `command` on a terminal (through `script`), answers `answer` once `prompt` has been
+/// printed, after calling `meanwhile`. Returns everything the terminal showed.
+fn on_terminal(command: &str, prompt: &str, meanwhile: impl FnOnce(), answer: &str) -> String {
+    let mut script = Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script (bsdutils) is needed");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut output = script.stdout.take().unwrap();
+    let sink = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = output.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !String::from_utf8_lossy(&screen.lock().unwrap()).contains(prompt) {
+        assert!(Instant::now() < deadline, "no prompt {prompt:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    meanwhile();
+    let mut stdin = script.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).unwrap();
+    drop(stdin);
+    script.wait().unwrap();
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    text
+}
+
+#[test]
+fn a_drive_that_changes_while_the_user_confirms_is_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("card.bin");
+    filled_file(&backing, 8 * MIB, 0xAA);
+    let dev = LoopDevice::attach(&backing);
+    let raw = dir.path().join("os.img");
+    write_file(&raw, &image_bytes(3 * MIB, 6));
+    let command = format!("{} write {} {}", bin(), raw.display(), dev.arg());
+    // While the question is on screen, the device comes to hold something else (here: the
+    // same loop device, grown, as when a reader's name passes to a new card).
+    let swap_medium = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&backing)
+            .unwrap()
+            .set_len(12 * MIB as u64)
+            .unwrap();
+        tool("losetup", &["-c", dev.arg()]);
+    };
+    let screen = on_terminal(&command, "Type yes to continue", swap_medium, "yes\n");
+    assert!(screen.contains("changed since it was chosen"), "{screen}");
+    assert!(
+        screen.contains(&format!("size {} bytes is now {} bytes", 8 * MIB, 12 * MIB)),
+        "{screen}"
+    );
+    let card = fs::read(&backing).unwrap();
+    assert!(
+        card[..8 * MIB].iter().all(|&b| b == 0xAA),
+        "the card was written to"
+    );
+}
+
+#[test]
+fn a_normal_user_asking_for_the_root_drive_hears_system_drive() {
+    let all = list(&["drives", "--all", "--json"]);
+    let Some(root) = all["drives"].as_array().unwrap().iter().find(|d| {
+        d["not_offered"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "root")
+    }) else {
+        eprintln!("/ is not on a block device here (an overlay?): nothing to check");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let image = world_readable_image(dir.path(), MIB);
+    // nobody cannot open the disk (the kernel says no, and there is no UDisks2 to ask):
+    // cardsmith must refuse before trying, for the right reason.
+    let path = root["path"].as_str().unwrap();
+    let out = cardsmith_as_nobody(&["write", image.to_str().unwrap(), path, "--yes"]);
+    assert_fails(&out, 1, &["system drive", "running system"]);
+    let err = stderr(&out);
+    assert!(
+        !err.contains("ermission") && !err.contains("UDisks"),
+        "{err}"
+    );
+}
