@@ -163,6 +163,15 @@ fn loop_devices_are_listed_by_all_as_virtual_with_their_filesystem() {
     .unwrap();
     assert_eq!(drive["dev"], dev_number.trim());
 
+    let as_nobody = cardsmith_as_nobody(&["drives", "--all", "--json"]);
+    assert_ok(&as_nobody);
+    let seen: Value = serde_json::from_str(&stdout(&as_nobody)).unwrap();
+    assert_eq!(
+        listed(&seen, dev.arg()).map(|d| &d["kind"]),
+        Some(&Value::from("loop")),
+        "a normal user sees the same drives"
+    );
+
     let offered = list(&["drives", "--json"]);
     assert!(
         listed(&offered, dev.arg()).is_none(),

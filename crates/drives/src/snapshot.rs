@@ -511,7 +511,7 @@ impl Snapshot {
 
     /// What is on a partition (or a whole drive): its filesystem, label, mount points and
     /// holders. `may_probe`: read the first bytes when udev has not said (live systems only,
-    /// never optical drives, never a drive whose partitions are listed).
+    /// disks and loop devices only, never a drive whose partitions are listed).
     fn volume_of(&self, name: &str, node: &Node, may_probe: bool, kind: Kind) -> Option<Volume> {
         let props = udev_properties(&self.sources, node.dev);
         let mut mountpoints: Vec<PathBuf> = Vec::new();
@@ -524,7 +524,7 @@ impl Snapshot {
         }
         let mut fs = props.get("ID_FS_TYPE").cloned().or(mounted_fs);
         let mut label = udev_text(&props, "ID_FS_LABEL");
-        let probe_ok = may_probe && self.sources.live && kind != Kind::Optical;
+        let probe_ok = may_probe && self.sources.live && matches!(kind, Kind::Disk | Kind::Loop);
         if probe_ok && (fs.is_none() || label.is_none()) {
             if let Some((probed_fs, probed_label)) = probe(&dev_path(name)) {
                 fs.get_or_insert(probed_fs);
