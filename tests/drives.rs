@@ -308,6 +308,7 @@ fn large_drives_are_written_only_after_a_warning_that_names_the_size() {
 fn on_terminal(command: &str, prompt: &str, meanwhile: impl FnOnce(), answer: &str) -> String {
     let mut script = Command::new("script")
         .args(["-qec", command, "/dev/null"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -397,4 +398,84 @@ fn a_normal_user_asking_for_the_root_drive_hears_system_drive() {
         !err.contains("ermission") && !err.contains("UDisks"),
         "{err}"
     );
+}
+
+/// An active swap on a loop device: what makes a drive a system drive without touching
+/// the machine's own mounts. Switched off again when dropped.
+struct Swap {
+    dev: String,
+}
+
+impl Swap {
+    fn on(dev: &LoopDevice) -> Swap {
+        tool("swapon", &[dev.arg()]);
+        Swap {
+            dev: dev.arg().to_owned(),
+        }
+    }
+
+    fn off(dev: &str) {
+        let swaps = fs::read_to_string("/proc/swaps").unwrap();
+        if swaps
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(dev))
+        {
+            tool("swapoff", &[dev]);
+        }
+    }
+}
+
+impl Drop for Swap {
+    fn drop(&mut self) {
+        Swap::off(&self.dev);
+    }
+}
+
+#[test]
+fn a_system_drive_is_written_only_after_its_name_is_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("swap.bin");
+    filled_file(&backing, 16 * MIB, 0);
+    fs::set_permissions(&backing, fs::Permissions::from_mode(0o600)).unwrap();
+    tool("mkswap", &["-q", backing.to_str().unwrap()]);
+    let before = fs::read(&backing).unwrap();
+    let dev = LoopDevice::attach(&backing);
+    let swap = Swap::on(&dev);
+    let name = dev.arg().trim_start_matches("/dev/").to_owned();
+    let raw = dir.path().join("os.img");
+    write_file(&raw, &image_bytes(3 * MIB, 8));
+    let image = raw.to_str().unwrap();
+
+    let out = cardsmith(&["write", image, dev.arg(), "--yes"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            &format!("is a system drive: it holds swap {}", dev.arg()),
+            "--allow-system-drive",
+        ],
+    );
+    let out = cardsmith(&["write", image, dev.arg(), "--yes", "--allow-system-drive"]);
+    assert_fails(&out, 1, &["erased only after its name is typed"]);
+
+    let command = format!("{} write {image} {} --allow-system-drive", bin(), dev.arg());
+    let prompt = format!("Type the drive's name ({name}) to erase it");
+    let screen = on_terminal(&command, &prompt, || {}, "yes\n");
+    assert!(screen.contains("SYSTEM DRIVE"), "{screen}");
+    assert!(screen.contains("nothing was written"), "{screen}");
+    assert!(
+        fs::read(&backing).unwrap() == before,
+        "the swap was written to"
+    );
+
+    // Typing the name is consent; the swap is switched off meanwhile so the drive can be
+    // opened exclusively.
+    let screen = on_terminal(
+        &command,
+        &prompt,
+        || Swap::off(&swap.dev),
+        &format!("{name}\n"),
+    );
+    assert!(screen.contains("verified"), "{screen}");
+    assert!(same_prefix(&raw, &backing, 3 * MIB as u64));
 }

@@ -289,9 +289,20 @@ fn a_normal_user_writes_a_card_through_udisks_only_when_polkit_allows_it() {
     allow_nobody();
     daemons.restart_polkit_and_udisks();
     daemons.wait_for_device(card.arg());
-    let out = daemons.cardsmith_as_nobody(&["write", image.to_str().unwrap(), card.arg(), "--yes"]);
+    let out = daemons.cardsmith_as_nobody(&[
+        "write",
+        image.to_str().unwrap(),
+        card.arg(),
+        "--yes",
+        "--eject",
+    ]);
     assert_ok(&out);
-    assert!(stderr(&out).contains("verified"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("verified"), "{err}");
+    assert!(
+        err.contains("has no drive to power off: it is a virtual device (UDisks2 lists no drive"),
+        "asked UDisks2 for the drive to power off: {err}"
+    );
     assert!(same_prefix(&image, &backing, 6 * MIB as u64));
 
     // A mounted card is unmounted through UDisks2 first.

@@ -15,10 +15,15 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_cardsmith")
 }
 
+/// No system D-Bus, so no UDisks2: the tests do not depend on what this machine runs
+/// (the UDisks2 test starts its own and says so).
+pub const NO_BUS: &str = "unix:path=/nonexistent/cardsmith-test-bus";
+
 /// Runs cardsmith with standard input closed (so never a terminal).
 pub fn cardsmith(args: &[&str]) -> Output {
     Command::new(bin())
         .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
         .stdin(Stdio::null())
         .output()
         .expect("running cardsmith")
@@ -28,6 +33,7 @@ pub fn cardsmith(args: &[&str]) -> Output {
 pub fn cardsmith_with_stdin(args: &[&str], input: &Path) -> Output {
     Command::new(bin())
         .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
         .stdin(fs::File::open(input).expect("opening the stdin file"))
         .output()
         .expect("running cardsmith")

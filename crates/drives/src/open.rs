@@ -288,14 +288,12 @@ fn device_size(file: &File) -> io::Result<u64> {
 
 /// Powers off the drive through UDisks2, so it can be pulled out safely.
 pub fn power_off(drive: &Drive) -> Result<(), Error> {
-    if drive.kind == Kind::Loop {
-        return Err(Error::NothingToPowerOff {
-            path: drive.path.clone(),
-            what: "loop device (a file, not hardware)",
-        });
-    }
     match UDisks::connect() {
         Ok(udisks) => udisks.power_off(&drive.path),
+        Err(_) if drive.kind == Kind::Loop => Err(Error::NothingToPowerOff {
+            path: drive.path.clone(),
+            what: "loop device (a file, not hardware)",
+        }),
         Err(detail) => Err(Error::PowerOffUnavailable {
             path: drive.path.clone(),
             detail,

@@ -89,7 +89,7 @@ impl UDisks {
         if drive.as_str() == "/" {
             return Err(Error::NothingToPowerOff {
                 path: device.to_owned(),
-                what: "virtual device",
+                what: "virtual device (UDisks2 lists no drive for it)",
             });
         }
         self.proxy(drive.as_str(), "org.freedesktop.UDisks2.Drive")
