@@ -248,23 +248,13 @@ fn allow_nobody() {
     fs::set_permissions(RULE, fs::Permissions::from_mode(0o644)).unwrap();
 }
 
-fn is_mounted(point: &Path) -> bool {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .any(|l| l.split(' ').nth(4) == point.to_str())
-}
-
 #[test]
 fn a_normal_user_writes_a_card_through_udisks_only_when_polkit_allows_it() {
     let _ = fs::remove_file(RULE);
     let mut daemons = Daemons::start();
 
     let dir = tempfile::tempdir().unwrap();
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let image = dir.path().join("os.img");
-    write_file(&image, &image_bytes(6 * MIB, 77));
-    fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
+    let image = world_readable_image(dir.path(), 6 * MIB);
     let backing = dir.path().join("card.bin");
     filled_file(&backing, 16 * MIB, 0xAA);
     let card = LoopDevice::attach(&backing);

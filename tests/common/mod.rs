@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -275,4 +275,25 @@ pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect()
+}
+
+/// Whether something is mounted on `point` now.
+pub fn is_mounted(point: &Path) -> bool {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let point = point.to_str().unwrap();
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(point))
+}
+
+/// A directory and image file that the user nobody may read.
+pub fn world_readable_image(dir: &Path, len: usize) -> PathBuf {
+    let shared = dir.join("shared");
+    fs::create_dir(&shared).unwrap();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+    let image = shared.join("os.img");
+    write_file(&image, &image_bytes(len, 41));
+    fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
+    image
 }
