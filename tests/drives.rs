@@ -435,7 +435,7 @@ fn a_system_drive_is_written_only_after_its_name_is_typed() {
         ],
     );
     let out = cardsmith(&["write", image, dev.arg(), "--yes", "--allow-system-drive"]);
-    assert_fails(&out, 1, &["erased only after its name is typed"]);
+    assert_fails(&out, 1, &["is erased only after its name is typed"]);
 
     let command = format!("{} write {image} {} --allow-system-drive", bin(), dev.arg());
     let prompt = format!("Type the drive's name ({name}) to erase it");

@@ -284,6 +284,24 @@ impl Drive {
         })
     }
 
+    /// A hardware disk that is neither removable nor hot-pluggable.
+    pub fn is_fixed_disk(&self) -> bool {
+        self.not_offered.contains(&Reason::Fixed)
+    }
+
+    /// Marks the drive as a system drive because of `what`.
+    pub(crate) fn add_system_use(&mut self, what: String) {
+        for reason in &mut self.not_offered {
+            if let Reason::Root { uses } | Reason::System { uses } = reason {
+                uses.push(what);
+                return;
+            }
+        }
+        self.not_offered
+            .insert(0, Reason::System { uses: vec![what] });
+        self.offered = false;
+    }
+
     /// Every mount point on the drive, its partitions first.
     pub fn mountpoints(&self) -> impl Iterator<Item = &PathBuf> {
         self.partitions

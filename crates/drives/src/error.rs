@@ -57,8 +57,8 @@ pub enum Error {
     Unmount { mountpoint: PathBuf, detail: String },
 
     #[error(
-        "{path} is busy: another program holds it open exclusively (a mount, another \
-         cardsmith, a partition editor); nothing was written"
+        "{path} is busy: another program holds it open exclusively (a mount, an active swap, \
+         another cardsmith, a partition editor); nothing was written"
     )]
     Busy { path: PathBuf },
 
@@ -66,11 +66,15 @@ pub enum Error {
     ReadOnly { path: PathBuf },
 
     #[error(
-        "not authorized to write {path}: {detail}. Run cardsmith as root (for example with \
-         sudo), or have your administrator allow the polkit action \
-         org.freedesktop.udisks2.open-device"
+        "not authorized to {what} {path}: {detail}. Run cardsmith as root (for example with \
+         sudo), or have your administrator allow UDisks2's polkit actions for it \
+         (org.freedesktop.udisks2.open-device, filesystem-unmount-others, power-off-drive)"
     )]
-    NotAuthorized { path: PathBuf, detail: String },
+    NotAuthorized {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
 
     #[error(
         "writing {path} as a normal user needs UDisks2, which is not available ({detail}). \

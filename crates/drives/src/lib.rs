@@ -13,7 +13,8 @@
 //! [`Snapshot::check_not_holding`] the source image, let the user confirm, [`unmount_all`],
 //! then [`open_for_writing`], which re-checks the drive's [`Identity`] (hot-plug can give the
 //! name to another disk meanwhile) and opens it with O_EXCL|O_DIRECT. A process that may not
-//! open the device itself goes through UDisks2 ([`Access::UDisks`]), which asks polkit.
+//! open or unmount the device itself goes through UDisks2 (see [`Access`]), which asks
+//! polkit.
 //!
 //! [`Watcher`] reports drives appearing, leaving and changing, for the GUI.
 //!

@@ -50,10 +50,12 @@ pub fn unescape(field: &str) -> String {
     while i < bytes.len() {
         let octal = bytes
             .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
+            .and_then(|n| u8::try_from(n).ok());
         match octal {
-            Some(d) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+            Some(byte) => {
+                out.push(byte);
                 i += 4;
             }
             None => {
@@ -154,5 +156,6 @@ garbage line
     #[test]
     fn escapes_are_undone_and_lone_backslashes_kept() {
         assert_eq!(unescape("a\\040b\\134c\\0"), "a b\\c\\0");
+        assert_eq!(unescape("\\777"), "\\777", "not a byte: kept as it is");
     }
 }

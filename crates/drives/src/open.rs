@@ -88,40 +88,61 @@ impl Snapshot {
     }
 }
 
-/// How this process reaches block devices.
-pub enum Access {
-    /// open(2) and umount(2) directly: root, or a member of the device's group.
-    Direct,
-    /// Through udisksd, which asks polkit.
-    UDisks(UDisks),
+/// How this process reaches block devices: opening directly when it may (root, or a member
+/// of the device's group), unmounting directly only as root; UDisks2 for the rest.
+pub struct Access {
+    root: bool,
+    open_directly: bool,
+    udisks: Option<UDisks>,
 }
 
 impl Access {
-    /// Direct when this process may open `device` read-write itself, UDisks2 otherwise.
+    /// Decides for `device`. Fails, saying how to proceed, when this process may not open
+    /// it and UDisks2 is not there to ask.
     pub fn for_device(device: &Path) -> Result<Access, Error> {
-        if may_write_directly(device) {
-            return Ok(Access::Direct);
+        // SAFETY: geteuid cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            return Ok(Access {
+                root,
+                open_directly: true,
+                udisks: None,
+            });
         }
-        UDisks::connect()
-            .map(Access::UDisks)
-            .map_err(|detail| Error::UDisksUnavailable {
+        if may_open(device) {
+            return Ok(Access {
+                root,
+                open_directly: true,
+                udisks: UDisks::connect().ok(),
+            });
+        }
+        match UDisks::connect() {
+            Ok(udisks) => Ok(Access {
+                root,
+                open_directly: false,
+                udisks: Some(udisks),
+            }),
+            Err(detail) => Err(Error::UDisksUnavailable {
                 path: device.to_owned(),
                 detail,
-            })
+            }),
+        }
     }
 }
 
-fn may_write_directly(device: &Path) -> bool {
+fn may_open(device: &Path) -> bool {
     let Ok(c) = CString::new(device.as_os_str().as_bytes()) else {
         return false;
     };
-    // SAFETY: access(2) with a valid NUL-terminated path. Unmounting also needs root.
-    unsafe { libc::geteuid() == 0 || libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+    // SAFETY: access(2) with a valid NUL-terminated path.
+    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
 }
 
 /// Unmounts every filesystem on `drive` and its partitions, deepest mount point first, and
-/// returns the mount points that were unmounted. A partition used by a device-mapper or RAID
-/// volume is refused (its holder must be closed by the user), as is a busy mount point.
+/// returns the mount points that were unmounted. The drive must still be the one the user
+/// confirmed (else another disk's filesystems would be unmounted). A partition used by a
+/// device-mapper or RAID volume is refused (its holder must be closed by the user), as is a
+/// busy mount point.
 pub fn unmount_all(drive: &Drive, access: &Access) -> Result<Vec<PathBuf>, Error> {
     let volumes = drive
         .partitions
@@ -138,47 +159,39 @@ pub fn unmount_all(drive: &Drive, access: &Access) -> Result<Vec<PathBuf>, Error
     }
     let snapshot = Snapshot::capture()?;
     let fresh = snapshot.find(&drive.path)?;
+    check_same(&drive.identity(), &fresh.identity())?;
     let mut mounts: Vec<(PathBuf, PathBuf)> = snapshot
         .mounts_on(fresh)
-        .iter()
-        .map(|m| (m.mountpoint.clone(), device_of(fresh, m.dev)))
+        .into_iter()
+        .map(|(m, device)| (m.mountpoint.clone(), device))
         .collect();
     mounts.sort_by_key(|(point, _)| std::cmp::Reverse(depth(point)));
     let mut done = Vec::new();
     for (mountpoint, device) in mounts {
-        match access {
-            Access::Direct => umount(&mountpoint)?,
-            Access::UDisks(udisks) => {
-                if done.contains(&mountpoint) {
-                    continue; // UDisks unmounts every mount point of a device at once
-                }
-                udisks.unmount(&device).map_err(|e| match e {
-                    Error::MountBusy { .. } => Error::MountBusy {
-                        mountpoint: mountpoint.clone(),
-                    },
-                    other => other,
-                })?;
+        match &access.udisks {
+            _ if access.root => umount(&mountpoint)?,
+            Some(udisks) => udisks.unmount(&device).map_err(|e| match e {
+                Error::MountBusy { .. } => Error::MountBusy {
+                    mountpoint: mountpoint.clone(),
+                },
+                other => other,
+            })?,
+            None => {
+                return Err(Error::Unmount {
+                    mountpoint,
+                    detail: "unmounting needs root, or UDisks2 to ask".into(),
+                })
             }
         }
         done.push(mountpoint);
     }
     let left = Snapshot::capture()?;
-    if let Some(m) = left.mounts_on(left.find(&drive.path)?).first() {
+    if let Some((m, _)) = left.mounts_on(left.find(&drive.path)?).first() {
         return Err(Error::MountBusy {
             mountpoint: m.mountpoint.clone(),
         });
     }
     Ok(done)
-}
-
-/// The device node of a mount on `drive`: a partition, or the drive itself.
-fn device_of(drive: &Drive, dev: DevNum) -> PathBuf {
-    drive
-        .partitions
-        .iter()
-        .find(|p| p.dev == dev)
-        .map(|p| p.path.clone())
-        .unwrap_or_else(|| drive.path.clone())
 }
 
 fn umount(mountpoint: &Path) -> Result<(), Error> {
@@ -210,14 +223,14 @@ pub fn open_for_writing(confirmed: &Identity, access: &Access) -> Result<File, E
     check_same(confirmed, &now.find(&confirmed.path)?.identity())?;
     let path = &confirmed.path;
     let flags = libc::O_EXCL | libc::O_DIRECT | libc::O_CLOEXEC;
-    let file = match access {
-        Access::Direct => OpenOptions::new()
+    let file = match &access.udisks {
+        Some(udisks) if !access.open_directly => File::from(udisks.open(path, flags)?),
+        _ => OpenOptions::new()
             .read(true)
             .write(true)
             .custom_flags(flags)
             .open(path)
             .map_err(|e| open_error(path, e))?,
-        Access::UDisks(udisks) => File::from(udisks.open(path, flags)?),
     };
     let meta = file.metadata().map_err(|e| open_error(path, e))?;
     let opened = Identity {

@@ -25,6 +25,22 @@ const SYSTEM_MOUNTS: [&str; 8] = [
     "/home",
 ];
 
+/// Filesystems whose data is not on a local drive.
+const IN_MEMORY_OR_REMOTE: [&str; 12] = [
+    "tmpfs",
+    "ramfs",
+    "rootfs",
+    "nfs",
+    "nfs4",
+    "cifs",
+    "smb3",
+    "9p",
+    "virtiofs",
+    "ceph",
+    "glusterfs",
+    "overlay",
+];
+
 /// How deep holder chains (LVM on LUKS on a partition, loop over a file on a loop…) are
 /// followed; real systems need three or four levels.
 const MAX_DEPTH: usize = 16;
@@ -96,6 +112,11 @@ fn attr(dir: &Path, name: &str) -> Option<String> {
     let text = fs::read_to_string(dir.join(name)).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_owned())
+}
+
+/// A sysfs size or offset, which is in 512-byte sectors whatever the device's block size.
+fn sectors(dir: &Path, name: &str) -> Option<u64> {
+    attr(dir, name)?.parse::<u64>().ok()?.checked_mul(512)
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -226,7 +247,9 @@ impl Snapshot {
             },
             None if node.slaves.is_empty() => Error::NotADrive {
                 path: path.to_owned(),
-                what: "a device with nothing in it (an unattached loop device?)".into(),
+                what: "a block device that is not a drive (an unattached loop device, or an \
+                       inactive RAID or device-mapper volume)"
+                    .into(),
             },
             None => Error::NotADrive {
                 path: path.to_owned(),
@@ -293,7 +316,12 @@ impl Snapshot {
         }
         out.insert(name.to_owned());
         if let Some(file) = &node.backing_file {
-            out.extend(self.disks_under_path(file, depth + 1));
+            // A loop device over a file, or over another block device (`losetup /dev/loop0
+            // /dev/sda2`), which is then as precious as that device.
+            match self.name_for_dev_path(&file.to_string_lossy()) {
+                Some(device) => out.extend(self.disks_under(&device, depth + 1)),
+                None => out.extend(self.disks_under_path(file, depth + 1)),
+            }
         }
         out
     }
@@ -346,8 +374,11 @@ impl Snapshot {
         if !self.sources.live {
             return None;
         }
-        let rdev = fs::metadata(path).ok()?.rdev();
-        self.by_dev.get(&DevNum::from_raw(rdev)).cloned()
+        let meta = fs::metadata(path).ok()?;
+        if !meta.file_type().is_block_device() {
+            return None; // a character device's number may equal a block device's
+        }
+        self.by_dev.get(&DevNum::from_raw(meta.rdev())).cloned()
     }
 
     /// For each drive, the system uses it carries: "/", "/boot/efi", "swap /dev/dm-1".
@@ -378,24 +409,68 @@ impl Snapshot {
         uses
     }
 
+    /// For a loop device over a block device: the drives its writes land on.
+    fn written_through(&self, node: &Node) -> BTreeSet<String> {
+        node.backing_file
+            .as_ref()
+            .and_then(|file| self.name_for_dev_path(&file.to_string_lossy()))
+            .map(|device| self.disks_under(&device, 0))
+            .unwrap_or_default()
+    }
+
     fn root_disks(&self) -> BTreeSet<String> {
+        self.root_mounts()
+            .flat_map(|m| self.disks_under_mount(m, 0))
+            .collect()
+    }
+
+    fn root_mounts(&self) -> impl Iterator<Item = &Mount> {
         self.mounts
             .iter()
             .filter(|m| m.mountpoint == Path::new("/"))
-            .flat_map(|m| self.disks_under_mount(m, 0))
-            .collect()
+    }
+
+    /// When / is on storage that cannot be traced to a drive (ZFS, bcachefs, an overlay
+    /// over directories this namespace cannot see), every fixed disk might hold it: the
+    /// system use to put on each of them. `None` when / was traced, or lives in memory or on
+    /// the network.
+    fn untraced_root(&self, traced: &BTreeSet<String>) -> Option<String> {
+        if !traced.is_empty() {
+            return None;
+        }
+        let root = self.root_mounts().last()?;
+        let fstype = root.fstype.as_str();
+        let elsewhere = IN_MEMORY_OR_REMOTE.contains(&fstype) || fstype.starts_with("fuse.");
+        (!elsewhere).then(|| {
+            format!(
+                "/ perhaps ({fstype} {}, which cannot be traced to a drive)",
+                root.source
+            )
+        })
     }
 
     fn build_drives(&self) -> Vec<Drive> {
         let uses = self.system_uses();
         let root = self.root_disks();
+        let untraced = self.untraced_root(&root);
         let mut drives: Vec<Drive> = self
             .nodes
             .iter()
             .filter(|(_, n)| n.parent.is_none() && n.slaves.is_empty())
             .filter_map(|(name, node)| {
-                let system = uses.get(name).cloned().unwrap_or_default();
-                self.build_drive(name, node, system, root.contains(name))
+                let mut system = uses.get(name).cloned().unwrap_or_default();
+                let mut holds_root = root.contains(name);
+                for disk in self.written_through(node) {
+                    holds_root |= root.contains(&disk);
+                    for what in uses.get(&disk).into_iter().flatten() {
+                        system.push(format!("{what} on /dev/{disk}, which it writes through to"));
+                    }
+                }
+                let mut drive = self.build_drive(name, node, system, holds_root)?;
+                if let Some(root_use) = untraced.as_ref().filter(|_| drive.is_fixed_disk()) {
+                    drive.add_system_use(root_use.clone());
+                }
+                Some(drive)
             })
             .collect();
         drives.sort_by(|a, b| a.name.cmp(&b.name));
@@ -409,7 +484,7 @@ impl Snapshot {
         system: Vec<String>,
         holds_root: bool,
     ) -> Option<Drive> {
-        let size = attr(&node.dir, "size")?.parse::<u64>().ok()? * 512;
+        let size = sectors(&node.dir, "size")?;
         let kind = kind_of(name, &node.dir);
         if kind == Kind::Loop && node.backing_file.is_none() {
             return None; // an unused loop device is not a drive
@@ -422,7 +497,9 @@ impl Snapshot {
         let bus = bus_of(&node.dir, &self.sources.root);
         let rm_flag = attr(&node.dir, "removable").as_deref() == Some("1");
         let hotplug = hotpluggable(&node.dir, &self.sources.root);
-        let removable = rm_flag || hotplug || matches!(bus, Bus::Usb | Bus::Mmc);
+        // An SD card is removable whatever rm says; an eMMC (type "MMC") is soldered in.
+        let emmc = bus == Bus::Mmc && attr(&device, "type").as_deref() == Some("MMC");
+        let removable = rm_flag || hotplug || bus == Bus::Usb || (bus == Bus::Mmc && !emmc);
         let read_only = attr(&node.dir, "ro").as_deref() == Some("1");
         let partitions = self.partitions_of(name);
         let whole = self.volume_of(name, node, partitions.is_empty() && size > 0, kind);
@@ -497,8 +574,8 @@ impl Snapshot {
                     path: dev_path(name),
                     dev: node.dev,
                     number: attr(&node.dir, "partition")?.parse().ok()?,
-                    start: attr(&node.dir, "start")?.parse::<u64>().ok()? * 512,
-                    size: attr(&node.dir, "size")?.parse::<u64>().ok()? * 512,
+                    start: sectors(&node.dir, "start")?,
+                    size: sectors(&node.dir, "size")?,
                     volume: self
                         .volume_of(name, node, true, Kind::Disk)
                         .unwrap_or_default(),
@@ -549,16 +626,17 @@ impl Snapshot {
         })
     }
 
-    /// The mounts of `drive` and its partitions, as of this snapshot.
-    pub fn mounts_on(&self, drive: &Drive) -> Vec<&Mount> {
+    /// The mounts of `drive` and its partitions, as of this snapshot, each with the device
+    /// node it is a mount of.
+    pub fn mounts_on(&self, drive: &Drive) -> Vec<(&Mount, PathBuf)> {
         let names: BTreeSet<&str> = std::iter::once(drive.name.as_str())
             .chain(drive.partitions.iter().map(|p| p.name.as_str()))
             .collect();
         self.mounts
             .iter()
-            .filter(|m| {
-                self.block_of_mount(m)
-                    .is_some_and(|n| names.contains(n.as_str()))
+            .filter_map(|m| {
+                let name = self.block_of_mount(m)?;
+                names.contains(name.as_str()).then(|| (m, dev_path(&name)))
             })
             .collect()
     }
@@ -595,7 +673,9 @@ fn kind_of(name: &str, dir: &Path) -> Kind {
         Kind::Ram
     } else if digits_after("sr") || attr(dir, "device/type").as_deref() == Some("5") {
         Kind::Optical
-    } else if name.starts_with("mmcblk") && (name.contains("boot") || name.ends_with("rpmb")) {
+    } else if name.starts_with("mmcblk")
+        && (name.contains("boot") || name.contains("gp") || name.ends_with("rpmb"))
+    {
         Kind::MmcHardwarePartition
     } else {
         Kind::Disk

@@ -63,7 +63,7 @@ impl UDisks {
         });
         match result {
             Ok(fd) => Ok(fd.into()),
-            Err(e) => Err(classify(e, device, "open")),
+            Err(e) => Err(classify(e, device, "write")),
         }
     }
 
@@ -113,9 +113,13 @@ fn classify(e: zbus::Error, device: &Path, what: &'static str) -> Error {
     if let zbus::Error::MethodError(name, text, _) = &e {
         let text = text.clone().unwrap_or_default();
         if name.as_str().contains("NotAuthorized") {
-            return Error::NotAuthorized { path, detail: text };
+            return Error::NotAuthorized {
+                what,
+                path,
+                detail: text,
+            };
         }
-        if text.contains("Device or resource busy") {
+        if name.as_str().ends_with(".DeviceBusy") || text.contains("Device or resource busy") {
             return match what {
                 "unmount" => Error::MountBusy { mountpoint: path },
                 _ => Error::Busy { path },

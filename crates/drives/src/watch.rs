@@ -3,7 +3,8 @@
 //!
 //! sysfs offers no change notification that works everywhere (uevent sockets need
 //! privileges in some containers), so the watcher takes a snapshot at a fixed interval and
-//! reports the differences. A snapshot costs well under a millisecond.
+//! reports the differences. A snapshot reads a few sysfs files per device, plus the first
+//! bytes of devices whose filesystem udev has not recorded.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

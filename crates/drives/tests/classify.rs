@@ -74,15 +74,17 @@ fn strings(items: &[&str]) -> Vec<String> {
 fn laptop_offers_the_card_reader_and_the_sd_slot_only() {
     let root = lay_out("laptop");
     let s = snapshot(&root);
-    assert_eq!(names(s.offered()), ["mmcblk0", "sda"]);
+    assert_eq!(names(s.offered()), ["mmcblk1", "sda"]);
     assert_eq!(
         names(s.drives().iter()),
         [
             "loop0",
+            "loop2",
             "mmcblk0",
             "mmcblk0boot0",
             "mmcblk0boot1",
             "mmcblk0rpmb",
+            "mmcblk1",
             "nvme0n1",
             "sda",
             "sdb",
@@ -179,20 +181,29 @@ fn nvme_system_disk_is_the_root_drive_and_never_writable() {
 }
 
 #[test]
-fn sd_slot_is_offered_but_its_hardware_partitions_never_are() {
+fn built_in_sd_slot_with_a_card_is_offered() {
     let root = lay_out("laptop");
     let s = snapshot(&root);
-    let mmc = drive(&s, "mmcblk0");
-    assert_eq!(mmc.bus, Bus::Mmc);
-    assert!(
-        mmc.removable,
-        "the MMC bus makes it removable although rm=0"
-    );
-    assert!(!mmc.hotplug);
-    assert_eq!(mmc.model.as_deref(), Some("DG4064"));
-    assert_eq!(mmc.serial.as_deref(), Some("0x8a3e17c2"));
-    assert!(mmc.offered);
-    assert_eq!(mmc.partitions[0].volume.label.as_deref(), Some("SHARE"));
+    let sd = drive(&s, "mmcblk1");
+    assert_eq!(sd.bus, Bus::Mmc);
+    assert!(sd.removable, "an SD card is removable although rm=0");
+    assert!(!sd.hotplug);
+    assert_eq!(sd.model.as_deref(), Some("SC32G"));
+    assert_eq!(sd.serial.as_deref(), Some("0x1c2d3e4f"));
+    assert!(sd.offered && sd.check_writable(false).is_ok());
+}
+
+#[test]
+fn soldered_emmc_is_fixed_and_its_hardware_partitions_never_writable() {
+    let root = lay_out("laptop");
+    let s = snapshot(&root);
+    let emmc = drive(&s, "mmcblk0");
+    assert_eq!(emmc.bus, Bus::Mmc);
+    assert!(!emmc.removable, "type MMC: soldered in");
+    assert_eq!(emmc.model.as_deref(), Some("DG4064"));
+    assert_eq!(emmc.serial.as_deref(), Some("0x8a3e17c2"));
+    assert_eq!(codes(emmc), ["fixed"]);
+    assert_eq!(emmc.partitions[0].volume.label.as_deref(), Some("SHARE"));
     for (name, expected) in [
         ("mmcblk0boot0", &["mmc-hardware-partition", "read-only"][..]),
         ("mmcblk0boot1", &["mmc-hardware-partition", "read-only"][..]),
@@ -232,6 +243,42 @@ fn zram_swap_and_snap_loop_devices() {
     let squashfs = snap.filesystem.as_ref().expect("mounted");
     assert_eq!(squashfs.fs.as_deref(), Some("squashfs"));
     assert_eq!(squashfs.mountpoints, [PathBuf::from("/snap/core22/1380")]);
+}
+
+#[test]
+fn a_loop_device_over_the_root_partition_is_the_root_drive_too() {
+    let root = lay_out("laptop");
+    let s = snapshot(&root);
+    let over_root = drive(&s, "loop2");
+    assert!(over_root.holds_root(), "{:?}", over_root.not_offered);
+    let refused = over_root.check_writable(true).unwrap_err().to_string();
+    assert!(
+        refused.contains("/ on /dev/nvme0n1, which it writes through to"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn root_that_cannot_be_traced_makes_every_fixed_disk_a_system_drive() {
+    let root = lay_out("zfs-root");
+    let s = snapshot(&root);
+    let nvme = drive(&s, "nvme0n1");
+    assert_eq!(
+        nvme.not_offered,
+        [
+            Reason::System {
+                uses: strings(&[
+                    "/ perhaps (zfs rpool/ROOT/ubuntu_k3f8s1, which cannot be traced to a drive)"
+                ])
+            },
+            Reason::Fixed
+        ]
+    );
+    assert!(matches!(
+        nvme.check_writable(false),
+        Err(Error::SystemDrive { .. })
+    ));
+    assert_eq!(names(s.offered()), ["sda"], "the USB stick stays offered");
 }
 
 #[test]
@@ -422,7 +469,7 @@ fn watcher_reports_cards_inserted_and_readers_unplugged() {
     let root = lay_out("laptop");
     let watcher = Watcher::start(Sources::fixture(root.path()), Duration::from_millis(20));
     let mut initial = Vec::new();
-    while initial.len() < 9 {
+    while initial.len() < 11 {
         match watcher.next(Duration::from_secs(5)) {
             Some(Event::Added(d)) => initial.push(d.name),
             other => panic!("expected the initial drives, got {other:?}"),
@@ -432,7 +479,10 @@ fn watcher_reports_cards_inserted_and_readers_unplugged() {
     let reader = root.path().join(
         "sys/devices/pci0000:00/0000:00:14.0/usb1/1-2/1-2:1.0/host0/target0:0:0/0:0:0:1/block/sdb",
     );
-    fs::write(reader.join("size"), "31116288\n").unwrap();
+    // Replaced in one step, as sysfs reads are: a half-written file would read as a drive
+    // without a size.
+    fs::write(reader.join("size.new"), "31116288\n").unwrap();
+    fs::rename(reader.join("size.new"), reader.join("size")).unwrap();
     let inserted = wait_for(&watcher, "card inserted", |e| {
         matches!(e, Event::Changed(_))
     });

@@ -58,13 +58,17 @@ fn watcher_sees_a_loop_device_come_and_go() {
 
     let device = Loop::attach(&file);
     let name = device.0.trim_start_matches("/dev/").to_owned();
-    let added = wait_for(&watcher, |e| matches!(e, Event::Added(d) if d.name == name))
-        .expect("the attached loop device is reported");
-    let Event::Added(drive) = added else {
+    // losetup attaches the file and sets the size in separate steps: the device may first
+    // show up empty, then change.
+    let seen = wait_for(&watcher, |e| match e {
+        Event::Added(d) | Event::Changed(d) => d.name == name && d.size == 8 << 20,
+        Event::Removed(_) => false,
+    })
+    .expect("the attached loop device is reported");
+    let (Event::Added(drive) | Event::Changed(drive)) = seen else {
         unreachable!()
     };
     assert_eq!(drive.backing_file, Some(PathBuf::from(&file)));
-    assert_eq!(drive.size, 8 << 20);
 
     drop(device);
     assert!(

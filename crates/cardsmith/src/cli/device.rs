@@ -58,8 +58,8 @@ pub fn open(
     })
 }
 
-/// The confirmation: names the drive and what is mounted from it. A system drive is erased
-/// only after its name is typed, whatever `--yes` says.
+/// The confirmation: names the drive and what is mounted from it. A system drive, or a
+/// fixed internal disk, is erased only after its name is typed, whatever `--yes` says.
 fn ask(
     args: &WriteArgs,
     image: &Image,
@@ -85,7 +85,8 @@ fn ask(
         question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
     }
     let system = drive.system_uses();
-    if args.yes && system.is_none() {
+    let must_type_name = system.is_some() || drive.is_fixed_disk();
+    if args.yes && !must_type_name {
         for warning in &drive.warnings {
             reporter.note(
                 &format!("Warning: {warning}"),
@@ -103,11 +104,16 @@ fn ask(
             drive.path.display(),
             uses.join(", ")
         );
+    } else if drive.is_fixed_disk() {
+        question += &format!(
+            "\n{} is a FIXED DISK inside this computer, not a card or a USB drive.",
+            drive.path.display()
+        );
     }
     if !std::io::stdin().is_terminal() {
-        let why = if system.is_some() {
-            "a system drive is erased only after its name is typed at a prompt, and standard \
-             input is not a terminal"
+        let why = if must_type_name {
+            "a system drive or fixed disk is erased only after its name is typed at a prompt, \
+             and standard input is not a terminal"
         } else {
             "standard input is not a terminal, so pass --yes"
         };
@@ -115,9 +121,10 @@ fn ask(
             "{question}\nNot without confirmation: {why}"
         )));
     }
-    let consent = match system {
-        Some(_) => confirm::ask_name(&question, &drive.name),
-        None => confirm::ask(&question),
+    let consent = if must_type_name {
+        confirm::ask_name(&question, &drive.name)
+    } else {
+        confirm::ask(&question)
     };
     if consent {
         Ok(())
