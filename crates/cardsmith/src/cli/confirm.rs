@@ -1,34 +1,44 @@
 //! Asking a person before erasing their disk.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 
-/// Prints `question` on standard error and reads an answer from the terminal. Only "y" or
-/// "yes" counts as consent.
-pub fn ask(question: &str) -> bool {
-    let mut stderr = io::stderr();
-    let _ = write!(stderr, "{question}\nType yes to continue: ");
-    let _ = stderr.flush();
-    let mut answer = String::new();
-    if io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
-    }
-    is_consent(&answer)
+/// What the person must type to consent.
+pub enum Consent<'a> {
+    /// "y" or "yes".
+    Yes,
+    /// The drive's name (as `sdb` or `/dev/sdb`): asked before erasing a system drive or a
+    /// fixed disk, which "yes" out of habit must not do.
+    Name(&'a str),
 }
 
-/// Prints `question` and asks for the drive's name (as `sdb` or `/dev/sdb`): the consent
-/// asked before erasing a system drive, which "yes" out of habit must not give.
-pub fn ask_name(question: &str, name: &str) -> bool {
+/// Prints `question` on standard error and reads the answer from the terminal. `Err` holds
+/// what to tell the person: no terminal to ask on (and `no_terminal`, why that matters), or
+/// an answer that was not consent.
+pub fn obtain(question: &str, consent: Consent<'_>, no_terminal: &str) -> Result<(), String> {
+    if !io::stdin().is_terminal() {
+        return Err(format!(
+            "{question}\nNot without confirmation: {no_terminal}"
+        ));
+    }
+    let prompt = match consent {
+        Consent::Yes => "Type yes to continue: ".to_owned(),
+        Consent::Name(name) => format!("Type the drive's name ({name}) to erase it: "),
+    };
     let mut stderr = io::stderr();
-    let _ = write!(
-        stderr,
-        "{question}\nType the drive's name ({name}) to erase it: "
-    );
+    let _ = write!(stderr, "{question}\n{prompt}");
     let _ = stderr.flush();
     let mut answer = String::new();
-    if io::stdin().lock().read_line(&mut answer).is_err() {
-        return false;
+    let read = io::stdin().lock().read_line(&mut answer).is_ok();
+    let given = read
+        && match consent {
+            Consent::Yes => is_consent(&answer),
+            Consent::Name(name) => names(&answer, name),
+        };
+    if given {
+        Ok(())
+    } else {
+        Err("cancelled: nothing was written".to_owned())
     }
-    names(&answer, name)
 }
 
 fn names(answer: &str, name: &str) -> bool {

@@ -1,16 +1,16 @@
 //! Writing to a drive: everything between the path the user typed and an opened target.
 //! Find the drive, refuse what must not be erased, ask, unmount, open exclusively.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use cardsmith_drives::{open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Snapshot};
 use cardsmith_engine::{Image, Input, Target};
 use serde_json::json;
 
+use super::confirm::{self, Consent};
 use super::drives::list;
 use super::report::Reporter;
-use super::{confirm, Failure, WriteArgs};
+use super::{Failure, WriteArgs};
 
 /// A drive, checked, confirmed, unmounted and opened.
 pub struct OpenedDrive {
@@ -110,27 +110,17 @@ fn ask(
             drive.path.display()
         );
     }
-    if !std::io::stdin().is_terminal() {
-        let why = if must_type_name {
+    let (consent, no_terminal) = if must_type_name {
+        (
+            Consent::Name(&drive.name),
             "a system drive or fixed disk is erased only after its name is typed at a prompt, \
-             and standard input is not a terminal"
-        } else {
-            "standard input is not a terminal, so pass --yes"
-        };
-        return Err(Failure::Refused(format!(
-            "{question}\nNot without confirmation: {why}"
-        )));
-    }
-    let consent = if must_type_name {
-        confirm::ask_name(&question, &drive.name)
+             and standard input is not a terminal",
+        )
     } else {
-        confirm::ask(&question)
+        (
+            Consent::Yes,
+            "standard input is not a terminal, so pass --yes",
+        )
     };
-    if consent {
-        Ok(())
-    } else {
-        Err(Failure::Refused(
-            "cancelled: nothing was written".to_owned(),
-        ))
-    }
+    confirm::obtain(&question, consent, no_terminal).map_err(Failure::Refused)
 }

@@ -6,7 +6,6 @@ mod device;
 mod drives;
 mod report;
 
-use std::io::IsTerminal;
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +17,7 @@ use cardsmith_engine::{
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
+use confirm::Consent;
 use report::{Reporter, Said};
 
 const EXIT_CODES: &str = "\
@@ -258,16 +258,8 @@ fn open_file(args: &WriteArgs, image: &Image) -> Result<Target, Failure> {
             image.format(),
             target.path().display()
         );
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure::Refused(format!(
-                "{question}\nNot without confirmation: standard input is not a terminal, so pass --yes"
-            )));
-        }
-        if !confirm::ask(&question) {
-            return Err(Failure::Refused(
-                "cancelled: nothing was written".to_owned(),
-            ));
-        }
+        let no_terminal = "standard input is not a terminal, so pass --yes";
+        confirm::obtain(&question, Consent::Yes, no_terminal).map_err(Failure::Refused)?;
     }
     Ok(target)
 }
