@@ -42,21 +42,34 @@ fn parse_mount_line(line: &str) -> Option<Mount> {
     })
 }
 
-/// Undoes the kernel's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+/// Undoes the kernel's octal escapes (`\\040` for a space, `\\011`, `\\012`, `\\134`).
 pub fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
+    decode_escapes(field, |digits| {
+        let digits = digits.get(..3)?;
+        let value = digits.iter().try_fold(0u32, |n, &c| {
+            (b'0'..=b'7')
+                .contains(&c)
+                .then(|| n * 8 + u32::from(c - b'0'))
+        })?;
+        Some((u8::try_from(value).ok()?, 3))
+    })
+}
+
+/// Copies `text`, replacing every backslash escape that `decode` recognises. `decode` sees
+/// what follows the backslash and returns the byte it stands for and how many bytes it
+/// used; an escape it does not recognise is kept as it is.
+pub(crate) fn decode_escapes(text: &str, decode: impl Fn(&[u8]) -> Option<(u8, usize)>) -> String {
+    let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')))
-            .and_then(|n| u8::try_from(n).ok());
-        match octal {
-            Some(byte) => {
+        let escape = (bytes[i] == b'\\')
+            .then(|| decode(&bytes[i + 1..]))
+            .flatten();
+        match escape {
+            Some((byte, used)) => {
                 out.push(byte);
-                i += 4;
+                i += 1 + used;
             }
             None => {
                 out.push(bytes[i]);

@@ -143,26 +143,12 @@ fn udev_properties(sources: &Sources, dev: DevNum) -> HashMap<String, String> {
 
 /// Decodes udev's `\x20`-style escapes (ID_FS_LABEL_ENC, ID_MODEL_ENC).
 fn udev_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i..i + 4)
-            .filter(|w| w[0] == b'\\' && w[1] == b'x')
-            .and_then(|w| u8::from_str_radix(std::str::from_utf8(&w[2..]).ok()?, 16).ok());
-        match hex {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).trim().to_owned()
+    let decoded = mounts::decode_escapes(text, |rest| {
+        let hex = rest.strip_prefix(b"x")?.get(..2)?;
+        let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+        Some((byte, 3))
+    });
+    decoded.trim().to_owned()
 }
 
 fn udev_text(props: &HashMap<String, String>, key: &str) -> Option<String> {
