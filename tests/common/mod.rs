@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod http;
+
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
@@ -27,6 +29,19 @@ pub fn cardsmith(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("running cardsmith")
+}
+
+/// Runs cardsmith with standard input closed and extra environment variables.
+pub fn cardsmith_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(bin());
+    command
+        .args(args)
+        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.output().expect("running cardsmith")
 }
 
 /// Runs cardsmith with `input` on standard input.

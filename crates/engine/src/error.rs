@@ -70,6 +70,16 @@ pub enum Error {
         stored: Option<String>,
     },
 
+    #[error(
+        "SHA-256 of the {what} is {actual}, not {expected} as published; nothing was written \
+         to the start of the target. The download is corrupt, or the catalog is wrong"
+    )]
+    PublishedChecksumMismatch {
+        what: &'static str,
+        expected: String,
+        actual: String,
+    },
+
     #[error("verification failed: {path} differs from the image {detail}")]
     VerifyMismatch {
         path: PathBuf,
@@ -114,8 +124,8 @@ pub enum Error {
     #[error("the zip archive is corrupt or truncated ({0}); download it again")]
     ZipInvalid(String),
 
-    #[error("a zip archive cannot be read from standard input; save it to a file first")]
-    ZipFromStdin,
+    #[error("a zip archive cannot be streamed from {source_desc}; save it to a file first")]
+    ZipStreamed { source_desc: String },
 
     #[error("standard input is a terminal; pipe an image into cardsmith or name an image file")]
     StdinIsTerminal,
@@ -125,7 +135,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn read(what: impl Into<String>, offset: u64, source: io::Error) -> Error {
+    pub fn read(what: impl Into<String>, offset: u64, source: io::Error) -> Error {
         Error::Read {
             what: what.into(),
             offset,

@@ -20,6 +20,8 @@ use crate::Error;
 pub enum Input {
     Path(PathBuf),
     Stdin,
+    /// A stream the caller opened (a download), named by its URL.
+    Url(String),
 }
 
 impl Input {
@@ -38,6 +40,7 @@ impl fmt::Display for Input {
         match self {
             Input::Path(p) => write!(f, "{}", p.display()),
             Input::Stdin => f.write_str("-"),
+            Input::Url(url) => f.write_str(url),
         }
     }
 }
@@ -68,16 +71,19 @@ impl FileIdentity {
     }
 }
 
+/// A stream that cannot seek: standard input or a download, its first bytes put back.
+type Stream = io::Chain<io::Cursor<Vec<u8>>, Box<dyn Read + Send>>;
+
 enum Handle {
     File(File),
-    Stdin(io::Chain<io::Cursor<Vec<u8>>, io::Stdin>),
+    Stream(Stream),
 }
 
 impl Read for Handle {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Handle::File(f) => f.read(buf),
-            Handle::Stdin(s) => s.read(buf),
+            Handle::Stream(s) => s.read(buf),
         }
     }
 }
@@ -86,7 +92,7 @@ impl Seek for Handle {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
         match self {
             Handle::File(f) => f.seek(pos),
-            Handle::Stdin(_) => Err(io::Error::other("standard input cannot seek")),
+            Handle::Stream(_) => Err(io::Error::other("a stream cannot seek")),
         }
     }
 }
@@ -131,15 +137,53 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 impl Image {
     /// Opens an image and works out its format and size. Nothing is decoded yet.
     pub fn open(input: &Input, open_as: OpenAs) -> Result<Image, Error> {
+        let opened = match input {
+            Input::Path(path) => Self::open_file(path)?,
+            Input::Stdin => Self::open_stdin()?,
+            Input::Url(url) => {
+                return Err(Error::Open {
+                    path: PathBuf::from(url),
+                    source: io::Error::other("a URL is opened with Image::open_stream"),
+                })
+            }
+        };
+        Self::from_opened(input, open_as, opened)
+    }
+
+    /// Opens an image from a stream the caller opened, such as a download. Its size is
+    /// known only if the stream's first bytes tell it (a zstd frame header), or from
+    /// [`Image::assume_size`].
+    pub fn open_stream(
+        input: Input,
+        mut reader: Box<dyn Read + Send>,
+        open_as: OpenAs,
+    ) -> Result<Image, Error> {
+        let mut head = vec![0; MAGIC_LEN];
+        let got =
+            read_full(&mut reader, &mut head).map_err(|e| Error::read(input.to_string(), 0, e))?;
+        head.truncate(got);
+        let opened = Opened {
+            handle: Handle::Stream(io::Cursor::new(head.clone()).chain(reader)),
+            head,
+            stored_len: None,
+            identity: None,
+        };
+        Self::from_opened(&input, open_as, opened)
+    }
+
+    /// Takes `size` as the decoded size when the image itself does not record one (a
+    /// catalog's extract_size for a streamed download).
+    pub fn assume_size(&mut self, size: ImageSize) {
+        self.size.get_or_insert(size);
+    }
+
+    fn from_opened(input: &Input, open_as: OpenAs, opened: Opened) -> Result<Image, Error> {
         let Opened {
             handle,
             head,
             stored_len,
             identity,
-        } = match input {
-            Input::Path(path) => Self::open_file(path)?,
-            Input::Stdin => Self::open_stdin()?,
-        };
+        } = opened;
         let format = match open_as {
             OpenAs::Detect => Format::detect(&head),
             OpenAs::Raw => Format::Raw,
@@ -204,8 +248,9 @@ impl Image {
         let got =
             read_full(&mut stdin, &mut head).map_err(|e| Error::read("standard input", 0, e))?;
         head.truncate(got);
+        let rest: Box<dyn Read + Send> = Box::new(stdin);
         Ok(Opened {
-            handle: Handle::Stdin(io::Cursor::new(head.clone()).chain(stdin)),
+            handle: Handle::Stream(io::Cursor::new(head.clone()).chain(rest)),
             head,
             stored_len: None,
             identity,
@@ -215,7 +260,7 @@ impl Image {
     fn probe_size(&mut self, head: &[u8]) -> Result<(), Error> {
         let file = match &self.handle {
             Handle::File(f) => Some(f),
-            Handle::Stdin(_) => None,
+            Handle::Stream(_) => None,
         };
         let probe_err = |e| Error::read(self.input.to_string(), 0, e);
         self.size = match (self.format, file, self.stored_len) {
@@ -236,7 +281,14 @@ impl Image {
                     bytes,
                     kind: SizeKind::Estimate,
                 }),
-            (Format::Zip, None, _) => return Err(Error::ZipFromStdin),
+            (Format::Zip, None, _) => {
+                return Err(Error::ZipStreamed {
+                    source_desc: match &self.input {
+                        Input::Stdin => "standard input".to_owned(),
+                        other => other.to_string(),
+                    },
+                })
+            }
             (Format::Zip, Some(f), _) => {
                 let (index, bytes) = pick_zip_entry(f)?;
                 self.zip_entry = Some(index);
@@ -273,7 +325,7 @@ impl Image {
     pub fn reopen_args(&self) -> Option<(Input, OpenAs)> {
         match &self.input {
             Input::Path(_) => Some((self.input.clone(), self.open_as)),
-            Input::Stdin => None,
+            Input::Stdin | Input::Url(_) => None,
         }
     }
 

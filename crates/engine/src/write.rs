@@ -23,6 +23,10 @@ use crate::Error;
 pub struct WriteOptions {
     /// The SHA-256 the image must have: of the decompressed image or of the file as stored.
     pub expected_sha256: Option<[u8; 32]>,
+    /// The SHA-256 the decompressed image must have (a catalog's `extract_sha256`).
+    pub image_sha256: Option<[u8; 32]>,
+    /// The SHA-256 the file as stored must have (a catalog's `image_download_sha256`).
+    pub stored_sha256: Option<[u8; 32]>,
     /// Read the target back and compare after writing.
     pub verify: bool,
 }
@@ -103,6 +107,7 @@ fn write_and_verify(
     let reopen = image.reopen_args();
     let mut written = write_stream(image, target, options, cancel, progress)?;
 
+    check_published(options, &written)?;
     let checksum = match options.expected_sha256 {
         None => None,
         Some(expected) => Some(check_sha256(expected, &written)?),
@@ -152,8 +157,10 @@ fn write_stream(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Written, Error> {
     let total = image.size().map(|s| s.bytes);
-    let want_sha256 = options.expected_sha256.is_some();
-    let hash_stored = want_sha256 && image.format() != Format::Raw;
+    let raw = image.format() == Format::Raw;
+    let want_stored = options.expected_sha256.is_some() || options.stored_sha256.is_some();
+    let want_sha256 = want_stored || options.image_sha256.is_some();
+    let hash_stored = want_stored && !raw;
     let decoding = Decoding::start(image, hash_stored, 0, cancel);
     let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
     let mut written = Written {
@@ -207,7 +214,12 @@ fn write_stream(
         return Err(Error::EmptyImage);
     }
     written.decoded_sha256 = decoded_sha256;
-    written.stored_sha256 = summary.stored_sha256;
+    // A raw image is stored as it decodes.
+    written.stored_sha256 = if raw {
+        decoded_sha256
+    } else {
+        summary.stored_sha256
+    };
     Ok(written)
 }
 
@@ -227,6 +239,30 @@ fn spawn_hasher(returns: SyncSender<AlignedBuf>) -> (SyncSender<Chunk>, JoinHand
         })
         .expect("spawning the hashing thread");
     (tx, handle)
+}
+
+/// Checks the hashes a publisher gave for the download and for the decompressed image.
+fn check_published(options: &WriteOptions, written: &Written) -> Result<(), Error> {
+    let pairs = [
+        ("download", options.stored_sha256, written.stored_sha256),
+        (
+            "decompressed image",
+            options.image_sha256,
+            written.decoded_sha256,
+        ),
+    ];
+    for (what, expected, actual) in pairs {
+        if let Some(expected) = expected {
+            if actual != Some(expected) {
+                return Err(Error::PublishedChecksumMismatch {
+                    what,
+                    expected: to_hex(&expected),
+                    actual: actual.map(|a| to_hex(&a)).unwrap_or_default(),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_sha256(expected: [u8; 32], written: &Written) -> Result<ChecksumMatch, Error> {

@@ -1,7 +1,7 @@
 //! Writing to a drive: everything between the path the user typed and an opened target.
 //! Find the drive, refuse what must not be erased, ask, unmount, open exclusively.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cardsmith_drives::{open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Snapshot};
 use cardsmith_engine::{Image, Input, Target};
@@ -21,17 +21,18 @@ pub struct OpenedDrive {
 
 pub fn open(
     args: &WriteArgs,
+    target: &Path,
     image: &Image,
     reporter: &mut Reporter,
 ) -> Result<OpenedDrive, Failure> {
     let snapshot = Snapshot::capture()?;
-    let drive = snapshot.find(&args.target)?.clone();
+    let drive = snapshot.find(target)?.clone();
     drive.check_writable(args.allow_system_drive)?;
     if let Some(id) = image.identity() {
         let (dev, file) = match (id.rdev, image.input()) {
             (Some(rdev), _) => (rdev, None),
             (None, Input::Path(path)) => (id.dev, std::fs::canonicalize(path).ok()),
-            (None, Input::Stdin) => (id.dev, None),
+            (None, Input::Stdin | Input::Url(_)) => (id.dev, None),
         };
         snapshot.check_not_holding(
             &drive,

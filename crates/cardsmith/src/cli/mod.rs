@@ -1,10 +1,12 @@
 //! The command line: `write`, `verify`, `hash` and `drives`, with human, plain or JSON
 //! output.
 
+mod catalog;
 mod confirm;
 mod device;
 mod drives;
 mod report;
+mod source;
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 
 use cardsmith_engine::{
     self as engine, units, Algorithm, CancelToken, ChecksumMatch, Error, Image, Input, OpenAs,
-    Target, WriteOptions,
+    Target,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -26,7 +28,7 @@ Exit codes:
   1    failure (bad image, unreadable file, refused target, I/O error, ...)
   2    invalid command line
   3    verification failed: the target differs from the image
-  4    the image's SHA-256 did not match --sha256
+  4    a SHA-256 did not match (--sha256, or the catalog's)
   130  cancelled (Ctrl-C)";
 
 /// Exit code when the target differs from the image.
@@ -61,14 +63,34 @@ enum Command {
     Hash(HashArgs),
     /// List the drives an image can be written to
     Drives(drives::DrivesArgs),
+    /// The OS catalog (Raspberry Pi Imager's list, or your own)
+    #[command(subcommand)]
+    Os(catalog::OsCommand),
+    /// List the devices (Raspberry Pi models) the catalog knows
+    Devices(catalog::DevicesArgs),
+    /// The download cache
+    #[command(subcommand)]
+    Cache(catalog::CacheCommand),
 }
 
 #[derive(Args)]
+#[command(
+    override_usage = "cardsmith write [OPTIONS] IMAGE|URL TARGET\n       cardsmith write [OPTIONS] --os NAME TARGET"
+)]
 struct WriteArgs {
-    /// The image file, or - for standard input; the format is found from its content
-    image: String,
-    /// A block device (everything on it is erased) or a file to create
-    target: PathBuf,
+    /// IMAGE (a file, - for standard input, or an http(s) URL; the format is found from its
+    /// content) and TARGET (a block device, whose contents are erased, or a file to create);
+    /// with --os, only TARGET
+    #[arg(value_name = "IMAGE|URL TARGET", num_args = 1..=2, required = true)]
+    operands: Vec<String>,
+    /// Write this OS from the catalog (see `cardsmith os list`)
+    #[arg(long, value_name = "NAME")]
+    os: Option<String>,
+    /// With --os: the device it must be made for (see `cardsmith devices`)
+    #[arg(long, value_name = "NAME|TAG", requires = "os")]
+    device: Option<String>,
+    #[command(flatten)]
+    catalog: catalog::CatalogArgs,
     /// Refuse to finish unless the decompressed image, or the file as stored, has this SHA-256
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     sha256: Option<[u8; 32]>,
@@ -131,7 +153,7 @@ pub fn run() -> ExitCode {
         Command::Write(a) => a.json,
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
-        Command::Drives(_) => false,
+        Command::Drives(_) | Command::Os(_) | Command::Devices(_) | Command::Cache(_) => false,
     };
     let mut reporter = Reporter::new(json);
     let outcome = match cli.command {
@@ -139,6 +161,9 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => verify(args, &cancel, &mut reporter),
         Command::Hash(args) => hash(args, &cancel, &mut reporter),
         Command::Drives(args) => drives::run(args),
+        Command::Os(command) => catalog::os(command, &mut reporter),
+        Command::Devices(args) => catalog::devices(args, &mut reporter),
+        Command::Cache(command) => catalog::cache(command, &mut reporter),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,6 +182,11 @@ enum Failure {
     Engine(#[from] Error),
     #[error(transparent)]
     Drive(#[from] cardsmith_drives::Error),
+    #[error(transparent)]
+    Catalog(#[from] cardsmith_catalog::Error),
+    /// A command line clap cannot check by itself.
+    #[error("{0}")]
+    Usage(String),
     #[error("{0}")]
     Refused(String),
 }
@@ -165,8 +195,11 @@ impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
             Failure::Engine(Error::VerifyMismatch { .. }) => EXIT_VERIFY_FAILED,
-            Failure::Engine(Error::ChecksumMismatch { .. }) => EXIT_CHECKSUM_MISMATCH,
+            Failure::Engine(
+                Error::ChecksumMismatch { .. } | Error::PublishedChecksumMismatch { .. },
+            ) => EXIT_CHECKSUM_MISMATCH,
             Failure::Engine(Error::Cancelled) => EXIT_CANCELLED,
+            Failure::Usage(_) => 2,
             _ => 1,
         }
     }
@@ -186,29 +219,46 @@ fn cancel_on_ctrl_c(cancel: &CancelToken) {
     let _ = ctrlc::set_handler(move || cancel.cancel());
 }
 
+impl WriteArgs {
+    /// The image argument (absent with --os) and the target.
+    fn operands(&self) -> Result<(Option<&str>, PathBuf), Failure> {
+        match (&self.os, self.operands.as_slice()) {
+            (Some(_), [target]) => Ok((None, PathBuf::from(target))),
+            (None, [image, target]) => Ok((Some(image.as_str()), PathBuf::from(target))),
+            (Some(_), _) => Err(Failure::Usage(
+                "with --os, name only the TARGET: cardsmith write --os NAME TARGET".into(),
+            )),
+            (None, _) => Err(Failure::Usage(
+                "name the IMAGE (or URL) and the TARGET, or use --os NAME TARGET".into(),
+            )),
+        }
+    }
+}
+
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
-    let input = Input::from_arg(&args.image);
-    let image = Image::open(&input, OpenAs::Detect)?;
-    let is_device = std::fs::metadata(&args.target)
+    let (image_arg, target_path) = args.operands()?;
+    let planned = source::plan(&args, image_arg, reporter)?;
+    let image = planned.image;
+    let input = image.input().to_string();
+    let is_device = std::fs::metadata(&target_path)
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     let (target, drive, unmounted) = if is_device {
-        let opened = device::open(&args, &image, reporter)?;
+        let opened = device::open(&args, &target_path, &image, reporter)?;
         (opened.target, Some(opened.drive), opened.unmounted)
     } else {
-        (open_file(&args, &image)?, None, Vec::new())
+        (open_file(&args, &target_path, &image)?, None, Vec::new())
     };
     cancel_on_ctrl_c(cancel);
-    let options = WriteOptions {
-        expected_sha256: args.sha256,
-        verify: !args.no_verify,
-    };
+    let options = planned.options;
     let report = engine::write(image, &target, &options, cancel, &mut |p| {
         reporter.progress(p)
     })?;
+    let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
     let checksum = match report.checksum {
         Some(ChecksumMatch::Image) => "matched the image",
         Some(ChecksumMatch::StoredFile) => "matched the file as stored",
+        None if published => "matched the catalog",
         None => "not checked",
     };
     let summary = format!(
@@ -222,6 +272,12 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         },
     );
     drop(target);
+    let cached = match (&planned.pending, &planned.cache) {
+        (Some(pending), Some(cache)) if published || options.expected_sha256.is_some() => {
+            keep_download(pending, cache, report.image_sha256.clone(), reporter)
+        }
+        _ => false,
+    };
     let ejected = drive
         .filter(|_| args.eject)
         .map(|drive| eject(&drive, reporter));
@@ -229,8 +285,10 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         Said::Note(&summary),
         json!({
             "command": "write",
-            "image": input.to_string(),
-            "target": args.target,
+            "image": input,
+            "os": planned.os.as_ref().map(|e| &e.name),
+            "init_format": planned.os.as_ref().and_then(|e| e.init_format.as_ref()),
+            "target": target_path,
             "bytes": report.bytes,
             "verified": report.verified,
             "verify_bypassed_cache": report.verified && report.bypassed_cache,
@@ -238,19 +296,46 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
                 ChecksumMatch::Image => "image",
                 ChecksumMatch::StoredFile => "stored_file",
             }),
+            "catalog_sha256_checked": published,
             "image_sha256": report.image_sha256,
             "partition_table_reread": report.partitions_reread,
             "unmounted": unmounted,
+            "download_cached": cached,
             "ejected": ejected,
         }),
     );
     Ok(())
 }
 
+/// Files a checked download in the cache; a failure to do so is reported, not fatal.
+fn keep_download(
+    pending: &cardsmith_catalog::Pending,
+    cache: &cardsmith_catalog::Cache,
+    image_sha256: Option<String>,
+    reporter: &mut Reporter,
+) -> bool {
+    let (text, kept) = match pending.commit(cache, image_sha256) {
+        Ok(Some(entry)) => (
+            format!("Kept the download in the cache ({})", &entry.sha256[..12]),
+            true,
+        ),
+        Ok(None) => match pending.failure() {
+            Some(problem) => (problem, false),
+            None => (
+                "The download was not cached (larger than the cache)".to_owned(),
+                false,
+            ),
+        },
+        Err(e) => (format!("The download was not cached: {e}"), false),
+    };
+    reporter.note(&text, json!({ "event": "note", "text": text }));
+    kept
+}
+
 /// A regular file as target: asks before overwriting one that exists.
-fn open_file(args: &WriteArgs, image: &Image) -> Result<Target, Failure> {
-    let existed = args.target.exists();
-    let target = Target::open_for_write(&args.target, args.force)?;
+fn open_file(args: &WriteArgs, path: &std::path::Path, image: &Image) -> Result<Target, Failure> {
+    let existed = path.exists();
+    let target = Target::open_for_write(path, args.force)?;
     if existed && !args.yes {
         let question = format!(
             "Write {} ({} image) to the file {}? Its contents will be replaced.",

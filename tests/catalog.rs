@@ -1,0 +1,602 @@
+//! The OS catalog and downloads against a real HTTP server on 127.0.0.1 that this test
+//! starts, and that drops connections, stalls, fails, lies and ignores Range on purpose.
+//! Targets are files, or loop devices the test creates and detaches. Each test has a cache
+//! directory of its own (XDG_CACHE_HOME).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use common::http::{Fault, Server};
+use common::*;
+use serde_json::{json, Value};
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../os-list-sample");
+
+/// A test's directory, with a cache of its own.
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        Bench {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path("xdg-cache")
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        cardsmith_env(args, &[("XDG_CACHE_HOME", &self.cache())])
+    }
+
+    /// The cached downloads, from `cardsmith cache list --json`.
+    fn cached(&self) -> Vec<Value> {
+        let out = self.run(&["cache", "list", "--json"]);
+        assert_ok(&out);
+        let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        doc["entries"].as_array().unwrap().clone()
+    }
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    fs::read(Path::new(SAMPLE).join(name)).unwrap()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    write_file(&file, data);
+    sha256sum(&file)
+}
+
+/// A catalog listing one image at `url` with its sizes and hashes.
+fn catalog_for(name: &str, url: &str, download: &[u8], image: &[u8]) -> Vec<u8> {
+    let doc = json!({
+        "imager": {"devices": [
+            {"name": "Raspberry Pi 5", "tags": ["pi5-64bit"], "matching_type": "exclusive"},
+            {"name": "Raspberry Pi 4", "tags": ["pi4-64bit"], "matching_type": "inclusive"}
+        ]},
+        "os_list": [{
+            "name": name,
+            "url": url,
+            "image_download_size": download.len(),
+            "image_download_sha256": sha256_hex(download),
+            "extract_size": image.len(),
+            "extract_sha256": sha256_hex(image),
+            "init_format": "systemd",
+            "devices": ["pi4-64bit"]
+        }]
+    });
+    serde_json::to_vec_pretty(&doc).unwrap()
+}
+
+/// The demo image, compressed and not.
+fn demo() -> (Vec<u8>, Vec<u8>) {
+    let xz = sample("demo-systemd.img.xz");
+    let dir = tempfile::tempdir().unwrap();
+    let packed = dir.path().join("demo.img.xz");
+    write_file(&packed, &xz);
+    let out = tool("xz", &["-dc", packed.to_str().unwrap()]);
+    (xz, out.stdout)
+}
+
+/// A card: a loop device over a file of 0xAA.
+fn card(bench: &Bench, len: usize) -> (PathBuf, LoopDevice) {
+    let backing = bench.path("card.bin");
+    filled_file(&backing, len, 0xAA);
+    let dev = LoopDevice::attach(&backing);
+    (backing, dev)
+}
+
+#[track_caller]
+fn assert_first_mib_zeroed(backing: &Path) {
+    assert!(
+        read_range(backing, 0, MIB).iter().all(|&b| b == 0),
+        "the first MiB still holds data: the card could boot"
+    );
+}
+
+#[test]
+fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
+    let server = Server::start();
+    let bench = Bench::new();
+    server.serve(
+        "/lists/os.json",
+        serde_json::to_vec(&json!({"os_list": [
+            {"name": "Top image", "url": "images/top.img.xz", "init_format": "systemd"},
+            {"name": "Nested", "subitems_url": "sub/a.json"},
+            {"name": "Loop", "subitems_url": format!("{}", server.url("/lists/cycle.json"))},
+            {"name": "Deep", "subitems_url": "/deep/0.json"},
+            {"name": "Future", "url": "x.img", "init_format": "something-new"}
+        ]}))
+        .unwrap(),
+    );
+    server.serve(
+        "/lists/sub/a.json",
+        serde_json::to_vec(&json!({"os_list": [
+            {"name": "In a", "url": "a.img.xz"},
+            {"name": "Deeper", "subitems_url": "b.json"}
+        ]}))
+        .unwrap(),
+    );
+    server.serve(
+        "/lists/sub/b.json",
+        serde_json::to_vec(&json!({"os_list": [{"name": "In b", "url": "../b.img.xz"}]})).unwrap(),
+    );
+    server.serve(
+        "/lists/cycle.json",
+        serde_json::to_vec(&json!({"os_list": [
+            {"name": "Round again", "subitems_url": "cycle.json"},
+            {"name": "In the loop", "url": "loop.img"}
+        ]}))
+        .unwrap(),
+    );
+    for level in 0..20 {
+        server.serve(
+            &format!("/deep/{level}.json"),
+            serde_json::to_vec(&json!({"os_list": [
+                {"name": format!("Level {level}"), "subitems_url": format!("{}.json", level + 1)},
+                {"name": format!("Image {level}"), "url": "img.img"}
+            ]}))
+            .unwrap(),
+        );
+    }
+    let out = bench.run(&[
+        "os",
+        "list",
+        "--repo",
+        &server.url("/lists/os.json"),
+        "--json",
+    ]);
+    assert_ok(&out);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let list = &doc["os_list"];
+    assert_eq!(list[0]["url"], server.url("/lists/images/top.img.xz"));
+    assert_eq!(list[1]["name"], "Nested");
+    assert_eq!(
+        list[1]["subitems"][0]["url"],
+        server.url("/lists/sub/a.img.xz")
+    );
+    assert_eq!(list[1]["subitems"][1]["subitems"][0]["name"], "In b");
+    assert_eq!(
+        list[1]["subitems"][1]["subitems"][0]["url"],
+        server.url("/lists/b.img.xz")
+    );
+    assert_eq!(list[2]["name"], "Loop", "the loop's own image stays");
+    assert_eq!(
+        list[2]["subitems"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list[2]
+    );
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        !names.contains(&"Future"),
+        "an unknown init_format is left out: {names:?}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("includes itself"), "{err}");
+    assert!(err.contains("deeper than 16 levels"), "{err}");
+    assert!(
+        err.contains("Future (init_format \"something-new\")"),
+        "{err}"
+    );
+    assert!(err.contains("(fetched just now)"), "{err}");
+    // Sixteen sublist files nest below the top list (deep/0 to deep/15); deep/16 is not
+    // fetched, so "Level 15" is an empty category and is left out.
+    assert_eq!(server.requests("/deep/15.json").len(), 1);
+    assert!(
+        server.requests("/deep/16.json").is_empty(),
+        "not fetched beyond the limit"
+    );
+    let mut deep = &list[3];
+    let mut levels = Vec::new();
+    while let Some(next) = deep["subitems"].as_array().and_then(|s| s.first()) {
+        levels.push(next["name"].as_str().unwrap().to_owned());
+        deep = next;
+    }
+    assert_eq!(levels.len(), 16, "{levels:?}");
+    assert_eq!(levels.last().unwrap(), "Image 15", "{levels:?}");
+}
+
+#[test]
+fn write_os_streams_checks_hashes_keeps_the_download_and_reuses_it() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let (xz, raw) = demo();
+    server.serve("/demo.img.xz", xz.clone());
+    server.serve("/os.json", catalog_for("Demo", "demo.img.xz", &xz, &raw));
+    let repo = server.url("/os.json");
+    let (backing, dev) = card(&bench, 64 * MIB);
+    let image = bench.path("demo.img");
+    write_file(&image, &raw);
+
+    let write =
+        |device: &str| bench.run(&["write", "--os", "Demo", "--repo", &repo, device, "--yes"]);
+    let out = write(dev.arg());
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("SHA-256 matched the catalog"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(same_prefix(&image, &backing, raw.len() as u64));
+    assert_eq!(server.requests("/demo.img.xz").len(), 1);
+    let cached = bench.cached();
+    assert_eq!(cached.len(), 1);
+    assert_eq!(cached[0]["sha256"], sha256_hex(&xz));
+    assert_eq!(cached[0]["image_sha256"], sha256_hex(&raw));
+
+    // Again: from the cache, without a download.
+    filled_file(&backing, 64 * MIB, 0xAA);
+    let out = write(dev.arg());
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("Using the cached download"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        server.requests("/demo.img.xz").len(),
+        1,
+        "no second download"
+    );
+    assert!(same_prefix(&image, &backing, raw.len() as u64));
+
+    // A damaged cache entry is deleted and the image downloaded again.
+    let entry = bench.cache().join("cardsmith/images").join(sha256_hex(&xz));
+    let mut bytes = fs::read(&entry).unwrap();
+    bytes[100] ^= 1;
+    fs::write(&entry, bytes).unwrap();
+    let out = write(dev.arg());
+    assert_ok(&out);
+    assert!(stderr(&out).contains("was damaged"), "{}", stderr(&out));
+    assert_eq!(server.requests("/demo.img.xz").len(), 2);
+    assert_eq!(
+        fs::read(&entry).unwrap(),
+        xz,
+        "the fresh download is cached again"
+    );
+
+    let out = bench.run(&["cache", "clear"]);
+    assert_ok(&out);
+    assert!(bench.cached().is_empty());
+}
+
+#[test]
+fn device_filter_refuses_an_os_not_made_for_the_device() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let (xz, raw) = demo();
+    server.serve("/os.json", catalog_for("Demo", "demo.img.xz", &xz, &raw));
+    let repo = server.url("/os.json");
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "Demo",
+        "--repo",
+        &repo,
+        "--device",
+        "Raspberry Pi 5",
+        bench.path("out.img").to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_fails(&out, 1, &["is not made for Raspberry Pi 5", "pi4-64bit"]);
+    assert!(!bench.path("out.img").exists());
+    let out = bench.run(&["os", "list", "--repo", &repo, "--device", "Raspberry Pi 4"]);
+    assert!(stdout(&out).contains("Demo"), "{}", stdout(&out));
+    let out = bench.run(&["os", "list", "--repo", &repo, "--device", "pi5-64bit"]);
+    assert!(
+        stdout(&out).contains("No images for this device"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+/// A raw image served as a URL, written with its SHA-256: big enough that faults strike
+/// in the middle of the write.
+struct Served {
+    server: Server,
+    bench: Bench,
+    raw: Vec<u8>,
+    image: PathBuf,
+    url: String,
+}
+
+fn served(len: usize) -> Served {
+    let server = Server::start();
+    let bench = Bench::new();
+    let raw = image_bytes(len, 99);
+    let image = bench.path("image.img");
+    write_file(&image, &raw);
+    server.serve("/image.img", raw.clone());
+    let url = server.url("/image.img");
+    Served {
+        server,
+        bench,
+        raw,
+        image,
+        url,
+    }
+}
+
+impl Served {
+    fn write(&self, target: &str, extra: &[&str]) -> Output {
+        let sha = sha256_hex(&self.raw);
+        let mut args = vec!["write", &self.url, target, "--yes", "--sha256", &sha];
+        args.extend_from_slice(extra);
+        self.bench.run(&args)
+    }
+}
+
+#[test]
+fn a_dropped_connection_resumes_from_the_last_byte() {
+    let s = served(9 * MIB);
+    s.server
+        .faults("/image.img", &[Fault::DropAt(5 * MIB as u64 + 123)]);
+    let (backing, dev) = card(&s.bench, 16 * MIB);
+    let out = s.write(dev.arg(), &[]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("resuming"), "{}", stderr(&out));
+    let requests = s.server.requests("/image.img");
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert_eq!(
+        requests[1].range.as_deref(),
+        Some(&*format!("bytes={}-", 5 * MIB + 123))
+    );
+    assert!(same_prefix(&s.image, &backing, s.raw.len() as u64));
+    assert_eq!(s.bench.cached().len(), 1, "checked by --sha256, so kept");
+}
+
+#[test]
+fn a_server_that_ignores_range_sends_no_byte_twice() {
+    let s = served(9 * MIB);
+    s.server.ignore_range("/image.img");
+    s.server.faults(
+        "/image.img",
+        &[
+            Fault::DropAt(3 * MIB as u64 + 7),
+            Fault::DropAt(6 * MIB as u64 + 1),
+        ],
+    );
+    let target = s.bench.path("out.img");
+    let out = s.write(target.to_str().unwrap(), &[]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("ignored the resume request"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.server.requests("/image.img").len(), 3);
+    assert_eq!(fs::read(&target).unwrap(), s.raw);
+}
+
+#[test]
+fn a_stall_counts_as_a_drop() {
+    let s = served(6 * MIB);
+    s.server.faults(
+        "/image.img",
+        &[Fault::StallAt(2 * MIB as u64, Duration::from_secs(30))],
+    );
+    let target = s.bench.path("out.img");
+    let started = Instant::now();
+    let out = s.write(target.to_str().unwrap(), &["--stall-timeout", "1"]);
+    assert_ok(&out);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(stderr(&out).contains("no data for 1 s"), "{}", stderr(&out));
+    let requests = s.server.requests("/image.img");
+    assert_eq!(requests.len(), 2);
+    assert!(requests[1].range.is_some());
+    assert_eq!(fs::read(&target).unwrap(), s.raw);
+}
+
+#[test]
+fn when_every_retry_fails_the_card_does_not_boot() {
+    let s = served(9 * MIB);
+    let at = 6 * MIB as u64;
+    s.server.faults("/image.img", &[Fault::DropAt(at); 5]);
+    let (backing, dev) = card(&s.bench, 16 * MIB);
+    let out = s.write(dev.arg(), &[]);
+    assert_fails(
+        &out,
+        1,
+        &["gave up after 5 attempts", &format!("at byte {at}")],
+    );
+    assert_eq!(s.server.requests("/image.img").len(), 5);
+    assert_first_mib_zeroed(&backing);
+    assert!(
+        s.bench.cached().is_empty(),
+        "an incomplete download is not kept"
+    );
+}
+
+#[test]
+fn server_errors_are_retried_and_missing_files_are_not() {
+    let s = served(2 * MIB);
+    s.server.status("/image.img", 500);
+    let target = s.bench.path("out.img");
+    let out = s.write(target.to_str().unwrap(), &[]);
+    assert_fails(&out, 1, &["500", "gave up after 5 attempts"]);
+    assert_eq!(s.server.requests("/image.img").len(), 5);
+    assert!(!target.exists(), "nothing was written");
+
+    let missing = s.server.url("/nothing-here.img.xz");
+    let (backing, dev) = card(&s.bench, 4 * MIB);
+    let out = s.bench.run(&["write", &missing, dev.arg(), "--yes"]);
+    assert_fails(&out, 1, &["404"]);
+    assert_eq!(
+        s.server.requests("/nothing-here.img.xz").len(),
+        1,
+        "a 404 is not retried"
+    );
+    assert!(
+        fs::read(&backing).unwrap().iter().all(|&b| b == 0xAA),
+        "the card is untouched"
+    );
+}
+
+#[test]
+fn wrong_bytes_from_the_server_leave_an_unbootable_card() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let (xz, raw) = demo();
+    server.serve("/demo.img.xz", xz.clone());
+    server.corrupt("/demo.img.xz", xz.len() as u64 / 2);
+    server.serve("/os.json", catalog_for("Demo", "demo.img.xz", &xz, &raw));
+    let (backing, dev) = card(&bench, 64 * MIB);
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "Demo",
+        "--repo",
+        &server.url("/os.json"),
+        dev.arg(),
+        "--yes",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(1) | Some(4)),
+        "corrupt data fails the decoder (1) or the checksum (4): {}",
+        stderr(&out)
+    );
+    assert_first_mib_zeroed(&backing);
+    assert!(
+        bench.cached().is_empty(),
+        "a download that failed its check is not kept"
+    );
+
+    // Raw bytes pass the decoder, so only the catalog's hash can catch them.
+    let served_raw = Server::start();
+    served_raw.serve("/raw.img", raw.clone());
+    served_raw.corrupt("/raw.img", 20 * MIB as u64);
+    served_raw.serve("/os.json", catalog_for("Raw", "raw.img", &raw, &raw));
+    filled_file(&backing, 64 * MIB, 0xAA);
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "Raw",
+        "--repo",
+        &served_raw.url("/os.json"),
+        dev.arg(),
+        "--yes",
+    ]);
+    assert_fails(&out, 4, &["SHA-256 of the download", "not", "as published"]);
+    assert_first_mib_zeroed(&backing);
+}
+
+#[test]
+fn offline_the_last_good_catalog_then_the_bundled_sample_is_shown() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let (xz, raw) = demo();
+    server.serve("/os.json", catalog_for("Demo", "demo.img.xz", &xz, &raw));
+    let repo = server.url("/os.json");
+    assert_ok(&bench.run(&["os", "list", "--repo", &repo]));
+
+    server.status("/os.json", 503);
+    let out = bench.run(&["os", "list", "--repo", &repo, "--stall-timeout", "2"]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains(&format!("the cached copy of {repo} fetched")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("just now"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Demo"));
+
+    let never = server.url("/never-fetched.json");
+    let out = bench.run(&["os", "list", "--repo", &never]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("the offline sample built into cardsmith"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("cardsmith demo (systemd)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The bundled demo images are inside the binary: writing one needs no network.
+    let target = bench.path("demo.img");
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "cardsmith demo (cloud-init)",
+        "--repo",
+        &never,
+        target.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_ok(&out);
+    let expected = tool("xz", &["-dc", &format!("{SAMPLE}/demo-cloudinit.img.xz")]).stdout;
+    assert_eq!(fs::read(&target).unwrap(), expected);
+}
+
+#[test]
+fn a_zip_download_is_fetched_whole_then_written() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let raw = image_bytes(3 * MIB, 5);
+    let image = bench.path("os.img");
+    write_file(&image, &raw);
+    let zip = bench.path("os.zip");
+    tool(
+        "zip",
+        &["-q", "-j", zip.to_str().unwrap(), image.to_str().unwrap()],
+    );
+    server.serve("/os.zip", fs::read(&zip).unwrap());
+    let target = bench.path("out.img");
+    let sha = sha256_hex(&raw);
+    let out = bench.run(&[
+        "write",
+        &server.url("/os.zip"),
+        target.to_str().unwrap(),
+        "--yes",
+        "--sha256",
+        &sha,
+    ]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("cannot be streamed: downloading it whole first"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&target).unwrap(), raw);
+    assert_eq!(bench.cached().len(), 1);
+}
+
+#[test]
+fn a_url_without_a_known_hash_is_written_but_not_cached() {
+    let s = served(2 * MIB);
+    let target = s.bench.path("out.img");
+    let out = s
+        .bench
+        .run(&["write", &s.url, target.to_str().unwrap(), "--yes"]);
+    assert_ok(&out);
+    assert_eq!(fs::read(&target).unwrap(), s.raw);
+    assert!(
+        s.bench.cached().is_empty(),
+        "no cache entry without a known hash"
+    );
+}
