@@ -600,3 +600,52 @@ fn a_url_without_a_known_hash_is_written_but_not_cached() {
         "no cache entry without a known hash"
     );
 }
+
+#[test]
+fn the_sample_catalog_follows_imagers_published_schema() {
+    // Python's jsonschema is the witness; the real 2024 list shows it accepts what Imager
+    // serves, and a broken copy of the sample shows it rejects.
+    let schema = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../catalog/tests/fixtures/os-list-schema.json"
+    );
+    let check = |file: &str| {
+        std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, jsonschema\n\
+                 schema = json.load(open(sys.argv[1]))\n\
+                 jsonschema.validate(json.load(open(sys.argv[2])), schema)",
+                schema,
+                file,
+            ])
+            .output()
+            .expect("python3 with jsonschema is needed (the test command installs it)")
+    };
+    let real = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../catalog/tests/fixtures/os_list_v4_2024-10.json"
+    );
+    let out = check(real);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sample = format!("{SAMPLE}/os_list.json");
+    let out = check(&sample);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bench = Bench::new();
+    let broken = bench.path("broken.json");
+    let mut doc: Value = serde_json::from_slice(&fs::read(&sample).unwrap()).unwrap();
+    doc["os_list"][0]["extract_size"] = json!("large");
+    write_file(&broken, &serde_json::to_vec(&doc).unwrap());
+    assert!(
+        !check(broken.to_str().unwrap()).status.success(),
+        "the witness can say no"
+    );
+}
