@@ -111,17 +111,23 @@ fn assert_first_mib_zeroed(backing: &Path) {
 fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
     let server = Server::start();
     let bench = Bench::new();
-    server.serve(
-        "/lists/os.json",
-        serde_json::to_vec(&json!({"os_list": [
-            {"name": "Top image", "url": "images/top.img.xz", "init_format": "systemd"},
-            {"name": "Nested", "subitems_url": "sub/a.json"},
-            {"name": "Loop", "subitems_url": format!("{}", server.url("/lists/cycle.json"))},
-            {"name": "Deep", "subitems_url": "/deep/0.json"},
-            {"name": "Future", "url": "x.img", "init_format": "something-new"}
-        ]}))
-        .unwrap(),
-    );
+    let top_list = serde_json::to_vec(&json!({"os_list": [
+        {"name": "Top image", "url": "images/top.img.xz", "init_format": "systemd"},
+        {"name": "Nested", "subitems_url": "sub/a.json"},
+        {"name": "Loop", "subitems_url": format!("{}", server.url("/lists/cycle.json"))},
+        {"name": "Deep", "subitems_url": "/deep/0.json"},
+        {"name": "Future", "url": "x.img", "init_format": "something-new"},
+        {"name": "Sneaky", "url": "file:///etc/hostname"},
+        {"name": "Sneaky list", "subitems_url": "/etc/passwd"},
+        {"name": "Broken", "subitems_url": "missing.json"}
+    ],
+    "os_list_de": [
+        {"name": "Auf Deutsch", "subitems_url": "sub/a.json"}
+    ]}))
+    .unwrap();
+    server.serve("/lists/os.json", top_list.clone());
+    // The same list under another name, for the run in German below.
+    server.serve("/lists/os-de.json", top_list);
     server.serve(
         "/lists/sub/a.json",
         serde_json::to_vec(&json!({"os_list": [
@@ -198,6 +204,13 @@ fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
         "{err}"
     );
     assert!(err.contains("(fetched just now)"), "{err}");
+    assert!(
+        err.contains("\"Sneaky\" is left out: a catalog from the web may not name the local file /etc/hostname"),
+        "{err}"
+    );
+    assert!(!names.contains(&"Sneaky list"), "{names:?}");
+    assert!(!names.contains(&"Broken"), "{names:?}");
+    assert!(err.contains("\"Broken\""), "{err}");
     // Sixteen sublist files nest below the top list (deep/0 to deep/15); deep/16 is not
     // fetched, so "Level 15" is an empty category and is left out.
     assert_eq!(server.requests("/deep/15.json").len(), 1);
@@ -213,6 +226,39 @@ fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
     }
     assert_eq!(levels.len(), 16, "{levels:?}");
     assert_eq!(levels.last().unwrap(), "Image 15", "{levels:?}");
+
+    // The user's language picks os_list_de, whose sublists are fetched too.
+    let out = cardsmith_env(
+        &[
+            "os",
+            "list",
+            "--repo",
+            &server.url("/lists/os-de.json"),
+            "--json",
+        ],
+        &[
+            ("XDG_CACHE_HOME", &bench.cache()),
+            ("LANG", Path::new("de_DE.UTF-8")),
+        ],
+    );
+    assert_ok(&out);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["os_list"][0]["name"], "Auf Deutsch");
+    assert_eq!(
+        doc["os_list"][0]["subitems"][0]["url"],
+        server.url("/lists/sub/a.img.xz")
+    );
+
+    // A sublist was missing, so that catalog did not replace the last good copy: offline,
+    // the bundled sample is shown.
+    server.status("/lists/os.json", 503);
+    let out = bench.run(&["os", "list", "--repo", &server.url("/lists/os.json")]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("the offline sample built into cardsmith"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -584,6 +630,50 @@ fn a_zip_download_is_fetched_whole_then_written() {
     );
     assert_eq!(fs::read(&target).unwrap(), raw);
     assert_eq!(bench.cached().len(), 1);
+
+    // From a catalog, the zip file's own hash (image_download_sha256) is checked too.
+    let zipped = fs::read(&zip).unwrap();
+    server.serve("/os.json", catalog_for("Zipped", "os.zip", &zipped, &raw));
+    fs::remove_file(&target).unwrap();
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "Zipped",
+        "--repo",
+        &server.url("/os.json"),
+        target.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_ok(&out);
+    assert!(stderr(&out).contains("SHA-256 matched"), "{}", stderr(&out));
+    assert_eq!(fs::read(&target).unwrap(), raw);
+}
+
+#[test]
+fn a_download_that_keeps_moving_survives_more_drops_than_attempts() {
+    let s = served(9 * MIB);
+    let drops: Vec<Fault> = (1..=7)
+        .map(|i| Fault::DropAt(i * MIB as u64 + 11))
+        .collect();
+    s.server.faults("/image.img", &drops);
+    let target = s.bench.path("out.img");
+    let out = s.write(target.to_str().unwrap(), &[]);
+    assert_ok(&out);
+    assert_eq!(s.server.requests("/image.img").len(), 8);
+    assert_eq!(fs::read(&target).unwrap(), s.raw);
+}
+
+#[test]
+fn a_file_that_changes_on_the_server_mid_download_is_not_spliced() {
+    let s = served(9 * MIB);
+    s.server
+        .faults("/image.img", &[Fault::DropAt(4 * MIB as u64)]);
+    s.server
+        .replace_after_next("/image.img", image_bytes(10 * MIB, 7));
+    let (backing, dev) = card(&s.bench, 16 * MIB);
+    let out = s.write(dev.arg(), &[]);
+    assert_fails(&out, 1, &["the file changed on the server"]);
+    assert_first_mib_zeroed(&backing);
 }
 
 #[test]

@@ -31,6 +31,8 @@ struct Route {
     ignore_range: bool,
     /// Flip the byte at this offset in what is sent.
     corrupt_at: Option<u64>,
+    /// Served from the second request on: the file changed on the server.
+    next_body: Option<Vec<u8>>,
 }
 
 /// A request as the server saw it.
@@ -110,6 +112,11 @@ impl Server {
         self.with_route(path, |r| r.ignore_range = true);
     }
 
+    /// After the next request, `path` serves `body` instead.
+    pub fn replace_after_next(&self, path: &str, body: Vec<u8>) {
+        self.with_route(path, |r| r.next_body = Some(body));
+    }
+
     pub fn corrupt(&self, path: &str, offset: u64) {
         self.with_route(path, |r| r.corrupt_at = Some(offset));
     }
@@ -161,13 +168,19 @@ fn handle(
         let mut routes = routes.lock().unwrap();
         match routes.get_mut(&path) {
             None => (Vec::new(), None, Some(404), false, None),
-            Some(route) => (
-                route.body.clone(),
-                route.faults.pop_front(),
-                route.status,
-                route.ignore_range,
-                route.corrupt_at,
-            ),
+            Some(route) => {
+                let served = (
+                    route.body.clone(),
+                    route.faults.pop_front(),
+                    route.status,
+                    route.ignore_range,
+                    route.corrupt_at,
+                );
+                if let Some(next) = route.next_body.take() {
+                    route.body = next;
+                }
+                served
+            }
         }
     };
     let status = match fault {

@@ -9,6 +9,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -131,11 +132,46 @@ impl Cache {
         self.images().join("index.json")
     }
 
+    /// The index, reconciled with the files: entries whose file is gone are dropped, and a
+    /// file the index does not know (a lost or damaged index) is listed again, so it still
+    /// counts against the cap and can be evicted.
     fn load_index(&self) -> Index {
-        fs::read(self.index_path())
+        let mut index: Index = fs::read(self.index_path())
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let images = self.images();
+        index.entries.retain(|e| images.join(&e.sha256).is_file());
+        for file in fs::read_dir(&images).into_iter().flatten().flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let is_hash = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_hash || index.entries.iter().any(|e| e.sha256 == name) {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            let used = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            index.entries.push(Entry {
+                sha256: name,
+                image_sha256: None,
+                url: String::new(),
+                size: meta.len(),
+                last_used: used,
+            });
+        }
+        index
+    }
+
+    /// Holds the cache's lock (flock) until dropped, so two cardsmith processes do not
+    /// rewrite the index over each other.
+    fn lock(&self) -> Option<File> {
+        fs::create_dir_all(self.images()).ok()?;
+        let file = File::create(self.images().join(".lock")).ok()?;
+        // SAFETY: flock on a descriptor we own; released when the file is closed.
+        (unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0).then_some(file)
     }
 
     fn save_index(&self, index: &Index) -> Result<(), Error> {
@@ -152,6 +188,7 @@ impl Cache {
 
     /// Deletes every cached image and catalog; returns how many files and bytes went.
     pub fn clear(&self) -> Result<(usize, u64), Error> {
+        let _lock = self.lock();
         let mut files = 0;
         let mut bytes = 0;
         for dir in [self.images(), self.dir.join("catalogs")] {
@@ -165,7 +202,8 @@ impl Cache {
                     fs::remove_dir_all(&path).map_err(io_error(&path))?;
                 } else {
                     fs::remove_file(&path).map_err(io_error(&path))?;
-                    if path != self.index_path() {
+                    let bookkeeping = path == self.index_path() || path.ends_with(".lock");
+                    if !bookkeeping {
                         files += 1;
                         bytes += meta.len();
                     }
@@ -175,22 +213,21 @@ impl Cache {
         Ok((files, bytes))
     }
 
-    /// The cached file for an image known by the hash of its download or of its decompressed
-    /// content, after checking the file still has that hash. A file that does not is
-    /// deleted (and `Err` says so), so the image is downloaded again.
+    /// The cached file for an image known by the hash of its download (or, when that is
+    /// not known, of its decompressed content), after checking the file still has its hash.
+    /// A file that does not is deleted (and `Err` says so), so the image is downloaded again.
     pub fn find(
         &self,
         sha256: Option<&str>,
         image_sha256: Option<&str>,
     ) -> Result<Option<(PathBuf, Entry)>, String> {
+        let _lock = self.lock();
         let mut index = self.load_index();
-        let wanted = |e: &Entry| {
-            sha256.is_some_and(|h| e.sha256.eq_ignore_ascii_case(h))
-                || image_sha256.is_some_and(|h| {
-                    e.image_sha256
-                        .as_deref()
-                        .is_some_and(|i| i.eq_ignore_ascii_case(h))
-                })
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let wanted = |e: &Entry| match (sha256, image_sha256) {
+            (Some(h), _) => same(&e.sha256, h),
+            (None, Some(h)) => e.image_sha256.as_deref().is_some_and(|i| same(i, h)),
+            (None, None) => false,
         };
         let Some(pos) = index.entries.iter().position(wanted) else {
             return Ok(None);
@@ -227,10 +264,22 @@ impl Cache {
         }
     }
 
-    /// Starts keeping a download: the returned [`Pending`] receives its bytes.
+    /// Starts keeping a download: the returned [`Pending`] receives its bytes. Partial files
+    /// left by a cardsmith that was killed (untouched for an hour) are removed first.
     pub fn start(&self, url: &str) -> Result<Pending, Error> {
         let partial = self.images().join("partial");
         fs::create_dir_all(&partial).map_err(io_error(&partial))?;
+        for old in fs::read_dir(&partial).into_iter().flatten().flatten() {
+            let stale = old
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age.as_secs() > 3600);
+            if stale {
+                let _ = fs::remove_file(old.path());
+            }
+        }
         let path = partial.join(format!("{}-{}", std::process::id(), now_nanos()));
         let file = File::create(&path).map_err(io_error(&path))?;
         Ok(Pending {
@@ -266,7 +315,11 @@ impl Cache {
             last_used: now(),
         };
         let dest = self.images().join(&sha256);
-        fs::rename(&state.path, &dest).map_err(io_error(&dest))?;
+        let _lock = self.lock();
+        if let Err(e) = fs::rename(&state.path, &dest) {
+            let _ = fs::remove_file(&state.path);
+            return Err(io_error(&dest)(e));
+        }
         let mut index = self.load_index();
         index.entries.retain(|e| e.sha256 != sha256);
         index.entries.push(entry.clone());
@@ -457,6 +510,38 @@ mod tests {
         assert!(damaged.contains("damaged"), "{damaged}");
         assert!(!path.exists());
         assert_eq!(cache.find(Some(&entry.sha256), None), Ok(None));
+    }
+
+    #[test]
+    fn a_known_download_hash_is_the_only_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path(), 1 << 20);
+        let pending = cache.start("https://x/a.img.xz").unwrap();
+        let mut tee = pending.tee();
+        tee.bytes(b"xz bytes");
+        tee.finished();
+        drop(tee);
+        let entry = pending
+            .commit(&cache, Some("ab".repeat(32)))
+            .unwrap()
+            .unwrap();
+        let image = "ab".repeat(32);
+        let other_download = "cd".repeat(32);
+        assert_eq!(cache.find(Some(&other_download), Some(&image)), Ok(None));
+        let found = cache.find(None, Some(&image)).unwrap().unwrap();
+        assert_eq!(found.1.sha256, entry.sha256);
+    }
+
+    #[test]
+    fn a_lost_index_is_rebuilt_from_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path(), 1 << 20);
+        let entry = keep(&cache, "https://x/a", b"kept").unwrap();
+        fs::write(cache.index_path(), b"not json").unwrap();
+        let listed = cache.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].sha256, entry.sha256);
+        assert_eq!(listed[0].size, 4);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub enum Error {
     #[error("no device named or tagged {name:?} in the catalog; the devices are: {}", .known.join(", "))]
     NoSuchDevice { name: String, known: Vec<String> },
 
-    #[error("{os:?} is not made for {device}: it lists {}", .tags.join(", "))]
+    #[error("{os:?} is not made for {device}: {}", made_for(.tags))]
     NotForDevice {
         os: String,
         device: String,
@@ -46,6 +46,14 @@ pub enum Error {
 
     #[error("{name:?} has no image URL in the catalog")]
     NoUrl { name: String },
+}
+
+fn made_for(tags: &[String]) -> String {
+    if tags.is_empty() {
+        "it names no devices, so only devices that match inclusively show it".to_owned()
+    } else {
+        format!("it lists {}", tags.join(", "))
+    }
 }
 
 fn hint(similar: &[String]) -> String {

@@ -37,7 +37,7 @@ fn prune(list: &mut Vec<OsEntry>, inherited: Option<&str>, dropped: &mut Vec<Str
 /// device without tags filters nothing. Categories stay when something inside them stays.
 /// Entries of the device's architecture come first, in catalog order.
 pub fn for_device(list: &[OsEntry], device: &Device) -> Vec<OsEntry> {
-    if device.tags.is_empty() {
+    if device.tags().is_empty() {
         return list.to_vec();
     }
     let mut kept: Vec<OsEntry> = list
@@ -62,7 +62,7 @@ pub fn for_device(list: &[OsEntry], device: &Device) -> Vec<OsEntry> {
 
 fn runs_on(entry: &OsEntry, device: &Device) -> bool {
     match &entry.devices {
-        Some(names) => names.iter().any(|n| device.tags.contains(n)),
+        Some(names) => names.iter().any(|n| device.tags().contains(n)),
         None => device.is_inclusive(),
     }
 }
@@ -82,7 +82,7 @@ mod tests {
     fn device(tags: &[&str], matching: Option<&str>) -> Device {
         Device {
             name: "test".into(),
-            tags: tags.iter().map(|s| s.to_string()).collect(),
+            tags: Some(tags.iter().map(|s| s.to_string()).collect()),
             matching_type: matching.map(str::to_owned),
             ..Device::default()
         }

@@ -2,9 +2,10 @@
 //!
 //! A [`Download`] is a `Read` that survives dropped connections: when the body fails, ends
 //! early or stalls for longer than the stall timeout, it asks again with
-//! `Range: bytes=N-` from the last byte received, waiting a little longer each time, a
-//! bounded number of times. A server that ignores the Range header and sends the whole file
-//! again is handled by skipping what was already received, so no byte is delivered twice.
+//! `Range: bytes=N-` (and `If-Range`, so a file that changed is not spliced) from the last
+//! byte received, waiting a little longer each time, up to [`ATTEMPTS`] times in a row
+//! without progress. A server that ignores the Range header and sends the whole file again
+//! is handled by skipping what was already received, so no byte is delivered twice.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::StatusCode;
 use url::Url;
 
@@ -20,8 +21,11 @@ use crate::Error;
 
 /// No bytes for this long counts as a dropped connection.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How many times a download is resumed before it fails.
+/// How many attempts in a row may fail (without a byte arriving in between) before a
+/// download fails.
 pub const ATTEMPTS: u32 = 5;
+/// Attempts for a catalog: a dead network should fall back to the cache quickly.
+const CATALOG_ATTEMPTS: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
 
@@ -62,6 +66,7 @@ impl Http {
     /// (a dropped connection, a 5xx answer) are retried.
     pub fn fetch(&self, url: &Url, limit: u64) -> Result<Vec<u8>, Error> {
         let mut download = self.download(url.clone(), None);
+        download.attempts = CATALOG_ATTEMPTS;
         let mut body = Vec::new();
         (&mut download)
             .take(limit + 1)
@@ -88,6 +93,8 @@ impl Http {
             total: None,
             body: None,
             failures: 0,
+            attempts: ATTEMPTS,
+            validator: None,
             tee: None,
             say,
             done: false,
@@ -103,7 +110,11 @@ pub struct Download {
     /// The full length, when the server said it.
     total: Option<u64>,
     body: Option<Response>,
+    /// Failed attempts since the last byte arrived.
     failures: u32,
+    attempts: u32,
+    /// The first answer's ETag (or else Last-Modified): a resumed answer must carry it.
+    validator: Option<String>,
     tee: Option<Box<dyn Tee>>,
     say: Option<Say>,
     done: bool,
@@ -144,16 +155,20 @@ impl Download {
     }
 
     /// Makes a request for the bytes from `received` on, and skips what the server sends
-    /// again if it ignored the Range header.
-    fn connect(&mut self) -> Result<Response, Failed> {
+    /// again if it ignored the Range header. `None`: there is nothing more to read.
+    fn connect(&mut self) -> Result<Option<Response>, Failed> {
         let mut request = self.http.client.get(self.url.clone());
         if self.received > 0 {
             request = request.header(RANGE, format!("bytes={}-", self.received));
+            if let Some(validator) = &self.validator {
+                request = request.header(IF_RANGE, validator.as_str());
+            }
         }
         let mut response = request.send().map_err(|e| Failed::retry(describe(&e)))?;
         let status = response.status();
         match status {
             StatusCode::OK => {
+                self.check_same_file(&response, response.content_length())?;
                 self.total = response.content_length();
                 if self.received > 0 {
                     self.skip(&mut response)?;
@@ -169,14 +184,43 @@ impl Download {
                         self.received
                     )));
                 }
+                self.check_same_file(&response, total)?;
                 self.total = total.or(self.total);
+            }
+            // Asked to resume exactly at the end: the file was whole already.
+            StatusCode::RANGE_NOT_SATISFIABLE
+                if self.received > 0 && content_range_total(&response) == Some(self.received) =>
+            {
+                return Ok(None);
             }
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => {
                 return Err(Failed::retry(format!("the server answered {s}")));
             }
             s => return Err(Failed::fatal(format!("the server answered {s}"))),
         }
-        Ok(response)
+        if self.validator.is_none() {
+            self.validator = validator(&response);
+        }
+        Ok(Some(response))
+    }
+
+    /// Refuses to go on when the server now has another file under the URL: its ETag or
+    /// Last-Modified, or its length, changed since the download began.
+    fn check_same_file(&self, response: &Response, total: Option<u64>) -> Result<(), Failed> {
+        if self.received == 0 {
+            return Ok(());
+        }
+        let changed_validator = matches!(
+            (&self.validator, validator(response)),
+            (Some(before), Some(now)) if *before != now
+        );
+        let changed_length = matches!((self.total, total), (Some(a), Some(b)) if a != b);
+        if changed_validator || changed_length {
+            return Err(Failed::fatal(
+                "the file changed on the server while it was downloaded; start again",
+            ));
+        }
+        Ok(())
     }
 
     /// Reads and drops the first `received` bytes of a full answer.
@@ -205,7 +249,10 @@ impl Download {
     /// Reads from the current answer; `Ok(0)` only at the real end of the file.
     fn read_body(&mut self, buf: &mut [u8]) -> Result<usize, Failed> {
         if self.body.is_none() {
-            self.body = Some(self.connect()?);
+            match self.connect()? {
+                Some(response) => self.body = Some(response),
+                None => return Ok(0),
+            }
         }
         let body = self.body.as_mut().expect("connected above");
         match body.read(buf) {
@@ -241,6 +288,7 @@ impl Read for Download {
                 }
                 Ok(n) => {
                     self.received += n as u64;
+                    self.failures = 0;
                     if let Some(tee) = &mut self.tee {
                         tee.bytes(&buf[..n]);
                     }
@@ -249,20 +297,21 @@ impl Read for Download {
                 Err(failed) => {
                     self.body = None;
                     self.failures += 1;
-                    if !failed.retry || self.failures >= ATTEMPTS {
+                    let attempts = self.attempts;
+                    if !failed.retry || self.failures >= attempts {
                         let tried = if failed.retry {
-                            format!(" (gave up after {ATTEMPTS} attempts)")
+                            format!(" (gave up after {attempts} attempts)")
                         } else {
                             String::new()
                         };
                         return Err(io::Error::other(format!(
-                            "downloading {} failed at byte {}: {}{tried}",
-                            self.url, self.received, failed.detail
+                            "{} (at byte {}){tried}",
+                            failed.detail, self.received
                         )));
                     }
                     let wait = backoff(self.failures);
                     self.note(&format!(
-                        "download interrupted at byte {} ({}); resuming in {:.1} s (attempt {} of {ATTEMPTS})",
+                        "download interrupted at byte {} ({}); resuming in {:.1} s (attempt {} of {attempts})",
                         self.received,
                         failed.detail,
                         wait.as_secs_f64(),
@@ -289,6 +338,27 @@ fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
     let (span, total) = range.split_once('/')?;
     let start = span.split_once('-')?.0.trim().parse().ok()?;
     Some((start, total.trim().parse().ok()))
+}
+
+/// The N of "bytes */N" (a 416 answer's Content-Range).
+fn content_range_total(response: &Response) -> Option<u64> {
+    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    value.strip_prefix("bytes */")?.trim().parse().ok()
+}
+
+/// What identifies this version of the file: a strong ETag, else Last-Modified.
+fn validator(response: &Response) -> Option<String> {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)?
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    };
+    header(ETAG)
+        .filter(|tag| !tag.starts_with("W/"))
+        .or_else(|| header(LAST_MODIFIED))
 }
 
 fn is_timeout(e: &io::Error) -> bool {

@@ -29,8 +29,9 @@ pub struct Imager {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Device {
     pub name: String,
-    #[serde(default)]
-    pub tags: Vec<String>,
+    /// Absent and empty both mean "filters nothing"; kept apart so a list saves as it came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -49,6 +50,10 @@ pub struct Device {
 }
 
 impl Device {
+    pub fn tags(&self) -> &[String] {
+        self.tags.as_deref().unwrap_or_default()
+    }
+
     pub fn is_inclusive(&self) -> bool {
         self.matching_type.as_deref() == Some("inclusive")
     }
@@ -124,25 +129,22 @@ impl Catalog {
         self.imager.as_ref().map_or(&[], |i| &i.devices)
     }
 
-    /// Chooses the `os_list_<locale>` variant for `locale` ("de_DE", "de"), falling back to
-    /// `os_list` when there is none or it does not parse.
+    /// Chooses the `os_list_<locale>` variant for `locale` ("de_DE", then "de"), falling
+    /// back to `os_list` when there is none or it does not parse. The variants are used up:
+    /// afterwards `os_list` is the list to show (and to resolve, filter and save).
     pub fn localize(&mut self, locale: &str) {
         let locale = locale.split(['.', '@']).next().unwrap_or("");
         let language = locale.split('_').next().unwrap_or("");
-        for key in [locale, language] {
-            if key.is_empty() {
-                continue;
-            }
-            let Some(list) = self.extra.get(&format!("os_list_{key}")) else {
-                continue;
-            };
-            if let Ok(entries) = serde_json::from_value::<Vec<OsEntry>>(list.clone()) {
-                if !entries.is_empty() {
-                    self.os_list = entries;
-                    return;
-                }
-            }
+        let chosen = [locale, language]
+            .into_iter()
+            .filter(|key| !key.is_empty())
+            .filter_map(|key| self.extra.get(&format!("os_list_{key}")))
+            .filter_map(|list| serde_json::from_value::<Vec<OsEntry>>(list.clone()).ok())
+            .find(|entries| !entries.is_empty());
+        if let Some(entries) = chosen {
+            self.os_list = entries;
         }
+        self.extra.retain(|key, _| !key.starts_with("os_list_"));
     }
 }
 

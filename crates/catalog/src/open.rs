@@ -1,7 +1,7 @@
 //! Opening a catalog image for writing: a local file, a bundled demo, the cached copy of a
 //! download, or a download streamed (and kept in the cache when its hash is known).
 
-use std::io::{self, Cursor, Read};
+use std::io::{Cursor, Read};
 use std::path::PathBuf;
 
 use cardsmith_engine::Input;
@@ -100,10 +100,4 @@ pub fn open_image(
             })
         }
     }
-}
-
-/// Reads a stream to its end (for formats that cannot be streamed, such as zip, whose
-/// directory is at the end): the bytes land in the cache's partial file through the tee.
-pub fn drain(reader: &mut dyn Read) -> io::Result<u64> {
-    io::copy(reader, &mut io::sink())
 }

@@ -8,68 +8,117 @@ use crate::source::Fetcher;
 pub const MAX_DEPTH: usize = 16;
 /// A sublist file larger than this is refused.
 pub const SUBLIST_LIMIT: u64 = 16 << 20;
+/// At most this many sublists are inlined in all, however they repeat.
+pub const MAX_SUBLISTS: usize = 512;
+
+/// What inlining found.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// Sublists and entries left out, and why.
+    pub notes: Vec<String>,
+    /// False when a sublist could not be fetched: the catalog is not whole.
+    pub complete: bool,
+}
+
+struct Walk<'a> {
+    fetcher: &'a Fetcher,
+    chain: Vec<Location>,
+    inlined: usize,
+    out: Resolved,
+}
 
 /// Fetches every `subitems_url` below `list` (relative to the file that names it) and puts
 /// its `os_list` in the entry's `subitems`. Image URLs are made absolute on the way, so
-/// they stay right wherever the catalog is saved. A sublist that cannot be fetched, that
-/// is nested too deep, or that names one of its own ancestors, becomes an empty category
-/// (dropped later) and a note says why.
-pub fn resolve_sublists(list: &mut [OsEntry], base: &Location, fetcher: &Fetcher) -> Vec<String> {
-    let mut notes = Vec::new();
-    let mut chain = vec![base.clone()];
-    resolve(list, base, fetcher, &mut chain, &mut notes);
-    notes
+/// they stay right wherever the catalog is saved. A sublist that cannot be fetched, is
+/// nested too deep or names one of its own ancestors becomes an empty category (dropped
+/// later), with a note. A list read from the web may only point at the web: an entry
+/// naming a local file or device is left out.
+pub fn resolve_sublists(list: &mut Vec<OsEntry>, base: &Location, fetcher: &Fetcher) -> Resolved {
+    let mut walk = Walk {
+        fetcher,
+        chain: vec![base.clone()],
+        inlined: 0,
+        out: Resolved {
+            notes: Vec::new(),
+            complete: true,
+        },
+    };
+    walk.list(list, base);
+    walk.out
 }
 
-fn resolve(
-    list: &mut [OsEntry],
-    base: &Location,
-    fetcher: &Fetcher,
-    chain: &mut Vec<Location>,
-    notes: &mut Vec<String>,
-) {
-    for entry in list.iter_mut() {
+impl Walk<'_> {
+    fn list(&mut self, list: &mut Vec<OsEntry>, base: &Location) {
+        list.retain_mut(|entry| self.entry(entry, base));
+    }
+
+    /// Resolves one entry; false when it must be left out.
+    fn entry(&mut self, entry: &mut OsEntry, base: &Location) -> bool {
         if let Some(url) = &entry.url {
-            entry.url = Some(base.join(url).to_string());
+            let location = base.join(url);
+            if base.is_remote() && !location.is_remote() {
+                self.out.notes.push(format!(
+                    "{:?} is left out: a catalog from the web may not name the local file {location}",
+                    entry.name
+                ));
+                return false;
+            }
+            entry.url = Some(location.to_string());
         }
         if let Some(children) = &mut entry.subitems {
-            resolve(children, base, fetcher, chain, notes);
-            continue;
+            self.list(children, base);
+            return true;
         }
-        let Some(sub) = entry.subitems_url.take() else {
-            continue;
-        };
-        let location = base.join(&sub);
-        let children = if chain.contains(&location) {
-            notes.push(format!(
-                "{:?}: the sublist {location} includes itself; it is left out",
-                entry.name
-            ));
-            Vec::new()
-        } else if chain.len() > MAX_DEPTH {
-            notes.push(format!(
-                "{:?}: sublists nest deeper than {MAX_DEPTH} levels; {location} is left out",
-                entry.name
-            ));
-            Vec::new()
+        if let Some(sub) = entry.subitems_url.take() {
+            entry.subitems = Some(self.sublist(&entry.name, &base.join(&sub), base));
+        }
+        true
+    }
+
+    fn sublist(&mut self, name: &str, location: &Location, base: &Location) -> Vec<OsEntry> {
+        let refused = if base.is_remote() && !location.is_remote() {
+            Some(format!(
+                "a catalog from the web may not name the local file {location}"
+            ))
+        } else if self.chain.contains(location) {
+            Some(format!("the sublist {location} includes itself"))
+        } else if self.chain.len() > MAX_DEPTH {
+            Some(format!(
+                "sublists nest deeper than {MAX_DEPTH} levels at {location}"
+            ))
+        } else if self.inlined >= MAX_SUBLISTS {
+            Some(format!(
+                "more than {MAX_SUBLISTS} sublists; {location} is not fetched"
+            ))
         } else {
-            match fetcher
-                .fetch(&location, SUBLIST_LIMIT)
-                .and_then(|bytes| Catalog::parse(&bytes, &location))
-            {
-                Ok(sublist) => {
-                    let mut children = sublist.os_list;
-                    chain.push(location.clone());
-                    resolve(&mut children, &location, fetcher, chain, notes);
-                    chain.pop();
-                    children
-                }
-                Err(e) => {
-                    notes.push(format!("{:?}: {e}; the category is left out", entry.name));
-                    Vec::new()
-                }
-            }
+            None
         };
-        entry.subitems = Some(children);
+        if let Some(why) = refused {
+            self.out
+                .notes
+                .push(format!("{name:?}: {why}; it is left out"));
+            return Vec::new();
+        }
+        self.inlined += 1;
+        let fetched = self
+            .fetcher
+            .fetch(location, SUBLIST_LIMIT)
+            .and_then(|bytes| Catalog::parse(&bytes, location));
+        match fetched {
+            Ok(sublist) => {
+                let mut children = sublist.os_list;
+                self.chain.push(location.clone());
+                self.list(&mut children, location);
+                self.chain.pop();
+                children
+            }
+            Err(e) => {
+                self.out.complete = false;
+                self.out
+                    .notes
+                    .push(format!("{name:?}: {e}; the category is left out"));
+                Vec::new()
+            }
+        }
     }
 }

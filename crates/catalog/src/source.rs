@@ -150,7 +150,9 @@ pub fn load(repo: Option<&str>, http: &Http, cache: Option<&Cache>) -> Result<Lo
         .and_then(|bytes| Catalog::parse(&bytes, &location));
     let (mut catalog, origin, mut notes) = match fetched {
         Ok(mut catalog) => {
-            let mut notes = resolve_sublists(&mut catalog.os_list, &location, &fetcher);
+            catalog.localize(&user_locale());
+            let resolved = resolve_sublists(&mut catalog.os_list, &location, &fetcher);
+            let mut notes = resolved.notes;
             let origin = match &location {
                 Location::Path(path) => Origin::File {
                     modified: fs::metadata(path)
@@ -161,7 +163,8 @@ pub fn load(repo: Option<&str>, http: &Http, cache: Option<&Cache>) -> Result<Lo
                 },
                 _ => Origin::Fetched,
             };
-            if let (true, Some(cache)) = (location.is_remote(), cache) {
+            // A catalog missing a sublist does not replace the last good copy.
+            if let (true, true, Some(cache)) = (location.is_remote(), resolved.complete, cache) {
                 let value = serde_json::to_value(&catalog).expect("a catalog serializes");
                 if let Err(e) = cache.save_catalog(&asked, value) {
                     notes.push(format!("the catalog could not be cached: {e}"));
@@ -172,7 +175,6 @@ pub fn load(repo: Option<&str>, http: &Http, cache: Option<&Cache>) -> Result<Lo
         Err(e) if location.is_remote() => fallback(&asked, cache, &fetcher, e.to_string())?,
         Err(e) => return Err(e),
     };
-    catalog.localize(&user_locale());
     notes.extend(
         prune_init_formats(&mut catalog.os_list)
             .into_iter()
@@ -203,7 +205,8 @@ fn fallback(
     }
     let location = Location::Bundled(bundled::CATALOG.to_owned());
     let mut catalog = Catalog::parse(&fetcher.fetch(&location, CATALOG_LIMIT)?, &location)?;
-    let notes = resolve_sublists(&mut catalog.os_list, &location, fetcher);
+    catalog.localize(&user_locale());
+    let notes = resolve_sublists(&mut catalog.os_list, &location, fetcher).notes;
     Ok((catalog, Origin::Bundled { error }, notes))
 }
 
@@ -272,10 +275,10 @@ pub fn find_device(devices: &[Device], name: &str) -> Result<Device, Error> {
         return Ok(device.clone());
     }
     for device in devices {
-        if let Some(tag) = device.tags.iter().find(|t| t.to_lowercase() == wanted) {
+        if let Some(tag) = device.tags().iter().find(|t| t.to_lowercase() == wanted) {
             return Ok(Device {
                 name: format!("{} ({tag} only)", device.name),
-                tags: vec![tag.clone()],
+                tags: Some(vec![tag.clone()]),
                 ..device.clone()
             });
         }

@@ -96,7 +96,7 @@ fn a_tag_names_a_device_of_its_own() {
     let (_, catalog) = load("os_list_v4_2024-10.json");
     let devices = catalog.devices().to_vec();
     let only_64 = find_device(&devices, "pi4-64bit").unwrap();
-    assert_eq!(only_64.tags, ["pi4-64bit"]);
+    assert_eq!(only_64.tags(), ["pi4-64bit"]);
     assert!(
         only_64.is_inclusive(),
         "the Pi 4's matching type comes along"

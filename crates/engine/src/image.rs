@@ -336,17 +336,20 @@ impl Image {
         hash_stored: bool,
         sink: impl FnOnce(&mut Decoded<'_>) -> Result<T, Error>,
     ) -> Result<(T, Option<[u8; 32]>), Error> {
-        let state = Rc::new(RefCell::new(TapState {
-            consumed: 0,
-            sha256: hash_stored.then(Sha256::new),
-            io_failed: false,
-        }));
         let format = self.format;
         let describe = self.input.to_string();
         let mut handle = self.handle;
-        if format == Format::Zip && hash_stored {
-            hash_whole(&mut handle, &state, &describe)?;
-        }
+        // A zip is read out of order (directory first), so its file is hashed whole, up
+        // front, and the tap hashes nothing.
+        let whole = match format == Format::Zip && hash_stored {
+            true => Some(hash_whole(&mut handle, &describe)?),
+            false => None,
+        };
+        let state = Rc::new(RefCell::new(TapState {
+            consumed: 0,
+            sha256: (hash_stored && whole.is_none()).then(Sha256::new),
+            io_failed: false,
+        }));
         let mut tap = Tap {
             inner: BufReader::with_capacity(1 << 18, handle),
             state: Rc::clone(&state),
@@ -392,20 +395,21 @@ impl Image {
                 run(&mut entry)
             }
         }?;
-        let stored = state
+        let tapped = state
             .borrow_mut()
             .sha256
             .take()
             .map(|h| h.finalize().into());
-        Ok((result, stored))
+        Ok((result, whole.or(tapped)))
     }
 }
 
-fn hash_whole(
-    handle: &mut Handle,
-    state: &Rc<RefCell<TapState>>,
-    describe: &str,
-) -> Result<(), Error> {
+/// The SHA-256 of a whole (seekable) file, which is then rewound.
+fn hash_whole(handle: &mut Handle, describe: &str) -> Result<[u8; 32], Error> {
+    // Choosing the zip entry read the directory: start again from the first byte.
+    handle
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| Error::read(describe, 0, e))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0; 1 << 20];
     let mut offset = 0u64;
@@ -420,9 +424,7 @@ fn hash_whole(
     handle
         .seek(SeekFrom::Start(0))
         .map_err(|e| Error::read(describe, 0, e))?;
-    let mut st = state.borrow_mut();
-    st.sha256 = Some(hasher);
-    Ok(())
+    Ok(hasher.finalize().into())
 }
 
 /// Chooses the image inside a zip: the only file, or else the only file with an image's

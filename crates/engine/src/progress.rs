@@ -54,7 +54,8 @@ impl CancelToken {
         self.0.load(Ordering::SeqCst)
     }
 
-    pub(crate) fn check(&self) -> Result<(), crate::Error> {
+    /// `Err(Cancelled)` once cancelled.
+    pub fn check(&self) -> Result<(), crate::Error> {
         if self.is_cancelled() {
             Err(crate::Error::Cancelled)
         } else {

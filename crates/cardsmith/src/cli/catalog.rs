@@ -187,10 +187,10 @@ pub fn devices(args: DevicesArgs, reporter: &mut Reporter) -> Result<(), Failure
         if d.is_default() {
             out += "  (default)";
         }
-        let tags = if d.tags.is_empty() {
+        let tags = if d.tags().is_empty() {
             "no tags: shows every image".to_owned()
         } else {
-            format!("tags {}, {matching}", d.tags.join(", "))
+            format!("tags {}, {matching}", d.tags().join(", "))
         };
         let _ = writeln!(out, "\n    {tags}");
         if let Some(text) = &d.description {
@@ -222,7 +222,7 @@ pub fn cache(command: CacheCommand, reporter: &mut Reporter) -> Result<(), Failu
                 let _ = writeln!(
                     out,
                     "{}  {:>9}  used {}  {}",
-                    &e.sha256[..12],
+                    e.sha256.get(..12).unwrap_or(&e.sha256),
                     cardsmith_drives::human_size(e.size),
                     utc(e.last_used),
                     e.url

@@ -11,6 +11,7 @@ mod source;
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cardsmith_engine::{
     self as engine, units, Algorithm, CancelToken, ChecksumMatch, Error, Image, Input, OpenAs,
@@ -149,6 +150,7 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let cancel = CancelToken::new();
+    handle_ctrl_c(&cancel);
     let json = match &cli.command {
         Command::Write(a) => a.json,
         Command::Verify(a) => a.json,
@@ -213,10 +215,26 @@ impl Failure {
 }
 
 /// Lets Ctrl-C stop the job at the next chunk instead of killing the process mid-write.
-fn cancel_on_ctrl_c(cancel: &CancelToken) {
+/// Whether Ctrl-C cancels the job (at the next chunk, leaving the target unbootable) or,
+/// before anything was started, simply ends cardsmith.
+static CTRL_C_CANCELS: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Ctrl-C handler once: until [`ctrl_c_cancels`] is switched on, Ctrl-C ends
+/// the process at once (at a prompt, nothing has been touched).
+fn handle_ctrl_c(cancel: &CancelToken) {
     let cancel = cancel.clone();
-    // A second handler cannot be installed; the first one is all a process needs.
-    let _ = ctrlc::set_handler(move || cancel.cancel());
+    let _ = ctrlc::set_handler(move || {
+        if CTRL_C_CANCELS.load(Ordering::SeqCst) {
+            cancel.cancel();
+        } else {
+            std::process::exit(i32::from(EXIT_CANCELLED));
+        }
+    });
+}
+
+/// From now on (or no longer), Ctrl-C cancels the running job so it can clean up.
+pub(crate) fn ctrl_c_cancels(on: bool) {
+    CTRL_C_CANCELS.store(on, Ordering::SeqCst);
 }
 
 impl WriteArgs {
@@ -237,8 +255,10 @@ impl WriteArgs {
 
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
     let (image_arg, target_path) = args.operands()?;
-    let planned = source::plan(&args, image_arg, reporter)?;
+    let planned = source::plan(&args, image_arg, cancel, reporter)?;
     let image = planned.image;
+    // A zip downloaded into a scratch directory must outlive the write.
+    let _scratch = planned.scratch;
     let input = image.input().to_string();
     let is_device = std::fs::metadata(&target_path)
         .map(|m| m.file_type().is_block_device())
@@ -249,7 +269,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     } else {
         (open_file(&args, &target_path, &image)?, None, Vec::new())
     };
-    cancel_on_ctrl_c(cancel);
+    ctrl_c_cancels(true);
     let options = planned.options;
     let report = engine::write(image, &target, &options, cancel, &mut |p| {
         reporter.progress(p)
@@ -316,13 +336,20 @@ fn keep_download(
 ) -> bool {
     let (text, kept) = match pending.commit(cache, image_sha256) {
         Ok(Some(entry)) => (
-            format!("Kept the download in the cache ({})", &entry.sha256[..12]),
+            format!(
+                "Kept the download in the cache ({})",
+                entry.sha256.get(..12).unwrap_or(&entry.sha256)
+            ),
             true,
         ),
         Ok(None) => match pending.failure() {
             Some(problem) => (problem, false),
+            None if !pending.is_complete() => (
+                "The download was not cached: it did not arrive whole".to_owned(),
+                false,
+            ),
             None => (
-                "The download was not cached (larger than the cache)".to_owned(),
+                "The download was not cached: it is larger than the cache may hold".to_owned(),
                 false,
             ),
         },
@@ -374,7 +401,7 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     let input = Input::from_arg(&args.image);
     let image = Image::open(&input, OpenAs::Detect)?;
     let target = Target::open_for_read(&args.target)?;
-    cancel_on_ctrl_c(cancel);
+    ctrl_c_cancels(true);
     let report = engine::verify(image, &target, cancel, &mut |p| reporter.progress(p))?;
     let summary = format!(
         "{} matches {input}: {} compared.",
@@ -402,7 +429,7 @@ fn hash(args: HashArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
         OpenAs::Detect
     };
     let image = Image::open(&input, open_as)?;
-    cancel_on_ctrl_c(cancel);
+    ctrl_c_cancels(true);
     let report = engine::hash(image, args.algorithm, cancel, &mut |p| reporter.progress(p))?;
     reporter.success(
         Said::Answer(&format!("{}  {input}", report.hex)),

@@ -1,13 +1,18 @@
 //! What `write` writes: a file, standard input, a URL, or an OS from the catalog (streamed,
 //! or from the download cache), with the hashes and size it is known by.
 
+use std::io::Read;
+
 use cardsmith_catalog::{
-    drain, find_os, for_device, open_image, Cache, Http, Known, Location, OsEntry, Pending, Source,
+    find_device, find_os, for_device, open_image, Cache, Http, Known, Location, OsEntry, Pending,
+    Source,
 };
-use cardsmith_engine::{parse_sha256, Error, Image, ImageSize, Input, OpenAs, WriteOptions};
+use cardsmith_engine::{
+    parse_sha256, to_hex, CancelToken, Error, Image, ImageSize, Input, OpenAs, WriteOptions,
+};
 use serde_json::json;
 
-use super::catalog::{cache_or_warn, say, CatalogArgs};
+use super::catalog::{cache_or_warn, say};
 use super::report::Reporter;
 use super::{Failure, WriteArgs};
 
@@ -20,10 +25,24 @@ pub struct Planned {
     pub cache: Option<Cache>,
     /// The catalog entry, when writing `--os`.
     pub os: Option<OsEntry>,
+    /// Where a zip downloaded without a cache waits to be written; removed when dropped.
+    pub scratch: Option<tempfile::TempDir>,
 }
 
+/// What opening a download needs.
+struct Fetch<'a> {
+    http: Http,
+    cache: Option<&'a Cache>,
+    json: bool,
+    cancel: &'a CancelToken,
+}
+
+/// An opened download: the image, the cache entry in the making, a scratch directory.
+type Opened = (Image, Option<Pending>, Option<tempfile::TempDir>);
+
 fn is_url(text: &str) -> bool {
-    text.starts_with("http://") || text.starts_with("https://")
+    let head = text.get(..8).unwrap_or(text).to_ascii_lowercase();
+    head.starts_with("http://") || head.starts_with("https://")
 }
 
 fn hash(hex: Option<&String>, what: &str, name: &str) -> Result<Option<[u8; 32]>, Failure> {
@@ -40,107 +59,105 @@ fn hash(hex: Option<&String>, what: &str, name: &str) -> Result<Option<[u8; 32]>
 pub fn plan(
     args: &WriteArgs,
     image_arg: Option<&str>,
+    cancel: &CancelToken,
     reporter: &mut Reporter,
 ) -> Result<Planned, Failure> {
-    let mut options = WriteOptions {
+    let options = WriteOptions {
         expected_sha256: args.sha256,
         verify: !args.no_verify,
         ..WriteOptions::default()
     };
-    let catalog: &CatalogArgs = &args.catalog;
-    match (args.os.as_deref(), image_arg) {
-        (Some(name), _) => {
-            let http = catalog.http()?;
-            let cache = cache_or_warn(reporter);
-            let loaded = catalog.load(&http, cache.as_ref(), reporter)?;
-            let list = match &args.device {
-                Some(d) => {
-                    let device = cardsmith_catalog::find_device(loaded.catalog.devices(), d)?;
-                    let kept = for_device(&loaded.catalog.os_list, &device);
-                    if find_os(&kept, name).is_err() {
-                        if let Ok((path, entry)) = find_os(&loaded.catalog.os_list, name) {
-                            return Err(Failure::Catalog(cardsmith_catalog::Error::NotForDevice {
-                                os: path,
-                                device: device.name,
-                                tags: entry.devices.clone().unwrap_or_default(),
-                            }));
-                        }
-                    }
-                    kept
-                }
-                None => loaded.catalog.os_list.clone(),
-            };
-            let (path, entry) = find_os(&list, name)?;
-            let entry = entry.clone();
-            let url = entry
-                .url
-                .clone()
-                .ok_or_else(|| cardsmith_catalog::Error::NoUrl { name: path.clone() })?;
-            options.stored_sha256 = hash(
-                entry.image_download_sha256.as_ref(),
-                "image_download_sha256",
-                &path,
-            )?;
-            options.image_sha256 = hash(entry.extract_sha256.as_ref(), "extract_sha256", &path)?;
-            let known = Known {
-                download_sha256: entry.image_download_sha256.clone(),
-                image_sha256: entry.extract_sha256.clone(),
-                either_sha256: None,
-            };
-            let location = Location::parse(&url);
-            let (mut image, pending) = open(
-                &location,
-                &known,
-                &http,
-                cache.as_ref(),
-                args.json,
-                reporter,
-            )?;
-            if let Some(size) = entry.extract_size {
-                image.assume_size(ImageSize::exact(size));
-            }
-            Ok(Planned {
-                image,
-                options,
-                pending,
-                cache,
-                os: Some(entry),
-            })
-        }
-        (None, Some(url)) if is_url(url) => {
-            let http = catalog.http()?;
-            let cache = cache_or_warn(reporter);
-            let known = Known {
-                either_sha256: args.sha256.map(|h| cardsmith_engine::to_hex(&h)),
-                ..Known::default()
-            };
-            let (image, pending) = open(
-                &Location::parse(url),
-                &known,
-                &http,
-                cache.as_ref(),
-                args.json,
-                reporter,
-            )?;
-            Ok(Planned {
-                image,
-                options,
-                pending,
-                cache,
-                os: None,
-            })
-        }
-        (None, Some(arg)) => Ok(Planned {
+    let url = image_arg.filter(|a| is_url(a));
+    if args.os.is_none() && url.is_none() {
+        let arg = image_arg.ok_or_else(|| Failure::Usage("name an image".into()))?;
+        return Ok(Planned {
             image: Image::open(&Input::from_arg(arg), OpenAs::Detect)?,
             options,
             pending: None,
             cache: None,
             os: None,
-        }),
-        (None, None) => Err(Failure::Refused(
-            "name an image, a URL, or --os NAME".into(),
-        )),
+            scratch: None,
+        });
     }
+    let cache = cache_or_warn(reporter);
+    let fetch = Fetch {
+        http: args.catalog.http()?,
+        cache: cache.as_ref(),
+        json: args.json,
+        cancel,
+    };
+    let (image, pending, scratch, os, options) = match (&args.os, url) {
+        (Some(name), _) => {
+            let (entry, options) = catalog_entry(args, name, &fetch, options, reporter)?;
+            let known = Known {
+                download_sha256: entry.image_download_sha256.clone(),
+                image_sha256: entry.extract_sha256.clone(),
+                either_sha256: None,
+            };
+            let url = entry.url.as_deref().unwrap_or_default();
+            let (mut image, pending, scratch) =
+                open(&Location::parse(url), &known, &fetch, reporter)?;
+            if let Some(size) = entry.extract_size {
+                image.assume_size(ImageSize::exact(size));
+            }
+            (image, pending, scratch, Some(entry), options)
+        }
+        (None, Some(url)) => {
+            let known = Known {
+                either_sha256: args.sha256.map(|h| to_hex(&h)),
+                ..Known::default()
+            };
+            let (image, pending, scratch) = open(&Location::parse(url), &known, &fetch, reporter)?;
+            (image, pending, scratch, None, options)
+        }
+        (None, None) => unreachable!("handled above"),
+    };
+    Ok(Planned {
+        image,
+        options,
+        pending,
+        cache,
+        os,
+        scratch,
+    })
+}
+
+/// The catalog entry `name` (for `--device`, when made for it), and the write options that
+/// enforce its published hashes.
+fn catalog_entry(
+    args: &WriteArgs,
+    name: &str,
+    fetch: &Fetch<'_>,
+    mut options: WriteOptions,
+    reporter: &mut Reporter,
+) -> Result<(OsEntry, WriteOptions), Failure> {
+    let loaded = args.catalog.load(&fetch.http, fetch.cache, reporter)?;
+    let list = match &args.device {
+        Some(d) => {
+            let device = find_device(loaded.catalog.devices(), d)?;
+            let kept = for_device(&loaded.catalog.os_list, &device);
+            if find_os(&kept, name).is_err() {
+                if let Ok((path, entry)) = find_os(&loaded.catalog.os_list, name) {
+                    return Err(cardsmith_catalog::Error::NotForDevice {
+                        os: path,
+                        device: device.name,
+                        tags: entry.devices.clone().unwrap_or_default(),
+                    }
+                    .into());
+                }
+            }
+            kept
+        }
+        None => loaded.catalog.os_list.clone(),
+    };
+    let (path, entry) = find_os(&list, name)?;
+    if entry.url.is_none() {
+        return Err(cardsmith_catalog::Error::NoUrl { name: path }.into());
+    }
+    let download = entry.image_download_sha256.as_ref();
+    options.stored_sha256 = hash(download, "image_download_sha256", &path)?;
+    options.image_sha256 = hash(entry.extract_sha256.as_ref(), "extract_sha256", &path)?;
+    Ok((entry.clone(), options))
 }
 
 /// Opens a catalog or URL image: the cached copy, or a stream. A zip cannot be streamed (its
@@ -148,12 +165,10 @@ pub fn plan(
 fn open(
     location: &Location,
     known: &Known,
-    http: &Http,
-    cache: Option<&Cache>,
-    json_mode: bool,
+    fetch: &Fetch<'_>,
     reporter: &mut Reporter,
-) -> Result<(Image, Option<Pending>), Failure> {
-    match open_image(location, known, http, cache, say(json_mode))? {
+) -> Result<Opened, Failure> {
+    match open_image(location, known, &fetch.http, fetch.cache, say(fetch.json))? {
         Source::File { path, cached } => {
             if cached {
                 let text = format!(
@@ -165,7 +180,7 @@ fn open(
                     json!({ "event": "cached", "url": location.to_string(), "path": path }),
                 );
             }
-            Ok((Image::open(&Input::Path(path), OpenAs::Detect)?, None))
+            Ok((Image::open(&Input::Path(path), OpenAs::Detect)?, None, None))
         }
         Source::Stream {
             input,
@@ -174,43 +189,58 @@ fn open(
         } => match Image::open_stream(input, reader, OpenAs::Detect) {
             Err(Error::ZipStreamed { .. }) => {
                 drop(pending);
-                whole(location, http, cache, json_mode, reporter)
+                whole(location, fetch, reporter)
             }
-            other => Ok((other?, pending)),
+            other => Ok((other?, pending, None)),
         },
     }
 }
 
-/// Downloads a zip whole, into the cache's partial area (or a temporary one), and opens it.
+/// Downloads a zip whole, into the cache's partial area (or a scratch directory), and
+/// opens it. Ctrl-C stops the download.
 fn whole(
     location: &Location,
-    http: &Http,
-    cache: Option<&Cache>,
-    json_mode: bool,
+    fetch: &Fetch<'_>,
     reporter: &mut Reporter,
-) -> Result<(Image, Option<Pending>), Failure> {
+) -> Result<Opened, Failure> {
     let Location::Url(url) = location else {
         unreachable!("only downloads are streamed zips");
     };
     let text =
         format!("{url} is a zip archive, which cannot be streamed: downloading it whole first");
     reporter.note(&text, json!({ "event": "note", "text": text }));
-    let scratch;
-    let cache = match cache {
-        Some(c) => c,
+    // The partial file lives in the cache (it becomes the entry), or in a scratch directory.
+    let (scratch, cache) = match fetch.cache {
+        Some(cache) => (None, Cache::at(cache.dir(), u64::MAX)),
         None => {
-            scratch = Cache::at(&std::env::temp_dir().join("cardsmith"), u64::MAX);
-            &scratch
+            let dir = tempfile::tempdir()
+                .map_err(|e| Failure::Refused(format!("no scratch directory: {e}")))?;
+            let cache = Cache::at(dir.path(), u64::MAX);
+            (Some(dir), cache)
         }
     };
     let pending = cache.start(url.as_str())?;
-    let mut download = http
-        .download(url.clone(), Some(say(json_mode)))
+    let mut download = fetch
+        .http
+        .download(url.clone(), Some(say(fetch.json)))
         .with_tee(pending.tee());
-    drain(&mut download).map_err(|e| Error::read(url.to_string(), download.received(), e))?;
+    let mut buf = vec![0; 1 << 20];
+    super::ctrl_c_cancels(true);
+    let drained = loop {
+        if let Err(e) = fetch.cancel.check() {
+            break Err(e);
+        }
+        match download.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(Error::read(url.to_string(), download.received(), e)),
+        }
+    };
+    super::ctrl_c_cancels(false);
+    drained?;
     if let Some(problem) = pending.failure() {
         return Err(Failure::Refused(problem));
     }
     let image = Image::open(&Input::Path(pending.path()), OpenAs::Detect)?;
-    Ok((image, Some(pending)))
+    Ok((image, Some(pending), scratch))
 }
