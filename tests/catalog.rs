@@ -119,13 +119,18 @@ fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
         {"name": "Future", "url": "x.img", "init_format": "something-new"},
         {"name": "Sneaky", "url": "file:///etc/hostname"},
         {"name": "Sneaky list", "subitems_url": "/etc/passwd"},
-        {"name": "Broken", "subitems_url": "missing.json"}
+        {"name": "Broken", "subitems_url": "missing.json"},
+        {"name": "Huge", "subitems_url": "huge.json"}
     ],
     "os_list_de": [
         {"name": "Auf Deutsch", "subitems_url": "sub/a.json"}
     ]}))
     .unwrap();
     server.serve("/lists/os.json", top_list.clone());
+    // A sublist over the 16 MiB limit (spaces are valid JSON padding).
+    let mut huge = b"{\"os_list\": []}".to_vec();
+    huge.resize(16 * MIB + 1, b' ');
+    server.serve("/lists/huge.json", huge);
     // The same list under another name, for the run in German below.
     server.serve("/lists/os-de.json", top_list);
     server.serve(
@@ -211,6 +216,11 @@ fn the_catalog_inlines_nested_sublists_and_leaves_out_cycles_and_deep_chains() {
     assert!(!names.contains(&"Sneaky list"), "{names:?}");
     assert!(!names.contains(&"Broken"), "{names:?}");
     assert!(err.contains("\"Broken\""), "{err}");
+    assert!(
+        err.contains("huge.json is larger than 16777216 bytes"),
+        "{err}"
+    );
+    assert!(!names.contains(&"Huge"), "{names:?}");
     // Sixteen sublist files nest below the top list (deep/0 to deep/15); deep/16 is not
     // fetched, so "Level 15" is an empty category and is left out.
     assert_eq!(server.requests("/deep/15.json").len(), 1);
