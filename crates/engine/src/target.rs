@@ -245,6 +245,11 @@ impl Target {
         &self.path
     }
 
+    /// The open file, for editing what was written (the boot partition) afterwards.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     pub fn kind(&self) -> TargetKind {
         self.kind
     }

@@ -41,6 +41,40 @@ pub fn obtain(question: &str, consent: Consent<'_>, no_terminal: &str) -> Result
     }
 }
 
+/// Reads a secret from the terminal without echoing it. `None` without a terminal.
+pub fn read_secret(prompt: &str) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let stdin = io::stdin();
+    if !stdin.is_terminal() {
+        return None;
+    }
+    let fd = stdin.as_raw_fd();
+    // SAFETY: termios calls on standard input with a zeroed struct they fill in.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let have_termios = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if have_termios {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut stderr = io::stderr();
+    let _ = write!(stderr, "{prompt}");
+    let _ = stderr.flush();
+    let mut line = Vec::new();
+    let read = stdin.lock().read_until(b'\n', &mut line);
+    if have_termios {
+        // SAFETY: restores what tcgetattr returned.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    let _ = writeln!(stderr);
+    read.ok()?;
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Some(line)
+}
+
 fn names(answer: &str, name: &str) -> bool {
     let answer = answer.trim();
     answer == name || answer.strip_prefix("/dev/") == Some(name)

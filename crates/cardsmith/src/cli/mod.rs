@@ -3,6 +3,7 @@
 
 mod catalog;
 mod confirm;
+mod custom;
 mod device;
 mod drives;
 mod report;
@@ -72,6 +73,11 @@ enum Command {
     /// The download cache
     #[command(subcommand)]
     Cache(catalog::CacheCommand),
+    /// Put first-boot settings (host name, user, SSH, Wi-Fi…) on a written card or image file
+    Customize(custom::CustomizeArgs),
+    /// Named settings for whole clusters
+    #[command(subcommand)]
+    Preset(custom::PresetCommand),
 }
 
 #[derive(Args)]
@@ -92,6 +98,8 @@ struct WriteArgs {
     device: Option<String>,
     #[command(flatten)]
     catalog: catalog::CatalogArgs,
+    #[command(flatten)]
+    custom: custom::CustomArgs,
     /// Refuse to finish unless the decompressed image, or the file as stored, has this SHA-256
     #[arg(long, value_name = "HEX", value_parser = parse_sha256)]
     sha256: Option<[u8; 32]>,
@@ -155,7 +163,12 @@ pub fn run() -> ExitCode {
         Command::Write(a) => a.json,
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
-        Command::Drives(_) | Command::Os(_) | Command::Devices(_) | Command::Cache(_) => false,
+        Command::Customize(a) => a.json(),
+        Command::Drives(_)
+        | Command::Os(_)
+        | Command::Devices(_)
+        | Command::Cache(_)
+        | Command::Preset(_) => false,
     };
     let mut reporter = Reporter::new(json);
     let outcome = match cli.command {
@@ -166,6 +179,8 @@ pub fn run() -> ExitCode {
         Command::Os(command) => catalog::os(command, &mut reporter),
         Command::Devices(args) => catalog::devices(args, &mut reporter),
         Command::Cache(command) => catalog::cache(command, &mut reporter),
+        Command::Customize(args) => custom::customize_verb(args, &mut reporter),
+        Command::Preset(command) => custom::preset(command, &mut reporter),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -186,6 +201,8 @@ enum Failure {
     Drive(#[from] cardsmith_drives::Error),
     #[error(transparent)]
     Catalog(#[from] cardsmith_catalog::Error),
+    #[error(transparent)]
+    Customize(#[from] cardsmith_customize::Error),
     /// A command line clap cannot check by itself.
     #[error("{0}")]
     Usage(String),
@@ -255,7 +272,17 @@ impl WriteArgs {
 
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
     let (image_arg, target_path) = args.operands()?;
+    // Settings (and their passwords) are asked for before anything is downloaded or written.
+    let settings = args.custom.settings()?;
     let planned = source::plan(&args, image_arg, cancel, reporter)?;
+    let init_format = args
+        .custom
+        .init_format
+        .clone()
+        .or_else(|| planned.os.as_ref().and_then(|e| e.init_format.clone()));
+    if let (Some(_), Some(format)) = (&settings, &init_format) {
+        cardsmith_customize::Format::parse(format)?;
+    }
     let image = planned.image;
     // A zip downloaded into a scratch directory must outlive the write.
     let _scratch = planned.scratch;
@@ -291,6 +318,26 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             " (not verified)"
         },
     );
+    let customized = match &settings {
+        Some(s) => {
+            let request = cardsmith_customize::Request {
+                settings: s,
+                format: init_format.as_deref(),
+                release_date: planned.os.as_ref().and_then(|e| e.release_date.as_deref()),
+            };
+            let report =
+                cardsmith_customize::customize(target.file(), target.path(), is_device, request)
+                    .map_err(|e| {
+                        Failure::Refused(format!(
+                            "the image was written and verified, but customising it failed: {e}"
+                        ))
+                    })?;
+            custom::said(&report, reporter);
+            custom::advance_preset(&args.custom, s, reporter)?;
+            Some(report.format.name())
+        }
+        None => None,
+    };
     drop(target);
     let cached = match (&planned.pending, &planned.cache) {
         (Some(pending), Some(cache)) if published || options.expected_sha256.is_some() => {
@@ -320,6 +367,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             "image_sha256": report.image_sha256,
             "partition_table_reread": report.partitions_reread,
             "unmounted": unmounted,
+            "customized": customized,
             "download_cached": cached,
             "ejected": ejected,
         }),

@@ -1,0 +1,480 @@
+//! First-boot settings on the command line: the flags, secrets read from files, standard
+//! input or a prompt (never from the command line), presets, and `cardsmith customize` and
+//! `cardsmith preset`.
+
+use std::ffi::OsString;
+use std::fs::{self, OpenOptions};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use cardsmith_customize::presets::Presets;
+use cardsmith_customize::{
+    customize, validate, wifi_psk, PasswordHashes, Report, Request, Serial, Settings, Ssh, User,
+    Wifi,
+};
+use cardsmith_drives::{open_for_writing, unmount_all, Access, Snapshot};
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use super::confirm::{self, Consent};
+use super::report::{Reporter, Said};
+use super::Failure;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SerialMode {
+    /// A login console on the serial port
+    Console,
+    /// The UART only, for devices
+    Hardware,
+}
+
+/// The settings a card boots with. Secrets come from files (`-` is standard input) or a
+/// prompt, never from the command line.
+#[derive(Args, Clone, Default)]
+pub struct SettingsArgs {
+    /// Host name; `{n}` or `{n:02}` is a counter that a preset advances per card
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// The first user's name (its password is asked for, or read from --password-file)
+    #[arg(long, value_name = "NAME")]
+    user: Option<String>,
+    /// Read the user's password from this file (- for standard input)
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Enable the SSH server
+    #[arg(long)]
+    ssh: bool,
+    /// Allow SSH logins with the password (otherwise keys only)
+    #[arg(long)]
+    ssh_password_auth: bool,
+    /// Authorize this public key file for SSH (repeatable)
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Vec<PathBuf>,
+    /// Join this Wi-Fi network (any bytes; its password is asked for or read from a file)
+    #[arg(long, value_name = "SSID")]
+    wifi_ssid: Option<OsString>,
+    /// Read the Wi-Fi password (8-63 characters, or a 64-hex-digit PSK) from this file
+    #[arg(long, value_name = "FILE")]
+    wifi_password_file: Option<PathBuf>,
+    /// The Wi-Fi network does not broadcast its SSID
+    #[arg(long)]
+    wifi_hidden: bool,
+    /// Wi-Fi country (ISO 3166-1 alpha-2, such as GB); required with --wifi-ssid
+    #[arg(long, value_name = "CC")]
+    wifi_country: Option<String>,
+    /// Time zone, such as Europe/London
+    #[arg(long, value_name = "TZ")]
+    timezone: Option<String>,
+    /// Keyboard layout, such as us, gb or de
+    #[arg(long, value_name = "LAYOUT")]
+    keymap: Option<String>,
+    /// Let the user run sudo without a password
+    #[arg(long)]
+    passwordless_sudo: bool,
+    /// cloudinit-rpi images: enable I2C
+    #[arg(long)]
+    enable_i2c: bool,
+    /// cloudinit-rpi images: enable SPI
+    #[arg(long)]
+    enable_spi: bool,
+    /// cloudinit-rpi images: enable 1-Wire
+    #[arg(long)]
+    enable_onewire: bool,
+    /// cloudinit-rpi images: enable the serial port
+    #[arg(long, value_name = "MODE")]
+    enable_serial: Option<SerialMode>,
+    /// cloudinit-rpi images: USB gadget mode (Ethernet over USB)
+    #[arg(long)]
+    usb_gadget: bool,
+}
+
+/// Settings, a preset to start from, and the format to write them in.
+#[derive(Args, Clone, Default)]
+pub struct CustomArgs {
+    #[command(flatten)]
+    settings: SettingsArgs,
+    /// Start from this saved preset (the flags given override it)
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// How the image takes settings: systemd, cloudinit or cloudinit-rpi (default: the
+    /// catalog's, or found from the boot partition)
+    #[arg(long, value_name = "FORMAT")]
+    pub init_format: Option<String>,
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    let mut data = Vec::new();
+    let read = if path == Path::new("-") {
+        std::io::stdin().read_to_end(&mut data)
+    } else {
+        fs::File::open(path).and_then(|mut f| f.read_to_end(&mut data))
+    };
+    read.map_err(|e| {
+        Failure::Refused(format!(
+            "cannot read the {what} from {}: {e}",
+            path.display()
+        ))
+    })?;
+    if data.ends_with(b"\n") {
+        data.pop();
+        if data.ends_with(b"\r") {
+            data.pop();
+        }
+    }
+    Ok(data)
+}
+
+fn prompt_secret(what: &str, twice: bool, file_flag: &str) -> Result<Vec<u8>, Failure> {
+    let no_terminal = || {
+        Failure::Refused(format!(
+            "the {what} is read from a file or a prompt, and there is no terminal: pass {file_flag} FILE (or - for standard input)"
+        ))
+    };
+    let first = confirm::read_secret(&format!("{what}: ")).ok_or_else(no_terminal)?;
+    if twice {
+        let again = confirm::read_secret(&format!("{what} again: ")).ok_or_else(no_terminal)?;
+        if again != first {
+            return Err(Failure::Refused(format!("the two {what}s differ")));
+        }
+    }
+    Ok(first)
+}
+
+impl CustomArgs {
+    /// The settings: the preset's, overridden by the flags, with secrets read and hashed.
+    /// `None` when nothing is to be set.
+    pub fn settings(&self) -> Result<Option<Settings>, Failure> {
+        let mut s = match &self.preset {
+            Some(name) => Presets::open()?.load(name)?,
+            None => Settings::default(),
+        };
+        self.settings.apply(&mut s)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        s.validate()?;
+        Ok(Some(s))
+    }
+}
+
+impl SettingsArgs {
+    fn apply(&self, s: &mut Settings) -> Result<(), Failure> {
+        if let Some(h) = &self.hostname {
+            s.hostname = Some(h.clone());
+        }
+        if let Some(name) = &self.user {
+            validate::user(name)?;
+            let password = match &self.password_file {
+                Some(path) => read_secret_file(path, "password")?,
+                None => prompt_secret(&format!("Password for {name}"), true, "--password-file")?,
+            };
+            s.user = Some(User {
+                name: name.clone(),
+                password: PasswordHashes::new(&password)?,
+            });
+        } else if self.password_file.is_some() {
+            return Err(Failure::Usage("--password-file needs --user".into()));
+        }
+        if self.ssh || self.ssh_password_auth || !self.ssh_key.is_empty() {
+            let mut ssh = s.ssh.take().unwrap_or_default();
+            ssh.password_auth |= self.ssh_password_auth;
+            for path in &self.ssh_key {
+                let text = fs::read_to_string(path).map_err(|e| {
+                    Failure::Refused(format!("cannot read the SSH key {}: {e}", path.display()))
+                })?;
+                for line in text
+                    .lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                {
+                    ssh.keys.push(validate::ssh_key(line)?);
+                }
+            }
+            s.ssh = Some(ssh);
+        }
+        if let Some(ssid) = &self.wifi_ssid {
+            let ssid = ssid.as_bytes().to_vec();
+            validate::ssid(&ssid)?;
+            let country = self
+                .wifi_country
+                .clone()
+                .or_else(|| s.wifi.as_ref().map(|w| w.country.clone()))
+                .ok_or_else(|| {
+                    Failure::Usage("--wifi-ssid needs --wifi-country (such as GB or US)".into())
+                })?;
+            let password = match &self.wifi_password_file {
+                Some(path) => read_secret_file(path, "Wi-Fi password")?,
+                None => prompt_secret("Wi-Fi password", false, "--wifi-password-file")?,
+            };
+            s.wifi = Some(Wifi {
+                psk: wifi_psk(&ssid, &password)?,
+                ssid,
+                hidden: self.wifi_hidden,
+                country,
+            });
+        } else if let (Some(wifi), Some(cc)) = (&mut s.wifi, &self.wifi_country) {
+            wifi.country = cc.clone();
+        } else if self.wifi_password_file.is_some()
+            || self.wifi_hidden
+            || self.wifi_country.is_some()
+        {
+            return Err(Failure::Usage("the Wi-Fi options need --wifi-ssid".into()));
+        }
+        if let Some(tz) = &self.timezone {
+            s.timezone = Some(tz.clone());
+        }
+        if let Some(map) = &self.keymap {
+            s.keymap = Some(map.clone());
+        }
+        s.passwordless_sudo |= self.passwordless_sudo;
+        s.rpi.i2c |= self.enable_i2c;
+        s.rpi.spi |= self.enable_spi;
+        s.rpi.onewire |= self.enable_onewire;
+        s.rpi.usb_gadget |= self.usb_gadget;
+        if let Some(mode) = self.enable_serial {
+            s.rpi.serial = Some(match mode {
+                SerialMode::Console => Serial::Console,
+                SerialMode::Hardware => Serial::Hardware,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Tells what a customisation did.
+pub fn said(report: &Report, reporter: &mut Reporter) {
+    let how = if report.detected {
+        "found on the boot partition"
+    } else {
+        "as given"
+    };
+    let mut text = format!(
+        "Customised the boot partition for {} ({how}): {}",
+        report.format.name(),
+        report.files.join(", ")
+    );
+    if let Some(h) = &report.hostname {
+        text += &format!("; hostname {h}");
+    }
+    if let Some(kind) = report.password_hash {
+        text += &format!("; password stored as {kind}");
+    }
+    reporter.note(
+        &text,
+        json!({ "event": "customized", "init_format": report.format.name(), "detected": report.detected,
+                "files": report.files, "hostname": report.hostname, "password_hash": report.password_hash }),
+    );
+}
+
+/// After a successful write or customisation with a preset whose hostname counts: the next
+/// card gets the next number.
+pub fn advance_preset(
+    args: &CustomArgs,
+    settings: &Settings,
+    reporter: &mut Reporter,
+) -> Result<(), Failure> {
+    let (Some(name), true) = (
+        &args.preset,
+        settings.has_counter() && args.settings.hostname.is_none(),
+    ) else {
+        return Ok(());
+    };
+    let next = Presets::open()?.advance(name)?;
+    let text = format!("Preset {name}: the next card is number {next}");
+    reporter.note(
+        &text,
+        json!({ "event": "preset_counter", "preset": name, "next": next }),
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct CustomizeArgs {
+    /// A card (block device) or an image file holding a written OS
+    target: PathBuf,
+    #[command(flatten)]
+    custom: CustomArgs,
+    /// The release date of the image ("2024-11-19"), which picks the password hash
+    #[arg(long, value_name = "DATE")]
+    release_date: Option<String>,
+    /// Do not ask for confirmation before changing a card
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Allow a drive the running system uses (its name must still be typed)
+    #[arg(long)]
+    allow_system_drive: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl CustomizeArgs {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<(), Failure> {
+    let settings = args.custom.settings()?.ok_or_else(|| {
+        Failure::Usage(
+            "nothing to set: give settings (--hostname, --user, --ssh, --wifi-ssid, …) or --preset"
+                .into(),
+        )
+    })?;
+    let request = Request {
+        settings: &settings,
+        format: args.custom.init_format.as_deref(),
+        release_date: args.release_date.as_deref(),
+    };
+    let path = &args.target;
+    let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let report = if is_device {
+        let snapshot = Snapshot::capture()?;
+        let drive = snapshot.find(path)?.clone();
+        drive.check_writable(args.allow_system_drive)?;
+        let access = Access::for_device(&drive.path)?;
+        if !args.yes || drive.system_uses().is_some() {
+            let question = format!(
+                "Customise {} ({} {})? Files on its boot partition will be replaced.",
+                drive.path.display(),
+                drive.size_human,
+                drive.description()
+            );
+            let consent = if drive.system_uses().is_some() || drive.is_fixed_disk() {
+                Consent::Name(&drive.name)
+            } else {
+                Consent::Yes
+            };
+            confirm::obtain(
+                &question,
+                consent,
+                "standard input is not a terminal, so pass --yes",
+            )
+            .map_err(Failure::Refused)?;
+        }
+        for point in unmount_all(&drive, &access)? {
+            reporter.note(
+                &format!("Unmounted {}", point.display()),
+                json!({ "event": "unmounted", "mountpoint": point }),
+            );
+        }
+        let file = open_for_writing(&drive.identity(), &access)?;
+        customize(&file, &drive.path, true, request)?
+    } else {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| Failure::Refused(format!("cannot open {}: {e}", path.display())))?;
+        customize(&file, path, false, request)?
+    };
+    said(&report, reporter);
+    advance_preset(&args.custom, &settings, reporter)?;
+    reporter.success(
+        Said::Note(&format!("{} is ready for its first boot.", path.display())),
+        json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
+    );
+    Ok(())
+}
+
+#[derive(Subcommand)]
+pub enum PresetCommand {
+    /// Save settings under a name (secrets are stored only as hashes)
+    Save {
+        name: String,
+        #[command(flatten)]
+        settings: Box<SettingsArgs>,
+        /// The first number for a hostname counter
+        #[arg(long, default_value_t = 1)]
+        counter: u64,
+    },
+    /// List the saved presets
+    List,
+    /// Show a preset (hashes are not printed)
+    Show { name: String },
+    /// Delete a preset
+    Delete { name: String },
+}
+
+pub fn preset(command: PresetCommand, reporter: &mut Reporter) -> Result<(), Failure> {
+    let presets = Presets::open()?;
+    match command {
+        PresetCommand::Save {
+            name,
+            settings,
+            counter,
+        } => {
+            let mut s = Settings {
+                counter,
+                ..Settings::default()
+            };
+            settings.as_ref().apply(&mut s)?;
+            if s.is_empty() {
+                return Err(Failure::Usage("nothing to save: give settings".into()));
+            }
+            let path = presets.save(&name, &s)?;
+            reporter.note(
+                &format!("Saved preset {name} in {}", path.display()),
+                json!({ "event": "saved", "path": path }),
+            );
+        }
+        PresetCommand::List => {
+            for name in presets.list() {
+                println!("{name}");
+            }
+        }
+        PresetCommand::Show { name } => {
+            let s = presets.load(&name)?;
+            println!("{}", describe(&s));
+        }
+        PresetCommand::Delete { name } => {
+            presets.delete(&name)?;
+            reporter.note(
+                &format!("Deleted preset {name}"),
+                json!({ "event": "deleted", "preset": name }),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A preset for people: every setting, secrets shown only as "(set)".
+fn describe(s: &Settings) -> String {
+    let mut lines = Vec::new();
+    if let Some(h) = &s.hostname {
+        lines.push(format!("hostname        {h} (next number {})", s.counter));
+    }
+    if let Some(User { name, .. }) = &s.user {
+        lines.push(format!("user            {name} (password set)"));
+    }
+    if let Some(Ssh {
+        password_auth,
+        keys,
+    }) = &s.ssh
+    {
+        lines.push(format!(
+            "ssh             on, {} key{}, password logins {}",
+            keys.len(),
+            if keys.len() == 1 { "" } else { "s" },
+            if *password_auth { "allowed" } else { "off" }
+        ));
+    }
+    if let Some(w) = &s.wifi {
+        lines.push(format!(
+            "wifi            {:?} ({}{}, password set)",
+            String::from_utf8_lossy(&w.ssid),
+            w.country,
+            if w.hidden { ", hidden" } else { "" }
+        ));
+    }
+    for (label, value) in [("timezone", &s.timezone), ("keymap", &s.keymap)] {
+        if let Some(v) = value {
+            lines.push(format!("{label:<16}{v}"));
+        }
+    }
+    if s.passwordless_sudo {
+        lines.push("sudo            without a password".into());
+    }
+    lines.join("\n")
+}

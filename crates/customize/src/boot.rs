@@ -1,0 +1,339 @@
+//! The FAT boot partition, edited in place through the `fatfs` crate over its byte range:
+//! no mounting, on an image file or a block device. Only files in the root directory are
+//! written (fatfs 0.3.6 writes bad `.`/`..` entries when it creates directories).
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use crate::Error;
+
+const SECTOR: u64 = 512;
+
+/// MBR partition types of FAT filesystems (and the EFI system partition).
+const FAT_TYPES: [u8; 7] = [0x01, 0x04, 0x06, 0x0b, 0x0c, 0x0e, 0xef];
+
+/// GPT type GUIDs, as stored (mixed-endian): Microsoft basic data, EFI system partition.
+const GPT_FAT_TYPES: [[u8; 16]; 2] = [
+    [
+        0xa2, 0xa0, 0xd0, 0xeb, 0xe5, 0xb9, 0x33, 0x44, 0x87, 0xc0, 0x68, 0xb6, 0xb7, 0x26, 0x99,
+        0xc7,
+    ],
+    [
+        0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9,
+        0x3b,
+    ],
+];
+
+/// Where the boot partition is: byte offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub offset: u64,
+    pub len: u64,
+}
+
+fn read_at(file: &mut (impl Read + Seek), offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0; len];
+    file.seek(SeekFrom::Start(offset))?;
+    file.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]))
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// Whether a partition's first sector is a FAT boot sector.
+fn looks_fat(disk: &mut (impl Read + Seek), offset: u64) -> bool {
+    read_at(disk, offset, 512).is_ok_and(|s| {
+        s[510..512] == [0x55, 0xAA] && (s[54..57] == *b"FAT" || s[82..87] == *b"FAT32")
+    })
+}
+
+/// Finds the first FAT partition of an MBR or GPT disk.
+pub fn find(disk: &mut (impl Read + Seek), path: &Path) -> Result<Span, Error> {
+    let none = |detail: &str| Error::NoBootPartition {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let mbr = read_at(disk, 0, 512)
+        .map_err(|e| none(&format!("cannot read its partition table ({e})")))?;
+    if mbr[510..512] != [0x55, 0xAA] {
+        return Err(none(
+            "it has no partition table (no MBR signature): is it an OS image?",
+        ));
+    }
+    let entries: Vec<(u8, u64, u64)> = (0..4)
+        .map(|i| 446 + i * 16)
+        .map(|e| {
+            (
+                mbr[e + 4],
+                le32(&mbr, e + 8) * SECTOR,
+                le32(&mbr, e + 12) * SECTOR,
+            )
+        })
+        .collect();
+    if entries.iter().any(|(kind, _, _)| *kind == 0xee) {
+        return find_gpt(disk).ok_or_else(|| none("its GPT has no FAT partition"));
+    }
+    entries
+        .into_iter()
+        .find(|&(kind, offset, len)| {
+            FAT_TYPES.contains(&kind) && len > 0 && looks_fat(disk, offset)
+        })
+        .map(|(_, offset, len)| Span { offset, len })
+        .ok_or_else(|| {
+            none("it has no FAT boot partition, so there is nowhere to put the settings")
+        })
+}
+
+fn find_gpt(disk: &mut (impl Read + Seek)) -> Option<Span> {
+    let header = read_at(disk, SECTOR, 92).ok()?;
+    if &header[0..8] != b"EFI PART" {
+        return None;
+    }
+    let table = le64(&header, 72) * SECTOR;
+    let count = le32(&header, 80).min(256) as usize;
+    let size = le32(&header, 84) as usize;
+    if size < 128 {
+        return None;
+    }
+    let entries = read_at(disk, table, count * size).ok()?;
+    entries.chunks(size).find_map(|e| {
+        let kind: [u8; 16] = e[0..16].try_into().ok()?;
+        let (first, last) = (le64(e, 32), le64(e, 40));
+        let span = Span {
+            offset: first * SECTOR,
+            len: (last + 1).checked_sub(first)? * SECTOR,
+        };
+        (GPT_FAT_TYPES.contains(&kind) && looks_fat(disk, span.offset)).then_some(span)
+    })
+}
+
+/// A byte range of a file, as a file of its own: what fatfs edits.
+pub struct Slice<F> {
+    inner: F,
+    span: Span,
+    pos: u64,
+}
+
+impl<F: Seek> Slice<F> {
+    pub fn new(inner: F, span: Span) -> Slice<F> {
+        Slice {
+            inner,
+            span,
+            pos: 0,
+        }
+    }
+
+    fn room(&self, want: usize) -> usize {
+        (self.span.len.saturating_sub(self.pos)).min(want as u64) as usize
+    }
+
+    fn place(&mut self) -> io::Result<()> {
+        self.inner
+            .seek(SeekFrom::Start(self.span.offset + self.pos))
+            .map(|_| ())
+    }
+}
+
+impl<F: Read + Seek> Read for Slice<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.room(buf.len());
+        self.place()?;
+        let got = self.inner.read(&mut buf[..n])?;
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+impl<F: Write + Seek> Write for Slice<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.room(buf.len());
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "past the end of the partition",
+            ));
+        }
+        self.place()?;
+        let put = self.inner.write(&buf[..n])?;
+        self.pos += put as u64;
+        Ok(put)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<F: Seek> Seek for Slice<F> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => self.span.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Reads a file through an O_DIRECT descriptor, which wants whole aligned blocks: what
+/// reading back a device's boot partition from the medium (not the page cache) needs.
+pub struct DirectReader {
+    file: File,
+    pos: u64,
+    block: Aligned,
+    block_at: Option<u64>,
+}
+
+const ALIGN: usize = 4096;
+
+/// A 4096-aligned buffer of one block.
+struct Aligned {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl Aligned {
+    fn new() -> Aligned {
+        let storage = vec![0u8; ALIGN * 2];
+        let start = storage.as_ptr().align_offset(ALIGN);
+        Aligned { storage, start }
+    }
+
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.storage[self.start..self.start + ALIGN]
+    }
+}
+
+impl DirectReader {
+    pub fn new(file: File) -> DirectReader {
+        DirectReader {
+            file,
+            pos: 0,
+            block: Aligned::new(),
+            block_at: None,
+        }
+    }
+}
+
+impl Read for DirectReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let base = self.pos / ALIGN as u64 * ALIGN as u64;
+        if self.block_at != Some(base) {
+            let got = self.file.read_at(self.block.bytes(), base)?;
+            if got == 0 {
+                return Ok(0);
+            }
+            self.block_at = Some(base);
+        }
+        let within = (self.pos - base) as usize;
+        let n = buf.len().min(ALIGN - within);
+        buf[..n].copy_from_slice(&self.block.bytes()[within..within + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for DirectReader {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "reading back only",
+        ))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Seek for DirectReader {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let end = self.file.metadata()?.len();
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => end.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek before the start"))?;
+        Ok(self.pos)
+    }
+}
+
+/// Switches O_DIRECT on or off for an open file.
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
+    let fd = file.as_raw_fd();
+    // SAFETY: fcntl on a descriptor we own, integer arguments only.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let flags = if on {
+        flags | libc::O_DIRECT
+    } else {
+        flags & !libc::O_DIRECT
+    };
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads every named root-directory file of the FAT filesystem on `storage`.
+pub fn read_files<S: Read + Write + Seek>(
+    storage: S,
+    names: &[&str],
+) -> io::Result<Vec<Option<Vec<u8>>>> {
+    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new())?;
+    let root = fs.root_dir();
+    names
+        .iter()
+        .map(|name| match root.open_file(name) {
+            Ok(mut file) => {
+                let mut data = Vec::new();
+                file.read_to_end(&mut data)?;
+                Ok(Some(data))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// Writes root-directory files (each truncated first if it exists), then unmounts, checking
+/// the error fatfs reports there.
+pub fn write_files<S: Read + Write + Seek>(
+    storage: S,
+    files: &[(String, Vec<u8>)],
+) -> io::Result<()> {
+    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new().update_accessed_date(false))?;
+    {
+        let root = fs.root_dir();
+        for (name, data) in files {
+            let mut file = root.create_file(name)?;
+            file.truncate()?;
+            file.write_all(data)?;
+            file.flush()?;
+        }
+    }
+    fs.unmount()
+}
+
+/// The volume label of the FAT filesystem on `storage` ("bootfs" on Raspberry Pi OS since
+/// Bookworm, "boot" before).
+pub fn label<S: Read + Write + Seek>(storage: S) -> io::Result<String> {
+    let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new())?;
+    Ok(fs.volume_label().trim().to_owned())
+}

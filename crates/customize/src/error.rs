@@ -1,0 +1,65 @@
+use std::io;
+use std::path::PathBuf;
+
+/// Why customisation failed or a setting was refused; each message says what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} {value:?} is not valid: {why}")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: String,
+    },
+
+    #[error("{0}")]
+    Crypto(String),
+
+    #[error("{path}: {detail}")]
+    NoBootPartition { path: PathBuf, detail: String },
+
+    #[error(
+        "cannot tell how to customise {path}: its boot partition has neither cloud-init seed \
+         files nor a cmdline.txt; name the format with --init-format (systemd, cloudinit or \
+         cloudinit-rpi)"
+    )]
+    UnknownFormat { path: PathBuf },
+
+    #[error("the image's init_format is {0:?}: it takes no customisation")]
+    NotCustomizable(String),
+
+    #[error("{setting} needs a cloudinit-rpi image; this one is {format}")]
+    NeedsCloudInitRpi {
+        setting: &'static str,
+        format: &'static str,
+    },
+
+    #[error("the boot partition of {path} could not be {what}: {detail}")]
+    Fat {
+        path: PathBuf,
+        what: &'static str,
+        detail: String,
+    },
+
+    #[error("{path}: {file} reads back differently from what was written")]
+    ReadBack { path: PathBuf, file: String },
+
+    #[error("cannot {what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+
+    #[error("no preset named {0:?}; `cardsmith preset list` shows them")]
+    NoPreset(String),
+}
+
+impl Error {
+    pub fn invalid(what: &'static str, value: impl Into<String>, why: impl Into<String>) -> Error {
+        Error::Invalid {
+            what,
+            value: value.into(),
+            why: why.into(),
+        }
+    }
+}

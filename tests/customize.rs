@@ -1,0 +1,606 @@
+//! First-boot settings, judged by tools cardsmith did not write: fsck.fat, mtools, sh,
+//! Python's crypt (libxcrypt), wpa_passphrase, cloud-init's schema check and PyYAML. Cards
+//! are loop devices this test creates and detaches; presets and caches live in temporary
+//! directories (XDG_CONFIG_HOME, XDG_CACHE_HOME).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../os-list-sample");
+/// The sample images' boot partition: 1 MiB in, 40 MiB long.
+const BOOT_OFFSET: u64 = 1 << 20;
+const BOOT_LEN: u64 = 40 << 20;
+const PASSWORD: &str = "correct horse 'battery' $staple";
+const WIFI_PASSWORD: &str = "wifi pass \"with\" quotes";
+const SSID: &str = "Café \"Net\" $x";
+
+struct Bench {
+    dir: tempfile::TempDir,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let bench = Bench {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        write_file(&bench.path("pw"), format!("{PASSWORD}\n").as_bytes());
+        write_file(&bench.path("wifi-pw"), WIFI_PASSWORD.as_bytes());
+        tool(
+            "ssh-keygen",
+            &[
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                "me@laptop",
+                "-f",
+                bench.path("key").to_str().unwrap(),
+            ],
+        );
+        bench
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        cardsmith_env(
+            args,
+            &[
+                ("XDG_CACHE_HOME", &self.path("cache")),
+                ("XDG_CONFIG_HOME", &self.path("config")),
+            ],
+        )
+    }
+
+    fn key(&self) -> String {
+        fs::read_to_string(self.path("key.pub"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+}
+
+fn repo() -> String {
+    format!("{SAMPLE}/os_list.json")
+}
+
+/// A file of the boot partition, read with mtools.
+fn mtype(image: &Path, name: &str) -> Vec<u8> {
+    let at = format!("{}@@{BOOT_OFFSET}", image.display());
+    tool("mtype", &["-i", &at, &format!("::{name}")]).stdout
+}
+
+/// `fsck.fat -n` on a copy of the boot partition.
+fn assert_fat_clean(image: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("boot.fat");
+    write_file(&part, &read_range(image, BOOT_OFFSET, BOOT_LEN as usize));
+    let out = Command::new("fsck.fat")
+        .args(["-n", part.to_str().unwrap()])
+        .output()
+        .expect("fsck.fat (dosfstools)");
+    assert!(
+        out.status.success(),
+        "fsck.fat: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+/// libxcrypt's crypt(3), called from Python through ctypes (the `crypt` module is gone
+/// from newer Pythons), as the judge of a password hash.
+fn crypt_accepts(password: &str, hash: &str) -> bool {
+    let check = "import ctypes, sys\n\
+                 lib = ctypes.CDLL('libcrypt.so.1')\n\
+                 lib.crypt.restype = ctypes.c_char_p\n\
+                 lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n\
+                 out = lib.crypt(sys.argv[1].encode(), sys.argv[2].encode())\n\
+                 sys.exit(0 if out == sys.argv[2].encode() else 1)";
+    Command::new("python3")
+        .args(["-c", check, password, hash])
+        .status()
+        .expect("python3 is needed")
+        .success()
+}
+
+fn assert_hash_verifies(hash: &str, prefix: &str) {
+    assert!(hash.starts_with(prefix), "{hash}");
+    assert!(
+        crypt_accepts(PASSWORD, hash),
+        "libxcrypt does not accept {hash}"
+    );
+    assert!(
+        !crypt_accepts("wrong", hash),
+        "the witness accepts a wrong password"
+    );
+}
+
+/// The PSK wpa_passphrase computes.
+fn wpa_psk(ssid: &str, passphrase: &str) -> String {
+    let out = tool("wpa_passphrase", &[ssid, passphrase]);
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("psk="))
+        .expect("wpa_passphrase prints psk=")
+        .to_owned()
+}
+
+/// The words of a firstrun.sh line that starts with `prefix`, unquoted by sh itself.
+fn sh_words(script: &[u8], prefix: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(script);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?} in:\n{text}"));
+    let out = tool(
+        "sh",
+        &[
+            "-c",
+            &format!(
+                "set -- {}; for w; do printf '%s\\0' \"$w\"; done",
+                line.trim_start().trim_start_matches(prefix)
+            ),
+        ],
+    );
+    stdout(&out)
+        .split('\0')
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn settings_args(bench: &Bench) -> Vec<String> {
+    [
+        "--hostname",
+        "lab-pi",
+        "--user",
+        "alice",
+        "--password-file",
+        bench.path("pw").to_str().unwrap(),
+        "--ssh",
+        "--ssh-key",
+        bench.path("key.pub").to_str().unwrap(),
+        "--wifi-ssid",
+        SSID,
+        "--wifi-password-file",
+        bench.path("wifi-pw").to_str().unwrap(),
+        "--wifi-country",
+        "GB",
+        "--timezone",
+        "Europe/London",
+        "--keymap",
+        "gb",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[test]
+fn a_systemd_card_gets_firstrun_checked_by_fsck_sh_crypt_and_wpa_passphrase() {
+    let bench = Bench::new();
+    let backing = bench.path("card.bin");
+    filled_file(&backing, 64 * MIB, 0xAA);
+    let dev = LoopDevice::attach(&backing);
+    let mut args = vec![
+        "write".to_owned(),
+        "--os".into(),
+        "cardsmith demo (systemd)".into(),
+        "--repo".into(),
+        repo(),
+        dev.arg().into(),
+        "--yes".into(),
+    ];
+    args.extend(settings_args(&bench));
+    let out = bench.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Customised the boot partition for systemd (as given): firstrun.sh, cmdline.txt"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("password stored as yescrypt"), "{err}");
+
+    assert_fat_clean(&backing);
+    let script = mtype(&backing, "firstrun.sh");
+    let file = bench.path("firstrun.sh");
+    write_file(&file, &script);
+    tool("sh", &["-n", file.to_str().unwrap()]);
+    let cmdline = String::from_utf8(mtype(&backing, "cmdline.txt")).unwrap();
+    assert!(
+        cmdline.trim_end().ends_with("rootwait cfg80211.ieee80211_regdom=GB systemd.run=/boot/firstrun.sh systemd.run_success_action=reboot systemd.unit=kernel-command-line.target"),
+        "{cmdline}"
+    );
+    assert_eq!(cmdline.lines().count(), 1);
+
+    assert_eq!(
+        sh_words(&script, "\"$IMAGER_CUSTOM\" set_hostname"),
+        ["lab-pi"]
+    );
+    let user = sh_words(&script, "/usr/lib/userconf-pi/userconf");
+    assert_eq!(user[0], "alice");
+    assert_hash_verifies(&user[1], "$y$");
+    let wlan = sh_words(&script, "\"$IMAGER_CUSTOM\" set_wlan");
+    assert_eq!(
+        wlan,
+        [SSID.to_owned(), wpa_psk(SSID, WIFI_PASSWORD), "GB".into()]
+    );
+    assert_eq!(
+        sh_words(&script, "\"$IMAGER_CUSTOM\" enable_ssh"),
+        ["-k".to_owned(), bench.key()]
+    );
+    assert!(
+        !String::from_utf8_lossy(&script).contains(PASSWORD),
+        "no plaintext password on the card"
+    );
+    assert!(!String::from_utf8_lossy(&script).contains(WIFI_PASSWORD));
+}
+
+#[test]
+fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
+    let bench = Bench::new();
+    let image = bench.path("trixie.img");
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "cardsmith demo (cloud-init)",
+        "--repo",
+        &repo(),
+        image.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_ok(&out);
+    let before = fs::read(&image).unwrap();
+    let mut args = vec![
+        "customize".to_owned(),
+        image.to_str().unwrap().into(),
+        "--enable-i2c".into(),
+        "--enable-serial".into(),
+        "console".into(),
+        "--passwordless-sudo".into(),
+    ];
+    args.extend(settings_args(&bench));
+    let out = bench.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("cloudinit-rpi (found on the boot partition)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("user-data, meta-data, network-config, cmdline.txt"),
+        "{err}"
+    );
+
+    assert_fat_clean(&image);
+    let after = fs::read(&image).unwrap();
+    let (start, end) = (BOOT_OFFSET as usize, (BOOT_OFFSET + BOOT_LEN) as usize);
+    assert!(
+        before[..start] == after[..start] && before[end..] == after[end..],
+        "only the boot partition changed"
+    );
+
+    let user_data = bench.path("user-data");
+    write_file(&user_data, &mtype(&image, "user-data"));
+    let schema = Command::new("cloud-init")
+        .args(["schema", "--config-file", user_data.to_str().unwrap()])
+        .output()
+        .expect("cloud-init is needed (the test command installs it)");
+    assert!(
+        schema.status.success(),
+        "cloud-init schema: {}{}",
+        stdout(&schema),
+        stderr(&schema)
+    );
+
+    let network = bench.path("network-config");
+    write_file(&network, &mtype(&image, "network-config"));
+    let meta = bench.path("meta-data");
+    write_file(&meta, &mtype(&image, "meta-data"));
+    let psk = wpa_psk(SSID, WIFI_PASSWORD);
+    let check = format!(
+        "import sys, yaml\n\
+         u = yaml.safe_load(open(sys.argv[1]))\n\
+         n = yaml.safe_load(open(sys.argv[2]))\n\
+         m = yaml.safe_load(open(sys.argv[3]))\n\
+         assert u['hostname'] == 'lab-pi', u\n\
+         assert u['users'][0]['name'] == 'alice' and u['users'][0]['sudo'] == 'ALL=(ALL) NOPASSWD:ALL', u\n\
+         assert u['users'][0]['ssh_authorized_keys'] == [sys.argv[4]], u\n\
+         assert u['timezone'] == 'Europe/London' and u['keyboard']['layout'] == 'gb', u\n\
+         assert u['rpi']['interfaces'] == {{'i2c': True, 'serial': {{'console': True, 'hardware': True}}}}, u\n\
+         ap = n['network']['wifis']['wlan0']['access-points']\n\
+         assert n['network']['version'] == 2 and list(ap) == [sys.argv[5]], n\n\
+         assert ap[sys.argv[5]]['password'] == '{psk}', n\n\
+         assert m['instance-id'].startswith('cardsmith-') and m['local-hostname'] == 'lab-pi', m\n\
+         print(u['users'][0]['passwd'])\n"
+    );
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &check,
+            user_data.to_str().unwrap(),
+            network.to_str().unwrap(),
+            meta.to_str().unwrap(),
+            &bench.key(),
+            SSID,
+        ])
+        .output()
+        .expect("python3 with PyYAML (cloud-init brings it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_hash_verifies(stdout(&out).trim(), "$y$");
+
+    // An image released before 2023 gets sha256-crypt.
+    let pw = bench.path("pw");
+    let args = [
+        "customize",
+        image.to_str().unwrap(),
+        "--user",
+        "alice",
+        "--password-file",
+        pw.to_str().unwrap(),
+        "--release-date",
+        "2022-09-22",
+    ];
+    assert_ok(&bench.run(&args));
+    write_file(&user_data, &mtype(&image, "user-data"));
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['users'][0]['passwd'])",
+            user_data.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_hash_verifies(stdout(&out).trim(), "$5$");
+}
+
+#[test]
+fn a_preset_numbers_the_cards_of_a_cluster() {
+    let bench = Bench::new();
+    let out = bench.run(&[
+        "preset",
+        "save",
+        "cluster",
+        "--hostname",
+        "node{n:02}",
+        "--user",
+        "pi",
+        "--password-file",
+        bench.path("pw").to_str().unwrap(),
+        "--ssh",
+        "--ssh-key",
+        bench.path("key.pub").to_str().unwrap(),
+        "--wifi-ssid",
+        SSID,
+        "--wifi-password-file",
+        bench.path("wifi-pw").to_str().unwrap(),
+        "--wifi-country",
+        "DE",
+    ]);
+    assert_ok(&out);
+    let file = bench.path("config/cardsmith/presets/cluster.json");
+    assert_eq!(
+        fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let saved = fs::read_to_string(&file).unwrap();
+    assert!(
+        !saved.contains(PASSWORD) && !saved.contains(WIFI_PASSWORD),
+        "no plaintext secret: {saved}"
+    );
+    assert!(
+        saved.contains("$y$") && saved.contains(&wpa_psk(SSID, WIFI_PASSWORD)),
+        "{saved}"
+    );
+
+    for n in 1..=3 {
+        let image = bench.path(&format!("node{n}.img"));
+        let out = bench.run(&[
+            "write",
+            "--os",
+            "cardsmith demo (systemd)",
+            "--repo",
+            &repo(),
+            image.to_str().unwrap(),
+            "--yes",
+            "--preset",
+            "cluster",
+        ]);
+        assert_ok(&out);
+        let script = mtype(&image, "firstrun.sh");
+        assert_eq!(
+            sh_words(&script, "\"$IMAGER_CUSTOM\" set_hostname"),
+            [format!("node{n:02}")]
+        );
+        assert_eq!(sh_words(&script, "/usr/lib/userconf-pi/userconf")[0], "pi");
+        assert!(
+            stderr(&out).contains(&format!("the next card is number {}", n + 1)),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = bench.run(&["preset", "show", "cluster"]);
+    assert!(
+        stdout(&out).contains("node{n:02} (next number 4)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stdout(&bench.run(&["preset", "list"])).trim(), "cluster");
+    assert_ok(&bench.run(&["preset", "delete", "cluster"]));
+    assert!(!file.exists());
+}
+
+#[test]
+fn bad_settings_and_unsuitable_images_are_refused_with_reasons() {
+    let bench = Bench::new();
+    let image = bench.path("bookworm.img");
+    assert_ok(&bench.run(&[
+        "write",
+        "--os",
+        "cardsmith demo (systemd)",
+        "--repo",
+        &repo(),
+        image.to_str().unwrap(),
+        "--yes",
+    ]));
+    let pristine = fs::read(&image).unwrap();
+    let img = image.to_str().unwrap();
+    let private_key = bench.path("key");
+    let (pw, public_key) = (bench.path("pw"), bench.path("key.pub"));
+    let (pw, public_key) = (pw.to_str().unwrap(), public_key.to_str().unwrap());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--hostname", "my_pi"],
+            "hostname \"my_pi\" is not valid",
+        ),
+        (
+            vec!["--hostname", "node{n:x}"],
+            "a counter is written {n} or {n:02}",
+        ),
+        (
+            vec!["--user", "root", "--password-file", pw],
+            "system account",
+        ),
+        (
+            vec![
+                "--wifi-ssid",
+                "net",
+                "--wifi-country",
+                "gb",
+                "--wifi-password-file",
+                pw,
+            ],
+            "ISO 3166-1",
+        ),
+        (
+            vec![
+                "--wifi-ssid",
+                "net",
+                "--wifi-country",
+                "GB",
+                "--wifi-password-file",
+                public_key,
+            ],
+            "WPA passphrase has 8 to 63",
+        ),
+        (
+            vec!["--wifi-ssid", "net"],
+            "--wifi-ssid needs --wifi-country",
+        ),
+        (vec!["--timezone", "Mars/Olympus"], "not an IANA time zone"),
+        (vec!["--keymap", "qwerty"], "not an X keyboard layout"),
+        (
+            vec!["--ssh", "--ssh-key", private_key.to_str().unwrap()],
+            "is this a private key?",
+        ),
+        (vec!["--user", "alice"], "--password-file FILE"),
+        (
+            vec!["--enable-i2c"],
+            "needs a cloudinit-rpi image; this one is systemd",
+        ),
+        (
+            vec!["--hostname", "x", "--init-format", "upstart"],
+            "cardsmith knows systemd, cloudinit and cloudinit-rpi",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["customize", img];
+        args.extend(extra);
+        let out = bench.run(&args);
+        assert!(!out.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr(&out).contains(needle),
+            "{args:?}: expected {needle:?} in {}",
+            stderr(&out)
+        );
+    }
+    assert!(
+        fs::read(&image).unwrap() == pristine,
+        "a refused customisation changes nothing"
+    );
+
+    let junk = bench.path("junk.img");
+    write_file(&junk, &image_bytes(2 * MIB, 3));
+    let out = bench.run(&["customize", junk.to_str().unwrap(), "--hostname", "pi"]);
+    assert_fails(&out, 1, &["no partition table"]);
+
+    // An image that takes no customisation is refused before it is written.
+    let target = bench.path("never.img");
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "cardsmith demo (no customisation)",
+        "--repo",
+        &repo(),
+        target.to_str().unwrap(),
+        "--yes",
+        "--hostname",
+        "pi",
+    ]);
+    assert_fails(&out, 1, &["takes no customisation"]);
+    assert!(!target.exists());
+}
+
+#[test]
+fn a_gpt_image_is_customised_too() {
+    let bench = Bench::new();
+    let image = bench.path("gpt.img");
+    fs::File::create(&image)
+        .unwrap()
+        .set_len(48 * MIB as u64)
+        .unwrap();
+    let table = "label: gpt\nstart=2048, size=81920, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\n";
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["--quiet", image.to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("sfdisk (fdisk)");
+    std::io::Write::write_all(&mut sfdisk.stdin.take().unwrap(), table.as_bytes()).unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let part = bench.path("efi.fat");
+    tool(
+        "mkfs.vfat",
+        &["-C", "-F", "32", part.to_str().unwrap(), "40960"],
+    );
+    let cmdline = bench.path("cmdline.txt");
+    write_file(&cmdline, b"console=tty1 root=/dev/mmcblk0p2 rootwait\n");
+    tool(
+        "mcopy",
+        &[
+            "-i",
+            part.to_str().unwrap(),
+            cmdline.to_str().unwrap(),
+            "::",
+        ],
+    );
+    let fat = fs::read(&part).unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &fat, BOOT_OFFSET).unwrap();
+    drop(f);
+    let out = bench.run(&["customize", image.to_str().unwrap(), "--hostname", "gpt-pi"]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("systemd (found on the boot partition)"),
+        "{}",
+        stderr(&out)
+    );
+    assert_fat_clean(&image);
+    assert_eq!(
+        sh_words(
+            &mtype(&image, "firstrun.sh"),
+            "\"$IMAGER_CUSTOM\" set_hostname"
+        ),
+        ["gpt-pi"]
+    );
+}
