@@ -245,6 +245,18 @@ fn a_systemd_card_gets_firstrun_checked_by_fsck_sh_crypt_and_wpa_passphrase() {
         "no plaintext password on the card"
     );
     assert!(!String::from_utf8_lossy(&script).contains(WIFI_PASSWORD));
+
+    // `customize` on the card itself: it asks, or takes --yes, and replaces the files.
+    let out = bench.run(&["customize", dev.arg(), "--hostname", "renamed"]);
+    assert_fails(&out, 1, &["Customise", "Not without confirmation"]);
+    let out = bench.run(&["customize", dev.arg(), "--hostname", "renamed", "--yes"]);
+    assert_ok(&out);
+    assert_fat_clean(&backing);
+    let script = mtype(&backing, "firstrun.sh");
+    assert_eq!(
+        sh_words(&script, "\"$IMAGER_CUSTOM\" set_hostname"),
+        ["renamed"]
+    );
 }
 
 #[test]
