@@ -81,11 +81,11 @@ pub fn find(disk: &mut (impl Read + Seek), path: &Path) -> Result<Span, Error> {
     if entries.iter().any(|(kind, _, _)| *kind == 0xee) {
         return find_gpt(disk).ok_or_else(|| none("its GPT has no FAT partition"));
     }
+    let disk_len = disk.seek(SeekFrom::End(0)).unwrap_or(u64::MAX);
     entries
         .into_iter()
-        .find(|&(kind, offset, len)| {
-            FAT_TYPES.contains(&kind) && len > 0 && looks_fat(disk, offset)
-        })
+        .filter(|&(_, offset, len)| len > 0 && offset.saturating_add(len) <= disk_len)
+        .find(|&(kind, offset, _)| FAT_TYPES.contains(&kind) && looks_fat(disk, offset))
         .map(|(_, offset, len)| Span { offset, len })
         .ok_or_else(|| {
             none("it has no FAT boot partition, so there is nowhere to put the settings")
@@ -93,14 +93,16 @@ pub fn find(disk: &mut (impl Read + Seek), path: &Path) -> Result<Span, Error> {
 }
 
 fn find_gpt(disk: &mut (impl Read + Seek)) -> Option<Span> {
+    let disk_len = disk.seek(SeekFrom::End(0)).ok()?;
     let header = read_at(disk, SECTOR, 92).ok()?;
     if &header[0..8] != b"EFI PART" {
         return None;
     }
-    let table = le64(&header, 72) * SECTOR;
+    // Untrusted numbers: an entry is 128 bytes to 4 KiB, a table at most 256 entries.
+    let table = le64(&header, 72).checked_mul(SECTOR)?;
     let count = le32(&header, 80).min(256) as usize;
     let size = le32(&header, 84) as usize;
-    if size < 128 {
+    if !(128..=4096).contains(&size) {
         return None;
     }
     let entries = read_at(disk, table, count * size).ok()?;
@@ -108,10 +110,17 @@ fn find_gpt(disk: &mut (impl Read + Seek)) -> Option<Span> {
         let kind: [u8; 16] = e[0..16].try_into().ok()?;
         let (first, last) = (le64(e, 32), le64(e, 40));
         let span = Span {
-            offset: first * SECTOR,
-            len: (last + 1).checked_sub(first)? * SECTOR,
+            offset: first.checked_mul(SECTOR)?,
+            len: last
+                .checked_add(1)?
+                .checked_sub(first)?
+                .checked_mul(SECTOR)?,
         };
-        (GPT_FAT_TYPES.contains(&kind) && looks_fat(disk, span.offset)).then_some(span)
+        let inside = span
+            .offset
+            .checked_add(span.len)
+            .is_some_and(|end| end <= disk_len);
+        (GPT_FAT_TYPES.contains(&kind) && inside && looks_fat(disk, span.offset)).then_some(span)
     })
 }
 
@@ -191,7 +200,8 @@ pub struct DirectReader {
     file: File,
     pos: u64,
     block: Aligned,
-    block_at: Option<u64>,
+    /// Where the buffered block starts, and how many of its bytes the medium gave.
+    block_at: Option<(u64, usize)>,
 }
 
 const ALIGN: usize = 4096;
@@ -229,15 +239,19 @@ impl Read for DirectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use std::os::unix::fs::FileExt;
         let base = self.pos / ALIGN as u64 * ALIGN as u64;
-        if self.block_at != Some(base) {
-            let got = self.file.read_at(self.block.bytes(), base)?;
-            if got == 0 {
-                return Ok(0);
+        let valid = match self.block_at {
+            Some((at, valid)) if at == base => valid,
+            _ => {
+                let got = self.file.read_at(self.block.bytes(), base)?;
+                self.block_at = Some((base, got));
+                got
             }
-            self.block_at = Some(base);
-        }
+        };
         let within = (self.pos - base) as usize;
-        let n = buf.len().min(ALIGN - within);
+        if within >= valid {
+            return Ok(0); // the end of the device
+        }
+        let n = buf.len().min(valid - within);
         buf[..n].copy_from_slice(&self.block.bytes()[within..within + n]);
         self.pos += n as u64;
         Ok(n)

@@ -53,8 +53,19 @@ pub fn user_data(
             }
         }
     }
+    if let Some(ssh) = settings
+        .ssh
+        .as_ref()
+        .filter(|s| !s.keys.is_empty() && settings.user.is_none())
+    {
+        // No user of ours: the keys go to the image's default user.
+        y += "ssh_authorized_keys:\n";
+        for key in &ssh.keys {
+            y += &format!("- {}\n", yaml(key));
+        }
+    }
     if let Some(ssh) = &settings.ssh {
-        y += &format!("ssh_pwauth: {}\n", ssh.password_auth);
+        y += &format!("ssh_pwauth: {}\n", crate::systemd::password_logins(ssh));
         y += "runcmd:\n- [systemctl, enable, --now, ssh]\n";
     }
     if settings.rpi.any() {

@@ -219,9 +219,18 @@ pub fn render(
             let original = cmdline.ok_or_else(|| {
                 Error::invalid("image", "", "a systemd image needs a cmdline.txt on its boot partition, and this one has none")
             })?;
+            let id = random_hex(16)?;
+            let uuid = format!(
+                "{}-{}-{}-{}-{}",
+                &id[..8],
+                &id[8..12],
+                &id[12..16],
+                &id[16..20],
+                &id[20..]
+            );
             files.push((
                 "firstrun.sh".into(),
-                systemd::firstrun(settings, hostname, hash, original),
+                systemd::firstrun(settings, hostname, hash, &uuid),
             ));
             files.push(("cmdline.txt".into(), systemd::cmdline(original, settings)));
         }

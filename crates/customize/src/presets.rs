@@ -57,6 +57,10 @@ impl Presets {
     /// Saves (or replaces) a preset: written to a 0600 temporary file, synced, renamed.
     pub fn save(&self, name: &str, settings: &Settings) -> Result<PathBuf, Error> {
         settings.validate()?;
+        self.write(name, settings)
+    }
+
+    fn write(&self, name: &str, settings: &Settings) -> Result<PathBuf, Error> {
         let path = self.path(name)?;
         let io = |what: &'static str, p: &Path| {
             let p = p.to_owned();
@@ -135,11 +139,12 @@ impl Presets {
         })
     }
 
-    /// After a successful write with `name`: the next card gets the next number.
-    pub fn advance(&self, name: &str) -> Result<u64, Error> {
+    /// After a successful write that used number `used`: the next card gets the number
+    /// after it (not one more than whatever the file says by then).
+    pub fn advance(&self, name: &str, used: u64) -> Result<u64, Error> {
         let mut settings = self.load(name)?;
-        settings.counter += 1;
-        self.save(name, &settings)?;
+        settings.counter = settings.counter.max(used + 1);
+        self.write(name, &settings)?;
         Ok(settings.counter)
     }
 }

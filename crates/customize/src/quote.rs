@@ -28,17 +28,21 @@ pub fn yaml(text: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\t' => out.push_str("\\t"),
             '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' || c == '\u{85}' || c == '\u{feff}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c if ('\u{2028}'..='\u{2029}').contains(&c) => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
-            }
-            c => out.push(c),
+            c if printable(c) => out.push(c),
+            c if (c as u32) < 0x100 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
         }
     }
     out.push('"');
     out
+}
+
+/// YAML 1.1's printable set (what PyYAML accepts unescaped), without the line breaks and
+/// marks a loader may treat specially (U+0085, U+2028, U+2029, the byte order mark).
+fn printable(c: char) -> bool {
+    matches!(c as u32, 0x20..=0x7e | 0xa0..=0xd7ff | 0xe000..=0xfffd | 0x10000..=0x10ffff)
+        && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')
 }
 
 #[cfg(test)]
@@ -57,5 +61,9 @@ mod tests {
         assert_eq!(yaml(r#"a"b\c"#), r#""a\"b\\c""#);
         assert_eq!(yaml("line\nnext\u{1}"), r#""line\nnext\x01""#);
         assert_eq!(yaml("yes"), r#""yes""#);
+        assert_eq!(
+            yaml("\u{85}\u{9f}\u{fffe}\u{2028}é"),
+            r#""\x85\x9f\ufffe\u2028é""#
+        );
     }
 }

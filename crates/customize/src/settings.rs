@@ -146,6 +146,18 @@ impl Settings {
         if let Some(map) = &self.keymap {
             validate::keymap(map)?;
         }
+        let password_ssh = self
+            .ssh
+            .as_ref()
+            .is_some_and(crate::systemd::password_logins);
+        if password_ssh && self.user.is_none() {
+            return Err(Error::invalid(
+                "--ssh",
+                "",
+                "SSH with password logins needs --user (Raspberry Pi OS has had no default user \
+                 since 2022), or give --ssh-key",
+            ));
+        }
         if self.passwordless_sudo && self.user.is_none() {
             return Err(Error::invalid("--passwordless-sudo", "", "it needs --user"));
         }

@@ -196,8 +196,8 @@ pub fn ssh_key(line: &str) -> Result<String, Error> {
     if named != Some(kind.as_bytes()) {
         return bad("its key data does not belong to the type it names");
     }
-    if line.contains('\n') {
-        return bad("one key per line");
+    if line.chars().any(char::is_control) {
+        return bad("it holds control characters; one key per line");
     }
     Ok(line.to_owned())
 }

@@ -70,7 +70,8 @@ fn settings(ssid: Vec<u8>, hostname: &str) -> Settings {
 
 const CMDLINE: &[u8] = b"console=serial0,115200 console=tty1 root=PARTUUID=5eed5eed-02 rootwait\n";
 
-fn script(s: &Settings) -> Vec<u8> {
+/// The files customisation writes for a systemd image: firstrun.sh and cmdline.txt.
+fn files(s: &Settings) -> (Vec<u8>, Vec<u8>) {
     let hostname = s.hostname_now().unwrap();
     let hash = s.user.as_ref().map(|u| u.password.yescrypt.clone());
     let files = render(
@@ -81,11 +82,22 @@ fn script(s: &Settings) -> Vec<u8> {
         Some(CMDLINE),
     )
     .unwrap();
-    files
-        .into_iter()
-        .find(|(n, _)| n == "firstrun.sh")
-        .unwrap()
-        .1
+    let get = |name: &str| files.iter().find(|(n, _)| n == name).unwrap().1.clone();
+    (get("firstrun.sh"), get("cmdline.txt"))
+}
+
+fn script(s: &Settings) -> Vec<u8> {
+    files(s).0
+}
+
+/// Whether firstrun.sh hands the SSID to imager_custom (plain text) or writes a
+/// NetworkManager keyfile itself (anything else).
+fn plain(ssid: &[u8]) -> bool {
+    let ok = |b: &u8| b.is_ascii_alphanumeric() || b" -_.@+:,()'\"!$%&*/?=".contains(b);
+    ssid.iter().all(ok)
+        && !ssid.starts_with(b"-")
+        && !ssid.starts_with(b" ")
+        && !ssid.ends_with(b" ")
 }
 
 #[test]
@@ -172,10 +184,18 @@ fn calls(root: &Path, name: &str) -> Vec<Vec<Vec<u8>>> {
 #[test]
 fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
     let mut rng = Rng(0xdead_beef_0bad_f00d);
-    for round in 0..6 {
+    for round in 0..8 {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        for binary in ["/bin/sh", "/usr/bin/tr", "/usr/bin/cut", "/bin/rm"] {
+        for binary in [
+            "/bin/sh",
+            "/usr/bin/tr",
+            "/usr/bin/cut",
+            "/bin/rm",
+            "/bin/sed",
+            "/bin/cat",
+            "/bin/chmod",
+        ] {
             install(r, binary);
         }
         stub(
@@ -191,22 +211,24 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
         )
         .unwrap();
         fs::set_permissions(r.join("usr/bin/getent"), fs::Permissions::from_mode(0o755)).unwrap();
-        for dir in ["log", "etc", "boot", "tmp"] {
+        for dir in [
+            "log",
+            "etc/NetworkManager/system-connections",
+            "boot",
+            "tmp",
+        ] {
             fs::create_dir_all(r.join(dir)).unwrap();
         }
         fs::write(r.join("etc/hostname"), "raspberrypi\n").unwrap();
-        let ssid = if round == 0 {
-            b"it's \"$HOME\" \\\n\xff".to_vec()
-        } else {
-            rng.ssid()
+        let ssid = match round {
+            0 => b"it's \"$HOME\" \\\n\xff".to_vec(),
+            1 => b"Home \"Net\" $x".to_vec(),
+            _ => rng.ssid(),
         };
         let s = settings(ssid.clone(), &format!("node-{round}"));
-        fs::write(r.join("boot/firstrun.sh"), script(&s)).unwrap();
-        fs::write(
-            r.join("boot/cmdline.txt"),
-            b"... systemd.run=/boot/firstrun.sh\n",
-        )
-        .unwrap();
+        let (firstrun, cmdline) = files(&s);
+        fs::write(r.join("boot/firstrun.sh"), firstrun).unwrap();
+        fs::write(r.join("boot/cmdline.txt"), cmdline).unwrap();
 
         let chroot = ["/usr/sbin/chroot", "/sbin/chroot"]
             .into_iter()
@@ -229,25 +251,45 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
         let user = s.user.as_ref().unwrap();
         let wifi = s.wifi.as_ref().unwrap();
         let key = s.ssh.as_ref().unwrap().keys[0].as_bytes().to_vec();
-        let expected: Vec<Vec<Vec<u8>>> = vec![
+        let mut expected: Vec<Vec<Vec<u8>>> = vec![
             vec![
                 b"set_hostname".to_vec(),
                 format!("node-{round}").into_bytes(),
             ],
             vec![b"enable_ssh".to_vec(), b"-k".to_vec(), key],
-            vec![
+        ];
+        let keyfile = r.join("etc/NetworkManager/system-connections/preconfigured.nmconnection");
+        if plain(&ssid) {
+            expected.push(vec![
                 b"set_wlan".to_vec(),
                 b"-h".to_vec(),
                 ssid.clone(),
                 wifi.psk.clone().into_bytes(),
                 b"DE".to_vec(),
-            ],
-            vec![b"set_keymap".to_vec(), b"de".to_vec()],
-            vec![
-                b"set_timezone".to_vec(),
-                b"America/Argentina/Buenos_Aires".to_vec(),
-            ],
-        ];
+            ]);
+            assert!(!keyfile.exists());
+        } else {
+            let text =
+                fs::read_to_string(&keyfile).expect("a keyfile for an SSID the helper cannot take");
+            let listed: Vec<u8> = text
+                .lines()
+                .find_map(|l| l.strip_prefix("ssid="))
+                .unwrap()
+                .split(';')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse().unwrap())
+                .collect();
+            assert_eq!(listed, ssid, "the keyfile names the exact SSID bytes");
+            assert!(
+                text.contains(&format!("psk={}", wifi.psk)) && text.contains("hidden=true"),
+                "{text}"
+            );
+        }
+        expected.push(vec![b"set_keymap".to_vec(), b"de".to_vec()]);
+        expected.push(vec![
+            b"set_timezone".to_vec(),
+            b"America/Argentina/Buenos_Aires".to_vec(),
+        ]);
         assert_eq!(imager, expected, "SSID {ssid:?}");
         assert_eq!(
             calls(r, "userconf"),
@@ -263,7 +305,7 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
         assert_eq!(
             fs::read(r.join("boot/cmdline.txt")).unwrap(),
             b"console=serial0,115200 console=tty1 root=PARTUUID=5eed5eed-02 rootwait cfg80211.ieee80211_regdom=DE\n",
-            "cmdline.txt is put back, with the Wi-Fi region"
+            "the hook is taken off cmdline.txt, the Wi-Fi region stays"
         );
     }
 }

@@ -280,11 +280,14 @@ pub fn advance_preset(
     ) else {
         return Ok(());
     };
-    let next = Presets::open()?.advance(name)?;
-    let text = format!("Preset {name}: the next card is number {next}");
+    // The card is done; a preset that cannot be updated is reported, not a failure.
+    let text = match Presets::open().and_then(|p| p.advance(name, settings.counter)) {
+        Ok(next) => format!("Preset {name}: the next card is number {next}"),
+        Err(e) => format!("Preset {name} was not advanced: {e}"),
+    };
     reporter.note(
         &text,
-        json!({ "event": "preset_counter", "preset": name, "next": next }),
+        json!({ "event": "preset_counter", "preset": name, "text": text }),
     );
     Ok(())
 }

@@ -280,8 +280,16 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         .init_format
         .clone()
         .or_else(|| planned.os.as_ref().and_then(|e| e.init_format.clone()));
-    if let (Some(_), Some(format)) = (&settings, &init_format) {
-        cardsmith_customize::Format::parse(format)?;
+    if let (Some(s), Some(format)) = (&settings, &init_format) {
+        // Refused now, not after a write: an image that takes no settings, or the wrong kind.
+        let format = cardsmith_customize::Format::parse(format)?;
+        if s.rpi.any() && format != cardsmith_customize::Format::CloudInitRpi {
+            return Err(cardsmith_customize::Error::NeedsCloudInitRpi {
+                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
+                format: format.name(),
+            }
+            .into());
+        }
     }
     let image = planned.image;
     // A zip downloaded into a scratch directory must outlive the write.
@@ -328,8 +336,13 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             let report =
                 cardsmith_customize::customize(target.file(), target.path(), is_device, request)
                     .map_err(|e| {
+                        let done = if report.verified {
+                            "written and verified"
+                        } else {
+                            "written"
+                        };
                         Failure::Refused(format!(
-                            "the image was written and verified, but customising it failed: {e}"
+                            "the image was {done}, but customising it failed: {e}"
                         ))
                     })?;
             custom::said(&report, reporter);
