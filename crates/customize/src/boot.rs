@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::Error;
@@ -258,19 +257,6 @@ impl Read for DirectReader {
     }
 }
 
-impl Write for DirectReader {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "reading back only",
-        ))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 impl Seek for DirectReader {
     fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
         let end = self.file.metadata()?.len();
@@ -285,24 +271,34 @@ impl Seek for DirectReader {
     }
 }
 
-/// Switches O_DIRECT on or off for an open file.
-pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor we own, integer arguments only.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 {
-        return Err(io::Error::last_os_error());
+pub use cardsmith_engine::set_direct;
+
+/// A file fatfs may read but not change: reading back must not write.
+pub struct ReadOnly<R>(pub R);
+
+impl<R: Read> Read for ReadOnly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
     }
-    let flags = if on {
-        flags | libc::O_DIRECT
-    } else {
-        flags & !libc::O_DIRECT
-    };
-    // SAFETY: as above.
-    if unsafe { libc::fcntl(fd, libc::F_SETFL, flags) } < 0 {
-        return Err(io::Error::last_os_error());
+}
+
+impl<R> Write for ReadOnly<R> {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "reading back only",
+        ))
     }
-    Ok(())
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<R: Seek> Seek for ReadOnly<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.0.seek(to)
+    }
 }
 
 /// Reads every named root-directory file of the FAT filesystem on `storage`.

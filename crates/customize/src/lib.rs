@@ -24,7 +24,7 @@ mod systemd;
 pub mod validate;
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -295,18 +295,14 @@ fn read_back(
         };
         drop_cache(&handle);
         boot::read_files(
-            boot::Slice::new(boot::DirectReader::new(handle), span),
+            boot::Slice::new(boot::ReadOnly(boot::DirectReader::new(handle)), span),
             &names,
         )
         .map_err(fat)?
     } else {
-        let fresh = File::options()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(fat)?;
+        let fresh = File::open(path).map_err(fat)?;
         drop_cache(&fresh);
-        boot::read_files(boot::Slice::new(ReadOnly(fresh), span), &names).map_err(fat)?
+        boot::read_files(boot::Slice::new(boot::ReadOnly(fresh), span), &names).map_err(fat)?
     };
     for ((name, want), have) in files.iter().zip(got) {
         if have.as_ref() != Some(want) {
@@ -322,34 +318,6 @@ fn read_back(
 fn drop_cache(file: &File) {
     // SAFETY: advisory call on a descriptor we own.
     unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-}
-
-/// A file fatfs may read but not change (reading back must not write).
-struct ReadOnly(File);
-
-impl Read for ReadOnly {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl Write for ReadOnly {
-    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "reading back only",
-        ))
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Seek for ReadOnly {
-    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
-        self.0.seek(to)
-    }
 }
 
 #[cfg(test)]

@@ -43,6 +43,6 @@ pub use image::{FileIdentity, Image, Input, OpenAs};
 pub use pipeline::CHUNK;
 pub use progress::{CancelToken, Phase, Progress};
 pub use size::{ImageSize, SizeKind};
-pub use target::{Target, TargetKind, SCRUB_LEN};
+pub use target::{set_direct, Target, TargetKind, SCRUB_LEN};
 pub use verify::{verify, VerifyReport};
 pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

@@ -42,7 +42,9 @@ pub struct Target {
     meta: fs::Metadata,
 }
 
-fn set_direct(file: &File, on: bool) -> io::Result<()> {
+/// Switches O_DIRECT on or off for an open file (the flag belongs to the open file, so it
+/// changes for every descriptor duplicated from it).
+pub fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
     // SAFETY: fcntl on a file descriptor we own, with integer arguments only.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
