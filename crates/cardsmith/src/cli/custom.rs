@@ -102,6 +102,9 @@ pub struct CustomArgs {
     /// catalog's, or found from the boot partition)
     #[arg(long, value_name = "FORMAT")]
     pub init_format: Option<String>,
+    /// Settings the wizard prepared (secrets already hashed), instead of the flags.
+    #[arg(skip)]
+    pub prepared: Option<Settings>,
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
@@ -146,6 +149,10 @@ impl CustomArgs {
     /// The settings: the preset's, overridden by the flags, with secrets read and hashed.
     /// `None` when nothing is to be set.
     pub fn settings(&self) -> Result<Option<Settings>, Failure> {
+        if let Some(prepared) = &self.prepared {
+            prepared.validate()?;
+            return Ok(Some(prepared.clone()));
+        }
         let mut s = match &self.preset {
             Some(name) => Presets::open()?.load(name)?,
             None => Settings::default(),

@@ -87,7 +87,7 @@ fn ask(
     }
     let system = drive.system_uses();
     let must_type_name = system.is_some() || drive.is_fixed_disk();
-    if args.yes && !must_type_name {
+    if args.yes && (!must_type_name || args.name_typed) {
         for warning in &drive.warnings {
             reporter.note(
                 &format!("Warning: {warning}"),

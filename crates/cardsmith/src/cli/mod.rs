@@ -6,7 +6,7 @@ mod confirm;
 mod custom;
 mod device;
 mod drives;
-mod report;
+pub(crate) mod report;
 mod source;
 
 use std::os::unix::fs::FileTypeExt;
@@ -122,6 +122,9 @@ struct WriteArgs {
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
+    /// The wizard asked for the drive's name and the user typed it.
+    #[arg(skip)]
+    name_typed: bool,
 }
 
 #[derive(Args)]
@@ -152,6 +155,42 @@ struct HashArgs {
 
 fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
     engine::parse_sha256(hex).ok_or_else(|| "expected 64 hexadecimal digits".to_owned())
+}
+
+/// For the wizard: runs `cardsmith write ARGV…` on the calling (worker) thread, as a user
+/// would type it, with settings already prepared (secrets hashed) and the confirmation
+/// already given in the window; everything it reports goes to `events`.
+pub(crate) fn write_for_window(
+    argv: Vec<String>,
+    prepared: Option<cardsmith_customize::Settings>,
+    name_typed: bool,
+    cancel: &CancelToken,
+    events: std::sync::mpsc::Sender<report::Event>,
+) {
+    let mut reporter = Reporter::channel(events);
+    let words = ["cardsmith".to_owned(), "write".to_owned()]
+        .into_iter()
+        .chain(argv);
+    let outcome = match Cli::try_parse_from(words) {
+        Ok(Cli {
+            command: Command::Write(mut args),
+        }) => {
+            args.custom.prepared = prepared;
+            args.name_typed = name_typed;
+            args.yes = true;
+            write(args, cancel, &mut reporter)
+        }
+        Ok(_) => Err(Failure::Usage("not a write".into())),
+        Err(e) => Err(Failure::Usage(e.to_string())),
+    };
+    if let Err(failure) = outcome {
+        reporter.failure(&failure.to_string(), failure.exit_code(), failure.offset());
+    }
+}
+
+/// The command line's help, for a desktop-less start without arguments.
+pub fn print_help() {
+    let _ = <Cli as clap::CommandFactory>::command().print_help();
 }
 
 /// Parses the command line, runs the verb, and maps its outcome to an exit code.

@@ -2,6 +2,7 @@
 //! every few seconds otherwise, or one JSON object per line with `--json`.
 
 use std::io::{IsTerminal, Write};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use cardsmith_engine::{units, Phase, Progress};
@@ -20,6 +21,28 @@ enum Mode {
     Bar(Option<ProgressBar>),
     Plain,
     Json,
+    /// Events for a window (the wizard runs a verb on a worker thread).
+    Channel(Sender<Event>),
+}
+
+/// What a verb reports to a window instead of a terminal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Progress {
+        phase: Phase,
+        done: u64,
+        total: Option<u64>,
+        /// Bytes per second in this phase.
+        rate: f64,
+    },
+    /// A sentence about something that happened (unmounted, cached, customised…).
+    Note(String),
+    /// The verb ended: what to tell the user, and the result fields for the done screen.
+    Finished {
+        ok: bool,
+        text: String,
+        fields: Value,
+    },
 }
 
 /// Turns engine progress events into output; throttles so output costs nothing measurable.
@@ -46,6 +69,18 @@ impl Reporter {
         let now = Instant::now();
         Reporter {
             mode,
+            phase: None,
+            phase_started: now,
+            last_event: now,
+            last_emit: now,
+        }
+    }
+
+    /// Reports to a window through `events`.
+    pub fn channel(events: Sender<Event>) -> Reporter {
+        let now = Instant::now();
+        Reporter {
+            mode: Mode::Channel(events),
             phase: None,
             phase_started: now,
             last_event: now,
@@ -87,6 +122,17 @@ impl Reporter {
                     eprintln!("{}", plain_line(p, rate));
                 }
             }
+            Mode::Channel(events) => {
+                if new_phase || finished || now.duration_since(self.last_emit) >= JSON_EVERY {
+                    self.last_emit = now;
+                    let _ = events.send(Event::Progress {
+                        phase: p.phase,
+                        done: p.bytes_done,
+                        total: p.bytes_total,
+                        rate,
+                    });
+                }
+            }
             Mode::Json => {
                 if new_phase || finished || now.duration_since(self.last_emit) >= JSON_EVERY {
                     self.last_emit = now;
@@ -113,6 +159,10 @@ impl Reporter {
     /// Something the user should know mid-job (a mount point unmounted, a warning): a line
     /// on standard error, or a JSON event.
     pub fn note(&mut self, sentence: &str, event: Value) {
+        if let Mode::Channel(events) = &self.mode {
+            let _ = events.send(Event::Note(sentence.to_owned()));
+            return;
+        }
         match self.mode {
             Mode::Json => emit(event),
             _ => {
@@ -126,6 +176,13 @@ impl Reporter {
     pub fn success(&mut self, said: Said<'_>, mut fields: Value) {
         self.clear_bar();
         match (&self.mode, said) {
+            (Mode::Channel(events), Said::Note(text) | Said::Answer(text)) => {
+                let _ = events.send(Event::Finished {
+                    ok: true,
+                    text: text.to_owned(),
+                    fields,
+                });
+            }
             (Mode::Json, _) => {
                 fields["event"] = json!("result");
                 fields["ok"] = json!(true);
@@ -138,7 +195,14 @@ impl Reporter {
 
     pub fn failure(&mut self, message: &str, exit_code: u8, offset: Option<u64>) {
         self.clear_bar();
-        match self.mode {
+        match &self.mode {
+            Mode::Channel(events) => {
+                let _ = events.send(Event::Finished {
+                    ok: false,
+                    text: message.to_owned(),
+                    fields: json!({ "exit_code": exit_code, "offset": offset }),
+                });
+            }
             Mode::Json => emit(json!({
                 "event": "result",
                 "ok": false,

@@ -1,0 +1,885 @@
+//! The wizard: messages, update, view, subscriptions. State and its rules live in
+//! `state`; the work is done by the same code the CLI runs (`cli::write_for_window`, the
+//! drives watcher, the catalog loader) on worker threads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cardsmith_catalog::{Cache, Http, Loaded, OFFICIAL};
+use cardsmith_drives::{Sources, Watcher};
+use cardsmith_engine::{CancelToken, Phase};
+use iced::futures::channel::mpsc;
+use iced::keyboard;
+use iced::widget::{
+    button, checkbox, column, container, operation, pick_list, progress_bar, row, rule, scrollable,
+    space, text, text_input, toggler,
+};
+use iced::{Center, Element, Fill, Subscription, Task, Theme};
+use rust_i18n::t;
+
+use super::state::{CatalogState, Field, OsChoice, Running, Screen, StorageChoice, Tab, Wizard};
+use crate::cli::report::Event;
+
+/// The languages the wizard speaks, with their names in themselves.
+pub const LANGUAGES: [(&str, &str); 8] = [
+    ("en", "English"),
+    ("de", "Deutsch"),
+    ("fr", "Français"),
+    ("es", "Español"),
+    ("it", "Italiano"),
+    ("nl", "Nederlands"),
+    ("ja", "日本語"),
+    ("zh-CN", "简体中文"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Language(pub &'static str, pub &'static str);
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.1)
+    }
+}
+
+pub fn languages() -> Vec<Language> {
+    LANGUAGES.iter().map(|(c, n)| Language(c, n)).collect()
+}
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Go(Screen),
+    CatalogLoaded(Result<Box<Loaded>, String>),
+    Drive(Box<cardsmith_drives::Event>),
+    PickDevice(String),
+    OpenCategory(String),
+    UpCategory,
+    PickOs(String),
+    Search(String),
+    CustomPath(String),
+    UseCustom,
+    PickDrive(String),
+    ShowSystem(bool),
+    FilePath(String),
+    UseFile,
+    Next,
+    Customize(bool),
+    EditSettings,
+    Tab(Tab),
+    Form(FormEdit),
+    SaveSettings,
+    TypedName(String),
+    Write,
+    Job(Event),
+    Cancel,
+    Restart,
+    Verify(bool),
+    Eject(bool),
+    ClearCache,
+    Language(Language),
+    FocusNext(bool),
+}
+
+#[derive(Debug, Clone)]
+pub enum FormEdit {
+    Hostname(String),
+    User(String),
+    Password(String),
+    Ssh(bool),
+    SshPasswordAuth(bool),
+    SshKeys(String),
+    Ssid(String),
+    WifiPassword(String),
+    WifiHidden(bool),
+    Country(String),
+    Timezone(String),
+    Keymap(String),
+    Sudo(bool),
+}
+
+pub struct App {
+    pub wizard: Wizard,
+    pub cache_note: Option<String>,
+}
+
+impl App {
+    pub fn new(language: String, repo: Option<String>) -> (App, Task<Message>) {
+        rust_i18n::set_locale(&language);
+        let app = App {
+            wizard: Wizard::new(language),
+            cache_note: None,
+        };
+        (app, load_catalog(repo))
+    }
+
+    pub fn title(&self) -> String {
+        t!("app.title").into_owned()
+    }
+
+    pub fn update(&mut self, message: Message) -> Task<Message> {
+        let w = &mut self.wizard;
+        match message {
+            Message::Go(screen) => w.screen = screen,
+            Message::CatalogLoaded(Ok(loaded)) => w.catalog = CatalogState::Ready(loaded),
+            Message::CatalogLoaded(Err(e)) => w.catalog = CatalogState::Failed(e),
+            Message::Drive(event) => w.on_drive(*event),
+            Message::PickDevice(name) => {
+                w.device = Some(name);
+                w.os_path.clear();
+                w.screen = Screen::Start;
+            }
+            Message::OpenCategory(name) => w.os_path.push(name),
+            Message::UpCategory => {
+                w.os_path.pop();
+            }
+            Message::PickOs(path) => {
+                if let Some((_, entry)) = w.os_entries().into_iter().find(|(p, _)| *p == path) {
+                    w.os = Some(OsChoice::Catalog {
+                        path,
+                        entry: Box::new(entry),
+                    });
+                    w.screen = Screen::Start;
+                }
+            }
+            Message::Search(s) => w.search = s,
+            Message::CustomPath(p) => w.custom_path = p,
+            Message::UseCustom => {
+                if !w.custom_path.trim().is_empty() {
+                    w.os = Some(OsChoice::Custom(PathBuf::from(w.custom_path.trim())));
+                    w.screen = Screen::Start;
+                }
+            }
+            Message::PickDrive(name) => {
+                if let Some(d) = w.drives.iter().find(|d| d.name == name).cloned() {
+                    w.storage = Some(StorageChoice::Drive(Box::new(d)));
+                    w.screen = Screen::Start;
+                }
+            }
+            Message::ShowSystem(on) => w.show_system = on,
+            Message::FilePath(p) => w.file_path = p,
+            Message::UseFile => {
+                if !w.file_path.trim().is_empty() {
+                    w.storage = Some(StorageChoice::File(PathBuf::from(w.file_path.trim())));
+                    w.screen = Screen::Start;
+                }
+            }
+            Message::Next => {
+                if w.ready() {
+                    w.screen = Screen::AskCustomize;
+                }
+            }
+            Message::Customize(apply) => {
+                w.apply_settings = apply && w.settings.is_some();
+                w.typed_name.clear();
+                w.screen = Screen::Confirm;
+            }
+            Message::EditSettings => w.screen = Screen::Settings,
+            Message::Tab(tab) => w.tab = tab,
+            Message::Form(edit) => edit_form(w, edit),
+            Message::SaveSettings => {
+                if w.settings_from_form() {
+                    w.apply_settings = w.settings.is_some();
+                    w.screen = Screen::AskCustomize;
+                }
+            }
+            Message::TypedName(s) => w.typed_name = s,
+            Message::Write => return self.start_write(),
+            Message::Job(event) => w.on_job(event),
+            Message::Cancel => {
+                if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
+                    cancel.cancel();
+                    r.cancelling = true;
+                }
+            }
+            Message::Restart => {
+                w.outcome = None;
+                w.screen = Screen::Start;
+            }
+            Message::Verify(on) => w.verify = on,
+            Message::Eject(on) => w.eject = on,
+            Message::ClearCache => {
+                self.cache_note = Some(match Cache::open().and_then(|c| c.clear()) {
+                    Ok((files, _)) => t!("options.cleared", n = files).into_owned(),
+                    Err(e) => e.to_string(),
+                });
+            }
+            Message::Language(Language(code, _)) => {
+                rust_i18n::set_locale(code);
+                w.language = code.to_owned();
+            }
+            Message::FocusNext(back) => {
+                return if back {
+                    operation::focus_previous()
+                } else {
+                    operation::focus_next()
+                }
+            }
+        }
+        Task::none()
+    }
+
+    /// Runs the write on a worker thread and forwards its events to the window.
+    fn start_write(&mut self) -> Task<Message> {
+        let w = &mut self.wizard;
+        if !w.confirmed() {
+            return Task::none();
+        }
+        let Some(argv) = w.write_args() else {
+            return Task::none();
+        };
+        let prepared = w.settings.clone().filter(|_| w.apply_settings);
+        let name_typed = w.must_type_name().is_some();
+        let cancel = CancelToken::new();
+        w.cancel = Some(cancel.clone());
+        w.running = Some(Running {
+            phase: None,
+            done: 0,
+            total: None,
+            rate: 0.0,
+            notes: Vec::new(),
+            cancelling: false,
+        });
+        w.screen = Screen::Progress;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            crate::cli::write_for_window(argv, prepared, name_typed, &cancel, tx);
+        });
+        let (forward, events) = mpsc::unbounded();
+        std::thread::spawn(move || {
+            while let Ok(event) = rx.recv() {
+                if forward.unbounded_send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        Task::run(events, Message::Job)
+    }
+
+    pub fn subscription(&self) -> Subscription<Message> {
+        let keys = keyboard::listen().filter_map(|event| match event {
+            keyboard::Event::KeyPressed {
+                key: keyboard::Key::Named(keyboard::key::Named::Tab),
+                modifiers,
+                ..
+            } => Some(Message::FocusNext(modifiers.shift())),
+            _ => None,
+        });
+        let drives = Subscription::run(watch_drives).map(|e| Message::Drive(Box::new(e)));
+        Subscription::batch([drives, keys])
+    }
+
+    pub fn view(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let body = match w.screen {
+            Screen::Start => self.start(),
+            Screen::Device => self.device(),
+            Screen::Os => self.os(),
+            Screen::Storage => self.storage(),
+            Screen::AskCustomize => self.ask_customize(),
+            Screen::Settings => self.settings_editor(),
+            Screen::Confirm => self.confirm(),
+            Screen::Progress => self.progress(),
+            Screen::Done => self.done(),
+        };
+        container(scrollable(body).height(Fill))
+            .padding(20)
+            .width(Fill)
+            .height(Fill)
+            .into()
+    }
+
+    fn header<'a>(&self, title: String) -> Element<'a, Message> {
+        column![text(title).size(24), rule::horizontal(1)]
+            .spacing(8)
+            .into()
+    }
+
+    fn back(&self) -> Element<'_, Message> {
+        button(text(t!("nav.back")))
+            .on_press(Message::Go(Screen::Start))
+            .style(button::secondary)
+            .into()
+    }
+
+    fn start(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let device = w
+            .device
+            .clone()
+            .unwrap_or_else(|| t!("start.choose_device").into_owned());
+        let os = match &w.os {
+            Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
+            Some(OsChoice::Custom(p)) => p.display().to_string(),
+            None => t!("start.choose_os").into_owned(),
+        };
+        let storage = match &w.storage {
+            Some(StorageChoice::Drive(d)) => format!("{} ({})", d.description(), d.size_human),
+            Some(StorageChoice::File(p)) => p.display().to_string(),
+            None => t!("start.choose_storage").into_owned(),
+        };
+        let choice = |label: String, caption: String, screen| {
+            column![
+                text(caption).size(14),
+                button(text(label)).on_press(Message::Go(screen)).width(260),
+            ]
+            .spacing(4)
+            .align_x(Center)
+        };
+        let catalog_line = match &w.catalog {
+            CatalogState::Loading => t!("start.catalog_loading").into_owned(),
+            CatalogState::Ready(l) => l.describe(),
+            CatalogState::Failed(e) => t!("start.catalog_failed", error = e).into_owned(),
+        };
+        let current = languages().into_iter().find(|l| l.0 == w.language);
+        column![
+            row![
+                text(t!("app.title")).size(28),
+                space::horizontal(),
+                pick_list(languages(), current, Message::Language),
+            ]
+            .align_y(Center),
+            text(t!("start.intro")),
+            row![
+                choice(device, t!("start.device").into_owned(), Screen::Device),
+                choice(os, t!("start.os").into_owned(), Screen::Os),
+                choice(storage, t!("start.storage").into_owned(), Screen::Storage),
+            ]
+            .spacing(16),
+            button(text(t!("start.next")))
+                .on_press_maybe(w.ready().then_some(Message::Next))
+                .style(button::primary)
+                .width(160),
+            rule::horizontal(1),
+            row![
+                checkbox(w.verify)
+                    .label(t!("options.verify"))
+                    .on_toggle(Message::Verify),
+                checkbox(w.eject)
+                    .label(t!("options.eject"))
+                    .on_toggle(Message::Eject),
+                button(text(t!("options.clear_cache")))
+                    .on_press(Message::ClearCache)
+                    .style(button::secondary),
+            ]
+            .spacing(16)
+            .align_y(Center),
+            text(self.cache_note.clone().unwrap_or_default()).size(12),
+            text(catalog_line).size(12),
+        ]
+        .spacing(18)
+        .align_x(Center)
+        .width(Fill)
+        .into()
+    }
+
+    fn device(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let mut list = column![self.header(t!("device.title").into_owned())].spacing(10);
+        match w.loaded() {
+            Some(loaded) => {
+                for d in loaded.catalog.devices() {
+                    let label = column![
+                        text(d.name.clone()).size(16),
+                        text(d.description.clone().unwrap_or_default()).size(12),
+                    ];
+                    list = list.push(
+                        button(label)
+                            .on_press(Message::PickDevice(d.name.clone()))
+                            .width(Fill)
+                            .style(button::secondary),
+                    );
+                }
+            }
+            None => list = list.push(text(t!("start.catalog_loading"))),
+        }
+        list.push(self.back()).into()
+    }
+
+    fn os(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let mut list = column![
+            self.header(t!("os.title").into_owned()),
+            text_input(&t!("os.search"), &w.search)
+                .id("search")
+                .on_input(Message::Search)
+                .padding(8),
+        ]
+        .spacing(10);
+        if !w.os_path.is_empty() && w.search.trim().is_empty() {
+            list = list.push(
+                button(text(format!("← {}", w.os_path.join(" / "))))
+                    .on_press(Message::UpCategory)
+                    .style(button::secondary),
+            );
+        }
+        for (path, e) in w.os_entries() {
+            let mut meta = Vec::new();
+            if let Some(date) = &e.release_date {
+                meta.push(t!("os.released", date = date).into_owned());
+            }
+            if let Some(size) = e.image_download_size {
+                meta.push(
+                    t!("os.download", size = cardsmith_drives::human_size(size)).into_owned(),
+                );
+            }
+            let label = column![
+                text(if e.subitems.is_some() {
+                    format!("{} ›", e.name)
+                } else {
+                    e.name.clone()
+                })
+                .size(16),
+                text(e.description.clone().unwrap_or_default()).size(12),
+                text(meta.join(" · ")).size(11),
+            ];
+            let message = if e.subitems.is_some() {
+                Message::OpenCategory(e.name.clone())
+            } else {
+                Message::PickOs(path)
+            };
+            list = list.push(
+                button(label)
+                    .on_press(message)
+                    .width(Fill)
+                    .style(button::secondary),
+            );
+        }
+        list.push(rule::horizontal(1))
+            .push(text(t!("os.custom")).size(16))
+            .push(
+                row![
+                    text_input(&t!("os.custom_path"), &w.custom_path)
+                        .id("custom-path")
+                        .on_input(Message::CustomPath)
+                        .on_submit(Message::UseCustom)
+                        .padding(8),
+                    button(text(t!("os.use_custom"))).on_press(Message::UseCustom),
+                ]
+                .spacing(8),
+            )
+            .push(self.back())
+            .into()
+    }
+
+    fn storage(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let mut list = column![
+            self.header(t!("storage.title").into_owned()),
+            toggler(w.show_system)
+                .label(t!("storage.show_system"))
+                .on_toggle(Message::ShowSystem),
+        ]
+        .spacing(10);
+        let drives = w.storage_drives();
+        if drives.is_empty() {
+            list = list.push(text(t!("storage.none")));
+        }
+        for d in drives {
+            let mut lines = column![
+                text(format!("{} — {}", d.description(), d.size_human)).size(16),
+                text(d.path.display().to_string()).size(12),
+            ];
+            for reason in &d.not_offered {
+                lines = lines.push(text(reason.to_string()).size(11));
+            }
+            let small = w.too_small(d);
+            if let Some(size) = small {
+                lines = lines.push(
+                    text(t!(
+                        "storage.too_small",
+                        size = cardsmith_drives::human_size(size)
+                    ))
+                    .size(11),
+                );
+            }
+            let pick = small.is_none().then(|| Message::PickDrive(d.name.clone()));
+            list = list.push(
+                button(lines)
+                    .on_press_maybe(pick)
+                    .width(Fill)
+                    .style(button::secondary),
+            );
+        }
+        list.push(rule::horizontal(1))
+            .push(text(t!("storage.to_file")).size(16))
+            .push(
+                row![
+                    text_input(&t!("storage.file_path"), &w.file_path)
+                        .id("file-path")
+                        .on_input(Message::FilePath)
+                        .on_submit(Message::UseFile)
+                        .padding(8),
+                    button(text(t!("storage.use_file"))).on_press(Message::UseFile),
+                ]
+                .spacing(8),
+            )
+            .push(self.back())
+            .into()
+    }
+
+    fn ask_customize(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        column![
+            self.header(t!("ask.title").into_owned()),
+            text(t!("ask.question")),
+            row![
+                button(text(t!("ask.edit"))).on_press(Message::EditSettings),
+                button(text(t!("ask.yes")))
+                    .on_press_maybe(w.settings.is_some().then_some(Message::Customize(true)))
+                    .style(button::primary),
+                button(text(t!("ask.no")))
+                    .on_press(Message::Customize(false))
+                    .style(button::secondary),
+            ]
+            .spacing(12),
+            self.back(),
+        ]
+        .spacing(16)
+        .into()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn field<'a>(
+        &'a self,
+        id: &'static str,
+        label: String,
+        value: &'a str,
+        field: Field,
+        edit: fn(String) -> FormEdit,
+        secret: bool,
+    ) -> Element<'a, Message> {
+        let mut col = column![
+            text(label).size(13),
+            text_input("", value)
+                .id(id)
+                .on_input(move |s| Message::Form(edit(s)))
+                .secure(secret)
+                .padding(6),
+        ]
+        .spacing(4);
+        if let Some(error) = self.wizard.error(field) {
+            col = col.push(text(error.to_owned()).size(12).style(text::danger));
+        }
+        col.into()
+    }
+
+    fn settings_editor(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let f = &w.form;
+        let tabs = row![
+            button(text(t!("settings.general"))).on_press(Message::Tab(Tab::General)),
+            button(text(t!("settings.services"))).on_press(Message::Tab(Tab::Services)),
+            button(text(t!("settings.options"))).on_press(Message::Tab(Tab::Options)),
+        ]
+        .spacing(8);
+        let body: Element<'_, Message> = match w.tab {
+            Tab::General => column![
+                self.field(
+                    "hostname",
+                    t!("settings.hostname").into_owned(),
+                    &f.hostname,
+                    Field::Hostname,
+                    FormEdit::Hostname,
+                    false
+                ),
+                self.field(
+                    "user",
+                    t!("settings.user").into_owned(),
+                    &f.user,
+                    Field::User,
+                    FormEdit::User,
+                    false
+                ),
+                self.field(
+                    "password",
+                    t!("settings.password").into_owned(),
+                    &f.password,
+                    Field::Password,
+                    FormEdit::Password,
+                    true
+                ),
+                self.field(
+                    "ssid",
+                    t!("settings.ssid").into_owned(),
+                    &f.ssid,
+                    Field::Ssid,
+                    FormEdit::Ssid,
+                    false
+                ),
+                self.field(
+                    "wifi-password",
+                    t!("settings.wifi_password").into_owned(),
+                    &f.wifi_password,
+                    Field::WifiPassword,
+                    FormEdit::WifiPassword,
+                    true
+                ),
+                checkbox(f.wifi_hidden)
+                    .label(t!("settings.wifi_hidden"))
+                    .on_toggle(|b| Message::Form(FormEdit::WifiHidden(b))),
+                self.field(
+                    "country",
+                    t!("settings.country").into_owned(),
+                    &f.country,
+                    Field::Country,
+                    FormEdit::Country,
+                    false
+                ),
+                self.field(
+                    "timezone",
+                    t!("settings.timezone").into_owned(),
+                    &f.timezone,
+                    Field::Timezone,
+                    FormEdit::Timezone,
+                    false
+                ),
+                self.field(
+                    "keymap",
+                    t!("settings.keymap").into_owned(),
+                    &f.keymap,
+                    Field::Keymap,
+                    FormEdit::Keymap,
+                    false
+                ),
+            ]
+            .spacing(8)
+            .into(),
+            Tab::Services => column![
+                checkbox(f.ssh)
+                    .label(t!("settings.ssh"))
+                    .on_toggle(|b| Message::Form(FormEdit::Ssh(b))),
+                checkbox(f.ssh_password_auth)
+                    .label(t!("settings.ssh_password"))
+                    .on_toggle(|b| Message::Form(FormEdit::SshPasswordAuth(b))),
+                self.field(
+                    "ssh-keys",
+                    t!("settings.ssh_keys").into_owned(),
+                    &f.ssh_keys,
+                    Field::SshKeys,
+                    FormEdit::SshKeys,
+                    false
+                ),
+            ]
+            .spacing(8)
+            .into(),
+            Tab::Options => column![
+                checkbox(f.passwordless_sudo)
+                    .label(t!("settings.sudo"))
+                    .on_toggle(|b| Message::Form(FormEdit::Sudo(b))),
+                checkbox(w.verify)
+                    .label(t!("options.verify"))
+                    .on_toggle(Message::Verify),
+                checkbox(w.eject)
+                    .label(t!("options.eject"))
+                    .on_toggle(Message::Eject),
+            ]
+            .spacing(8)
+            .into(),
+        };
+        column![
+            self.header(t!("settings.title").into_owned()),
+            tabs,
+            body,
+            row![
+                button(text(t!("settings.save")))
+                    .on_press(Message::SaveSettings)
+                    .style(button::primary),
+                button(text(t!("nav.back")))
+                    .on_press(Message::Go(Screen::AskCustomize))
+                    .style(button::secondary),
+            ]
+            .spacing(12),
+        ]
+        .spacing(14)
+        .into()
+    }
+
+    fn confirm(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let what = match &w.os {
+            Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
+            Some(OsChoice::Custom(p)) => p.display().to_string(),
+            None => String::new(),
+        };
+        let target = match &w.storage {
+            Some(StorageChoice::Drive(d)) => t!(
+                "confirm.drive",
+                model = d.description(),
+                size = d.size_human,
+                path = d.path.display()
+            )
+            .into_owned(),
+            Some(StorageChoice::File(p)) => t!("confirm.file", path = p.display()).into_owned(),
+            None => String::new(),
+        };
+        let mut col = column![
+            self.header(t!("confirm.title").into_owned()),
+            text(t!("confirm.question", os = what)),
+            text(target).size(18),
+            text(t!("confirm.erased")),
+        ]
+        .spacing(14);
+        if w.apply_settings {
+            col = col.push(text(t!("confirm.with_settings")));
+        }
+        if let Some(name) = w.must_type_name() {
+            col = col
+                .push(text(t!("confirm.type_name", name = name)).style(text::danger))
+                .push(
+                    text_input(name, &w.typed_name)
+                        .id("typed-name")
+                        .on_input(Message::TypedName)
+                        .padding(8),
+                );
+        }
+        col.push(
+            row![
+                button(text(t!("confirm.write")))
+                    .on_press_maybe(w.confirmed().then_some(Message::Write))
+                    .style(button::danger),
+                button(text(t!("nav.back")))
+                    .on_press(Message::Go(Screen::Start))
+                    .style(button::secondary),
+            ]
+            .spacing(12),
+        )
+        .into()
+    }
+
+    fn progress(&self) -> Element<'_, Message> {
+        let Some(r) = &self.wizard.running else {
+            return text("").into();
+        };
+        let phase = match r.phase {
+            None => t!("progress.starting"),
+            Some(Phase::Write) => t!("progress.writing"),
+            Some(Phase::Finish) => t!("progress.finishing"),
+            Some(Phase::Verify) => t!("progress.verifying"),
+            Some(Phase::Hash) => t!("progress.hashing"),
+        };
+        let fraction = r.total.filter(|&t| t > 0).map(|t| r.done as f32 / t as f32);
+        let mut stats = format!(
+            "{} · {:.1} MB/s",
+            cardsmith_drives::human_size(r.done),
+            r.rate / 1e6
+        );
+        if let Some(frac) = fraction {
+            stats = format!("{:.0}% · {stats}", frac * 100.0);
+            if let Some(eta) = r
+                .total
+                .filter(|_| r.rate > 0.0)
+                .map(|t| (t.saturating_sub(r.done)) as f64 / r.rate)
+            {
+                stats += &format!(" · {}", t!("progress.eta", secs = eta.round() as u64));
+            }
+        }
+        let mut col = column![
+            self.header(t!("progress.title").into_owned()),
+            text(phase).size(18),
+            progress_bar(0.0..=1.0, fraction.unwrap_or(0.0)),
+            text(stats),
+        ]
+        .spacing(14);
+        for note in &r.notes {
+            col = col.push(text(note.clone()).size(12));
+        }
+        let cancel = if r.cancelling {
+            t!("progress.cancelling")
+        } else {
+            t!("progress.cancel")
+        };
+        col.push(
+            button(text(cancel))
+                .on_press_maybe((!r.cancelling).then_some(Message::Cancel))
+                .style(button::danger),
+        )
+        .into()
+    }
+
+    fn done(&self) -> Element<'_, Message> {
+        let Some(o) = &self.wizard.outcome else {
+            return text("").into();
+        };
+        let title = if o.ok {
+            t!("done.ok")
+        } else if o.cancelled {
+            t!("done.cancelled")
+        } else {
+            t!("done.failed")
+        };
+        let mut col = column![self.header(title.into_owned()), text(o.text.clone())].spacing(12);
+        if o.cancelled {
+            col = col.push(text(t!("done.cancelled_state")));
+        }
+        for note in &o.notes {
+            col = col.push(text(note.clone()).size(12));
+        }
+        col.push(
+            button(text(t!("done.again")))
+                .on_press(Message::Restart)
+                .style(button::primary),
+        )
+        .into()
+    }
+
+    pub fn theme(&self) -> Option<Theme> {
+        None // follow the system's light or dark
+    }
+}
+
+fn edit_form(w: &mut Wizard, edit: FormEdit) {
+    let f = &mut w.form;
+    match edit {
+        FormEdit::Hostname(s) => f.hostname = s,
+        FormEdit::User(s) => f.user = s,
+        FormEdit::Password(s) => f.password = s,
+        FormEdit::Ssh(b) => f.ssh = b,
+        FormEdit::SshPasswordAuth(b) => f.ssh_password_auth = b,
+        FormEdit::SshKeys(s) => f.ssh_keys = s,
+        FormEdit::Ssid(s) => f.ssid = s,
+        FormEdit::WifiPassword(s) => f.wifi_password = s,
+        FormEdit::WifiHidden(b) => f.wifi_hidden = b,
+        FormEdit::Country(s) => f.country = s,
+        FormEdit::Timezone(s) => f.timezone = s,
+        FormEdit::Keymap(s) => f.keymap = s,
+        FormEdit::Sudo(b) => f.passwordless_sudo = b,
+    }
+}
+
+/// Loads the catalog on a worker thread (offline: the cached or bundled one).
+fn load_catalog(repo: Option<String>) -> Task<Message> {
+    let (tx, rx) = iced::futures::channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = Http::new(Duration::from_secs(20))
+            .and_then(|http| {
+                cardsmith_catalog::load(
+                    repo.as_deref().or(Some(OFFICIAL)),
+                    &http,
+                    Cache::open().ok().as_ref(),
+                )
+            })
+            .map(Box::new)
+            .map_err(|e| e.to_string());
+        let _ = tx.send(result);
+    });
+    Task::perform(rx, |r| {
+        Message::CatalogLoaded(r.unwrap_or_else(|_| Err("the loader stopped".into())))
+    })
+}
+
+/// The drives crate's watcher as a stream of events.
+fn watch_drives() -> impl iced::futures::Stream<Item = cardsmith_drives::Event> {
+    let (tx, rx) = mpsc::unbounded();
+    std::thread::spawn(move || {
+        let watcher = Watcher::start(Sources::live(), Duration::from_secs(1));
+        loop {
+            if let Some(event) = watcher.next(Duration::from_millis(500)) {
+                if tx.unbounded_send(event).is_err() {
+                    return;
+                }
+            } else if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
+}

@@ -1,0 +1,481 @@
+//! The wizard's state and what each message does to it. No widgets here (halloy's split):
+//! `view` draws this state, the worker threads feed it.
+
+use std::path::PathBuf;
+
+use cardsmith_catalog::{find_device, for_device, Loaded, OsEntry};
+use cardsmith_customize::{validate, wifi_psk, PasswordHashes, Settings, Ssh, User, Wifi};
+use cardsmith_drives::Drive;
+use cardsmith_engine::{CancelToken, Phase};
+
+use crate::cli::report::Event;
+
+/// The wizard's screens, in the order the user meets them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    Start,
+    Device,
+    Os,
+    Storage,
+    /// "Apply OS customisation settings?"
+    AskCustomize,
+    Settings,
+    Confirm,
+    Progress,
+    Done,
+}
+
+/// What to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OsChoice {
+    /// A catalog entry, by its "Category/Name" path.
+    Catalog { path: String, entry: Box<OsEntry> },
+    /// An image file the user named.
+    Custom(PathBuf),
+}
+
+/// Where to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageChoice {
+    Drive(Box<Drive>),
+    /// "Save to image file…": the (customised) image goes into a file.
+    File(PathBuf),
+}
+
+/// The settings form: text as typed, turned into [`Settings`] when the user goes on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Form {
+    pub hostname: String,
+    pub user: String,
+    pub password: String,
+    pub ssh: bool,
+    pub ssh_password_auth: bool,
+    pub ssh_keys: String,
+    pub ssid: String,
+    pub wifi_password: String,
+    pub wifi_hidden: bool,
+    pub country: String,
+    pub timezone: String,
+    pub keymap: String,
+    pub passwordless_sudo: bool,
+}
+
+/// Which field a validation message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Hostname,
+    User,
+    Password,
+    SshKeys,
+    Ssid,
+    WifiPassword,
+    Country,
+    Timezone,
+    Keymap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tab {
+    General,
+    Services,
+    Options,
+}
+
+/// A job's progress as the window shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub phase: Option<Phase>,
+    pub done: u64,
+    pub total: Option<u64>,
+    pub rate: f64,
+    pub notes: Vec<String>,
+    pub cancelling: bool,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub ok: bool,
+    pub text: String,
+    pub notes: Vec<String>,
+    pub cancelled: bool,
+}
+
+/// The catalog, as far as it has loaded.
+#[derive(Debug, Clone)]
+pub enum CatalogState {
+    Loading,
+    Ready(Box<Loaded>),
+    Failed(String),
+}
+
+pub struct Wizard {
+    pub screen: Screen,
+    pub catalog: CatalogState,
+    pub device: Option<String>,
+    pub os: Option<OsChoice>,
+    pub storage: Option<StorageChoice>,
+    pub drives: Vec<Drive>,
+    pub show_system: bool,
+    /// The categories opened in Choose OS, as names from the top.
+    pub os_path: Vec<String>,
+    pub search: String,
+    pub custom_path: String,
+    pub file_path: String,
+    pub apply_settings: bool,
+    pub form: Form,
+    pub tab: Tab,
+    pub errors: Vec<(Field, String)>,
+    pub settings: Option<Settings>,
+    pub typed_name: String,
+    pub verify: bool,
+    pub eject: bool,
+    pub running: Option<Running>,
+    pub outcome: Option<Outcome>,
+    pub cancel: Option<CancelToken>,
+    pub language: String,
+}
+
+impl Wizard {
+    pub fn new(language: String) -> Wizard {
+        Wizard {
+            screen: Screen::Start,
+            catalog: CatalogState::Loading,
+            device: None,
+            os: None,
+            storage: None,
+            drives: Vec::new(),
+            show_system: false,
+            os_path: Vec::new(),
+            search: String::new(),
+            custom_path: String::new(),
+            file_path: String::new(),
+            apply_settings: false,
+            form: Form {
+                country: "GB".into(),
+                timezone: "Europe/London".into(),
+                keymap: "gb".into(),
+                ..Form::default()
+            },
+            tab: Tab::General,
+            errors: Vec::new(),
+            settings: None,
+            typed_name: String::new(),
+            verify: true,
+            eject: false,
+            running: None,
+            outcome: None,
+            cancel: None,
+            language,
+        }
+    }
+
+    pub fn loaded(&self) -> Option<&Loaded> {
+        match &self.catalog {
+            CatalogState::Ready(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Whether NEXT may be pressed on the start screen.
+    pub fn ready(&self) -> bool {
+        self.os.is_some() && self.storage.is_some()
+    }
+
+    /// The catalog entries for the chosen device (all without one).
+    pub fn os_list(&self) -> Vec<OsEntry> {
+        let Some(loaded) = self.loaded() else {
+            return Vec::new();
+        };
+        let list = &loaded.catalog.os_list;
+        match self
+            .device
+            .as_deref()
+            .map(|d| find_device(loaded.catalog.devices(), d))
+        {
+            Some(Ok(device)) => for_device(list, &device),
+            _ => list.clone(),
+        }
+    }
+
+    /// What Choose OS shows now: matches of the search anywhere in the tree, or the
+    /// opened category's entries.
+    pub fn os_entries(&self) -> Vec<(String, OsEntry)> {
+        let list = self.os_list();
+        if !self.search.trim().is_empty() {
+            let needle = self.search.trim().to_lowercase();
+            let mut found = Vec::new();
+            collect(&list, "", &mut |path, e| {
+                let hit = e.name.to_lowercase().contains(&needle)
+                    || e.description
+                        .as_deref()
+                        .is_some_and(|d| d.to_lowercase().contains(&needle));
+                if hit && e.subitems.is_none() {
+                    found.push((path.to_owned(), e.clone()));
+                }
+            });
+            return found;
+        }
+        let mut level = list;
+        let mut prefix = String::new();
+        for name in &self.os_path {
+            let Some(next) = level
+                .iter()
+                .find(|e| &e.name == name)
+                .and_then(|e| e.subitems.clone())
+            else {
+                break;
+            };
+            prefix = join(&prefix, name);
+            level = next;
+        }
+        level
+            .into_iter()
+            .map(|e| (join(&prefix, &e.name), e))
+            .collect()
+    }
+
+    /// The decompressed size of the chosen image, when known, to grey out small drives.
+    pub fn image_size(&self) -> Option<u64> {
+        match &self.os {
+            Some(OsChoice::Catalog { entry, .. }) => entry.extract_size,
+            _ => None,
+        }
+    }
+
+    /// Why a drive cannot take the chosen image, if it cannot.
+    pub fn too_small(&self, drive: &Drive) -> Option<u64> {
+        self.image_size().filter(|&size| size > drive.size)
+    }
+
+    /// The drives Choose Storage lists: offered ones, and with the toggle the others that
+    /// may be written (system drives need their name typed later).
+    pub fn storage_drives(&self) -> Vec<&Drive> {
+        self.drives
+            .iter()
+            .filter(|d| d.offered || (self.show_system && d.check_writable(true).is_ok()))
+            .collect()
+    }
+
+    /// Whether the chosen drive must be confirmed by typing its name.
+    pub fn must_type_name(&self) -> Option<&str> {
+        match &self.storage {
+            Some(StorageChoice::Drive(d)) if d.system_uses().is_some() || d.is_fixed_disk() => {
+                Some(&d.name)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn confirmed(&self) -> bool {
+        match self.must_type_name() {
+            Some(name) => {
+                self.typed_name.trim() == name || self.typed_name.trim() == format!("/dev/{name}")
+            }
+            None => true,
+        }
+    }
+
+    /// Checks the form and turns it into settings (secrets hashed here, the plain text
+    /// dropped). Every problem is returned next to its field.
+    pub fn settings_from_form(&mut self) -> bool {
+        let f = &self.form;
+        let mut errors = Vec::new();
+        let mut s = Settings::default();
+        let mut check = |field, result: Result<(), cardsmith_customize::Error>| {
+            if let Err(e) = result {
+                errors.push((field, e.to_string()));
+            }
+        };
+        if !f.hostname.trim().is_empty() {
+            let h = f.hostname.trim().to_owned();
+            check(Field::Hostname, validate::hostname(&h));
+            s.hostname = Some(h);
+        }
+        if !f.user.trim().is_empty() {
+            check(Field::User, validate::user(f.user.trim()));
+            match PasswordHashes::new(f.password.as_bytes()) {
+                Ok(password) => {
+                    s.user = Some(User {
+                        name: f.user.trim().to_owned(),
+                        password,
+                    })
+                }
+                Err(e) => errors.push((Field::Password, e.to_string())),
+            }
+        }
+        if f.ssh {
+            let mut keys = Vec::new();
+            for line in f.ssh_keys.lines().filter(|l| !l.trim().is_empty()) {
+                match validate::ssh_key(line) {
+                    Ok(k) => keys.push(k),
+                    Err(e) => errors.push((Field::SshKeys, e.to_string())),
+                }
+            }
+            s.ssh = Some(Ssh {
+                password_auth: f.ssh_password_auth,
+                keys,
+            });
+        }
+        if !f.ssid.is_empty() {
+            let ssid = f.ssid.as_bytes().to_vec();
+            let country = f.country.trim().to_uppercase();
+            let mut check = |field, result: Result<(), cardsmith_customize::Error>| {
+                if let Err(e) = result {
+                    errors.push((field, e.to_string()));
+                }
+            };
+            check(Field::Ssid, validate::ssid(&ssid));
+            check(Field::Country, validate::country(&country));
+            match wifi_psk(&ssid, f.wifi_password.as_bytes()) {
+                Ok(psk) => {
+                    s.wifi = Some(Wifi {
+                        ssid,
+                        psk,
+                        hidden: f.wifi_hidden,
+                        country,
+                    })
+                }
+                Err(e) => errors.push((Field::WifiPassword, e.to_string())),
+            }
+        }
+        if !f.timezone.trim().is_empty() {
+            let tz = f.timezone.trim().to_owned();
+            if let Err(e) = validate::timezone(&tz) {
+                errors.push((Field::Timezone, e.to_string()));
+            }
+            s.timezone = Some(tz);
+        }
+        if !f.keymap.trim().is_empty() {
+            let map = f.keymap.trim().to_owned();
+            if let Err(e) = validate::keymap(&map) {
+                errors.push((Field::Keymap, e.to_string()));
+            }
+            s.keymap = Some(map);
+        }
+        s.passwordless_sudo = f.passwordless_sudo;
+        if errors.is_empty() {
+            if let Err(e) = s.validate() {
+                errors.push((Field::User, e.to_string()));
+            }
+        }
+        self.errors = errors;
+        self.settings = (self.errors.is_empty() && !s.is_empty()).then_some(s);
+        self.errors.is_empty()
+    }
+
+    pub fn error(&self, field: Field) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|(f, _)| *f == field)
+            .map(|(_, e)| e.as_str())
+    }
+
+    /// The `cardsmith write` command line the job runs (secrets travel separately, hashed).
+    pub fn write_args(&self) -> Option<Vec<String>> {
+        let mut argv = Vec::new();
+        match self.os.as_ref()? {
+            OsChoice::Catalog { path, .. } => {
+                argv.extend(["--os".to_owned(), path.clone()]);
+                if let Some(loaded) = self.loaded() {
+                    argv.extend(["--repo".to_owned(), loaded.asked.clone()]);
+                }
+            }
+            OsChoice::Custom(file) => argv.push(file.display().to_string()),
+        }
+        match self.storage.as_ref()? {
+            StorageChoice::Drive(drive) => {
+                argv.push(drive.path.display().to_string());
+                if drive.system_uses().is_some() {
+                    argv.push("--allow-system-drive".into());
+                }
+                if self.eject {
+                    argv.push("--eject".into());
+                }
+            }
+            StorageChoice::File(file) => {
+                argv.push(file.display().to_string());
+                argv.push("--force".into());
+            }
+        }
+        if !self.verify {
+            argv.push("--no-verify".into());
+        }
+        Some(argv)
+    }
+
+    /// A progress or result event from the job.
+    pub fn on_job(&mut self, event: Event) {
+        match event {
+            Event::Progress {
+                phase,
+                done,
+                total,
+                rate,
+            } => {
+                if let Some(r) = &mut self.running {
+                    r.phase = Some(phase);
+                    r.done = done;
+                    r.total = total;
+                    r.rate = rate;
+                }
+            }
+            Event::Note(text) => {
+                if let Some(r) = &mut self.running {
+                    r.notes.push(text);
+                }
+            }
+            Event::Finished { ok, text, .. } => {
+                let running = self.running.take();
+                self.outcome = Some(Outcome {
+                    ok,
+                    cancelled: !ok && text.contains("cancelled"),
+                    text,
+                    notes: running.map(|r| r.notes).unwrap_or_default(),
+                });
+                self.cancel = None;
+                self.screen = Screen::Done;
+            }
+        }
+    }
+
+    /// The drives crate's watcher said something changed.
+    pub fn on_drive(&mut self, event: cardsmith_drives::Event) {
+        use cardsmith_drives::Event as E;
+        match event {
+            E::Added(d) | E::Changed(d) => {
+                match self.drives.iter_mut().find(|x| x.name == d.name) {
+                    Some(slot) => *slot = d,
+                    None => {
+                        self.drives.push(d);
+                        self.drives.sort_by(|a, b| a.name.cmp(&b.name));
+                    }
+                }
+            }
+            E::Removed(d) => {
+                self.drives.retain(|x| x.name != d.name);
+                if matches!(&self.storage, Some(StorageChoice::Drive(s)) if s.name == d.name) {
+                    self.storage = None;
+                }
+            }
+        }
+    }
+}
+
+fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}/{name}")
+    }
+}
+
+fn collect(list: &[OsEntry], prefix: &str, f: &mut dyn FnMut(&str, &OsEntry)) {
+    for e in list {
+        let path = join(prefix, &e.name);
+        f(&path, e);
+        if let Some(children) = &e.subitems {
+            collect(children, &path, f);
+        }
+    }
+}

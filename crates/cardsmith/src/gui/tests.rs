@@ -1,0 +1,307 @@
+//! The wizard clicked through by visible text in iced_test's simulator, with the bundled
+//! sample catalog and a file as target; the job itself runs for real through
+//! `write_for_window`; every language has every string.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cardsmith_catalog::{load, Http};
+use cardsmith_engine::Phase;
+use iced::widget::Id;
+use iced_test::{simulator, Error};
+
+use super::app::{App, Message};
+use super::state::{CatalogState, Screen};
+use crate::cli::report::Event;
+
+fn repo() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../os-list-sample/os_list.json"
+    )
+    .to_owned()
+}
+
+/// The tests share rust-i18n's one global locale: one at a time.
+static LOCALE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A wizard in English with the bundled catalog loaded, as if the worker had finished.
+fn wizard() -> App {
+    rust_i18n::set_locale("en");
+    let (mut app, _) = App::new("en".into(), Some(repo()));
+    let http = Http::new(Duration::from_secs(5)).unwrap();
+    let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
+    app.wizard.catalog = CatalogState::Ready(Box::new(loaded));
+    app
+}
+
+/// Clicks the widget showing `label` and feeds the resulting messages to the app.
+fn click(app: &mut App, label: &str) -> Result<(), Error> {
+    let mut ui = simulator(app.view());
+    ui.click(label)?;
+    let messages: Vec<Message> = ui.into_messages().collect();
+    assert!(!messages.is_empty(), "clicking {label:?} did nothing");
+    for m in messages {
+        let _ = app.update(m);
+    }
+    Ok(())
+}
+
+/// Types into the text input `field`.
+fn type_into(app: &mut App, field: Id, text: &str) -> Result<(), Error> {
+    let mut ui = simulator(app.view());
+    ui.click(field)?;
+    ui.typewrite(text);
+    for m in ui.into_messages() {
+        let _ = app.update(m);
+    }
+    Ok(())
+}
+
+fn shows(app: &App, text: &str) -> bool {
+    simulator(app.view()).find(text).is_ok()
+}
+
+fn choose_everything(app: &mut App, target: &Path) -> Result<(), Error> {
+    click(app, "CHOOSE DEVICE")?;
+    assert_eq!(app.wizard.screen, Screen::Device);
+    click(app, "Raspberry Pi 4")?;
+    assert_eq!(app.wizard.device.as_deref(), Some("Raspberry Pi 4"));
+    assert!(
+        shows(app, "Raspberry Pi 4"),
+        "the start screen names the device"
+    );
+
+    click(app, "CHOOSE OS")?;
+    assert_eq!(app.wizard.screen, Screen::Os);
+    assert!(shows(app, "Other demos ›"), "categories are listed");
+    click(app, "cardsmith demo (systemd)")?;
+    assert!(shows(app, "cardsmith demo (systemd)"));
+
+    click(app, "CHOOSE STORAGE")?;
+    assert_eq!(app.wizard.screen, Screen::Storage);
+    type_into(app, Id::new("file-path"), &target.display().to_string())?;
+    click(app, "Use this file")?;
+    assert_eq!(app.wizard.screen, Screen::Start);
+    Ok(())
+}
+
+#[test]
+fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
+    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("card.img");
+    let mut app = wizard();
+    let mut ui = simulator(app.view());
+    for label in ["CHOOSE DEVICE", "CHOOSE OS", "CHOOSE STORAGE", "NEXT"] {
+        assert!(ui.find(label).is_ok(), "the start screen shows {label}");
+    }
+    ui.click("NEXT")?;
+    assert_eq!(
+        ui.into_messages().count(),
+        0,
+        "NEXT waits until the three are chosen"
+    );
+
+    choose_everything(&mut app, &target)?;
+    click(&mut app, "NEXT")?;
+    assert_eq!(app.wizard.screen, Screen::AskCustomize);
+    click(&mut app, "EDIT SETTINGS")?;
+    type_into(&mut app, Id::new("hostname"), "bad_name")?;
+    click(&mut app, "SAVE")?;
+    assert_eq!(
+        app.wizard.screen,
+        Screen::Settings,
+        "a bad host name keeps the editor open"
+    );
+    assert!(
+        shows(&app, "hostname \"bad_name\" is not valid: only letters a-z, digits and hyphens are allowed (no dots, spaces or underscores)"),
+        "the message stands next to the field"
+    );
+    app.wizard.form.hostname.clear();
+    type_into(&mut app, Id::new("hostname"), "lab-pi")?;
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.wizard.screen, Screen::AskCustomize);
+    click(&mut app, "YES")?;
+    assert_eq!(app.wizard.screen, Screen::Confirm);
+    assert!(shows(&app, &format!("the file {}", target.display())));
+    assert!(shows(
+        &app,
+        "The OS customisation settings will be applied."
+    ));
+    assert_eq!(
+        app.wizard.write_args().unwrap(),
+        [
+            "--os",
+            "cardsmith demo (systemd)",
+            "--repo",
+            &repo(),
+            target.to_str().unwrap(),
+            "--force"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
+    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = wizard();
+    choose_everything(&mut app, &dir.path().join("card.img"))?;
+    click(&mut app, "NEXT")?;
+    click(&mut app, "NO")?;
+    // Start the job by hand, so the test owns its events.
+    app.wizard.running = Some(super::state::Running {
+        phase: None,
+        done: 0,
+        total: None,
+        rate: 0.0,
+        notes: Vec::new(),
+        cancelling: false,
+    });
+    let cancel = cardsmith_engine::CancelToken::new();
+    app.wizard.cancel = Some(cancel.clone());
+    app.wizard.screen = Screen::Progress;
+    let _ = app.update(Message::Job(Event::Progress {
+        phase: Phase::Write,
+        done: 25 << 20,
+        total: Some(100 << 20),
+        rate: 50e6,
+    }));
+    assert!(shows(&app, "Downloading and writing"));
+    assert!(shows(&app, "25% · 26.2 MB · 50.0 MB/s · 2 s left"));
+    click(&mut app, "CANCEL")?;
+    assert!(cancel.is_cancelled(), "Cancel really stops the job");
+    assert!(shows(&app, "Cancelling…"));
+    let error = "cancelled";
+    let _ = app.update(Message::Job(Event::Finished {
+        ok: false,
+        text: error.into(),
+        fields: serde_json::Value::Null,
+    }));
+    assert!(shows(&app, "Cancelled"));
+    assert!(shows(
+        &app,
+        "The card was left with its first MiB zeroed: it will not boot until it is written again."
+    ));
+
+    click(&mut app, "BACK TO START")?;
+    app.wizard.running = Some(super::state::Running {
+        phase: None,
+        done: 0,
+        total: None,
+        rate: 0.0,
+        notes: vec![],
+        cancelling: false,
+    });
+    let long = "SHA-256 of the download is 00aa, not 11bb as published; nothing was written to the start of the target. The download is corrupt, or the catalog is wrong";
+    let _ = app.update(Message::Job(Event::Finished {
+        ok: false,
+        text: long.into(),
+        fields: serde_json::Value::Null,
+    }));
+    assert!(shows(&app, "Writing failed"));
+    assert!(shows(&app, long), "the error is shown in full");
+    Ok(())
+}
+
+#[test]
+fn the_job_is_the_cli_write_and_reports_to_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("card.img");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let argv: Vec<String> = vec![
+        "--os".into(),
+        "cardsmith demo (systemd)".into(),
+        "--repo".into(),
+        repo(),
+        target.display().to_string(),
+    ];
+    let settings = cardsmith_customize::Settings {
+        hostname: Some("wizard-pi".into()),
+        ..cardsmith_customize::Settings::default()
+    };
+    crate::cli::write_for_window(
+        argv,
+        Some(settings),
+        false,
+        &cardsmith_engine::CancelToken::new(),
+        tx,
+    );
+    let events: Vec<Event> = rx.try_iter().collect();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Progress {
+            phase: Phase::Verify,
+            ..
+        }
+    )));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Note(n) if n.contains("hostname wizard-pi"))),
+        "{events:?}"
+    );
+    let Some(Event::Finished { ok: true, text, .. }) = events.last() else {
+        panic!("no success: {events:?}");
+    };
+    assert!(text.contains("verified"), "{text}");
+    assert!(std::fs::metadata(&target).unwrap().len() > 0);
+}
+
+/// The keys of a flat `key: "value"` locale file.
+fn keys(path: &Path) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(k, _)| k.trim().to_owned()))
+        .filter(|k| !k.starts_with('_') && !k.is_empty())
+        .collect()
+}
+
+#[test]
+fn every_language_has_every_string() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../locales"));
+    let english = keys(&dir.join("en.yml"));
+    for (code, _) in super::LANGUAGES {
+        let file = dir.join(format!("{code}.yml"));
+        assert!(file.exists(), "no {}", file.display());
+        let have = keys(&file);
+        let missing: Vec<_> = english.difference(&have).collect();
+        let extra: Vec<_> = have.difference(&english).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{code}: missing {missing:?}, unknown {extra:?}"
+        );
+    }
+    // Every key the code asks for exists.
+    let source =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/gui/app.rs")).unwrap();
+    let mut used = 0;
+    for (at, _) in source.match_indices("t!(\"") {
+        let before = source[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue; // format!(", println!(", …
+        }
+        let key = source[at + 4..].split('"').next().unwrap();
+        assert!(
+            english.contains(key),
+            "the code uses {key:?}, which en.yml lacks"
+        );
+        used += 1;
+    }
+    assert!(used > 50, "found only {used} translated strings");
+}
+
+#[test]
+fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
+    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut app = wizard();
+    let _ = app.update(Message::Language(super::app::Language("de", "Deutsch")));
+    assert!(shows(&app, "GERÄT WÄHLEN"));
+    let _ = app.update(Message::Language(super::app::Language("en", "English")));
+    assert!(shows(&app, "CHOOSE DEVICE"));
+    Ok(())
+}
