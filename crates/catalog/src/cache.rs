@@ -107,8 +107,12 @@ fn hash_file(path: &Path) -> io::Result<String> {
 }
 
 impl Cache {
-    /// The user's cache directory (`$XDG_CACHE_HOME/cardsmith`, or `~/.cache/cardsmith`).
+    /// `$CARDSMITH_CACHE` when set, else the user's cache directory
+    /// (`$XDG_CACHE_HOME/cardsmith`, or `~/.cache/cardsmith`).
     pub fn open() -> Result<Cache, Error> {
+        if let Some(dir) = std::env::var_os("CARDSMITH_CACHE").filter(|d| !d.is_empty()) {
+            return Ok(Cache::at(Path::new(&dir), DEFAULT_LIMIT));
+        }
         let dirs = directories::ProjectDirs::from("", "", "cardsmith").ok_or(Error::NoCacheDir)?;
         Ok(Cache::at(dirs.cache_dir(), DEFAULT_LIMIT))
     }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cardsmith_catalog::{Cache, Http, Loaded, OFFICIAL};
+use cardsmith_customize::presets::Presets;
 use cardsmith_drives::{Sources, Watcher};
 use cardsmith_engine::{CancelToken, Phase};
 use iced::futures::channel::mpsc;
@@ -75,6 +76,13 @@ pub enum Message {
     Verify(bool),
     Eject(bool),
     ClearCache,
+    CacheDir(String),
+    UseCacheDir,
+    EjectNow,
+    Ejected(String),
+    PickPreset(String),
+    PresetName(String),
+    SavePreset,
     Language(Language),
     FocusNext(bool),
 }
@@ -99,14 +107,23 @@ pub enum FormEdit {
 pub struct App {
     pub wizard: Wizard,
     pub cache_note: Option<String>,
+    pub cache_dir: String,
+    pub preset_name: String,
+    pub preset_note: Option<String>,
 }
 
 impl App {
     pub fn new(language: String, repo: Option<String>) -> (App, Task<Message>) {
         rust_i18n::set_locale(&language);
+        let cache_dir = Cache::open()
+            .map(|c| c.dir().display().to_string())
+            .unwrap_or_default();
         let app = App {
             wizard: Wizard::new(language),
             cache_note: None,
+            cache_dir,
+            preset_name: String::new(),
+            preset_note: None,
         };
         (app, load_catalog(repo))
     }
@@ -201,6 +218,55 @@ impl App {
                     Ok((files, _)) => t!("options.cleared", n = files).into_owned(),
                     Err(e) => e.to_string(),
                 });
+            }
+            Message::CacheDir(dir) => self.cache_dir = dir,
+            Message::UseCacheDir => {
+                // The jobs run the CLI code, which reads the cache location from here.
+                std::env::set_var("CARDSMITH_CACHE", self.cache_dir.trim());
+                self.cache_note =
+                    Some(t!("options.cache_set", dir = self.cache_dir.trim()).into_owned());
+            }
+            Message::EjectNow => {
+                if let Some(StorageChoice::Drive(drive)) = w.storage.clone() {
+                    let (tx, rx) = iced::futures::channel::oneshot::channel();
+                    std::thread::spawn(move || {
+                        let said = match cardsmith_drives::power_off(&drive) {
+                            Ok(()) => t!("done.ejected").into_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        let _ = tx.send(said);
+                    });
+                    return Task::perform(rx, |r| Message::Ejected(r.unwrap_or_default()));
+                }
+            }
+            Message::Ejected(text) => {
+                if let Some(o) = &mut w.outcome {
+                    o.notes.push(text);
+                }
+            }
+            Message::PickPreset(name) => {
+                self.preset_note = Some(match Presets::open().and_then(|p| p.load(&name)) {
+                    Ok(settings) => {
+                        w.settings = Some(settings);
+                        w.apply_settings = true;
+                        t!("settings.preset_loaded", name = name).into_owned()
+                    }
+                    Err(e) => e.to_string(),
+                });
+            }
+            Message::PresetName(name) => self.preset_name = name,
+            Message::SavePreset => {
+                let name = self.preset_name.trim().to_owned();
+                if w.settings_from_form() {
+                    self.preset_note = Some(match (&w.settings, Presets::open()) {
+                        (Some(s), Ok(presets)) => match presets.save(&name, s) {
+                            Ok(_) => t!("settings.preset_saved", name = name).into_owned(),
+                            Err(e) => e.to_string(),
+                        },
+                        (None, _) => t!("settings.nothing_to_save").into_owned(),
+                        (_, Err(e)) => e.to_string(),
+                    });
+                }
             }
             Message::Language(Language(code, _)) => {
                 rust_i18n::set_locale(code);
@@ -361,6 +427,19 @@ impl App {
                     .style(button::secondary),
             ]
             .spacing(16)
+            .align_y(Center),
+            row![
+                text(t!("options.cache_dir")),
+                text_input("", &self.cache_dir)
+                    .id("cache-dir")
+                    .on_input(Message::CacheDir)
+                    .on_submit(Message::UseCacheDir)
+                    .padding(6),
+                button(text(t!("options.use_cache_dir")))
+                    .on_press(Message::UseCacheDir)
+                    .style(button::secondary),
+            ]
+            .spacing(8)
             .align_y(Center),
             text(self.cache_note.clone().unwrap_or_default()).size(12),
             text(catalog_line).size(12),
@@ -675,8 +754,25 @@ impl App {
             .spacing(8)
             .into(),
         };
+        let presets = Presets::open().map(|p| p.list()).unwrap_or_default();
+        let save_as = (!self.preset_name.trim().is_empty()).then_some(Message::SavePreset);
+        let preset_row = row![
+            pick_list(presets, None::<String>, Message::PickPreset)
+                .placeholder(t!("settings.preset_pick")),
+            text_input(&t!("settings.preset_name"), &self.preset_name)
+                .id("preset-name")
+                .on_input(Message::PresetName)
+                .padding(6),
+            button(text(t!("settings.save_as")))
+                .on_press_maybe(save_as)
+                .style(button::secondary),
+        ]
+        .spacing(8)
+        .align_y(Center);
         column![
             self.header(t!("settings.title").into_owned()),
+            preset_row,
+            text(self.preset_note.clone().unwrap_or_default()).size(12),
             tabs,
             body,
             row![
@@ -813,12 +909,19 @@ impl App {
         for note in &o.notes {
             col = col.push(text(note.clone()).size(12));
         }
-        col.push(
-            button(text(t!("done.again")))
-                .on_press(Message::Restart)
-                .style(button::primary),
-        )
-        .into()
+        let mut buttons = row![button(text(t!("done.again")))
+            .on_press(Message::Restart)
+            .style(button::primary)]
+        .spacing(12);
+        let on_a_drive = matches!(self.wizard.storage, Some(StorageChoice::Drive(_)));
+        if o.ok && on_a_drive {
+            buttons = buttons.push(
+                button(text(t!("done.eject")))
+                    .on_press(Message::EjectNow)
+                    .style(button::secondary),
+            );
+        }
+        col.push(buttons).into()
     }
 
     pub fn theme(&self) -> Option<Theme> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use cardsmith_catalog::{load, Http};
 use cardsmith_engine::Phase;
 use iced::widget::Id;
-use iced_test::{simulator, Error};
+use iced_test::{Error, Simulator};
 
 use super::app::{App, Message};
 use super::state::{CatalogState, Screen};
@@ -34,6 +34,11 @@ fn wizard() -> App {
     let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
     app.wizard.catalog = CatalogState::Ready(Box::new(loaded));
     app
+}
+
+/// The wizard's view in a simulated window as tall as the longest screen.
+fn simulator(view: iced::Element<'_, Message>) -> Simulator<'_, Message> {
+    Simulator::with_size(iced::Settings::default(), (1000.0, 1600.0), view)
 }
 
 /// Clicks the widget showing `label` and feeds the resulting messages to the app.
