@@ -14,6 +14,8 @@ pub enum Phase {
     Verify,
     /// Hashing an image.
     Hash,
+    /// Reading a device back into a file.
+    Read,
 }
 
 impl Phase {
@@ -23,6 +25,7 @@ impl Phase {
             Phase::Finish => "finish",
             Phase::Verify => "verify",
             Phase::Hash => "hash",
+            Phase::Read => "read",
         }
     }
 }

@@ -63,6 +63,9 @@ enum Command {
     /// Print the hash of the decompressed image, as sha256sum prints it
     #[command(after_help = EXIT_CODES)]
     Hash(HashArgs),
+    /// Read a card (or any device or file) back into a raw image file
+    #[command(after_help = EXIT_CODES)]
+    Read(ReadArgs),
     /// List the drives an image can be written to
     Drives(drives::DrivesArgs),
     /// The OS catalog (Raspberry Pi Imager's list, or your own)
@@ -128,6 +131,20 @@ struct WriteArgs {
 }
 
 #[derive(Args)]
+struct ReadArgs {
+    /// The card or device to read (read-only; nothing on it changes)
+    source: PathBuf,
+    /// The image file to create
+    output: PathBuf,
+    /// Replace an existing output file
+    #[arg(long)]
+    force: bool,
+    /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct VerifyArgs {
     /// The image file (compressed or not), or - for standard input
     image: String,
@@ -157,10 +174,11 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
     engine::parse_sha256(hex).ok_or_else(|| "expected 64 hexadecimal digits".to_owned())
 }
 
-/// For the wizard: runs `cardsmith write ARGV…` on the calling (worker) thread, as a user
-/// would type it, with settings already prepared (secrets hashed) and the confirmation
-/// already given in the window; everything it reports goes to `events`.
-pub(crate) fn write_for_window(
+/// For the wizard: runs `cardsmith VERB ARGV…` (write or read) on the calling (worker)
+/// thread, as a user would type it, with settings already prepared (secrets hashed) and
+/// the confirmation already given in the window; everything it reports goes to `events`.
+pub(crate) fn run_for_window(
+    verb: &str,
     argv: Vec<String>,
     prepared: Option<cardsmith_customize::Settings>,
     name_typed: bool,
@@ -168,7 +186,7 @@ pub(crate) fn write_for_window(
     events: std::sync::mpsc::Sender<report::Event>,
 ) {
     let mut reporter = Reporter::channel(events);
-    let words = ["cardsmith".to_owned(), "write".to_owned()]
+    let words = ["cardsmith".to_owned(), verb.to_owned()]
         .into_iter()
         .chain(argv);
     let outcome = match Cli::try_parse_from(words) {
@@ -180,7 +198,10 @@ pub(crate) fn write_for_window(
             args.yes = true;
             write(args, cancel, &mut reporter)
         }
-        Ok(_) => Err(Failure::Usage("not a write".into())),
+        Ok(Cli {
+            command: Command::Read(args),
+        }) => read(args, cancel, &mut reporter),
+        Ok(_) => Err(Failure::Usage(format!("the wizard does not run {verb}"))),
         Err(e) => Err(Failure::Usage(e.to_string())),
     };
     if let Err(failure) = outcome {
@@ -202,6 +223,7 @@ pub fn run() -> ExitCode {
         Command::Write(a) => a.json,
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
+        Command::Read(a) => a.json,
         Command::Customize(a) => a.json(),
         Command::Drives(_)
         | Command::Os(_)
@@ -214,6 +236,7 @@ pub fn run() -> ExitCode {
         Command::Write(args) => write(args, &cancel, &mut reporter),
         Command::Verify(args) => verify(args, &cancel, &mut reporter),
         Command::Hash(args) => hash(args, &cancel, &mut reporter),
+        Command::Read(args) => read(args, &cancel, &mut reporter),
         Command::Drives(args) => drives::run(args),
         Command::Os(command) => catalog::os(command, &mut reporter),
         Command::Devices(args) => catalog::devices(args, &mut reporter),
@@ -516,6 +539,32 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
             "target": target.path(),
             "bytes": report.bytes,
             "bypassed_cache": report.bypassed_cache,
+        }),
+    );
+    Ok(())
+}
+
+fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    let source = Target::open_for_read(&args.source)?;
+    ctrl_c_cancels(true);
+    let report = engine::read(&source, &args.output, args.force, cancel, &mut |p| {
+        reporter.progress(p)
+    })?;
+    let summary = format!(
+        "Read {} from {} into {}; SHA-256 {}.",
+        units::bytes(report.bytes),
+        args.source.display(),
+        args.output.display(),
+        report.sha256
+    );
+    reporter.success(
+        Said::Note(&summary),
+        json!({
+            "command": "read",
+            "source": args.source,
+            "output": args.output,
+            "bytes": report.bytes,
+            "sha256": report.sha256,
         }),
     );
     Ok(())

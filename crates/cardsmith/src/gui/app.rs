@@ -70,6 +70,9 @@ pub enum Message {
     SaveSettings,
     TypedName(String),
     Write,
+    ReadPick(String),
+    ReadOutput(String),
+    StartRead,
     Job(Event),
     Cancel,
     Restart,
@@ -200,6 +203,21 @@ impl App {
             }
             Message::TypedName(s) => w.typed_name = s,
             Message::Write => return self.start_write(),
+            Message::ReadPick(name) => w.read_source = Some(name),
+            Message::ReadOutput(path) => w.read_output = path,
+            Message::StartRead => {
+                let source = w
+                    .drives
+                    .iter()
+                    .find(|d| Some(&d.name) == w.read_source.as_ref());
+                if let (Some(d), false) = (source, w.read_output.trim().is_empty()) {
+                    let argv = vec![
+                        d.path.display().to_string(),
+                        w.read_output.trim().to_owned(),
+                    ];
+                    return self.start_job("read", argv, None, false);
+                }
+            }
             Message::Job(event) => w.on_job(event),
             Message::Cancel => {
                 if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
@@ -285,7 +303,7 @@ impl App {
 
     /// Runs the write on a worker thread and forwards its events to the window.
     fn start_write(&mut self) -> Task<Message> {
-        let w = &mut self.wizard;
+        let w = &self.wizard;
         if !w.confirmed() {
             return Task::none();
         }
@@ -294,6 +312,18 @@ impl App {
         };
         let prepared = w.settings.clone().filter(|_| w.apply_settings);
         let name_typed = w.must_type_name().is_some();
+        self.start_job("write", argv, prepared, name_typed)
+    }
+
+    /// Runs a CLI verb on a worker thread and forwards its events to the window.
+    fn start_job(
+        &mut self,
+        verb: &'static str,
+        argv: Vec<String>,
+        prepared: Option<cardsmith_customize::Settings>,
+        name_typed: bool,
+    ) -> Task<Message> {
+        let w = &mut self.wizard;
         let cancel = CancelToken::new();
         w.cancel = Some(cancel.clone());
         w.running = Some(Running {
@@ -307,7 +337,7 @@ impl App {
         w.screen = Screen::Progress;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            crate::cli::write_for_window(argv, prepared, name_typed, &cancel, tx);
+            crate::cli::run_for_window(verb, argv, prepared, name_typed, &cancel, tx);
         });
         let (forward, events) = mpsc::unbounded();
         std::thread::spawn(move || {
@@ -318,6 +348,59 @@ impl App {
             }
         });
         Task::run(events, Message::Job)
+    }
+
+    fn read_card(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let mut list = column![
+            self.header(t!("read.title").into_owned()),
+            toggler(w.show_system)
+                .label(t!("storage.show_system"))
+                .on_toggle(Message::ShowSystem),
+        ]
+        .spacing(10);
+        let drives: Vec<_> = w
+            .drives
+            .iter()
+            .filter(|d| d.size > 0 && (d.offered || w.show_system))
+            .collect();
+        if drives.is_empty() {
+            list = list.push(text(t!("storage.none")));
+        }
+        for d in drives {
+            let chosen = w.read_source.as_deref() == Some(d.name.as_str());
+            let label = format!(
+                "{}{} — {} ({})",
+                if chosen { "✔ " } else { "" },
+                d.description(),
+                d.size_human,
+                d.path.display()
+            );
+            list = list.push(
+                button(text(label))
+                    .on_press(Message::ReadPick(d.name.clone()))
+                    .width(Fill)
+                    .style(button::secondary),
+            );
+        }
+        let ready = w.read_source.is_some() && !w.read_output.trim().is_empty();
+        list.push(text(t!("read.output")))
+            .push(
+                text_input("", &w.read_output)
+                    .id("read-output")
+                    .on_input(Message::ReadOutput)
+                    .padding(8),
+            )
+            .push(
+                row![
+                    button(text(t!("read.start")))
+                        .on_press_maybe(ready.then_some(Message::StartRead))
+                        .style(button::primary),
+                    self.back(),
+                ]
+                .spacing(12),
+            )
+            .into()
     }
 
     pub fn subscription(&self) -> Subscription<Message> {
@@ -345,6 +428,7 @@ impl App {
             Screen::Confirm => self.confirm(),
             Screen::Progress => self.progress(),
             Screen::Done => self.done(),
+            Screen::Read => self.read_card(),
         };
         container(scrollable(body).height(Fill))
             .padding(20)
@@ -410,10 +494,16 @@ impl App {
                 choice(storage, t!("start.storage").into_owned(), Screen::Storage),
             ]
             .spacing(16),
-            button(text(t!("start.next")))
-                .on_press_maybe(w.ready().then_some(Message::Next))
-                .style(button::primary)
-                .width(160),
+            row![
+                button(text(t!("start.next")))
+                    .on_press_maybe(w.ready().then_some(Message::Next))
+                    .style(button::primary)
+                    .width(160),
+                button(text(t!("start.read_card")))
+                    .on_press(Message::Go(Screen::Read))
+                    .style(button::secondary),
+            ]
+            .spacing(16),
             rule::horizontal(1),
             row![
                 checkbox(w.verify)
@@ -851,6 +941,7 @@ impl App {
             Some(Phase::Finish) => t!("progress.finishing"),
             Some(Phase::Verify) => t!("progress.verifying"),
             Some(Phase::Hash) => t!("progress.hashing"),
+            Some(Phase::Read) => t!("progress.reading"),
         };
         let fraction = r.total.filter(|&t| t > 0).map(|t| r.done as f32 / t as f32);
         let mut stats = format!(

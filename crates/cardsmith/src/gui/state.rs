@@ -23,6 +23,8 @@ pub enum Screen {
     Confirm,
     Progress,
     Done,
+    /// READ A CARD: back up a card into an image file.
+    Read,
 }
 
 /// What to write.
@@ -134,6 +136,9 @@ pub struct Wizard {
     pub outcome: Option<Outcome>,
     pub cancel: Option<CancelToken>,
     pub language: String,
+    /// READ A CARD: the drive's kernel name, and the image file to create.
+    pub read_source: Option<String>,
+    pub read_output: String,
 }
 
 impl Wizard {
@@ -167,6 +172,8 @@ impl Wizard {
             outcome: None,
             cancel: None,
             language,
+            read_source: None,
+            read_output: String::new(),
         }
     }
 

@@ -228,7 +228,8 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
         hostname: Some("wizard-pi".into()),
         ..cardsmith_customize::Settings::default()
     };
-    crate::cli::write_for_window(
+    crate::cli::run_for_window(
+        "write",
         argv,
         Some(settings),
         false,
@@ -308,5 +309,59 @@ fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
     assert!(shows(&app, "GERÄT WÄHLEN"));
     let _ = app.update(Message::Language(super::app::Language("en", "English")));
     assert!(shows(&app, "CHOOSE DEVICE"));
+    Ok(())
+}
+
+#[test]
+fn read_a_card_is_the_cli_read() -> Result<(), Error> {
+    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut app = wizard();
+    click(&mut app, "READ A CARD")?;
+    assert_eq!(app.wizard.screen, Screen::Read);
+    assert!(shows(&app, "Read a card into an image file"));
+
+    // The job behind READ: `cardsmith read SOURCE OUTPUT`, here from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("card.bin");
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&source, &data).unwrap();
+    let out = dir.path().join("backup.img");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let argv = vec![source.display().to_string(), out.display().to_string()];
+    crate::cli::run_for_window(
+        "read",
+        argv,
+        None,
+        false,
+        &cardsmith_engine::CancelToken::new(),
+        tx,
+    );
+    let events: Vec<Event> = rx.try_iter().collect();
+    let Some(Event::Finished {
+        ok: true, fields, ..
+    }) = events.last()
+    else {
+        panic!("no success: {events:?}");
+    };
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    let sha = fields["sha256"].as_str().unwrap().to_owned();
+    let _ = app.update(Message::Go(Screen::Progress));
+    app.wizard.running = Some(super::state::Running {
+        phase: None,
+        done: 0,
+        total: None,
+        rate: 0.0,
+        notes: vec![],
+        cancelling: false,
+    });
+    for e in events {
+        let _ = app.update(Message::Job(e));
+    }
+    assert!(shows(&app, "Done"));
+    let text = app.wizard.outcome.as_ref().unwrap().text.clone();
+    assert!(
+        text.contains(&sha),
+        "the done screen names the SHA-256: {text}"
+    );
     Ok(())
 }
