@@ -452,17 +452,30 @@ fn confirmation_on_a_terminal_names_the_card_and_takes_no_for_an_answer() {
 fn a_card_is_read_back_into_a_file_with_its_sha256() {
     let card = card(16 * MIB);
     let raw = card.image(31);
-    assert_ok(&cardsmith(&["write", raw.to_str().unwrap(), card.dev.arg(), "--yes"]));
+    assert_ok(&cardsmith(&[
+        "write",
+        raw.to_str().unwrap(),
+        card.dev.arg(),
+        "--yes",
+    ]));
     let backup = card.path("backup.img");
     let out = cardsmith(&["read", card.dev.arg(), backup.to_str().unwrap(), "--json"]);
     assert_ok(&out);
     let result = json_lines(&out).pop().unwrap();
     assert_eq!(result["bytes"], 16 * MIB);
     assert_eq!(result["sha256"], sha256sum(&backup));
-    assert!(same_prefix(&raw, &backup, IMAGE_LEN as u64), "the image is in the backup");
+    assert!(
+        same_prefix(&raw, &backup, IMAGE_LEN as u64),
+        "the image is in the backup"
+    );
     assert_eq!(sha256sum(&backup), sha256sum(&card.backing));
 
     let again = cardsmith(&["read", card.dev.arg(), backup.to_str().unwrap()]);
     assert_fails(&again, 1, &["already exists", "--force"]);
-    assert_ok(&cardsmith(&["read", card.dev.arg(), backup.to_str().unwrap(), "--force"]));
+    assert_ok(&cardsmith(&[
+        "read",
+        card.dev.arg(),
+        backup.to_str().unwrap(),
+        "--force",
+    ]));
 }

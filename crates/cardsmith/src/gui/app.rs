@@ -2,18 +2,19 @@
 //! `state`; the work is done by the same code the CLI runs (`cli::write_for_window`, the
 //! drives watcher, the catalog loader) on worker threads.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cardsmith_catalog::{Cache, Http, Loaded, OFFICIAL};
+use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, OFFICIAL};
 use cardsmith_customize::presets::Presets;
 use cardsmith_drives::{Sources, Watcher};
 use cardsmith_engine::{CancelToken, Phase};
 use iced::futures::channel::mpsc;
 use iced::keyboard;
 use iced::widget::{
-    button, checkbox, column, container, operation, pick_list, progress_bar, row, rule, scrollable,
-    space, text, text_input, toggler,
+    button, checkbox, column, container, image, operation, pick_list, progress_bar, row, rule,
+    scrollable, space, text, text_input, toggler,
 };
 use iced::{Center, Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
@@ -50,6 +51,7 @@ pub fn languages() -> Vec<Language> {
 pub enum Message {
     Go(Screen),
     CatalogLoaded(Result<Box<Loaded>, String>),
+    Icon(String, Vec<u8>),
     Drive(Box<cardsmith_drives::Event>),
     PickDevice(String),
     OpenCategory(String),
@@ -109,6 +111,8 @@ pub enum FormEdit {
 
 pub struct App {
     pub wizard: Wizard,
+    /// Device and OS icons by their URL as the catalog gives it.
+    pub icons: HashMap<String, image::Handle>,
     pub cache_note: Option<String>,
     pub cache_dir: String,
     pub preset_name: String,
@@ -123,6 +127,7 @@ impl App {
             .unwrap_or_default();
         let app = App {
             wizard: Wizard::new(language),
+            icons: HashMap::new(),
             cache_note: None,
             cache_dir,
             preset_name: String::new(),
@@ -139,7 +144,14 @@ impl App {
         let w = &mut self.wizard;
         match message {
             Message::Go(screen) => w.screen = screen,
-            Message::CatalogLoaded(Ok(loaded)) => w.catalog = CatalogState::Ready(loaded),
+            Message::CatalogLoaded(Ok(loaded)) => {
+                let icons = icon_urls(&loaded);
+                w.catalog = CatalogState::Ready(loaded);
+                return load_icons(icons);
+            }
+            Message::Icon(url, bytes) => {
+                self.icons.insert(url, image::Handle::from_bytes(bytes));
+            }
             Message::CatalogLoaded(Err(e)) => w.catalog = CatalogState::Failed(e),
             Message::Drive(event) => w.on_drive(*event),
             Message::PickDevice(name) => {
@@ -443,6 +455,14 @@ impl App {
             .into()
     }
 
+    /// A catalog icon, or the bundled one while it loads (or when it cannot be had).
+    fn icon(&self, url: Option<&str>) -> Element<'_, Message> {
+        let handle = url
+            .and_then(|u| self.icons.get(u).cloned())
+            .unwrap_or_else(|| image::Handle::from_bytes(FALLBACK_ICON));
+        image(handle).width(40).height(40).into()
+    }
+
     fn back(&self) -> Element<'_, Message> {
         button(text(t!("nav.back")))
             .on_press(Message::Go(Screen::Start))
@@ -546,10 +566,15 @@ impl App {
         match w.loaded() {
             Some(loaded) => {
                 for d in loaded.catalog.devices() {
-                    let label = column![
-                        text(d.name.clone()).size(16),
-                        text(d.description.clone().unwrap_or_default()).size(12),
-                    ];
+                    let label = row![
+                        self.icon(d.icon.as_deref()),
+                        column![
+                            text(d.name.clone()).size(16),
+                            text(d.description.clone().unwrap_or_default()).size(12),
+                        ],
+                    ]
+                    .spacing(12)
+                    .align_y(Center);
                     list = list.push(
                         button(label)
                             .on_press(Message::PickDevice(d.name.clone()))
@@ -590,7 +615,7 @@ impl App {
                     t!("os.download", size = cardsmith_drives::human_size(size)).into_owned(),
                 );
             }
-            let label = column![
+            let words = column![
                 text(if e.subitems.is_some() {
                     format!("{} ›", e.name)
                 } else {
@@ -600,6 +625,9 @@ impl App {
                 text(e.description.clone().unwrap_or_default()).size(12),
                 text(meta.join(" · ")).size(11),
             ];
+            let label = row![self.icon(e.icon.as_deref()), words]
+                .spacing(12)
+                .align_y(Center);
             let message = if e.subitems.is_some() {
                 Message::OpenCategory(e.name.clone())
             } else {
@@ -1037,6 +1065,80 @@ fn edit_form(w: &mut Wizard, edit: FormEdit) {
         FormEdit::Keymap(s) => f.keymap = s,
         FormEdit::Sudo(b) => f.passwordless_sudo = b,
     }
+}
+
+/// Shown for a device or OS whose icon cannot be fetched (offline).
+const FALLBACK_ICON: &[u8] = include_bytes!("../../../../os-list-sample/demo-icon.png");
+
+/// Every icon the catalog names, resolved against the catalog's location.
+pub(crate) fn icon_urls(loaded: &Loaded) -> Vec<(String, Location)> {
+    let base = Location::parse(&loaded.asked);
+    let mut urls: Vec<String> = loaded
+        .catalog
+        .devices()
+        .iter()
+        .filter_map(|d| d.icon.clone())
+        .collect();
+    fn walk(list: &[cardsmith_catalog::OsEntry], out: &mut Vec<String>) {
+        for e in list {
+            out.extend(e.icon.clone());
+            if let Some(children) = &e.subitems {
+                walk(children, out);
+            }
+        }
+    }
+    walk(&loaded.catalog.os_list, &mut urls);
+    urls.sort();
+    urls.dedup();
+    urls.into_iter()
+        .map(|u| {
+            let at = base.join(&u);
+            (u, at)
+        })
+        .collect()
+}
+
+/// Fetches icons on a worker thread: from the icon cache, else the network (then cached),
+/// else nothing (the bundled icon stays).
+fn load_icons(icons: Vec<(String, Location)>) -> Task<Message> {
+    if icons.is_empty() {
+        return Task::none();
+    }
+    let (tx, rx) = mpsc::unbounded();
+    std::thread::spawn(move || {
+        let dir = Cache::open().ok().map(|c| c.dir().join("icons"));
+        let fetcher = Http::new(Duration::from_secs(10))
+            .ok()
+            .map(|http| Fetcher { http });
+        for (url, location) in icons {
+            let key = dir
+                .as_ref()
+                .map(|d| d.join(cardsmith_engine::to_hex(&sha2_digest(url.as_bytes()))));
+            let cached = key.as_ref().and_then(|k| std::fs::read(k).ok());
+            let bytes = cached.or_else(|| {
+                let got = fetcher.as_ref()?.fetch(&location, 2 << 20).ok()?;
+                if let Some(k) = &key {
+                    let _ = std::fs::create_dir_all(k.parent()?);
+                    let tmp = k.with_extension("tmp");
+                    if std::fs::write(&tmp, &got).is_ok() {
+                        let _ = std::fs::rename(&tmp, k);
+                    }
+                }
+                Some(got)
+            });
+            if let Some(bytes) = bytes {
+                if tx.unbounded_send((url, bytes)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Task::run(rx, |(url, bytes)| Message::Icon(url, bytes))
+}
+
+fn sha2_digest(data: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).into()
 }
 
 /// Loads the catalog on a worker thread (offline: the cached or bundled one).

@@ -365,3 +365,19 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     );
     Ok(())
 }
+
+#[test]
+fn icons_resolve_against_the_catalog_and_fall_back_offline() {
+    let app = wizard();
+    let Some(loaded) = app.wizard.loaded() else {
+        panic!("loaded")
+    };
+    let urls = super::app::icon_urls(loaded);
+    assert_eq!(urls.len(), 1, "{urls:?}");
+    let (name, location) = &urls[0];
+    assert_eq!(name, "demo-icon.png");
+    let cardsmith_catalog::Location::Path(path) = location else {
+        panic!("{location:?}")
+    };
+    assert!(path.exists(), "{}", path.display());
+}
