@@ -458,3 +458,39 @@ fn a_system_drive_is_written_only_after_its_name_is_typed() {
     assert!(screen.contains("verified"), "{screen}");
     assert!(same_prefix(&raw, &backing, 3 * MIB as u64));
 }
+
+#[test]
+fn erase_leaves_one_clean_fat32_partition_over_the_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("card.bin");
+    filled_file(&backing, 96 * MIB, 0xAA);
+    let dev = LoopDevice::attach(&backing);
+    let out = cardsmith(&["erase", dev.arg()]);
+    assert_fails(&out, 1, &["Erase", "Not without confirmation"]);
+    assert!(
+        read_range(&backing, 0, 512).iter().all(|&b| b == 0xAA),
+        "refused: untouched"
+    );
+
+    let out = cardsmith(&["erase", dev.arg(), "--yes", "--json"]);
+    assert_ok(&out);
+    let table = stdout(&tool("sfdisk", &["--dump", backing.to_str().unwrap()]));
+    assert!(
+        table.contains("start=        2048, size=      194560, type=c"),
+        "{table}"
+    );
+    let part = dir.path().join("part.fat");
+    write_file(&part, &read_range(&backing, MIB as u64, 95 * MIB));
+    let fsck = Command::new("fsck.fat")
+        .args(["-n", part.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(fsck.status.success(), "{}", stdout(&fsck));
+    let label = stdout(&tool("mlabel", &["-i", part.to_str().unwrap(), "-s", "::"]));
+    assert!(label.contains("BOOTFS"), "{label}");
+    assert_eq!(
+        &read_range(&part, 82, 8),
+        b"FAT32   ",
+        "a FAT32 boot sector"
+    );
+}

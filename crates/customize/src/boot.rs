@@ -347,3 +347,43 @@ pub fn label<S: Read + Write + Seek>(storage: S) -> io::Result<String> {
     let fs = fatfs::FileSystem::new(storage, fatfs::FsOptions::new())?;
     Ok(fs.volume_label().trim().to_owned())
 }
+
+/// Makes `file` (a card of `size` bytes) a fresh card: an MBR with one FAT partition from
+/// 1 MiB to the end (type 0x0c, FAT32 from 64 MiB up), formatted with the label BOOTFS.
+/// Returns where the partition is.
+pub fn format_card(file: &File, size: u64) -> io::Result<Span> {
+    use std::os::unix::fs::FileExt;
+    // The engine opened devices with O_DIRECT; the MBR and fatfs write odd sizes.
+    set_direct(file, false)?;
+    const START: u64 = 2048;
+    let sectors = (size / SECTOR)
+        .checked_sub(START)
+        .filter(|&s| s >= 2048)
+        .ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "too small for a FAT partition")
+        })?
+        .min(u64::from(u32::MAX));
+    let mut mbr = [0u8; 512];
+    let mut id = [0u8; 4];
+    getrandom::fill(&mut id).map_err(|e| io::Error::other(e.to_string()))?;
+    mbr[440..444].copy_from_slice(&id);
+    let entry = &mut mbr[446..462];
+    entry[..8].copy_from_slice(&[0x00, 0xfe, 0xff, 0xff, 0x0c, 0xfe, 0xff, 0xff]);
+    entry[8..12].copy_from_slice(&(START as u32).to_le_bytes());
+    entry[12..16].copy_from_slice(&(sectors as u32).to_le_bytes());
+    mbr[510] = 0x55;
+    mbr[511] = 0xaa;
+    file.write_all_at(&mbr, 0)?;
+    let span = Span {
+        offset: START * SECTOR,
+        len: sectors * SECTOR,
+    };
+    let mut options = fatfs::FormatVolumeOptions::new().volume_label(*b"BOOTFS     ");
+    if span.len >= 64 << 20 {
+        options = options.fat_type(fatfs::FatType::Fat32);
+    }
+    let disk = file.try_clone()?;
+    fatfs::format_volume(Slice::new(disk, span), options)?;
+    file.sync_all()?;
+    Ok(span)
+}

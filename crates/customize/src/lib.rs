@@ -29,6 +29,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+pub use boot::format_card;
 pub use error::Error;
 pub use secret::{wifi_psk, PasswordHashes};
 pub use settings::{render_hostname, Rpi, Serial, Settings, Ssh, User, Wifi};

@@ -292,8 +292,8 @@ impl Target {
     }
 
     /// Clears what could make a half-written target look valid: the first and last MiB of a
-    /// device, the old contents of a file.
-    pub(crate) fn prepare(&self) -> Result<(), Error> {
+    /// device (partition tables, a backup GPT), the old contents of a file.
+    pub fn prepare(&self) -> Result<(), Error> {
         match (self.kind, self.size) {
             (TargetKind::BlockDevice, Some(size)) => {
                 let len = SCRUB_LEN.min(size);
@@ -386,7 +386,7 @@ impl Target {
 
     /// Asks the kernel to read the new partition table. Returns whether it did; loop devices
     /// without partition scanning decline, which is harmless.
-    pub(crate) fn reread_partitions(&self) -> bool {
+    pub fn reread_partitions(&self) -> bool {
         self.kind == TargetKind::BlockDevice
             // SAFETY: BLKRRPART takes no argument.
             && unsafe { libc::ioctl(self.file.as_raw_fd(), ioctl::BLKRRPART) } == 0

@@ -10,7 +10,39 @@ use serde_json::json;
 use super::confirm::{self, Consent};
 use super::drives::list;
 use super::report::Reporter;
-use super::{Failure, WriteArgs};
+use super::Failure;
+
+/// What the user allowed on the command line (or in the wizard).
+pub struct Permission {
+    pub yes: bool,
+    pub allow_system_drive: bool,
+    /// The wizard asked for the drive's name and the user typed it.
+    pub name_typed: bool,
+}
+
+/// What is about to land on the drive: the sentence the question uses, and the source file
+/// (a drive holding it is refused).
+pub struct Incoming {
+    pub label: String,
+    pub image: Option<(DevNum, Option<PathBuf>, String)>,
+}
+
+impl Incoming {
+    pub fn image(image: &Image) -> Incoming {
+        let source = image.identity().map(|id| {
+            let (dev, file) = match (id.rdev, image.input()) {
+                (Some(rdev), _) => (rdev, None),
+                (None, Input::Path(path)) => (id.dev, std::fs::canonicalize(path).ok()),
+                (None, Input::Stdin | Input::Url(_)) => (id.dev, None),
+            };
+            (DevNum::from_raw(dev), file, image.input().to_string())
+        });
+        Incoming {
+            label: format!("Write {} ({} image) to", image.input(), image.format()),
+            image: source,
+        }
+    }
+}
 
 /// A drive, checked, confirmed, unmounted and opened.
 pub struct OpenedDrive {
@@ -20,29 +52,19 @@ pub struct OpenedDrive {
 }
 
 pub fn open(
-    args: &WriteArgs,
+    allowed: &Permission,
     target: &Path,
-    image: &Image,
+    incoming: &Incoming,
     reporter: &mut Reporter,
 ) -> Result<OpenedDrive, Failure> {
     let snapshot = Snapshot::capture()?;
     let drive = snapshot.find(target)?.clone();
-    drive.check_writable(args.allow_system_drive)?;
-    if let Some(id) = image.identity() {
-        let (dev, file) = match (id.rdev, image.input()) {
-            (Some(rdev), _) => (rdev, None),
-            (None, Input::Path(path)) => (id.dev, std::fs::canonicalize(path).ok()),
-            (None, Input::Stdin | Input::Url(_)) => (id.dev, None),
-        };
-        snapshot.check_not_holding(
-            &drive,
-            DevNum::from_raw(dev),
-            file.as_deref(),
-            &image.input().to_string(),
-        )?;
+    drive.check_writable(allowed.allow_system_drive)?;
+    if let Some((dev, file, describe)) = &incoming.image {
+        snapshot.check_not_holding(&drive, *dev, file.as_deref(), describe)?;
     }
     let access = Access::for_device(&drive.path)?;
-    ask(args, image, &drive, reporter)?;
+    ask(allowed, incoming, &drive, reporter)?;
     let unmounted = unmount_all(&drive, &access)?;
     for point in &unmounted {
         reporter.note(
@@ -62,8 +84,8 @@ pub fn open(
 /// The confirmation: names the drive and what is mounted from it. A system drive, or a
 /// fixed internal disk, is erased only after its name is typed, whatever `--yes` says.
 fn ask(
-    args: &WriteArgs,
-    image: &Image,
+    allowed: &Permission,
+    incoming: &Incoming,
     drive: &Drive,
     reporter: &mut Reporter,
 ) -> Result<(), Failure> {
@@ -75,9 +97,8 @@ fn ask(
         what.push(format!("serial {serial}"));
     }
     let mut question = format!(
-        "Write {} ({} image) to {} ({})?\nEverything on it will be erased.",
-        image.input(),
-        image.format(),
+        "{} {} ({})?\nEverything on it will be erased.",
+        incoming.label,
         drive.path.display(),
         what.join(", "),
     );
@@ -87,7 +108,7 @@ fn ask(
     }
     let system = drive.system_uses();
     let must_type_name = system.is_some() || drive.is_fixed_disk();
-    if args.yes && (!must_type_name || args.name_typed) {
+    if allowed.yes && (!must_type_name || allowed.name_typed) {
         for warning in &drive.warnings {
             reporter.note(
                 &format!("Warning: {warning}"),

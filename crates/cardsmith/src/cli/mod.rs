@@ -63,6 +63,9 @@ enum Command {
     /// Print the hash of the decompressed image, as sha256sum prints it
     #[command(after_help = EXIT_CODES)]
     Hash(HashArgs),
+    /// Erase a card: one FAT32 partition over all of it, as a new card comes
+    #[command(after_help = EXIT_CODES)]
+    Erase(EraseArgs),
     /// Read a card (or any device or file) back into a raw image file
     #[command(after_help = EXIT_CODES)]
     Read(ReadArgs),
@@ -123,6 +126,27 @@ struct WriteArgs {
     #[arg(long)]
     eject: bool,
     /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+    /// The wizard asked for the drive's name and the user typed it.
+    #[arg(skip)]
+    name_typed: bool,
+}
+
+#[derive(Args)]
+struct EraseArgs {
+    /// The card (block device) to erase
+    target: PathBuf,
+    /// Do not ask for confirmation (not enough for a system drive)
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Allow a drive the running system uses (its name must still be typed)
+    #[arg(long)]
+    allow_system_drive: bool,
+    /// Power the drive off through UDisks2 when done
+    #[arg(long)]
+    eject: bool,
+    /// Print the result as JSON
     #[arg(long)]
     json: bool,
     /// The wizard asked for the drive's name and the user typed it.
@@ -201,6 +225,13 @@ pub(crate) fn run_for_window(
         Ok(Cli {
             command: Command::Read(args),
         }) => read(args, cancel, &mut reporter),
+        Ok(Cli {
+            command: Command::Erase(mut args),
+        }) => {
+            args.name_typed = name_typed;
+            args.yes = true;
+            erase(args, &mut reporter)
+        }
         Ok(_) => Err(Failure::Usage(format!("the wizard does not run {verb}"))),
         Err(e) => Err(Failure::Usage(e.to_string())),
     };
@@ -224,6 +255,7 @@ pub fn run() -> ExitCode {
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
         Command::Read(a) => a.json,
+        Command::Erase(a) => a.json,
         Command::Customize(a) => a.json(),
         Command::Drives(_)
         | Command::Os(_)
@@ -237,6 +269,7 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => verify(args, &cancel, &mut reporter),
         Command::Hash(args) => hash(args, &cancel, &mut reporter),
         Command::Read(args) => read(args, &cancel, &mut reporter),
+        Command::Erase(args) => erase(args, &mut reporter),
         Command::Drives(args) => drives::run(args),
         Command::Os(command) => catalog::os(command, &mut reporter),
         Command::Devices(args) => catalog::devices(args, &mut reporter),
@@ -361,7 +394,13 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     let (target, drive, unmounted) = if is_device {
-        let opened = device::open(&args, &target_path, &image, reporter)?;
+        let allowed = device::Permission {
+            yes: args.yes,
+            allow_system_drive: args.allow_system_drive,
+            name_typed: args.name_typed,
+        };
+        let incoming = device::Incoming::image(&image);
+        let opened = device::open(&allowed, &target_path, &incoming, reporter)?;
         (opened.target, Some(opened.drive), opened.unmounted)
     } else {
         (open_file(&args, &target_path, &image)?, None, Vec::new())
@@ -539,6 +578,53 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
             "target": target.path(),
             "bytes": report.bytes,
             "bypassed_cache": report.bypassed_cache,
+        }),
+    );
+    Ok(())
+}
+
+fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
+    let is_device = std::fs::metadata(&args.target).is_ok_and(|m| m.file_type().is_block_device());
+    if !is_device {
+        return Err(Failure::Refused(format!(
+            "{} is not a block device: erase formats a card",
+            args.target.display()
+        )));
+    }
+    let allowed = device::Permission {
+        yes: args.yes,
+        allow_system_drive: args.allow_system_drive,
+        name_typed: args.name_typed,
+    };
+    let incoming = device::Incoming {
+        label: "Erase".into(),
+        image: None,
+    };
+    let opened = device::open(&allowed, &args.target, &incoming, reporter)?;
+    let target = opened.target;
+    let size = target.size().unwrap_or(0);
+    target.prepare()?;
+    let formatted = cardsmith_customize::format_card(target.file(), size).map_err(|e| {
+        Failure::Refused(format!("formatting {} failed: {e}", args.target.display()))
+    })?;
+    let reread = target.reread_partitions();
+    drop(target);
+    let ejected = args.eject.then(|| eject(&opened.drive, reporter));
+    let summary = format!(
+        "Erased {}: one FAT partition of {} (labelled BOOTFS).",
+        args.target.display(),
+        cardsmith_drives::human_size(formatted.len)
+    );
+    reporter.success(
+        Said::Note(&summary),
+        json!({
+            "command": "erase",
+            "target": args.target,
+            "partition_offset": formatted.offset,
+            "partition_bytes": formatted.len,
+            "partition_table_reread": reread,
+            "unmounted": opened.unmounted,
+            "ejected": ejected,
         }),
     );
     Ok(())

@@ -60,6 +60,7 @@ pub enum Message {
     Search(String),
     CustomPath(String),
     UseCustom,
+    Erase,
     PickDrive(String),
     ShowSystem(bool),
     FilePath(String),
@@ -196,8 +197,18 @@ impl App {
             }
             Message::Next => {
                 if w.ready() {
-                    w.screen = Screen::AskCustomize;
+                    // Erasing takes no settings: straight to the confirmation.
+                    w.screen = if w.os == Some(OsChoice::Erase) {
+                        w.apply_settings = false;
+                        Screen::Confirm
+                    } else {
+                        Screen::AskCustomize
+                    };
                 }
+            }
+            Message::Erase => {
+                w.os = Some(OsChoice::Erase);
+                w.screen = Screen::Start;
             }
             Message::Customize(apply) => {
                 w.apply_settings = apply && w.settings.is_some();
@@ -319,12 +330,15 @@ impl App {
         if !w.confirmed() {
             return Task::none();
         }
-        let Some(argv) = w.write_args() else {
+        let Some((verb, argv)) = w.job() else {
             return Task::none();
         };
-        let prepared = w.settings.clone().filter(|_| w.apply_settings);
+        let prepared = w
+            .settings
+            .clone()
+            .filter(|_| w.apply_settings && verb == "write");
         let name_typed = w.must_type_name().is_some();
-        self.start_job("write", argv, prepared, name_typed)
+        self.start_job(verb, argv, prepared, name_typed)
     }
 
     /// Runs a CLI verb on a worker thread and forwards its events to the window.
@@ -479,6 +493,7 @@ impl App {
         let os = match &w.os {
             Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
             Some(OsChoice::Custom(p)) => p.display().to_string(),
+            Some(OsChoice::Erase) => t!("os.erase").into_owned(),
             None => t!("start.choose_os").into_owned(),
         };
         let storage = match &w.storage {
@@ -641,6 +656,15 @@ impl App {
             );
         }
         list.push(rule::horizontal(1))
+            .push(
+                button(column![
+                    text(t!("os.erase")).size(16),
+                    text(t!("os.erase_note")).size(12)
+                ])
+                .on_press(Message::Erase)
+                .width(Fill)
+                .style(button::secondary),
+            )
             .push(text(t!("os.custom")).size(16))
             .push(
                 row![
@@ -912,6 +936,7 @@ impl App {
         let what = match &w.os {
             Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
             Some(OsChoice::Custom(p)) => p.display().to_string(),
+            Some(OsChoice::Erase) => String::new(),
             None => String::new(),
         };
         let target = match &w.storage {
@@ -927,7 +952,11 @@ impl App {
         };
         let mut col = column![
             self.header(t!("confirm.title").into_owned()),
-            text(t!("confirm.question", os = what)),
+            text(if w.os == Some(OsChoice::Erase) {
+                t!("confirm.erase").into_owned()
+            } else {
+                t!("confirm.question", os = what).into_owned()
+            }),
             text(target).size(18),
             text(t!("confirm.erased")),
         ]

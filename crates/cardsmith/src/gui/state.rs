@@ -34,6 +34,8 @@ pub enum OsChoice {
     Catalog { path: String, entry: Box<OsEntry> },
     /// An image file the user named.
     Custom(PathBuf),
+    /// Erase: one FAT32 partition over the whole card.
+    Erase,
 }
 
 /// Where to write.
@@ -184,9 +186,31 @@ impl Wizard {
         }
     }
 
-    /// Whether NEXT may be pressed on the start screen.
+    /// Whether NEXT may be pressed on the start screen (Erase needs a drive, not a file).
     pub fn ready(&self) -> bool {
-        self.os.is_some() && self.storage.is_some()
+        match (&self.os, &self.storage) {
+            (Some(OsChoice::Erase), Some(StorageChoice::File(_))) => false,
+            (Some(_), Some(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The verb and command line the job runs.
+    pub fn job(&self) -> Option<(&'static str, Vec<String>)> {
+        match (&self.os, &self.storage) {
+            (Some(OsChoice::Erase), Some(StorageChoice::Drive(drive))) => {
+                let mut argv = vec![drive.path.display().to_string()];
+                if drive.system_uses().is_some() {
+                    argv.push("--allow-system-drive".into());
+                }
+                if self.eject {
+                    argv.push("--eject".into());
+                }
+                Some(("erase", argv))
+            }
+            (Some(OsChoice::Erase), _) => None,
+            _ => self.write_args().map(|argv| ("write", argv)),
+        }
     }
 
     /// The catalog entries for the chosen device (all without one).
@@ -389,6 +413,7 @@ impl Wizard {
                 }
             }
             OsChoice::Custom(file) => argv.push(file.display().to_string()),
+            OsChoice::Erase => return None,
         }
         match self.storage.as_ref()? {
             StorageChoice::Drive(drive) => {

@@ -381,3 +381,23 @@ fn icons_resolve_against_the_catalog_and_fall_back_offline() {
     };
     assert!(path.exists(), "{}", path.display());
 }
+
+#[test]
+fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
+    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = wizard();
+    click(&mut app, "CHOOSE OS")?;
+    click(&mut app, "Erase")?;
+    assert_eq!(app.wizard.os, Some(super::state::OsChoice::Erase));
+    click(&mut app, "CHOOSE STORAGE")?;
+    type_into(
+        &mut app,
+        Id::new("file-path"),
+        &dir.path().join("x.img").display().to_string(),
+    )?;
+    click(&mut app, "Use this file")?;
+    assert!(!app.wizard.ready(), "a file cannot be erased as a card");
+    assert!(app.wizard.job().is_none());
+    Ok(())
+}
