@@ -479,3 +479,27 @@ fn a_card_is_read_back_into_a_file_with_its_sha256() {
         "--force",
     ]));
 }
+
+#[test]
+fn read_never_replaces_a_device_or_its_own_source() {
+    let card = card(4 * MIB);
+    let other = self::card(4 * MIB);
+    let out = cardsmith(&["read", card.dev.arg(), other.dev.arg(), "--force"]);
+    assert_fails(&out, 1, &["neither a block device nor a regular file"]);
+    other.assert_untouched();
+    let file = card.path("image.bin");
+    write_file(&file, &image_bytes(MIB, 4));
+    let before = std::fs::read(&file).unwrap();
+    let out = cardsmith(&[
+        "read",
+        file.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "--force",
+    ]);
+    assert_fails(&out, 1, &["stored on"]);
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        before,
+        "the source is not emptied"
+    );
+}

@@ -242,7 +242,8 @@ pub fn open_for_writing(confirmed: &Identity, access: &Access) -> Result<File, E
     Ok(file)
 }
 
-fn check_same(confirmed: &Identity, now: &Identity) -> Result<(), Error> {
+/// Refuses when `now` is not the drive the user confirmed (`confirmed`), naming what changed.
+pub fn check_same(confirmed: &Identity, now: &Identity) -> Result<(), Error> {
     let mut changes = Vec::new();
     if confirmed.dev != now.dev {
         changes.push(format!(

@@ -62,7 +62,7 @@ pub struct FileIdentity {
 }
 
 impl FileIdentity {
-    fn of(meta: &std::fs::Metadata) -> FileIdentity {
+    pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
         FileIdentity {
             dev: meta.dev(),
             ino: meta.ino(),

@@ -3,12 +3,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::buffer::AlignedBuf;
 use crate::hash::to_hex;
+use crate::image::FileIdentity;
 use crate::pipeline::CHUNK;
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::target::Target;
@@ -32,30 +34,39 @@ pub fn read(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ReadReport, Error> {
-    if source.path() == out {
-        return Err(Error::SameStorage {
-            source_desc: source.path().display().to_string(),
-            target: out.to_owned(),
-        });
+    // Only a regular file may be replaced: never a device, never the source itself.
+    match fs::metadata(out) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(Error::NotATarget {
+                path: out.to_owned(),
+            })
+        }
+        Ok(_) if !force => {
+            return Err(Error::TargetExists {
+                path: out.to_owned(),
+            })
+        }
+        _ => {}
     }
     let open_err = |source| Error::Open {
         path: out.to_owned(),
         source,
     };
-    let mut options = OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
-    }
-    let file = options.open(out).map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::TargetExists {
-            path: out.to_owned(),
-        },
-        _ => open_err(e),
-    })?;
-    let result = copy(source, file, out, cancel, progress);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(out)
+        .map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    // The same file, or a file stored on the device being read, is refused before it is
+    // emptied.
+    source.check_not_source(Some(FileIdentity::of(&meta)), &out.display().to_string())?;
+    let result = file
+        .set_len(0)
+        .map_err(open_err)
+        .and_then(|()| copy(source, file, out, cancel, progress));
     if result.is_err() {
         let _ = fs::remove_file(out);
     }
@@ -81,6 +92,16 @@ fn copy(
         }
         let got = source.read_at(&mut buf, want, offset)?;
         if got == 0 {
+            if let Some(total) = total.filter(|&t| offset < t) {
+                return Err(Error::read(
+                    source.path().display().to_string(),
+                    offset,
+                    std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("the device ended early, {} bytes short", total - offset),
+                    ),
+                ));
+            }
             break;
         }
         let data = &buf[..got];

@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use cardsmith_drives::{open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Snapshot};
+use cardsmith_drives::{
+    check_same, open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Identity, Snapshot,
+};
 use cardsmith_engine::{Image, Input, Target};
 use serde_json::json;
 
@@ -18,6 +20,9 @@ pub struct Permission {
     pub allow_system_drive: bool,
     /// The wizard asked for the drive's name and the user typed it.
     pub name_typed: bool,
+    /// The wizard's confirmation was for this drive: any other is refused, and nothing is
+    /// ever asked on a terminal.
+    pub window: Option<Identity>,
 }
 
 /// What is about to land on the drive: the sentence the question uses, and the source file
@@ -59,6 +64,9 @@ pub fn open(
 ) -> Result<OpenedDrive, Failure> {
     let snapshot = Snapshot::capture()?;
     let drive = snapshot.find(target)?.clone();
+    if let Some(confirmed) = &allowed.window {
+        check_same(confirmed, &drive.identity())?;
+    }
     drive.check_writable(allowed.allow_system_drive)?;
     if let Some((dev, file, describe)) = &incoming.image {
         snapshot.check_not_holding(&drive, *dev, file.as_deref(), describe)?;
@@ -72,7 +80,8 @@ pub fn open(
             json!({ "event": "unmounted", "mountpoint": point }),
         );
     }
-    let file = open_for_writing(&drive.identity(), &access)?;
+    let identity = allowed.window.clone().unwrap_or_else(|| drive.identity());
+    let file = open_for_writing(&identity, &access)?;
     let target = Target::from_device(&drive.path, file)?;
     Ok(OpenedDrive {
         drive,
@@ -131,6 +140,12 @@ fn ask(
             "\n{} is a FIXED DISK inside this computer, not a card or a USB drive.",
             drive.path.display()
         );
+    }
+    if allowed.window.is_some() {
+        // The window asked; a worker thread must never wait on a terminal.
+        return Err(Failure::Refused(format!(
+            "{question}\nThe window did not ask for the drive's name; choose the drive again"
+        )));
     }
     let (consent, no_terminal) = if must_type_name {
         (

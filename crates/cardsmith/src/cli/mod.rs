@@ -131,6 +131,9 @@ struct WriteArgs {
     /// The wizard asked for the drive's name and the user typed it.
     #[arg(skip)]
     name_typed: bool,
+    /// The drive the wizard's confirmation was for.
+    #[arg(skip)]
+    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
@@ -152,6 +155,9 @@ struct EraseArgs {
     /// The wizard asked for the drive's name and the user typed it.
     #[arg(skip)]
     name_typed: bool,
+    /// The drive the wizard's confirmation was for.
+    #[arg(skip)]
+    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
@@ -206,6 +212,7 @@ pub(crate) fn run_for_window(
     argv: Vec<String>,
     prepared: Option<cardsmith_customize::Settings>,
     name_typed: bool,
+    confirmed: Option<cardsmith_drives::Identity>,
     cancel: &CancelToken,
     events: std::sync::mpsc::Sender<report::Event>,
 ) {
@@ -219,6 +226,7 @@ pub(crate) fn run_for_window(
         }) => {
             args.custom.prepared = prepared;
             args.name_typed = name_typed;
+            args.window = confirmed;
             args.yes = true;
             write(args, cancel, &mut reporter)
         }
@@ -229,6 +237,7 @@ pub(crate) fn run_for_window(
             command: Command::Erase(mut args),
         }) => {
             args.name_typed = name_typed;
+            args.window = confirmed;
             args.yes = true;
             erase(args, &mut reporter)
         }
@@ -398,6 +407,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             yes: args.yes,
             allow_system_drive: args.allow_system_drive,
             name_typed: args.name_typed,
+            window: args.window.clone(),
         };
         let incoming = device::Incoming::image(&image);
         let opened = device::open(&allowed, &target_path, &incoming, reporter)?;
@@ -595,6 +605,7 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
         yes: args.yes,
         allow_system_drive: args.allow_system_drive,
         name_typed: args.name_typed,
+        window: args.window.clone(),
     };
     let incoming = device::Incoming {
         label: "Erase".into(),

@@ -1,5 +1,5 @@
 //! The wizard: messages, update, view, subscriptions. State and its rules live in
-//! `state`; the work is done by the same code the CLI runs (`cli::write_for_window`, the
+//! `state`; the work is done by the same code the CLI runs (`cli::run_for_window`, the
 //! drives watcher, the catalog loader) on worker threads.
 
 use std::collections::HashMap;
@@ -118,6 +118,8 @@ pub struct App {
     pub cache_dir: String,
     pub preset_name: String,
     pub preset_note: Option<String>,
+    /// The saved presets, read when the editor opens (not on every redraw).
+    pub preset_list: Vec<String>,
 }
 
 impl App {
@@ -133,6 +135,7 @@ impl App {
             cache_dir,
             preset_name: String::new(),
             preset_note: None,
+            preset_list: Vec::new(),
         };
         (app, load_catalog(repo))
     }
@@ -184,6 +187,7 @@ impl App {
             Message::PickDrive(name) => {
                 if let Some(d) = w.drives.iter().find(|d| d.name == name).cloned() {
                     w.storage = Some(StorageChoice::Drive(Box::new(d)));
+                    w.typed_name.clear();
                     w.screen = Screen::Start;
                 }
             }
@@ -198,12 +202,12 @@ impl App {
             Message::Next => {
                 if w.ready() {
                     // Erasing takes no settings: straight to the confirmation.
-                    w.screen = if w.os == Some(OsChoice::Erase) {
+                    if w.os == Some(OsChoice::Erase) {
                         w.apply_settings = false;
-                        Screen::Confirm
+                        w.enter_confirm();
                     } else {
-                        Screen::AskCustomize
-                    };
+                        w.screen = Screen::AskCustomize;
+                    }
                 }
             }
             Message::Erase => {
@@ -212,10 +216,12 @@ impl App {
             }
             Message::Customize(apply) => {
                 w.apply_settings = apply && w.settings.is_some();
-                w.typed_name.clear();
-                w.screen = Screen::Confirm;
+                w.enter_confirm();
             }
-            Message::EditSettings => w.screen = Screen::Settings,
+            Message::EditSettings => {
+                self.preset_list = Presets::open().map(|p| p.list()).unwrap_or_default();
+                w.screen = Screen::Settings;
+            }
             Message::Tab(tab) => w.tab = tab,
             Message::Form(edit) => edit_form(w, edit),
             Message::SaveSettings => {
@@ -250,6 +256,7 @@ impl App {
             }
             Message::Restart => {
                 w.outcome = None;
+                w.typed_name.clear();
                 w.screen = Screen::Start;
             }
             Message::Verify(on) => w.verify = on,
@@ -301,7 +308,10 @@ impl App {
                 if w.settings_from_form() {
                     self.preset_note = Some(match (&w.settings, Presets::open()) {
                         (Some(s), Ok(presets)) => match presets.save(&name, s) {
-                            Ok(_) => t!("settings.preset_saved", name = name).into_owned(),
+                            Ok(_) => {
+                                self.preset_list = presets.list();
+                                t!("settings.preset_saved", name = name).into_owned()
+                            }
                             Err(e) => e.to_string(),
                         },
                         (None, _) => t!("settings.nothing_to_save").into_owned(),
@@ -341,7 +351,8 @@ impl App {
         self.start_job(verb, argv, prepared, name_typed)
     }
 
-    /// Runs a CLI verb on a worker thread and forwards its events to the window.
+    /// Runs a CLI verb on a worker thread and forwards its events to the window. A job that
+    /// ends without a result (a panic) still ends the progress screen.
     fn start_job(
         &mut self,
         verb: &'static str,
@@ -350,8 +361,16 @@ impl App {
         name_typed: bool,
     ) -> Task<Message> {
         let w = &mut self.wizard;
+        if w.running.is_some() {
+            return Task::none(); // one job at a time
+        }
+        let confirmed = match (&w.storage, verb) {
+            (Some(StorageChoice::Drive(d)), "write" | "erase") => Some(d.identity()),
+            _ => None,
+        };
         let cancel = CancelToken::new();
         w.cancel = Some(cancel.clone());
+        w.last_verb = verb;
         w.running = Some(Running {
             phase: None,
             done: 0,
@@ -363,14 +382,35 @@ impl App {
         w.screen = Screen::Progress;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            crate::cli::run_for_window(verb, argv, prepared, name_typed, &cancel, tx);
+            let guard = tx.clone();
+            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                crate::cli::run_for_window(
+                    verb, argv, prepared, name_typed, confirmed, &cancel, tx,
+                );
+            }));
+            if ran.is_err() {
+                let _ = guard.send(Event::Finished {
+                    ok: false,
+                    text: t!("done.crashed").into_owned(),
+                    fields: serde_json::Value::Null,
+                });
+            }
         });
         let (forward, events) = mpsc::unbounded();
         std::thread::spawn(move || {
+            let mut finished = false;
             while let Ok(event) = rx.recv() {
+                finished |= matches!(event, Event::Finished { .. });
                 if forward.unbounded_send(event).is_err() {
-                    break;
+                    return;
                 }
+            }
+            if !finished {
+                let _ = forward.unbounded_send(Event::Finished {
+                    ok: false,
+                    text: t!("done.crashed").into_owned(),
+                    fields: serde_json::Value::Null,
+                });
             }
         });
         Task::run(events, Message::Job)
@@ -896,7 +936,7 @@ impl App {
             .spacing(8)
             .into(),
         };
-        let presets = Presets::open().map(|p| p.list()).unwrap_or_default();
+        let presets = self.preset_list.clone();
         let save_as = (!self.preset_name.trim().is_empty()).then_some(Message::SavePreset);
         let preset_row = row![
             pick_list(presets, None::<String>, Message::PickPreset)
@@ -1061,7 +1101,8 @@ impl App {
             .on_press(Message::Restart)
             .style(button::primary)]
         .spacing(12);
-        let on_a_drive = matches!(self.wizard.storage, Some(StorageChoice::Drive(_)));
+        let on_a_drive = matches!(self.wizard.storage, Some(StorageChoice::Drive(_)))
+            && self.wizard.last_verb != "read";
         if o.ok && on_a_drive {
             buttons = buttons.push(
                 button(text(t!("done.eject")))

@@ -141,6 +141,8 @@ pub struct Wizard {
     /// READ A CARD: the drive's kernel name, and the image file to create.
     pub read_source: Option<String>,
     pub read_output: String,
+    /// The verb of the last job (write, erase, read).
+    pub last_verb: &'static str,
 }
 
 impl Wizard {
@@ -176,6 +178,7 @@ impl Wizard {
             language,
             read_source: None,
             read_output: String::new(),
+            last_verb: "write",
         }
     }
 
@@ -436,6 +439,12 @@ impl Wizard {
         Some(argv)
     }
 
+    /// Shows the confirmation with nothing typed yet.
+    pub fn enter_confirm(&mut self) {
+        self.typed_name.clear();
+        self.screen = Screen::Confirm;
+    }
+
     /// A progress or result event from the job.
     pub fn on_job(&mut self, event: Event) {
         match event {
@@ -457,11 +466,11 @@ impl Wizard {
                     r.notes.push(text);
                 }
             }
-            Event::Finished { ok, text, .. } => {
+            Event::Finished { ok, text, fields } => {
                 let running = self.running.take();
                 self.outcome = Some(Outcome {
                     ok,
-                    cancelled: !ok && text.contains("cancelled"),
+                    cancelled: !ok && fields["exit_code"] == 130,
                     text,
                     notes: running.map(|r| r.notes).unwrap_or_default(),
                 });
@@ -476,6 +485,13 @@ impl Wizard {
         use cardsmith_drives::Event as E;
         match event {
             E::Added(d) | E::Changed(d) => {
+                // The chosen drive now holds something else (another card in the reader):
+                // it must be chosen, and confirmed, again.
+                let chosen_changed = matches!(&self.storage, Some(StorageChoice::Drive(s))
+                    if s.name == d.name && s.identity() != d.identity());
+                if chosen_changed {
+                    self.forget_drive();
+                }
                 match self.drives.iter_mut().find(|x| x.name == d.name) {
                     Some(slot) => *slot = d,
                     None => {
@@ -487,9 +503,23 @@ impl Wizard {
             E::Removed(d) => {
                 self.drives.retain(|x| x.name != d.name);
                 if matches!(&self.storage, Some(StorageChoice::Drive(s)) if s.name == d.name) {
-                    self.storage = None;
+                    self.forget_drive();
                 }
             }
+        }
+    }
+}
+
+impl Wizard {
+    /// The chosen drive left or changed: back to the start before anything is written.
+    fn forget_drive(&mut self) {
+        self.storage = None;
+        self.typed_name.clear();
+        if matches!(
+            self.screen,
+            Screen::AskCustomize | Screen::Settings | Screen::Confirm
+        ) {
+            self.screen = Screen::Start;
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The wizard clicked through by visible text in iced_test's simulator, with the bundled
 //! sample catalog and a file as target; the job itself runs for real through
-//! `write_for_window`; every language has every string.
+//! `run_for_window`; every language has every string.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -184,7 +184,7 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     let _ = app.update(Message::Job(Event::Finished {
         ok: false,
         text: error.into(),
-        fields: serde_json::Value::Null,
+        fields: serde_json::json!({ "exit_code": 130 }),
     }));
     assert!(shows(&app, "Cancelled"));
     assert!(shows(
@@ -233,6 +233,7 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
         argv,
         Some(settings),
         false,
+        None,
         &cardsmith_engine::CancelToken::new(),
         tx,
     );
@@ -333,6 +334,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
         argv,
         None,
         false,
+        None,
         &cardsmith_engine::CancelToken::new(),
         tx,
     );
@@ -400,4 +402,47 @@ fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
     assert!(!app.wizard.ready(), "a file cannot be erased as a card");
     assert!(app.wizard.job().is_none());
     Ok(())
+}
+
+#[test]
+fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
+    let snapshot = cardsmith_drives::Snapshot::capture().expect("sysfs");
+    let Some(drive) = snapshot.drives().first().cloned() else {
+        eprintln!("no block device here: nothing to check");
+        return;
+    };
+    let mut app = wizard();
+    let choose = |app: &mut App| {
+        app.wizard.drives = vec![drive.clone()];
+        app.wizard.storage = Some(super::state::StorageChoice::Drive(Box::new(drive.clone())));
+        app.wizard.typed_name = drive.name.clone();
+        app.wizard.screen = Screen::Confirm;
+    };
+    choose(&mut app);
+    let mut mounted = drive.clone();
+    mounted.filesystem = None;
+    let _ = app.update(Message::Drive(Box::new(cardsmith_drives::Event::Changed(
+        mounted,
+    ))));
+    assert!(
+        app.wizard.storage.is_some(),
+        "a mount change is the same drive"
+    );
+    let mut other = drive.clone();
+    other.size += 4096;
+    other.serial = Some("ANOTHER-CARD".into());
+    let _ = app.update(Message::Drive(Box::new(cardsmith_drives::Event::Changed(
+        other,
+    ))));
+    assert!(
+        app.wizard.storage.is_none(),
+        "another card in the reader is not the one confirmed"
+    );
+    assert!(app.wizard.typed_name.is_empty());
+    assert_eq!(app.wizard.screen, Screen::Start);
+    choose(&mut app);
+    let _ = app.update(Message::Drive(Box::new(cardsmith_drives::Event::Removed(
+        drive.clone(),
+    ))));
+    assert!(app.wizard.storage.is_none());
 }
