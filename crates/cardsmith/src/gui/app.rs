@@ -60,6 +60,8 @@ pub enum Message {
     Search(String),
     CustomPath(String),
     UseCustom,
+    Browse(PathField),
+    Browsed(PathField, Option<PathBuf>),
     Erase,
     PickDrive(String),
     ShowSystem(bool),
@@ -91,6 +93,19 @@ pub enum Message {
     SavePreset,
     Language(Language),
     FocusNext(bool),
+    /// Escape: back to the start (not while a job runs).
+    Escape,
+}
+
+/// The path fields that have a Browse… button.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathField {
+    /// Use custom: an image to open.
+    CustomImage,
+    /// Save to image file: a file to create.
+    TargetFile,
+    /// READ A CARD: the image to create.
+    ReadOutput,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +225,29 @@ impl App {
                     }
                 }
             }
+            Message::Browse(field) => {
+                // The desktop's file dialog (through its portal) on a worker thread; where
+                // there is none, the path field stays the way in.
+                let (tx, rx) = iced::futures::channel::oneshot::channel();
+                std::thread::spawn(move || {
+                    let dialog = rfd::FileDialog::new();
+                    let picked = match field {
+                        PathField::CustomImage => dialog.pick_file(),
+                        PathField::TargetFile | PathField::ReadOutput => dialog.save_file(),
+                    };
+                    let _ = tx.send(picked);
+                });
+                return Task::perform(rx, move |r| Message::Browsed(field, r.ok().flatten()));
+            }
+            Message::Browsed(field, Some(path)) => {
+                let text = path.display().to_string();
+                match field {
+                    PathField::CustomImage => w.custom_path = text,
+                    PathField::TargetFile => w.file_path = text,
+                    PathField::ReadOutput => w.read_output = text,
+                }
+            }
+            Message::Browsed(_, None) => {}
             Message::Erase => {
                 w.os = Some(OsChoice::Erase);
                 w.screen = Screen::Start;
@@ -322,6 +360,12 @@ impl App {
             Message::Language(Language(code, _)) => {
                 rust_i18n::set_locale(code);
                 w.language = code.to_owned();
+            }
+            Message::Escape => {
+                if w.running.is_none() && w.screen != Screen::Start {
+                    w.typed_name.clear();
+                    w.screen = Screen::Start;
+                }
             }
             Message::FocusNext(back) => {
                 return if back {
@@ -452,10 +496,16 @@ impl App {
         let ready = w.read_source.is_some() && !w.read_output.trim().is_empty();
         list.push(text(t!("read.output")))
             .push(
-                text_input("", &w.read_output)
-                    .id("read-output")
-                    .on_input(Message::ReadOutput)
-                    .padding(8),
+                row![
+                    text_input("", &w.read_output)
+                        .id("read-output")
+                        .on_input(Message::ReadOutput)
+                        .padding(8),
+                    button(text(t!("nav.browse")))
+                        .on_press(Message::Browse(PathField::ReadOutput))
+                        .style(button::secondary),
+                ]
+                .spacing(8),
             )
             .push(
                 row![
@@ -476,6 +526,10 @@ impl App {
                 modifiers,
                 ..
             } => Some(Message::FocusNext(modifiers.shift())),
+            keyboard::Event::KeyPressed {
+                key: keyboard::Key::Named(keyboard::key::Named::Escape),
+                ..
+            } => Some(Message::Escape),
             _ => None,
         });
         let drives = Subscription::run(watch_drives).map(|e| Message::Drive(Box::new(e)));
@@ -713,6 +767,9 @@ impl App {
                         .on_input(Message::CustomPath)
                         .on_submit(Message::UseCustom)
                         .padding(8),
+                    button(text(t!("nav.browse")))
+                        .on_press(Message::Browse(PathField::CustomImage))
+                        .style(button::secondary),
                     button(text(t!("os.use_custom"))).on_press(Message::UseCustom),
                 ]
                 .spacing(8),
@@ -769,6 +826,9 @@ impl App {
                         .on_input(Message::FilePath)
                         .on_submit(Message::UseFile)
                         .padding(8),
+                    button(text(t!("nav.browse")))
+                        .on_press(Message::Browse(PathField::TargetFile))
+                        .style(button::secondary),
                     button(text(t!("storage.use_file"))).on_press(Message::UseFile),
                 ]
                 .spacing(8),
