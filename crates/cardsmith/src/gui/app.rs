@@ -495,18 +495,14 @@ impl App {
         }
         let ready = w.read_source.is_some() && !w.read_output.trim().is_empty();
         list.push(text(t!("read.output")))
-            .push(
-                row![
-                    text_input("", &w.read_output)
-                        .id("read-output")
-                        .on_input(Message::ReadOutput)
-                        .padding(8),
-                    button(text(t!("nav.browse")))
-                        .on_press(Message::Browse(PathField::ReadOutput))
-                        .style(button::secondary),
-                ]
-                .spacing(8),
-            )
+            .push(path_row(
+                "",
+                &w.read_output,
+                "read-output",
+                Message::ReadOutput,
+                PathField::ReadOutput,
+                None,
+            ))
             .push(
                 row![
                     button(text(t!("read.start")))
@@ -760,20 +756,14 @@ impl App {
                 .style(button::secondary),
             )
             .push(text(t!("os.custom")).size(16))
-            .push(
-                row![
-                    text_input(&t!("os.custom_path"), &w.custom_path)
-                        .id("custom-path")
-                        .on_input(Message::CustomPath)
-                        .on_submit(Message::UseCustom)
-                        .padding(8),
-                    button(text(t!("nav.browse")))
-                        .on_press(Message::Browse(PathField::CustomImage))
-                        .style(button::secondary),
-                    button(text(t!("os.use_custom"))).on_press(Message::UseCustom),
-                ]
-                .spacing(8),
-            )
+            .push(path_row(
+                &t!("os.custom_path"),
+                &w.custom_path,
+                "custom-path",
+                Message::CustomPath,
+                PathField::CustomImage,
+                Some((t!("os.use_custom").into_owned(), Message::UseCustom)),
+            ))
             .push(self.back())
             .into()
     }
@@ -819,20 +809,14 @@ impl App {
         }
         list.push(rule::horizontal(1))
             .push(text(t!("storage.to_file")).size(16))
-            .push(
-                row![
-                    text_input(&t!("storage.file_path"), &w.file_path)
-                        .id("file-path")
-                        .on_input(Message::FilePath)
-                        .on_submit(Message::UseFile)
-                        .padding(8),
-                    button(text(t!("nav.browse")))
-                        .on_press(Message::Browse(PathField::TargetFile))
-                        .style(button::secondary),
-                    button(text(t!("storage.use_file"))).on_press(Message::UseFile),
-                ]
-                .spacing(8),
-            )
+            .push(path_row(
+                &t!("storage.file_path"),
+                &w.file_path,
+                "file-path",
+                Message::FilePath,
+                PathField::TargetFile,
+                Some((t!("storage.use_file").into_owned(), Message::UseFile)),
+            ))
             .push(self.back())
             .into()
     }
@@ -1308,4 +1292,34 @@ fn watch_drives() -> impl iced::futures::Stream<Item = cardsmith_drives::Event> 
         }
     });
     rx
+}
+
+/// A path field with its Browse… button and, when given, the button that
+/// takes the path (also pressed by Enter in the field).
+fn path_row<'a>(
+    placeholder: &str,
+    value: &str,
+    id: &'static str,
+    on_input: fn(String) -> Message,
+    field: PathField,
+    take: Option<(String, Message)>,
+) -> Element<'a, Message> {
+    let mut input = text_input(placeholder, value)
+        .id(id)
+        .on_input(on_input)
+        .padding(8);
+    if let Some((_, message)) = &take {
+        input = input.on_submit(message.clone());
+    }
+    let mut line = row![
+        input,
+        button(text(t!("nav.browse")))
+            .on_press(Message::Browse(field))
+            .style(button::secondary),
+    ]
+    .spacing(8);
+    if let Some((label, message)) = take {
+        line = line.push(button(text(label)).on_press(message));
+    }
+    line.into()
 }
