@@ -77,11 +77,21 @@ pub enum Error {
     },
 
     #[error(
-        "writing {path} as a normal user needs UDisks2, which is not available ({detail}). \
+        "{doing} {path} as a normal user needs UDisks2, which is not available ({detail}). \
          Run cardsmith as root (for example `sudo cardsmith …`), or install and start udisks2 \
          (`sudo apt install udisks2`)"
     )]
-    UDisksUnavailable { path: PathBuf, detail: String },
+    UDisksUnavailable {
+        doing: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+
+    #[error(
+        "{path} is busy: another program holds it open exclusively (a write in progress, a \
+         partition editor); nothing was read"
+    )]
+    BusyReading { path: PathBuf },
 
     #[error("UDisks2 could not {what} {path}: {detail}")]
     UDisks {

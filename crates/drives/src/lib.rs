@@ -35,7 +35,10 @@ pub use drive::{
     human_size, Bus, DevNum, Drive, Kind, Partition, Reason, Volume, Warning, LARGE_DRIVE,
 };
 pub use error::Error;
-pub use open::{check_same, open_for_writing, power_off, unmount_all, Access, Identity};
+pub use open::{
+    check_same, open_for_reading, open_for_writing, power_off, unmount_all, Access, Identity,
+    ReadHandle,
+};
 pub use snapshot::{Snapshot, Sources};
 pub use udisks::UDisks;
 pub use watch::{Event, Watcher};

@@ -123,6 +123,7 @@ impl Access {
                 udisks: Some(udisks),
             }),
             Err(detail) => Err(Error::UDisksUnavailable {
+                doing: "writing",
                 path: device.to_owned(),
                 detail,
             }),
@@ -131,11 +132,15 @@ impl Access {
 }
 
 fn may_open(device: &Path) -> bool {
+    may_access(device, libc::R_OK | libc::W_OK)
+}
+
+fn may_access(device: &Path, mode: libc::c_int) -> bool {
     let Ok(c) = CString::new(device.as_os_str().as_bytes()) else {
         return false;
     };
     // SAFETY: access(2) with a valid NUL-terminated path.
-    unsafe { libc::access(c.as_ptr(), libc::R_OK | libc::W_OK) == 0 }
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 /// Unmounts every filesystem on `drive` and its partitions, deepest mount point first, and
@@ -224,7 +229,7 @@ pub fn open_for_writing(confirmed: &Identity, access: &Access) -> Result<File, E
     let path = &confirmed.path;
     let flags = libc::O_EXCL | libc::O_DIRECT | libc::O_CLOEXEC;
     let file = match &access.udisks {
-        Some(udisks) if !access.open_directly => File::from(udisks.open(path, flags)?),
+        Some(udisks) if !access.open_directly => File::from(udisks.open(path, "rw", flags)?),
         _ => OpenOptions::new()
             .read(true)
             .write(true)
@@ -240,6 +245,82 @@ pub fn open_for_writing(confirmed: &Identity, access: &Access) -> Result<File, E
     };
     check_same(confirmed, &opened)?;
     Ok(file)
+}
+
+/// A block device opened to be read (for a backup).
+pub struct ReadHandle {
+    pub file: File,
+    /// Whether the device is held exclusively while it is read. It is not when something
+    /// on it is in use (mounted, swap, a device-mapper holder): the kernel then refuses an
+    /// exclusive open, and the caller warns that a filesystem in use may change meanwhile.
+    pub exclusive: bool,
+    /// What uses the device, when it is not held exclusively.
+    pub in_use: Vec<String>,
+}
+
+/// Opens the block device `path` read-only, exclusively and with O_DIRECT, directly or
+/// through UDisks2; nothing is unmounted (see [`ReadHandle::exclusive`]). With `confirmed`,
+/// the device must still be that drive.
+pub fn open_for_reading(path: &Path, confirmed: Option<&Identity>) -> Result<ReadHandle, Error> {
+    let snapshot = Snapshot::capture()?;
+    let name = snapshot.node_name_for_path(path)?;
+    if let Some(confirmed) = confirmed {
+        check_same(confirmed, &snapshot.find(path)?.identity())?;
+    }
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let udisks = if root || may_access(path, libc::R_OK) {
+        None
+    } else {
+        Some(
+            UDisks::connect().map_err(|detail| Error::UDisksUnavailable {
+                doing: "reading",
+                path: path.to_owned(),
+                detail,
+            })?,
+        )
+    };
+    let open = |flags: i32| -> Result<File, Error> {
+        let flags = flags | libc::O_DIRECT | libc::O_CLOEXEC;
+        match &udisks {
+            Some(udisks) => Ok(File::from(udisks.open(path, "r", flags)?)),
+            None => OpenOptions::new()
+                .read(true)
+                .custom_flags(flags)
+                .open(path)
+                .map_err(|e| open_error(path, e)),
+        }
+    };
+    let (file, exclusive, in_use) = match open(libc::O_EXCL) {
+        Ok(file) => (file, true, Vec::new()),
+        Err(Error::Busy { .. }) => {
+            let in_use = snapshot.users_of(&name);
+            if in_use.is_empty() {
+                return Err(Error::BusyReading {
+                    path: path.to_owned(),
+                });
+            }
+            (open(0)?, false, in_use)
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata().map_err(|e| open_error(path, e))?;
+    let expected = snapshot.dev_of(&name);
+    if Some(DevNum::from_raw(meta.rdev())) != expected {
+        return Err(Error::Changed {
+            path: path.to_owned(),
+            what: format!(
+                "the device opened is {} rather than {}",
+                DevNum::from_raw(meta.rdev()),
+                expected.map_or("?".into(), |d| d.to_string())
+            ),
+        });
+    }
+    Ok(ReadHandle {
+        file,
+        exclusive,
+        in_use,
+    })
 }
 
 /// Refuses when `now` is not the drive the user confirmed (`confirmed`), naming what changed.

@@ -247,7 +247,7 @@ impl Snapshot {
         })
     }
 
-    fn node_name_for_path(&self, path: &Path) -> Result<String, Error> {
+    pub(crate) fn node_name_for_path(&self, path: &Path) -> Result<String, Error> {
         if self.sources.live {
             let meta = fs::metadata(path).map_err(|source| Error::Inspect {
                 path: path.to_owned(),
@@ -610,6 +610,51 @@ impl Snapshot {
             mountpoints,
             used_by,
         })
+    }
+
+    /// The device number of the block device `name`.
+    pub(crate) fn dev_of(&self, name: &str) -> Option<DevNum> {
+        self.nodes.get(name).map(|n| n.dev)
+    }
+
+    /// What uses the block device `name` or its partitions, as of this snapshot: each mount
+    /// (as "DEVICE at MOUNTPOINT"), active swap, and device-mapper or RAID holder.
+    pub(crate) fn users_of(&self, name: &str) -> Vec<String> {
+        let names: BTreeSet<&str> = std::iter::once(name)
+            .chain(
+                self.nodes
+                    .iter()
+                    .filter(|(_, n)| n.parent.as_deref() == Some(name))
+                    .map(|(n, _)| n.as_str()),
+            )
+            .collect();
+        let mut users: Vec<String> = self
+            .mounts
+            .iter()
+            .filter_map(|m| {
+                let block = self.block_of_mount(m)?;
+                names.contains(block.as_str()).then(|| {
+                    format!(
+                        "{} mounted at {}",
+                        dev_path(&block).display(),
+                        m.mountpoint.display()
+                    )
+                })
+            })
+            .collect();
+        for swap in &self.swaps {
+            if let Some(block) = self.name_for_dev_path(swap) {
+                if names.contains(block.as_str()) {
+                    users.push(format!("{swap} (active swap)"));
+                }
+            }
+        }
+        for n in &names {
+            for holder in &self.nodes[*n].holders {
+                users.push(format!("{} (used by {holder})", dev_path(n).display()));
+            }
+        }
+        users
     }
 
     /// The mounts of `drive` and its partitions, as of this snapshot, each with the device

@@ -55,15 +55,20 @@ impl UDisks {
     }
 
     /// Opens `device` read-write with `flags` (O_EXCL, O_DIRECT, O_CLOEXEC are allowed).
-    pub fn open(&self, device: &Path, flags: i32) -> Result<OwnedFd, Error> {
+    /// Opens `device` through Block.OpenDevice: `mode` "rw" to write it, "r" to read it.
+    pub fn open(&self, device: &Path, mode: &str, flags: i32) -> Result<OwnedFd, Error> {
         let result = self.block_object(device).and_then(|object| {
             let block = self.proxy(object.as_str(), "org.freedesktop.UDisks2.Block")?;
             let options: Options = HashMap::from([("flags", Value::from(flags))]);
-            block.call::<_, _, zbus::zvariant::OwnedFd>("OpenDevice", &("rw", options))
+            block.call::<_, _, zbus::zvariant::OwnedFd>("OpenDevice", &(mode, options))
         });
         match result {
             Ok(fd) => Ok(fd.into()),
-            Err(e) => Err(classify(e, device, "write")),
+            Err(e) => Err(classify(
+                e,
+                device,
+                if mode == "r" { "read" } else { "write" },
+            )),
         }
     }
 

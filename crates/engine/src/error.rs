@@ -130,6 +130,34 @@ pub enum Error {
     #[error("standard input is a terminal; pipe an image into cardsmith or name an image file")]
     StdinIsTerminal,
 
+    #[error("{path}: --allocated-only needs a partition table, but {detail}. Read the whole device without --allocated-only")]
+    NoPartitionTable { path: PathBuf, detail: String },
+
+    #[error("{path} already exists; pass --force to replace it (it stays as it is until the new image is complete)")]
+    OutputExists { path: PathBuf },
+
+    #[error("{path}: {detail}")]
+    OutputFormat { path: PathBuf, detail: String },
+
+    #[error(
+        "not enough space for {path}: the image needs {needed}, the disk holding it has {free} free. \
+         Choose another place, or a compressed format (.img.zst, .img.xz)",
+        needed = crate::units::bytes(*.needed),
+        free = crate::units::bytes(*.free)
+    )]
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        free: u64,
+    },
+
+    #[error(
+        "the disk holding {path} is full: it filled up after {written} of the image had been \
+         written. Nothing was kept; free some space or choose another place",
+        written = crate::units::bytes(*.written)
+    )]
+    OutputFull { path: PathBuf, written: u64 },
+
     #[error("cancelled")]
     Cancelled,
 }

@@ -1,130 +1,778 @@
-//! Reading a card back into an image file: the device read with O_DIRECT (so the medium,
-//! not the page cache, is copied), hashed as it goes, the file flushed before it counts.
+//! Reading a card back into an image file: a backup.
+//!
+//! ```text
+//!   device ──> reader thread ──> (patches) ──> SHA-256 ──> encoder ──> OUT.part ──rename──> OUT
+//!   (O_DIRECT,   (4 MiB aligned    (allocated-only        (zstd/xz use      + OUT.sha256
+//!    read-only)   buffers)          GPT headers)           their own threads)
+//! ```
+//!
+//! The extension of the output picks the format (.img raw, .zst, .xz, .gz). Everything goes
+//! to temporary files in the output's folder, which are renamed over the final names only
+//! once the image is complete, flushed and its hash written: a full disk, a read error or a
+//! cancel leaves no partial file, and an existing output is untouched (and replaced only with
+//! `force`). `OUT.sha256`, in `sha256sum` format, names the uncompressed image.
 
+use std::ffi::{CString, OsString};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
 
 use sha2::{Digest, Sha256};
 
-use crate::buffer::AlignedBuf;
+use crate::buffer::{AlignedBuf, Pool};
 use crate::hash::to_hex;
 use crate::image::FileIdentity;
+use crate::layout::{self, Allocated, TableKind};
 use crate::pipeline::CHUNK;
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::target::Target;
 use crate::Error;
 
+/// The formats a backup can be written in, chosen by the output's extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Raw,
+    Zstd,
+    Xz,
+    Gzip,
+}
+
+impl OutputFormat {
+    /// `.zst`, `.xz` and `.gz` compress; any other name is a raw image. Formats cardsmith
+    /// reads but does not write (.bz2, .zip) are refused rather than written raw under a
+    /// misleading name.
+    pub fn for_path(path: &Path) -> Result<OutputFormat, Error> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_lowercase())
+            .unwrap_or_default();
+        let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+        match ext {
+            "zst" | "zstd" => Ok(OutputFormat::Zstd),
+            "xz" => Ok(OutputFormat::Xz),
+            "gz" => Ok(OutputFormat::Gzip),
+            "bz2" | "zip" | "7z" | "lz4" | "lzma" => Err(Error::OutputFormat {
+                path: path.to_owned(),
+                detail: format!(
+                    "cardsmith does not write .{ext} backups; end the name with .img (raw), \
+                     .img.zst, .img.xz or .img.gz"
+                ),
+            }),
+            _ => Ok(OutputFormat::Raw),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputFormat::Raw => "raw",
+            OutputFormat::Zstd => "zstd",
+            OutputFormat::Xz => "xz",
+            OutputFormat::Gzip => "gzip",
+        }
+    }
+}
+
+/// How to read.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Replace an existing output (and its .sha256 file).
+    pub force: bool,
+    /// Only up to the end of the last partition (see [`layout`]).
+    pub allocated_only: bool,
+}
+
 /// What a read produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadReport {
+    /// Bytes of the (uncompressed) image.
     pub bytes: u64,
-    /// SHA-256 of the image as written to the file.
+    /// Bytes of the output file as stored.
+    pub stored: u64,
+    /// SHA-256 of the uncompressed image.
     pub sha256: String,
+    pub format: OutputFormat,
+    /// The `sha256sum` file written beside the output.
+    pub checksum_file: PathBuf,
+    /// With `allocated_only`: the partition table and where its partitions end.
+    pub allocated: Option<(TableKind, u64)>,
+    /// The size of the device (or file) read from.
+    pub source_size: u64,
 }
 
-/// Copies all of `source` (a device or file opened with [`Target::open_for_read`]) into
-/// the new file `out`. An existing `out` is replaced only with `force`. On any failure or
-/// cancellation the partial file is removed.
+/// The `.sha256` file that goes with `out`.
+pub fn checksum_path(out: &Path) -> PathBuf {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Copies `source` (a device opened with [`Target::reading_device`], or a file opened with
+/// [`Target::open_for_read`]) into the new image `out`, compressed as its name says.
 pub fn read(
     source: &Target,
     out: &Path,
-    force: bool,
+    options: &ReadOptions,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ReadReport, Error> {
-    // Only a regular file may be replaced: never a device, never the source itself.
-    match fs::metadata(out) {
-        Ok(meta) if !meta.is_file() => {
-            return Err(Error::NotATarget {
-                path: out.to_owned(),
-            })
-        }
-        Ok(_) if !force => {
-            return Err(Error::TargetExists {
-                path: out.to_owned(),
-            })
-        }
-        _ => {}
-    }
-    let open_err = |source| Error::Open {
-        path: out.to_owned(),
-        source,
-    };
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(out)
-        .map_err(open_err)?;
-    let meta = file.metadata().map_err(open_err)?;
-    // The same file, or a file stored on the device being read, is refused before it is
-    // emptied.
-    source.check_not_source(Some(FileIdentity::of(&meta)), &out.display().to_string())?;
-    let result = file
-        .set_len(0)
-        .map_err(open_err)
-        .and_then(|()| copy(source, file, out, cancel, progress));
-    if result.is_err() {
-        let _ = fs::remove_file(out);
-    }
-    result
+    read_from(source, source, out, options, cancel, progress)
 }
 
-fn copy(
+/// Where the bytes come from: the target itself, or (in tests) a medium that fails.
+trait Medium: Sync {
+    fn read_at(&self, buf: &mut AlignedBuf, len: usize, offset: u64) -> Result<usize, Error>;
+    fn path(&self) -> &Path;
+}
+
+impl Medium for Target {
+    fn read_at(&self, buf: &mut AlignedBuf, len: usize, offset: u64) -> Result<usize, Error> {
+        Target::read_at(self, buf, len, offset)
+    }
+
+    fn path(&self) -> &Path {
+        Target::path(self)
+    }
+}
+
+fn read_from(
     source: &Target,
-    mut file: File,
+    medium: &dyn Medium,
+    out: &Path,
+    options: &ReadOptions,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ReadReport, Error> {
+    let format = OutputFormat::for_path(out)?;
+    let sums = checksum_path(out);
+    for path in [out, &sums] {
+        check_replaceable(path, options.force)?;
+        if let Ok(meta) = fs::metadata(path) {
+            source.check_not_source(Some(FileIdentity::of(&meta)), &path.display().to_string())?;
+        }
+    }
+    let source_size = source.size().unwrap_or(0);
+    let plan = if options.allocated_only {
+        Some(layout::plan(source)?)
+    } else {
+        None
+    };
+    let total = plan.as_ref().map_or(source_size, Allocated::len);
+    let dir = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    if format == OutputFormat::Raw {
+        if let Some(free) = free_space(&dir).filter(|&free| free < total) {
+            return Err(Error::NoSpace {
+                path: out.to_owned(),
+                needed: total,
+                free,
+            });
+        }
+    }
+
+    let mut temps = Temps::default();
+    let (image_tmp, file) = temps.create(out)?;
+    let meta = file.metadata().map_err(|source| Error::Open {
+        path: image_tmp.clone(),
+        source,
+    })?;
+    // Refuse before reading: a file stored on the device being read (the same file, a file
+    // on one of its partitions) would change under the read.
+    source.check_not_source(Some(FileIdentity::of(&meta)), &out.display().to_string())?;
+
+    let mut sink = Sink::new(format, Counting::new(file), total).map_err(|e| Error::Write {
+        path: out.to_owned(),
+        offset: 0,
+        source: e,
+    })?;
+    let hash = copy(
+        medium,
+        plan.as_ref(),
+        total,
+        &mut sink,
+        out,
+        cancel,
+        progress,
+    )?;
+    let stored = sink.finish().map_err(|e| output_error(out, 0, e))?;
+
+    let line = sha256sum_line(&hash, &uncompressed_name(out, format));
+    let (sums_tmp, mut sums_file) = temps.create(&sums)?;
+    sums_file
+        .write_all(line.as_bytes())
+        .and_then(|()| sums_file.sync_all())
+        .map_err(|e| output_error(&sums, 0, e))?;
+    drop(sums_file);
+
+    // The checksum goes in first: an image never sits under its final name without it.
+    place(&sums_tmp, &sums, options.force)?;
+    if let Err(e) = place(&image_tmp, out, options.force) {
+        let _ = fs::remove_file(&sums);
+        return Err(e);
+    }
+    temps.paths.clear();
+    sync_dir(&dir);
+    Ok(ReadReport {
+        bytes: total,
+        stored,
+        sha256: hash,
+        format,
+        checksum_file: sums,
+        allocated: plan.map(|p| (p.table, p.partitions_end)),
+        source_size,
+    })
+}
+
+/// Only a regular file may be replaced, and only when asked.
+fn check_replaceable(path: &Path, force: bool) -> Result<(), Error> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => Err(Error::NotATarget {
+            path: path.to_owned(),
+        }),
+        Ok(_) if !force => Err(Error::OutputExists {
+            path: path.to_owned(),
+        }),
+        Ok(_) => match fs::metadata(path) {
+            Ok(meta) if !meta.is_file() => Err(Error::NotATarget {
+                path: path.to_owned(),
+            }),
+            _ => Ok(()),
+        },
+        Err(_) => Ok(()),
+    }
+}
+
+/// Reads the device on a thread of its own while this thread hashes, compresses and writes;
+/// returns the image's SHA-256.
+fn copy(
+    source: &dyn Medium,
+    plan: Option<&Allocated>,
+    total: u64,
+    sink: &mut Sink,
     out: &Path,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
-) -> Result<ReadReport, Error> {
-    let total = source.size();
-    let mut buf = AlignedBuf::new(CHUNK);
+) -> Result<String, Error> {
+    let copy_len = plan.map_or(total, |p| p.copy);
+    let Pool { free, returns } = Pool::new(4, CHUNK);
+    let (tx, rx) = sync_channel::<Chunk>(2);
     let mut hasher = Sha256::new();
-    let mut offset = 0u64;
-    loop {
-        cancel.check()?;
-        let want = total.map_or(CHUNK as u64, |t| (t - offset).min(CHUNK as u64)) as usize;
-        if want == 0 {
-            break;
-        }
-        let got = source.read_at(&mut buf, want, offset)?;
-        if got == 0 {
-            if let Some(total) = total.filter(|&t| offset < t) {
-                return Err(Error::read(
-                    source.path().display().to_string(),
-                    offset,
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        format!("the device ended early, {} bytes short", total - offset),
-                    ),
-                ));
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut offset = 0u64;
+            while offset < copy_len {
+                let Ok(mut buf) = free.recv() else { return };
+                let want = (copy_len - offset).min(CHUNK as u64) as usize;
+                let result = cancel
+                    .check()
+                    .and_then(|()| source.read_at(&mut buf, want, offset))
+                    .and_then(|got| ended_early(source, got, want, offset + got as u64));
+                let stop = result.is_err();
+                if tx.send(result.map(|got| (buf, got, offset))).is_err() || stop {
+                    return;
+                }
+                offset += want as u64;
             }
-            break;
-        }
-        let data = &buf[..got];
-        hasher.update(data);
-        file.write_all(data).map_err(|e| Error::Write {
-            path: out.to_owned(),
-            offset,
-            source: e,
-        })?;
-        offset += got as u64;
+        });
+        // Taken by value: when this returns (also early, on an error), the channel and the
+        // buffer returns close and the reader stops instead of waiting forever.
+        consume(
+            rx,
+            returns,
+            plan,
+            copy_len,
+            total,
+            &mut hasher,
+            sink,
+            out,
+            progress,
+        )
+    })?;
+    if let Some(tail) = plan.map(|p| &p.tail).filter(|t| !t.is_empty()) {
+        cancel.check()?;
+        hasher.update(tail);
+        sink.write_all(tail)
+            .map_err(|e| output_error(out, sink.written(), e))?;
         progress(Progress {
             phase: Phase::Read,
-            bytes_done: offset,
-            bytes_total: total,
+            bytes_done: total,
+            bytes_total: Some(total),
         });
     }
-    file.sync_all().map_err(|e| Error::Write {
-        path: out.to_owned(),
-        offset,
-        source: e,
-    })?;
-    Ok(ReadReport {
-        bytes: offset,
-        sha256: to_hex(&hasher.finalize()),
-    })
+    Ok(to_hex(&hasher.finalize()))
+}
+
+type Chunk = Result<(AlignedBuf, usize, u64), Error>;
+
+#[allow(clippy::too_many_arguments)]
+fn consume(
+    chunks: std::sync::mpsc::Receiver<Chunk>,
+    returns: std::sync::mpsc::SyncSender<AlignedBuf>,
+    plan: Option<&Allocated>,
+    copy_len: u64,
+    total: u64,
+    hasher: &mut Sha256,
+    sink: &mut Sink,
+    out: &Path,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(), Error> {
+    let mut done = 0u64;
+    while done < copy_len {
+        let (mut buf, got, offset) = chunks.recv().expect("the reader sends until the end")?;
+        if let Some(plan) = plan {
+            plan.patch(offset, &mut buf[..got]);
+        }
+        hasher.update(&buf[..got]);
+        sink.write_all(&buf[..got])
+            .map_err(|e| output_error(out, sink.written(), e))?;
+        done += got as u64;
+        let _ = returns.send(buf);
+        progress(Progress {
+            phase: Phase::Read,
+            bytes_done: done,
+            bytes_total: Some(total),
+        });
+    }
+    Ok(())
+}
+
+/// A device that returns fewer bytes than its size is failing or was pulled out.
+fn ended_early(source: &dyn Medium, got: usize, want: usize, at: u64) -> Result<usize, Error> {
+    if got == want {
+        return Ok(got);
+    }
+    Err(Error::read(
+        source.path().display().to_string(),
+        at,
+        io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "the device ended early, {} bytes short (was it removed?)",
+                want - got
+            ),
+        ),
+    ))
+}
+
+fn output_error(out: &Path, written: u64, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
+        Error::OutputFull {
+            path: out.to_owned(),
+            written,
+        }
+    } else {
+        Error::Write {
+            path: out.to_owned(),
+            offset: written,
+            source: e,
+        }
+    }
+}
+
+/// The name the image has once decompressed: `backup.img.zst` holds `backup.img`.
+fn uncompressed_name(out: &Path, format: OutputFormat) -> OsString {
+    let name = out.file_name().unwrap_or(out.as_os_str()).to_owned();
+    if format == OutputFormat::Raw {
+        return name;
+    }
+    let bytes = name.as_bytes();
+    match bytes.iter().rposition(|&b| b == b'.') {
+        Some(dot) if dot > 0 => OsString::from(std::ffi::OsStr::from_bytes(&bytes[..dot])),
+        _ => name,
+    }
+}
+
+/// A line as `sha256sum` writes it, escaping names with a backslash or a newline the way
+/// it does (a leading backslash marks the line as escaped).
+fn sha256sum_line(hash: &str, name: &std::ffi::OsStr) -> String {
+    let name = name.to_string_lossy();
+    if name.contains(['\\', '\n', '\r']) {
+        let escaped = name
+            .replace('\\', "\\\\")
+            .replace('\n', "\\n")
+            .replace('\r', "\\r");
+        format!("\\{hash}  {escaped}\n")
+    } else {
+        format!("{hash}  {name}\n")
+    }
+}
+
+/// Temporary files beside the outputs, removed unless they were renamed into place.
+#[derive(Default)]
+struct Temps {
+    paths: Vec<PathBuf>,
+}
+
+impl Temps {
+    fn create(&mut self, beside: &Path) -> Result<(PathBuf, File), Error> {
+        let name = beside.file_name().unwrap_or(beside.as_os_str());
+        let mut tmp = OsString::from(".");
+        tmp.push(name);
+        tmp.push(format!(".{}.cardsmith-part", std::process::id()));
+        let path = beside.with_file_name(tmp);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|source| Error::Open {
+                path: beside.to_owned(),
+                source,
+            })?;
+        self.paths.push(path.clone());
+        Ok((path, file))
+    }
+}
+
+impl Drop for Temps {
+    fn drop(&mut self) {
+        for path in &self.paths {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+/// Renames `from` to `to`; without `force` never over an existing file, even one that
+/// appeared while the device was read.
+fn place(from: &Path, to: &Path, force: bool) -> Result<(), Error> {
+    let err = |source| Error::Write {
+        path: to.to_owned(),
+        offset: 0,
+        source,
+    };
+    if force {
+        return fs::rename(from, to).map_err(err);
+    }
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("paths hold no NUL");
+    let (a, b) = (c(from), c(to));
+    // SAFETY: renameat2(2) with valid NUL-terminated paths relative to the working directory.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EEXIST) => Err(Error::OutputExists {
+            path: to.to_owned(),
+        }),
+        // Filesystems without RENAME_NOREPLACE: link(2) also refuses an existing name.
+        Some(libc::EINVAL) | Some(libc::ENOSYS) => {
+            fs::hard_link(from, to).map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => Error::OutputExists {
+                    path: to.to_owned(),
+                },
+                _ => err(e),
+            })?;
+            let _ = fs::remove_file(from);
+            Ok(())
+        }
+        _ => Err(err(e)),
+    }
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn free_space(dir: &Path) -> Option<u64> {
+    let c = CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statvfs(3) fills the struct we own from a valid path.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// A writer that counts what reached the file.
+struct Counting {
+    file: File,
+    written: u64,
+}
+
+impl Counting {
+    fn new(file: File) -> Counting {
+        Counting { file, written: 0 }
+    }
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// The output, through its encoder.
+enum Sink {
+    Raw(Counting),
+    Zstd(zstd::stream::write::Encoder<'static, Counting>),
+    Xz(liblzma::write::XzEncoder<Counting>),
+    Gzip(flate2::write::GzEncoder<Counting>),
+}
+
+impl Sink {
+    fn new(format: OutputFormat, out: Counting, total: u64) -> io::Result<Sink> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        Ok(match format {
+            OutputFormat::Raw => Sink::Raw(out),
+            OutputFormat::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(out, 3)?;
+                enc.multithread(threads)?;
+                enc.include_checksum(true)?;
+                enc.set_pledged_src_size(Some(total))?;
+                Sink::Zstd(enc)
+            }
+            OutputFormat::Xz => {
+                // Multi-threaded xz writes many blocks with their sizes in their headers, so
+                // the backup decodes in parallel later (as cardsmith write does).
+                let stream = liblzma::stream::MtStreamBuilder::new()
+                    .threads(threads)
+                    .preset(6)
+                    .check(liblzma::stream::Check::Crc64)
+                    .encoder()
+                    .map_err(io::Error::other)?;
+                Sink::Xz(liblzma::write::XzEncoder::new_stream(out, stream))
+            }
+            OutputFormat::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
+                out,
+                flate2::Compression::new(6),
+            )),
+        })
+    }
+
+    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        match self {
+            Sink::Raw(w) => w.write_all(data),
+            Sink::Zstd(w) => w.write_all(data),
+            Sink::Xz(w) => w.write_all(data),
+            Sink::Gzip(w) => w.write_all(data),
+        }
+    }
+
+    fn written(&self) -> u64 {
+        match self {
+            Sink::Raw(w) => w.written,
+            Sink::Zstd(w) => w.get_ref().written,
+            Sink::Xz(w) => w.get_ref().written,
+            Sink::Gzip(w) => w.get_ref().written,
+        }
+    }
+
+    /// Ends the stream, flushes the file to the medium, returns its length.
+    fn finish(self) -> io::Result<u64> {
+        let out = match self {
+            Sink::Raw(w) => w,
+            Sink::Zstd(w) => w.finish()?,
+            Sink::Xz(w) => w.finish()?,
+            Sink::Gzip(w) => w.finish()?,
+        };
+        out.file.sync_all()?;
+        Ok(out.written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_picks_the_format() {
+        let f = |p: &str| OutputFormat::for_path(Path::new(p)).map_err(|e| e.to_string());
+        assert_eq!(f("backup.img"), Ok(OutputFormat::Raw));
+        assert_eq!(f("/x/backup.IMG.ZST"), Ok(OutputFormat::Zstd));
+        assert_eq!(f("b.img.xz"), Ok(OutputFormat::Xz));
+        assert_eq!(f("b.img.gz"), Ok(OutputFormat::Gzip));
+        assert_eq!(f("card.bin"), Ok(OutputFormat::Raw));
+        assert!(f("b.img.bz2").unwrap_err().contains(".img.zst"));
+        assert!(f("b.zip").is_err());
+    }
+
+    #[test]
+    fn checksum_lines_name_the_uncompressed_image() {
+        let name = |p: &str, f| uncompressed_name(Path::new(p), f);
+        assert_eq!(name("/a/b.img.zst", OutputFormat::Zstd), "b.img");
+        assert_eq!(name("b.img", OutputFormat::Raw), "b.img");
+        assert_eq!(name(".zst", OutputFormat::Zstd), ".zst");
+        assert_eq!(
+            sha256sum_line("ab", std::ffi::OsStr::new("b.img")),
+            "ab  b.img\n"
+        );
+        assert_eq!(
+            sha256sum_line("ab", std::ffi::OsStr::new("a\\b\nc")),
+            "\\ab  a\\\\b\\nc\n"
+        );
+        assert_eq!(
+            checksum_path(Path::new("x/b.img.xz")),
+            Path::new("x/b.img.xz.sha256")
+        );
+    }
+
+    /// Fails every read that reaches `at`, as a card with a bad sector does.
+    struct Failing<'a> {
+        inner: &'a Target,
+        at: u64,
+    }
+
+    impl Medium for Failing<'_> {
+        fn read_at(&self, buf: &mut AlignedBuf, len: usize, offset: u64) -> Result<usize, Error> {
+            if offset + len as u64 > self.at {
+                return Err(Error::read(
+                    self.inner.path().display().to_string(),
+                    self.at,
+                    io::Error::from_raw_os_error(libc::EIO),
+                ));
+            }
+            self.inner.read_at(buf, len, offset)
+        }
+
+        fn path(&self) -> &Path {
+            self.inner.path()
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn source(dir: &Path, len: usize) -> Target {
+        let path = dir.join("card.bin");
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        fs::write(&path, data).unwrap();
+        Target::open_for_read(&path).unwrap()
+    }
+
+    #[test]
+    fn a_read_error_names_the_offset_and_keeps_the_old_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = source(dir.path(), 3 * CHUNK);
+        let out = dir.path().join("b.img.zst");
+        fs::write(&out, b"old backup").unwrap();
+        let failing = Failing {
+            inner: &card,
+            at: CHUNK as u64 + 4096,
+        };
+        let options = ReadOptions {
+            force: true,
+            allocated_only: false,
+        };
+        let err = read_from(
+            &card,
+            &failing,
+            &out,
+            &options,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("at byte {}", CHUNK + 4096)),
+            "{text}"
+        );
+        assert!(text.contains("Input/output error"), "{text}");
+        assert_eq!(fs::read(&out).unwrap(), b"old backup");
+        assert_eq!(names(dir.path()), ["b.img.zst", "card.bin"]);
+    }
+
+    #[test]
+    fn a_cancel_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = source(dir.path(), 4 * CHUNK);
+        let out = dir.path().join("b.img.xz");
+        let cancel = CancelToken::new();
+        let mut seen = 0;
+        let err = read(&card, &out, &ReadOptions::default(), &cancel, &mut |p| {
+            seen = p.bytes_done;
+            cancel.cancel();
+        })
+        .unwrap_err();
+        assert!(matches!(err, Error::Cancelled), "{err}");
+        assert!(seen > 0 && seen < 4 * CHUNK as u64, "{seen}");
+        assert_eq!(names(dir.path()), ["card.bin"]);
+    }
+
+    #[test]
+    fn each_format_holds_the_image_and_its_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let card = source(dir.path(), 2 * CHUNK + 512);
+        let data = fs::read(card.path()).unwrap();
+        let expected = to_hex(&Sha256::digest(&data));
+        for name in ["b.img", "b.img.zst", "b.img.xz", "b.img.gz"] {
+            let out = dir.path().join(name);
+            let report = read(
+                &card,
+                &out,
+                &ReadOptions::default(),
+                &CancelToken::new(),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(report.sha256, expected, "{name}");
+            assert_eq!(report.stored, fs::metadata(&out).unwrap().len(), "{name}");
+            let image = crate::Image::open(&crate::Input::Path(out.clone()), crate::OpenAs::Detect)
+                .unwrap();
+            let hashed = crate::hash(
+                image,
+                crate::Algorithm::Sha256,
+                &CancelToken::new(),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(hashed.hex, expected, "{name}");
+            assert_eq!(
+                fs::read_to_string(checksum_path(&out)).unwrap(),
+                format!("{expected}  b.img\n"),
+                "{name}"
+            );
+        }
+        // Without force, neither the image nor a lone .sha256 is replaced.
+        let out = dir.path().join("b.img.gz");
+        let err = read(
+            &card,
+            &out,
+            &ReadOptions::default(),
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::OutputExists { .. }), "{err}");
+        fs::remove_file(&out).unwrap();
+        let err = read(
+            &card,
+            &out,
+            &ReadOptions::default(),
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("b.img.gz.sha256 already exists"),
+            "{err}"
+        );
+    }
 }

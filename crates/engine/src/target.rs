@@ -21,6 +21,7 @@ mod ioctl {
     pub const BLKROGET: libc::c_ulong = 0x125E;
     pub const BLKRRPART: libc::c_ulong = 0x125F;
     pub const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
+    pub const BLKSSZGET: libc::c_ulong = 0x1268;
 }
 
 /// What kind of thing is being written to.
@@ -187,6 +188,43 @@ impl Target {
             created: false,
             meta,
         })
+    }
+
+    /// Wraps a block device that the caller opened read-only to make a backup of it
+    /// (cardsmith-drives opens it exclusively when nothing on it is mounted).
+    pub fn reading_device(path: &Path, file: File) -> Result<Target, Error> {
+        let device_err = |source| Error::Device {
+            what: "reading the device size",
+            path: path.to_owned(),
+            source,
+        };
+        let size = device_size(&file).map_err(device_err)?;
+        let meta = file.metadata().map_err(device_err)?;
+        let direct = set_direct(&file, true).is_ok();
+        let target = Target {
+            path: path.to_owned(),
+            file,
+            kind: TargetKind::BlockDevice,
+            size: Some(size),
+            direct,
+            created: false,
+            meta,
+        };
+        target.drop_cache();
+        Ok(target)
+    }
+
+    /// The logical sector size partition tables count in: the device's, or 512 for a file.
+    pub fn sector_size(&self) -> u64 {
+        if self.kind == TargetKind::File {
+            return 512;
+        }
+        let mut size: libc::c_int = 0;
+        // SAFETY: BLKSSZGET writes one int through the pointer.
+        match unsafe { libc::ioctl(self.file.as_raw_fd(), ioctl::BLKSSZGET, &mut size) } {
+            0 if size >= 512 => size as u64,
+            _ => 512,
+        }
     }
 
     fn file_target(path: &Path, file: File, created: bool) -> Result<Target, Error> {

@@ -33,6 +33,28 @@ Exit codes:
   4    a SHA-256 did not match (--sha256, or the catalog's)
   130  cancelled (Ctrl-C)";
 
+const READ_HELP: &str = "\
+The extension of OUTPUT picks the format: .img (raw), .img.zst (zstd, multi-threaded),
+.img.xz (xz, multi-threaded and multi-block), .img.gz (gzip). OUTPUT.sha256 holds the
+SHA-256 of the uncompressed image in sha256sum format. The image is written under a
+temporary name and renamed when complete: a full disk, a read error or Ctrl-C leave no
+partial file, and an existing OUTPUT stays as it is unless --force replaces it.
+
+A device is opened read-only and exclusively; filesystems on it are not unmounted (a
+mounted one may change while it is read, and cardsmith warns about it).
+
+--allocated-only: MBR images end at the last partition's end (the extended partition is
+cut down to its last logical one); GPT images end at the last partition's end plus a
+new backup partition table (33 sectors with 128 entries), the headers rewritten to match.
+
+Restore: cardsmith write OUTPUT DEVICE.  Check a card: cardsmith verify OUTPUT DEVICE.
+
+Exit codes:
+  0    success
+  1    failure (unreadable device, full disk, refused output, ...)
+  2    invalid command line
+  130  cancelled (Ctrl-C)";
+
 /// Exit code when the target differs from the image.
 pub const EXIT_VERIFY_FAILED: u8 = 3;
 /// Exit code when the image's SHA-256 is not the expected one.
@@ -66,8 +88,8 @@ enum Command {
     /// Erase a card: one FAT32 partition over all of it, as a new card comes
     #[command(after_help = EXIT_CODES)]
     Erase(EraseArgs),
-    /// Read a card (or any device or file) back into a raw image file
-    #[command(after_help = EXIT_CODES)]
+    /// Read a card (or any device or file) back into an image: a backup
+    #[command(after_help = READ_HELP)]
     Read(ReadArgs),
     /// List the drives an image can be written to
     Drives(drives::DrivesArgs),
@@ -162,16 +184,24 @@ struct EraseArgs {
 
 #[derive(Args)]
 struct ReadArgs {
-    /// The card or device to read (read-only; nothing on it changes)
+    /// The card or device to read (opened read-only; nothing on it changes)
     source: PathBuf,
-    /// The image file to create
+    /// The image to create: .img (raw), .img.zst, .img.xz or .img.gz; OUTPUT.sha256 is
+    /// written beside it
     output: PathBuf,
-    /// Replace an existing output file
+    /// Only up to the end of the last partition (MBR or GPT): a smaller image that also
+    /// fits a smaller card
+    #[arg(long)]
+    allocated_only: bool,
+    /// Replace an existing output file (and its .sha256)
     #[arg(long)]
     force: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
+    /// The drive the wizard's choice was for.
+    #[arg(skip)]
+    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
@@ -231,8 +261,11 @@ pub(crate) fn run_for_window(
             write(args, cancel, &mut reporter)
         }
         Ok(Cli {
-            command: Command::Read(args),
-        }) => read(args, cancel, &mut reporter),
+            command: Command::Read(mut args),
+        }) => {
+            args.window = confirmed;
+            read(args, cancel, &mut reporter)
+        }
         Ok(Cli {
             command: Command::Erase(mut args),
         }) => {
@@ -642,17 +675,61 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
 }
 
 fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
-    let source = Target::open_for_read(&args.source)?;
+    let is_device = std::fs::metadata(&args.source).is_ok_and(|m| m.file_type().is_block_device());
+    let source = if is_device {
+        let handle = cardsmith_drives::open_for_reading(&args.source, args.window.as_ref())?;
+        if !handle.exclusive {
+            let warning = format!(
+                "{} is in use ({}); a mounted filesystem may change while it is read, so the \
+                 backup may not be consistent. Unmount it first for a clean backup.",
+                args.source.display(),
+                handle.in_use.join(", ")
+            );
+            reporter.note(
+                &format!("Warning: {warning}"),
+                json!({ "event": "warning", "warning": warning, "in_use": handle.in_use }),
+            );
+        }
+        Target::reading_device(&args.source, handle.file)?
+    } else {
+        Target::open_for_read(&args.source)?
+    };
     ctrl_c_cancels(true);
-    let report = engine::read(&source, &args.output, args.force, cancel, &mut |p| {
+    let options = engine::ReadOptions {
+        force: args.force,
+        allocated_only: args.allocated_only,
+    };
+    let report = engine::read(&source, &args.output, &options, cancel, &mut |p| {
         reporter.progress(p)
     })?;
-    let summary = format!(
-        "Read {} from {} into {}; SHA-256 {}.",
+    let mut summary = format!(
+        "Read {} from {} into {}",
         units::bytes(report.bytes),
         args.source.display(),
         args.output.display(),
-        report.sha256
+    );
+    if report.format != engine::OutputFormat::Raw {
+        summary += &format!(
+            " ({}, {} stored)",
+            report.format.name(),
+            units::bytes(report.stored)
+        );
+    }
+    if let Some((table, end)) = report.allocated {
+        summary += &format!(
+            ".\nOnly the partitions: the {} partitions end at {} of {}",
+            table.name(),
+            units::bytes(end),
+            units::bytes(report.source_size)
+        );
+    }
+    summary += &format!(
+        ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
+         compare a card with it with `cardsmith verify {} DEVICE`.",
+        report.sha256,
+        report.checksum_file.display(),
+        args.output.display(),
+        args.output.display(),
     );
     reporter.success(
         Said::Note(&summary),
@@ -660,8 +737,15 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
             "command": "read",
             "source": args.source,
             "output": args.output,
+            "format": report.format.name(),
             "bytes": report.bytes,
+            "stored_bytes": report.stored,
             "sha256": report.sha256,
+            "sha256_file": report.checksum_file,
+            "source_bytes": report.source_size,
+            "allocated_only": args.allocated_only,
+            "table": report.allocated.map(|(t, _)| t.name()),
+            "partitions_end": report.allocated.map(|(_, end)| end),
         }),
     );
     Ok(())

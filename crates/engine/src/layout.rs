@@ -1,0 +1,472 @@
+//! Where a disk's partitions end, for backups that leave out the unpartitioned rest of a
+//! card (`read --allocated-only`).
+//!
+//! An MBR image is the disk up to the end of its last partition (primary, or logical inside
+//! an extended partition, whose declared size is cut down to its last logical partition
+//! when it reached further). A GPT image is the disk up to the end of its last partition,
+//! followed by a new backup partition array and backup header; the protective MBR and the
+//! primary header are changed to name the new end, so the image is a valid GPT disk of its
+//! own size (`sfdisk --verify` finds nothing to report).
+
+use crate::buffer::{AlignedBuf, ALIGN};
+use crate::target::Target;
+use crate::Error;
+
+/// The partition table kinds `--allocated-only` understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Mbr,
+    Gpt,
+}
+
+impl TableKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TableKind::Mbr => "MBR",
+            TableKind::Gpt => "GPT",
+        }
+    }
+}
+
+/// How to make an image of only the partitioned part of a disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocated {
+    pub table: TableKind,
+    /// The byte just past the last partition.
+    pub partitions_end: u64,
+    /// How many bytes from the start of the disk the image copies.
+    pub copy: u64,
+    /// Byte ranges of the copied part replaced in the image: (offset, new bytes).
+    pub patches: Vec<(u64, Vec<u8>)>,
+    /// Bytes appended after the copied part (GPT: backup partition array and header).
+    pub tail: Vec<u8>,
+}
+
+impl Allocated {
+    /// The image's length.
+    pub fn len(&self) -> u64 {
+        self.copy + self.tail.len() as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole disk, as it is.
+    fn whole(table: TableKind, partitions_end: u64, disk: u64) -> Allocated {
+        Allocated {
+            table,
+            partitions_end,
+            copy: disk,
+            patches: Vec::new(),
+            tail: Vec::new(),
+        }
+    }
+
+    /// Applies the patches that overlap `data`, which holds the image's bytes from `offset`.
+    pub fn patch(&self, offset: u64, data: &mut [u8]) {
+        let end = offset + data.len() as u64;
+        for (at, bytes) in &self.patches {
+            let stop = at + bytes.len() as u64;
+            if *at >= end || stop <= offset {
+                continue;
+            }
+            let from = at.max(&offset) - at;
+            let to = stop.min(end) - at;
+            let dest = (at + from - offset) as usize;
+            data[dest..dest + (to - from) as usize]
+                .copy_from_slice(&bytes[from as usize..to as usize]);
+        }
+    }
+}
+
+/// Reads the partition table of `disk` and plans its allocated-only image.
+pub fn plan(disk: &Target) -> Result<Allocated, Error> {
+    let size = disk.size().unwrap_or(0);
+    let mut reader = |offset: u64, len: usize| read_bytes(disk, offset, len);
+    match plan_inner(&mut reader, size, disk.sector_size()) {
+        Ok(plan) => Ok(plan),
+        Err(Unusable::Table(detail)) => Err(Error::NoPartitionTable {
+            path: disk.path().to_owned(),
+            detail,
+        }),
+        Err(Unusable::Io(e)) => Err(e),
+    }
+}
+
+type ReadFn<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
+
+/// Why a table cannot be used: what is wrong with it, or a read that failed.
+enum Unusable {
+    Table(String),
+    Io(Error),
+}
+
+impl From<Error> for Unusable {
+    fn from(e: Error) -> Unusable {
+        Unusable::Io(e)
+    }
+}
+
+fn plan_inner(read: &mut ReadFn<'_>, disk: u64, sector: u64) -> Result<Allocated, Unusable> {
+    let mbr = read(0, 512)?;
+    if mbr.len() < 512 || mbr[510..512] != [0x55, 0xAA] {
+        return Err(Unusable::Table(
+            "it has no partition table (no MBR signature in its first sector)".into(),
+        ));
+    }
+    let entries = mbr_entries(&mbr);
+    if entries.iter().any(|e| e.boot != 0 && e.boot != 0x80) {
+        return Err(Unusable::Table(
+            "its first sector is not a partition table (a filesystem on the whole disk?)".into(),
+        ));
+    }
+    if entries.iter().any(|e| e.kind == 0xEE) {
+        for ss in [sector, 512, 4096] {
+            let head = read(ss, 512)?;
+            if head.starts_with(b"EFI PART") {
+                return gpt(read, &mbr, disk, ss);
+            }
+        }
+        return Err(Unusable::Table(
+            "its protective MBR announces a GPT, but no GPT header was found".into(),
+        ));
+    }
+    mbr_plan(read, &mbr, &entries, disk, sector)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct MbrEntry {
+    boot: u8,
+    kind: u8,
+    start: u64,
+    sectors: u64,
+}
+
+fn mbr_entries(sector: &[u8]) -> [MbrEntry; 4] {
+    std::array::from_fn(|i| {
+        let e = &sector[0x1BE + 16 * i..0x1BE + 16 * (i + 1)];
+        MbrEntry {
+            boot: e[0],
+            kind: e[4],
+            start: u32::from_le_bytes(e[8..12].try_into().expect("4 bytes")) as u64,
+            sectors: u32::from_le_bytes(e[12..16].try_into().expect("4 bytes")) as u64,
+        }
+    })
+}
+
+fn is_extended(kind: u8) -> bool {
+    matches!(kind, 0x05 | 0x0F | 0x85)
+}
+
+fn mbr_plan(
+    read: &mut ReadFn<'_>,
+    mbr: &[u8],
+    entries: &[MbrEntry; 4],
+    disk: u64,
+    ss: u64,
+) -> Result<Allocated, Unusable> {
+    // In sectors: the end of the last partition (or of the last EBR).
+    let mut end = 0u64;
+    let mut extended = None;
+    for (i, e) in entries.iter().enumerate() {
+        if e.kind == 0 || e.sectors == 0 {
+            continue;
+        }
+        if is_extended(e.kind) {
+            if extended.is_some() {
+                return Err(Unusable::Table("it has two extended partitions".into()));
+            }
+            extended = Some(i);
+            end = end.max(e.start + 1);
+            end = end.max(logical_end(read, e.start, ss)?);
+        } else {
+            end = end.max(e.start + e.sectors);
+        }
+    }
+    if end == 0 {
+        return Err(Unusable::Table(
+            "its partition table lists no partitions".into(),
+        ));
+    }
+    let bytes = end * ss;
+    if bytes > disk {
+        return Err(Unusable::Table(format!(
+            "its partitions end at byte {bytes}, beyond the end of the device ({disk} bytes): \
+             the table is damaged, or the image was written to a smaller card"
+        )));
+    }
+    let mut plan = Allocated::whole(TableKind::Mbr, bytes, bytes);
+    if let Some(i) = extended {
+        let e = entries[i];
+        if e.start + e.sectors > end {
+            // The extended partition reached past its last logical partition: declare it
+            // ending there, or the image's table would point past the image.
+            let mut first = mbr[..512].to_vec();
+            let at = 0x1BE + 16 * i;
+            let sectors = u32::try_from(end - e.start).expect("smaller than before");
+            first[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+            first[at + 5..at + 8].copy_from_slice(&chs(end - 1));
+            plan.patches.push((0, first));
+        }
+    }
+    Ok(plan)
+}
+
+/// Follows the chain of extended boot records from the extended partition at `ext` (in
+/// sectors) and returns the end of the last logical partition or EBR, in sectors.
+fn logical_end(read: &mut ReadFn<'_>, ext: u64, ss: u64) -> Result<u64, Unusable> {
+    let mut end = 0;
+    let mut ebr = ext;
+    let mut seen = std::collections::BTreeSet::new();
+    loop {
+        if !seen.insert(ebr) || seen.len() > 1024 {
+            return Err(Unusable::Table(format!(
+                "its chain of logical partitions loops (at sector {ebr})"
+            )));
+        }
+        let sector = read(ebr * ss, 512)?;
+        if sector.len() < 512 || sector[510..512] != [0x55, 0xAA] {
+            return Err(Unusable::Table(format!(
+                "the extended boot record at sector {ebr} has no signature"
+            )));
+        }
+        let [logical, next, ..] = mbr_entries(&sector);
+        end = end.max(ebr + 1);
+        if logical.kind != 0 && logical.sectors > 0 {
+            end = end.max(ebr + logical.start + logical.sectors);
+        }
+        if next.kind == 0 || next.sectors == 0 {
+            return Ok(end);
+        }
+        ebr = ext + next.start;
+    }
+}
+
+/// The CHS address of sector `lba` in the usual 255-head, 63-sector geometry, or the
+/// "beyond 1024 cylinders" marker.
+fn chs(lba: u64) -> [u8; 3] {
+    let cylinder = lba / (255 * 63);
+    if cylinder > 1023 {
+        return [0xFE, 0xFF, 0xFF];
+    }
+    let head = (lba / 63) % 255;
+    let sector = lba % 63 + 1;
+    [
+        head as u8,
+        (sector as u8) | (((cylinder >> 2) & 0xC0) as u8),
+        (cylinder & 0xFF) as u8,
+    ]
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// Sets a GPT header's CRC over its first `size` bytes.
+fn seal(header: &mut [u8], size: usize) {
+    header[16..20].fill(0);
+    let crc = crc32fast::hash(&header[..size]);
+    header[16..20].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocated, Unusable> {
+    let bad = |what: &str| Unusable::Table(format!("its GPT {what}"));
+    let mut header = read(ss, ss as usize)?;
+    let size = le32(&header, 12) as usize;
+    if !(92..=ss as usize).contains(&size) {
+        return Err(bad("header has an impossible size"));
+    }
+    let mut check = header[..size].to_vec();
+    let crc = le32(&check, 16);
+    check[16..20].fill(0);
+    if crc32fast::hash(&check) != crc {
+        return Err(bad(
+            "header is damaged (CRC mismatch); repair it with gdisk or sfdisk",
+        ));
+    }
+    let entries_lba = le64(&header, 72);
+    let count = le32(&header, 80) as u64;
+    let entry_size = le32(&header, 84) as u64;
+    if entry_size < 128 || entry_size % 8 != 0 || count * entry_size > 4 << 20 {
+        return Err(bad("partition array has an impossible size"));
+    }
+    let array_len = (count * entry_size) as usize;
+    let array = read(entries_lba * ss, array_len)?;
+    if array.len() < array_len || crc32fast::hash(&array) != le32(&header, 88) {
+        return Err(bad("partition array is damaged (CRC mismatch)"));
+    }
+    let last = array
+        .chunks(entry_size as usize)
+        .filter(|e| e[..16].iter().any(|&b| b != 0))
+        .map(|e| le64(e, 40))
+        .max()
+        .ok_or_else(|| bad("lists no partitions"))?;
+    let first_usable = le64(&header, 40);
+    if last < first_usable {
+        return Err(bad("has a partition before its first usable sector"));
+    }
+    let array_sectors = (array_len as u64).div_ceil(ss);
+    let partitions_end = (last + 1) * ss;
+    let new_last = last + array_sectors + 1;
+    let image = (new_last + 1) * ss;
+    if partitions_end > disk {
+        return Err(bad(&format!(
+            "partitions end at byte {partitions_end}, beyond the end of the device ({disk} \
+             bytes)"
+        )));
+    }
+    if image >= disk {
+        // The partitions fill the disk: nothing to leave out, nothing to move.
+        return Ok(Allocated::whole(TableKind::Gpt, partitions_end, disk));
+    }
+
+    let mut plan = Allocated::whole(TableKind::Gpt, partitions_end, partitions_end);
+    let mut first = mbr[..512].to_vec();
+    for i in 0..4 {
+        let at = 0x1BE + 16 * i;
+        if first[at + 4] == 0xEE {
+            let sectors = u32::try_from(new_last).unwrap_or(u32::MAX);
+            first[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+            first[at + 5..at + 8].copy_from_slice(&chs(new_last));
+        }
+    }
+    plan.patches.push((0, first));
+
+    header[32..40].copy_from_slice(&new_last.to_le_bytes());
+    header[48..56].copy_from_slice(&last.to_le_bytes());
+    seal(&mut header, size);
+    plan.patches.push((ss, header.clone()));
+
+    let mut tail = array;
+    tail.resize((array_sectors * ss) as usize, 0);
+    let mut backup = header;
+    backup[24..32].copy_from_slice(&new_last.to_le_bytes());
+    backup[32..40].copy_from_slice(&1u64.to_le_bytes());
+    backup[72..80].copy_from_slice(&(last + 1).to_le_bytes());
+    backup[size..].fill(0);
+    seal(&mut backup, size);
+    tail.extend_from_slice(&backup);
+    plan.tail = tail;
+    Ok(plan)
+}
+
+/// Reads `len` bytes at `offset` through an aligned buffer (the disk may be open with
+/// O_DIRECT). Fewer bytes come back only at the end of the disk.
+fn read_bytes(disk: &Target, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+    let start = offset - offset % ALIGN as u64;
+    let skip = (offset - start) as usize;
+    let mut buf = AlignedBuf::new(skip + len);
+    let got = disk.read_at(&mut buf, skip + len, start)?;
+    Ok(buf[skip.min(got)..got].to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_from(read: &mut ReadFn<'_>, disk: u64, sector: u64) -> Result<Allocated, String> {
+        match plan_inner(read, disk, sector) {
+            Ok(plan) => Ok(plan),
+            Err(Unusable::Table(detail)) => Err(detail),
+            Err(Unusable::Io(e)) => Err(e.to_string()),
+        }
+    }
+
+    fn entry(sector: &mut [u8], i: usize, kind: u8, start: u32, sectors: u32) {
+        let at = 0x1BE + 16 * i;
+        sector[at + 4] = kind;
+        sector[at + 8..at + 12].copy_from_slice(&start.to_le_bytes());
+        sector[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
+        sector[510] = 0x55;
+        sector[511] = 0xAA;
+    }
+
+    fn reader(disk: &[u8]) -> impl FnMut(u64, usize) -> Result<Vec<u8>, Error> + '_ {
+        |offset, len| {
+            let from = (offset as usize).min(disk.len());
+            Ok(disk[from..(from + len).min(disk.len())].to_vec())
+        }
+    }
+
+    #[test]
+    fn mbr_with_logical_partitions_ends_at_the_last_logical_one() {
+        let mut disk = vec![0u8; 4096 * 512];
+        entry(&mut disk[..512], 0, 0x0c, 8, 100);
+        entry(&mut disk[..512], 1, 0x05, 200, 3000);
+        // EBR at 200: logical at 200+2, 300 sectors; next EBR at 200+600.
+        entry(&mut disk[200 * 512..201 * 512], 0, 0x83, 2, 300);
+        entry(&mut disk[200 * 512..201 * 512], 1, 0x05, 600, 500);
+        // EBR at 800: logical at 802, 400 sectors (ends at 1202).
+        entry(&mut disk[800 * 512..801 * 512], 0, 0x83, 2, 400);
+        let plan = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap();
+        assert_eq!(plan.table, TableKind::Mbr);
+        assert_eq!(plan.copy, 1202 * 512);
+        assert!(plan.tail.is_empty());
+        // The extended partition is cut down to end with the last logical one.
+        let mut first = disk[..512].to_vec();
+        plan.patch(0, &mut first);
+        let ext = mbr_entries(&first)[1];
+        assert_eq!((ext.start, ext.sectors), (200, 1002));
+        assert_eq!(mbr_entries(&first)[0].sectors, 100);
+    }
+
+    #[test]
+    fn a_looping_ebr_chain_and_a_superfloppy_are_refused() {
+        let mut disk = vec![0u8; 1024 * 512];
+        entry(&mut disk[..512], 0, 0x05, 10, 500);
+        entry(&mut disk[10 * 512..11 * 512], 0, 0x83, 2, 20);
+        entry(&mut disk[10 * 512..11 * 512], 1, 0x05, 0, 20);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(err.contains("loops"), "{err}");
+
+        let mut fat = vec![0u8; 1024 * 512];
+        fat[0x1BE] = 0x33;
+        fat[510] = 0x55;
+        fat[511] = 0xAA;
+        let err = plan_from(&mut reader(&fat), fat.len() as u64, 512).unwrap_err();
+        assert!(err.contains("not a partition table"), "{err}");
+
+        let blank = vec![0u8; 1024];
+        let err = plan_from(&mut reader(&blank), 1024, 512).unwrap_err();
+        assert!(err.contains("no partition table"), "{err}");
+    }
+
+    #[test]
+    fn partitions_past_the_end_of_the_device_are_refused() {
+        let mut disk = vec![0u8; 100 * 512];
+        entry(&mut disk[..512], 0, 0x83, 8, 1000);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(err.contains("beyond the end"), "{err}");
+    }
+
+    #[test]
+    fn patches_apply_across_chunk_boundaries() {
+        let plan = Allocated {
+            table: TableKind::Gpt,
+            partitions_end: 0,
+            copy: 100,
+            patches: vec![(6, vec![1, 2, 3, 4])],
+            tail: Vec::new(),
+        };
+        let mut a = [0u8; 8];
+        plan.patch(0, &mut a);
+        let mut b = [0u8; 8];
+        plan.patch(8, &mut b);
+        assert_eq!(a, [0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(b, [3, 4, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn chs_addresses() {
+        assert_eq!(chs(0), [0, 1, 0]);
+        assert_eq!(chs(63), [1, 1, 0]);
+        assert_eq!(chs(255 * 63), [0, 1, 1]);
+        assert_eq!(chs(255 * 63 * 300), [0, 1 | 0x40, 44]);
+        assert_eq!(chs(u32::MAX as u64), [0xFE, 0xFF, 0xFF]);
+    }
+}
