@@ -205,15 +205,41 @@ fn every_format_round_trips_through_the_system_tools() {
         .unwrap();
     assert!(blocks >= 3, "{listing}");
 
-    // Restoring is an ordinary write, and gives back the card byte for byte.
+    // Restoring is an ordinary write, checked against the backup's .sha256, and gives back
+    // the card byte for byte.
     let b = card(dir.path(), "b.card", 64 * MIB);
-    assert_ok(&cardsmith(&[
+    let out = cardsmith(&[
         "write",
         s(&backups.join("card.img.zst")),
         b.dev.arg(),
         "--yes",
-    ]));
+    ]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains(&format!(
+            "Checking the image against {}",
+            backups.join("card.img.zst.sha256").display()
+        )),
+        "{}",
+        stderr(&out)
+    );
     assert!(same_prefix(&a.backing, &b.backing, 64 * MIB as u64));
+
+    // A backup damaged since (one byte, deep inside) is caught before the card can boot.
+    let damaged = backups.join("damaged.img");
+    decompress("zstd", &backups.join("card.img.zst"), &damaged);
+    let line = fs::read_to_string(backups.join("card.img.zst.sha256")).unwrap();
+    write_file(
+        &backups.join("damaged.img.sha256"),
+        line.replace("card.img", "damaged.img").as_bytes(),
+    );
+    poke(&damaged, 40 * MIB as u64, 0x5A);
+    let out = cardsmith(&["write", s(&damaged), b.dev.arg(), "--yes"]);
+    assert_fails(&out, 4, &["SHA-256 mismatch"]);
+    assert!(
+        read_range(&b.backing, 0, MIB).iter().all(|&x| x == 0),
+        "the restored card does not boot"
+    );
 }
 
 #[test]

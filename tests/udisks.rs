@@ -274,6 +274,22 @@ fn a_normal_user_writes_a_card_through_udisks_only_when_polkit_allows_it() {
         fs::read(&backing).unwrap().iter().all(|&b| b == 0xAA),
         "the card was written to"
     );
+    // Reading a card (a backup) asks polkit too.
+    let backups = dir.path().join("backups");
+    fs::create_dir(&backups).unwrap();
+    fs::set_permissions(&backups, fs::Permissions::from_mode(0o777)).unwrap();
+    let backup = backups.join("card.img");
+    let out = daemons.cardsmith_as_nobody(&["read", card.arg(), backup.to_str().unwrap()]);
+    assert_fails(
+        &out,
+        1,
+        &[&format!("not authorized to read {}", card.arg())],
+    );
+    assert_eq!(
+        fs::read_dir(&backups).unwrap().count(),
+        0,
+        "no file is left"
+    );
 
     // With the rule, the same command writes and verifies the card.
     allow_nobody();
@@ -294,6 +310,11 @@ fn a_normal_user_writes_a_card_through_udisks_only_when_polkit_allows_it() {
         "asked UDisks2 for the drive to power off: {err}"
     );
     assert!(same_prefix(&image, &backing, 6 * MIB as u64));
+    // ... and the card is read back, read-only, through UDisks2.
+    let out = daemons.cardsmith_as_nobody(&["read", card.arg(), backup.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(same_prefix(&backup, &backing, 16 * MIB as u64));
+    assert_eq!(fs::metadata(&backup).unwrap().len(), 16 * MIB as u64);
 
     // A mounted card is unmounted through UDisks2 first.
     let fs_backing = dir.path().join("mounted.ext4");

@@ -16,6 +16,10 @@
 //! open or unmount the device itself goes through UDisks2 (see [`Access`]), which asks
 //! polkit.
 //!
+//! Reading a drive (a backup) goes through [`open_for_reading`]: read-only, exclusive and
+//! O_DIRECT, nothing unmounted; a drive in use is opened shared and the caller is told what
+//! uses it, so it can warn.
+//!
 //! [`Watcher`] reports drives appearing, leaving and changing, for the GUI.
 //!
 //! This crate does not write images (that is cardsmith-engine, which is handed the opened

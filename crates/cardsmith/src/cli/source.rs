@@ -2,6 +2,7 @@
 //! or from the download cache), with the hashes and size it is known by.
 
 use std::io::Read;
+use std::path::Path;
 
 use cardsmith_catalog::{
     find_device, find_os, for_device, open_image, Cache, Http, Known, Location, OsEntry, Pending,
@@ -70,8 +71,15 @@ pub fn plan(
     let url = image_arg.filter(|a| is_url(a));
     if args.os.is_none() && url.is_none() {
         let arg = image_arg.ok_or_else(|| Failure::Usage("name an image".into()))?;
+        let image = Image::open(&Input::from_arg(arg), OpenAs::Detect)?;
+        let mut options = options;
+        if options.expected_sha256.is_none() {
+            if let Input::Path(path) = image.input() {
+                options.expected_sha256 = checksum_beside(path, reporter);
+            }
+        }
         return Ok(Planned {
-            image: Image::open(&Input::from_arg(arg), OpenAs::Detect)?,
+            image,
             options,
             pending: None,
             cache: None,
@@ -120,6 +128,48 @@ pub fn plan(
         os,
         scratch,
     })
+}
+
+/// The SHA-256 in `IMAGE.sha256` beside a local image (as `cardsmith read` writes it, and
+/// as many publishers do), when its line names this image or what it decompresses to: the
+/// write then checks it like `--sha256` (either the file as stored or the image inside).
+fn checksum_beside(image: &Path, reporter: &mut Reporter) -> Option<[u8; 32]> {
+    let sums = cardsmith_engine::checksum_path(image);
+    let text = std::fs::read_to_string(&sums).ok()?;
+    let name = image.file_name()?.to_string_lossy().into_owned();
+    let inner = name.rsplit_once('.').map(|(stem, _)| stem.to_owned());
+    let found = text.lines().find_map(|line| {
+        let line = line.strip_prefix('\\').unwrap_or(line);
+        let (hex, named) = line.split_once(' ')?;
+        let named = named.trim_start_matches([' ', '*']);
+        let named = Path::new(named).file_name()?.to_string_lossy().into_owned();
+        (named == name || Some(&named) == inner.as_ref())
+            .then(|| parse_sha256(hex))
+            .flatten()
+    });
+    match found {
+        Some(hash) => {
+            reporter.note(
+                &format!(
+                    "Checking the image against {} (SHA-256 {}…)",
+                    sums.display(),
+                    &to_hex(&hash)[..12]
+                ),
+                json!({ "event": "checksum_file", "path": sums, "sha256": to_hex(&hash) }),
+            );
+            Some(hash)
+        }
+        None => {
+            reporter.note(
+                &format!(
+                    "Warning: {} names no SHA-256 for {name}; not used",
+                    sums.display()
+                ),
+                json!({ "event": "warning", "warning": format!("{} names no SHA-256 for {name}", sums.display()) }),
+            );
+            None
+        }
+    }
 }
 
 /// The catalog entry `name` (for `--device`, when made for it), and the write options that

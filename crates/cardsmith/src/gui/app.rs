@@ -77,6 +77,7 @@ pub enum Message {
     Write,
     ReadPick(String),
     ReadOutput(String),
+    ReadAllocatedOnly(bool),
     StartRead,
     Job(Event),
     Cancel,
@@ -270,19 +271,12 @@ impl App {
             }
             Message::TypedName(s) => w.typed_name = s,
             Message::Write => return self.start_write(),
-            Message::ReadPick(name) => w.read_source = Some(name),
+            Message::ReadPick(name) => w.pick_read_source(name),
             Message::ReadOutput(path) => w.read_output = path,
+            Message::ReadAllocatedOnly(on) => w.read_allocated_only = on,
             Message::StartRead => {
-                let source = w
-                    .drives
-                    .iter()
-                    .find(|d| Some(&d.name) == w.read_source.as_ref());
-                if let (Some(d), false) = (source, w.read_output.trim().is_empty()) {
-                    let argv = vec![
-                        d.path.display().to_string(),
-                        w.read_output.trim().to_owned(),
-                    ];
-                    return self.start_job("read", argv, None, false);
+                if let Some((drive, argv)) = w.read_job() {
+                    return self.start_job("read", argv, None, false, Some(drive));
                 }
             }
             Message::Job(event) => w.on_job(event),
@@ -392,7 +386,11 @@ impl App {
             .clone()
             .filter(|_| w.apply_settings && verb == "write");
         let name_typed = w.must_type_name().is_some();
-        self.start_job(verb, argv, prepared, name_typed)
+        let confirmed = match &w.storage {
+            Some(StorageChoice::Drive(d)) => Some(d.identity()),
+            _ => None,
+        };
+        self.start_job(verb, argv, prepared, name_typed, confirmed)
     }
 
     /// Runs a CLI verb on a worker thread and forwards its events to the window. A job that
@@ -403,15 +401,12 @@ impl App {
         argv: Vec<String>,
         prepared: Option<cardsmith_customize::Settings>,
         name_typed: bool,
+        confirmed: Option<cardsmith_drives::Identity>,
     ) -> Task<Message> {
         let w = &mut self.wizard;
         if w.running.is_some() {
             return Task::none(); // one job at a time
         }
-        let confirmed = match (&w.storage, verb) {
-            (Some(StorageChoice::Drive(d)), "write" | "erase") => Some(d.identity()),
-            _ => None,
-        };
         let cancel = CancelToken::new();
         w.cancel = Some(cancel.clone());
         w.last_verb = verb;
@@ -493,7 +488,7 @@ impl App {
                     .style(button::secondary),
             );
         }
-        let ready = w.read_source.is_some() && !w.read_output.trim().is_empty();
+        let ready = w.read_job().is_some();
         list.push(text(t!("read.output")))
             .push(path_row(
                 "",
@@ -503,6 +498,11 @@ impl App {
                 PathField::ReadOutput,
                 None,
             ))
+            .push(
+                toggler(w.read_allocated_only)
+                    .label(t!("read.allocated_only"))
+                    .on_toggle(Message::ReadAllocatedOnly),
+            )
             .push(
                 row![
                     button(text(t!("read.start")))

@@ -141,6 +141,8 @@ pub struct Wizard {
     /// READ A CARD: the drive's kernel name, and the image file to create.
     pub read_source: Option<String>,
     pub read_output: String,
+    /// READ A CARD: only the partitions (`--allocated-only`).
+    pub read_allocated_only: bool,
     /// The verb of the last job (write, erase, read).
     pub last_verb: &'static str,
 }
@@ -178,6 +180,7 @@ impl Wizard {
             language,
             read_source: None,
             read_output: String::new(),
+            read_allocated_only: false,
             last_verb: "write",
         }
     }
@@ -187,6 +190,36 @@ impl Wizard {
             CatalogState::Ready(l) => Some(l),
             _ => None,
         }
+    }
+
+    /// READ A CARD's job: the drive (as confirmed) and `cardsmith read`'s arguments, once
+    /// a drive and an output file are chosen.
+    pub fn read_job(&self) -> Option<(cardsmith_drives::Identity, Vec<String>)> {
+        let drive = self
+            .drives
+            .iter()
+            .find(|d| Some(&d.name) == self.read_source.as_ref())?;
+        let output = self.read_output.trim();
+        if output.is_empty() {
+            return None;
+        }
+        let mut argv = vec![drive.path.display().to_string(), output.to_owned()];
+        if self.read_allocated_only {
+            argv.push("--allocated-only".into());
+        }
+        Some((drive.identity(), argv))
+    }
+
+    /// A drive picked for READ A CARD; an empty output is given a name in the home folder
+    /// (compressed with zstd: small, and quick to write and to restore).
+    pub fn pick_read_source(&mut self, name: String) {
+        if self.read_output.trim().is_empty() {
+            if let Some(home) = std::env::var_os("HOME") {
+                let file = format!("{name}-backup.img.zst");
+                self.read_output = std::path::Path::new(&home).join(file).display().to_string();
+            }
+        }
+        self.read_source = Some(name);
     }
 
     /// Whether NEXT may be pressed on the start screen (Erase needs a drive, not a file).

@@ -320,6 +320,48 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     click(&mut app, "READ A CARD")?;
     assert_eq!(app.wizard.screen, Screen::Read);
     assert!(shows(&app, "Read a card into an image file"));
+    assert!(shows(
+        &app,
+        "Backup file to create: .img (raw), .img.zst, .img.xz or .img.gz"
+    ));
+    assert!(app.wizard.read_job().is_none(), "nothing chosen yet");
+
+    // Picking a drive proposes a zstd backup in the home folder; the toggle asks for only
+    // the partitions. (No read is started here: the drive is this machine's.)
+    let snapshot = cardsmith_drives::Snapshot::capture().expect("sysfs");
+    if let Some(drive) = snapshot.drives().iter().find(|d| d.size > 0).cloned() {
+        app.wizard.drives = vec![drive.clone()];
+        app.wizard.show_system = true;
+        let label = format!(
+            "{} — {} ({})",
+            drive.description(),
+            drive.size_human,
+            drive.path.display()
+        );
+        click(&mut app, &label)?;
+        assert_eq!(app.wizard.read_source.as_deref(), Some(drive.name.as_str()));
+        assert!(
+            app.wizard
+                .read_output
+                .ends_with(&format!("{}-backup.img.zst", drive.name)),
+            "{}",
+            app.wizard.read_output
+        );
+        // (A toggler's label is not a text widget the simulator can find by its words.)
+        let _ = app.update(Message::ReadAllocatedOnly(true));
+        let (identity, argv) = app.wizard.read_job().expect("ready to read");
+        assert_eq!(identity, drive.identity());
+        assert_eq!(
+            argv,
+            [
+                drive.path.display().to_string(),
+                app.wizard.read_output.clone(),
+                "--allocated-only".to_owned()
+            ]
+        );
+        app.wizard.drives.clear();
+        app.wizard.read_source = None;
+    }
 
     // The job behind READ: `cardsmith read SOURCE OUTPUT`, here from a file.
     let dir = tempfile::tempdir().unwrap();
