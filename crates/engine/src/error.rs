@@ -158,6 +158,12 @@ pub enum Error {
     )]
     OutputFull { path: PathBuf, written: u64 },
 
+    #[error(
+        "{path}: the filesystem there cannot hold a file this large (FAT32 stops at 4 GiB); \
+         choose a compressed format (.img.zst) or a disk formatted with ext4, exFAT or NTFS"
+    )]
+    FileTooLarge { path: PathBuf },
+
     #[error("cancelled")]
     Cancelled,
 }

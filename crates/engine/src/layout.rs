@@ -329,7 +329,8 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
     let mut first = mbr[..512].to_vec();
     for i in 0..4 {
         let at = 0x1BE + 16 * i;
-        if first[at + 4] == 0xEE {
+        // The protective entry (from LBA 1); a hybrid MBR's other entries stay as they are.
+        if first[at + 4] == 0xEE && le32(&first, at + 8) == 1 {
             let sectors = u32::try_from(new_last).unwrap_or(u32::MAX);
             first[at + 12..at + 16].copy_from_slice(&sectors.to_le_bytes());
             first[at + 5..at + 8].copy_from_slice(&chs(new_last));
@@ -459,6 +460,107 @@ mod tests {
         plan.patch(8, &mut b);
         assert_eq!(a, [0, 0, 0, 0, 0, 0, 1, 2]);
         assert_eq!(b, [3, 4, 0, 0, 0, 0, 0, 0]);
+    }
+
+    /// A GPT disk of `sectors` sectors of `ss` bytes with partitions (first, last LBA),
+    /// laid out as sfdisk does: protective MBR, header at LBA 1, 128 entries from LBA 2,
+    /// backup array and header at the end.
+    fn gpt_disk(ss: u64, sectors: u64, parts: &[(u64, u64)]) -> Vec<u8> {
+        let ssz = ss as usize;
+        let mut disk = vec![0u8; (sectors * ss) as usize];
+        entry(&mut disk[..512], 0, 0xEE, 1, (sectors - 1) as u32);
+        let mut array = vec![0u8; 128 * 128];
+        for (i, (first, last)) in parts.iter().enumerate() {
+            let e = &mut array[128 * i..128 * (i + 1)];
+            e[..16].copy_from_slice(&[0x0F; 16]);
+            e[16..32].copy_from_slice(&[i as u8 + 1; 16]);
+            e[32..40].copy_from_slice(&first.to_le_bytes());
+            e[40..48].copy_from_slice(&last.to_le_bytes());
+        }
+        let array_sectors = (array.len() as u64).div_ceil(ss);
+        let last = sectors - 1;
+        let mut header = vec![0u8; ssz];
+        header[..8].copy_from_slice(b"EFI PART");
+        header[8..12].copy_from_slice(&[0, 0, 1, 0]);
+        header[12..16].copy_from_slice(&92u32.to_le_bytes());
+        header[24..32].copy_from_slice(&1u64.to_le_bytes());
+        header[32..40].copy_from_slice(&last.to_le_bytes());
+        header[40..48].copy_from_slice(&(2 + array_sectors).to_le_bytes());
+        header[48..56].copy_from_slice(&(last - array_sectors - 1).to_le_bytes());
+        header[72..80].copy_from_slice(&2u64.to_le_bytes());
+        header[80..84].copy_from_slice(&128u32.to_le_bytes());
+        header[84..88].copy_from_slice(&128u32.to_le_bytes());
+        header[88..92].copy_from_slice(&crc32fast::hash(&array).to_le_bytes());
+        seal(&mut header, 92);
+        disk[ssz..2 * ssz].copy_from_slice(&header);
+        disk[2 * ssz..2 * ssz + array.len()].copy_from_slice(&array);
+        let backup_array = ((last - array_sectors) * ss) as usize;
+        disk[backup_array..backup_array + array.len()].copy_from_slice(&array);
+        let mut backup = header.clone();
+        backup[24..32].copy_from_slice(&last.to_le_bytes());
+        backup[32..40].copy_from_slice(&1u64.to_le_bytes());
+        backup[72..80].copy_from_slice(&(last - array_sectors).to_le_bytes());
+        seal(&mut backup, 92);
+        disk[(last * ss) as usize..].copy_from_slice(&backup);
+        disk
+    }
+
+    fn crc_ok(header: &[u8]) -> bool {
+        let mut copy = header[..92].to_vec();
+        let crc = le32(&copy, 16);
+        copy[16..20].fill(0);
+        crc32fast::hash(&copy) == crc
+    }
+
+    #[test]
+    fn gpt_images_end_with_a_valid_backup_table_for_512_and_4096_byte_sectors() {
+        for ss in [512u64, 4096] {
+            let sectors = 4096;
+            let disk = gpt_disk(ss, sectors, &[(40, 99), (100, 999)]);
+            let plan = plan_from(&mut reader(&disk), disk.len() as u64, ss).unwrap();
+            assert_eq!(plan.table, TableKind::Gpt);
+            assert_eq!(plan.partitions_end, 1000 * ss);
+            let array_sectors = (128 * 128u64).div_ceil(ss);
+            let new_last = 999 + array_sectors + 1;
+            assert_eq!(plan.len(), (new_last + 1) * ss, "ss {ss}");
+
+            let mut image = disk[..plan.copy as usize].to_vec();
+            plan.patch(0, &mut image);
+            image.extend_from_slice(&plan.tail);
+            let ssz = ss as usize;
+            let primary = &image[ssz..2 * ssz];
+            assert!(crc_ok(primary), "ss {ss}: primary CRC");
+            assert_eq!(le64(primary, 32), new_last, "alternate LBA");
+            assert_eq!(le64(primary, 48), 999, "last usable LBA");
+            let backup = &image[(new_last * ss) as usize..];
+            assert_eq!(backup.len(), ssz);
+            assert!(crc_ok(backup), "ss {ss}: backup CRC");
+            assert_eq!(&backup[..8], b"EFI PART");
+            assert_eq!(le64(backup, 24), new_last);
+            assert_eq!(le64(backup, 32), 1);
+            assert_eq!(le64(backup, 72), 1000);
+            let array = &image[(1000 * ss) as usize..(1000 * ss) as usize + 128 * 128];
+            assert_eq!(crc32fast::hash(array), le32(backup, 88));
+            assert_eq!(array, &disk[2 * ssz..2 * ssz + 128 * 128]);
+            assert_eq!(mbr_entries(&image[..512])[0].sectors, new_last);
+            assert_eq!(mbr_entries(&image[..512])[0].kind, 0xEE);
+        }
+    }
+
+    #[test]
+    fn a_damaged_gpt_header_and_a_hybrid_mbr() {
+        let mut disk = gpt_disk(512, 4096, &[(40, 99)]);
+        // A hybrid MBR: a FAT entry beside the protective one stays as it is.
+        entry(&mut disk[..512], 1, 0x0c, 40, 60);
+        let plan = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap();
+        let mut first = disk[..512].to_vec();
+        plan.patch(0, &mut first);
+        assert_eq!(mbr_entries(&first)[1].sectors, 60);
+        assert_eq!(mbr_entries(&first)[0].sectors, 99 + 32 + 1);
+
+        disk[512 + 40] ^= 1;
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(err.contains("CRC mismatch"), "{err}");
     }
 
     #[test]

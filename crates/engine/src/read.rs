@@ -22,7 +22,7 @@ use std::sync::mpsc::sync_channel;
 
 use sha2::{Digest, Sha256};
 
-use crate::buffer::{AlignedBuf, Pool};
+use crate::buffer::{AlignedBuf, Pool, ALIGN};
 use crate::hash::to_hex;
 use crate::image::FileIdentity;
 use crate::layout::{self, Allocated, TableKind};
@@ -165,6 +165,11 @@ fn read_from(
         _ => PathBuf::from("."),
     };
     if format == OutputFormat::Raw {
+        if total >= 4 << 30 && on_fat(&dir) {
+            return Err(Error::FileTooLarge {
+                path: out.to_owned(),
+            });
+        }
         if let Some(free) = free_space(&dir).filter(|&free| free < total) {
             return Err(Error::NoSpace {
                 path: out.to_owned(),
@@ -198,21 +203,46 @@ fn read_from(
         cancel,
         progress,
     )?;
-    let stored = sink.finish().map_err(|e| output_error(out, 0, e))?;
+    let written = sink.written();
+    let stored = sink.finish().map_err(|e| output_error(out, written, e))?;
+    cancel.check()?;
 
     let line = sha256sum_line(&hash, &uncompressed_name(out, format));
     let (sums_tmp, mut sums_file) = temps.create(&sums)?;
     sums_file
-        .write_all(line.as_bytes())
+        .write_all(&line)
         .and_then(|()| sums_file.sync_all())
         .map_err(|e| output_error(&sums, 0, e))?;
     drop(sums_file);
 
-    // The checksum goes in first: an image never sits under its final name without it.
-    place(&sums_tmp, &sums, options.force)?;
-    if let Err(e) = place(&image_tmp, out, options.force) {
-        let _ = fs::remove_file(&sums);
+    // The checksum goes in first: an image never sits under its final name without it. An
+    // old checksum being replaced (--force) is kept aside until the image is in place, so
+    // a failure leaves the old pair as it was.
+    cancel.check()?;
+    let old_sums = if options.force && sums.exists() {
+        let (aside, _) = temps.create(&sums)?;
+        fs::rename(&sums, &aside).map_err(|e| output_error(&sums, 0, e))?;
+        Some(aside)
+    } else {
+        None
+    };
+    let placed =
+        place(&sums_tmp, &sums, options.force).and_then(|()| place(&image_tmp, out, options.force));
+    if let Err(e) = placed {
+        match &old_sums {
+            Some(aside) => {
+                let _ = fs::rename(aside, &sums);
+            }
+            None => {
+                if !sums_tmp.exists() {
+                    let _ = fs::remove_file(&sums);
+                }
+            }
+        }
         return Err(e);
+    }
+    if let Some(aside) = old_sums {
+        let _ = fs::remove_file(aside);
     }
     temps.paths.clear();
     sync_dir(&dir);
@@ -270,6 +300,7 @@ fn copy(
                 let result = cancel
                     .check()
                     .and_then(|()| source.read_at(&mut buf, want, offset))
+                    .map_err(|e| first_bad_block(source, &mut buf, want, offset, e))
                     .and_then(|got| ended_early(source, got, want, offset + got as u64));
                 let stop = result.is_err();
                 if tx.send(result.map(|got| (buf, got, offset))).is_err() || stop {
@@ -289,6 +320,7 @@ fn copy(
             &mut hasher,
             sink,
             out,
+            cancel,
             progress,
         )
     })?;
@@ -318,11 +350,13 @@ fn consume(
     hasher: &mut Sha256,
     sink: &mut Sink,
     out: &Path,
+    cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(), Error> {
     let mut done = 0u64;
     while done < copy_len {
         let (mut buf, got, offset) = chunks.recv().expect("the reader sends until the end")?;
+        cancel.check()?;
         if let Some(plan) = plan {
             plan.patch(offset, &mut buf[..got]);
         }
@@ -338,6 +372,29 @@ fn consume(
         });
     }
     Ok(())
+}
+
+/// After a chunk failed to read: reads it again block by block to name the first block that
+/// fails (a card's bad sector), rather than the start of the 4 MiB chunk.
+fn first_bad_block(
+    source: &dyn Medium,
+    buf: &mut AlignedBuf,
+    want: usize,
+    offset: u64,
+    chunk_error: Error,
+) -> Error {
+    if !matches!(chunk_error, Error::Read { .. }) {
+        return chunk_error;
+    }
+    let mut at = 0;
+    while at < want {
+        let len = (want - at).min(ALIGN);
+        if let Err(e) = source.read_at(buf, len, offset + at as u64) {
+            return e;
+        }
+        at += len;
+    }
+    chunk_error
 }
 
 /// A device that returns fewer bytes than its size is failing or was pulled out.
@@ -359,6 +416,11 @@ fn ended_early(source: &dyn Medium, got: usize, want: usize, at: u64) -> Result<
 }
 
 fn output_error(out: &Path, written: u64, e: io::Error) -> Error {
+    if e.raw_os_error() == Some(libc::EFBIG) {
+        return Error::FileTooLarge {
+            path: out.to_owned(),
+        };
+    }
     if e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT) {
         Error::OutputFull {
             path: out.to_owned(),
@@ -386,19 +448,31 @@ fn uncompressed_name(out: &Path, format: OutputFormat) -> OsString {
     }
 }
 
-/// A line as `sha256sum` writes it, escaping names with a backslash or a newline the way
-/// it does (a leading backslash marks the line as escaped).
-fn sha256sum_line(hash: &str, name: &std::ffi::OsStr) -> String {
-    let name = name.to_string_lossy();
-    if name.contains(['\\', '\n', '\r']) {
-        let escaped = name
-            .replace('\\', "\\\\")
-            .replace('\n', "\\n")
-            .replace('\r', "\\r");
-        format!("\\{hash}  {escaped}\n")
+/// A line as `sha256sum` writes it, with the name's bytes as they are; a name with a
+/// backslash or a newline is escaped the way sha256sum does (a leading backslash marks
+/// the line as escaped).
+fn sha256sum_line(hash: &str, name: &std::ffi::OsStr) -> Vec<u8> {
+    let name = name.as_bytes();
+    let mut line = Vec::with_capacity(hash.len() + name.len() + 4);
+    if name.iter().any(|b| matches!(b, b'\\' | b'\n' | b'\r')) {
+        line.push(b'\\');
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"  ");
+        for &b in name {
+            match b {
+                b'\\' => line.extend_from_slice(b"\\\\"),
+                b'\n' => line.extend_from_slice(b"\\n"),
+                b'\r' => line.extend_from_slice(b"\\r"),
+                _ => line.push(b),
+            }
+        }
     } else {
-        format!("{hash}  {name}\n")
+        line.extend_from_slice(hash.as_bytes());
+        line.extend_from_slice(b"  ");
+        line.extend_from_slice(name);
     }
+    line.push(b'\n');
+    line
 }
 
 /// Temporary files beside the outputs, removed unless they were renamed into place.
@@ -408,23 +482,35 @@ struct Temps {
 }
 
 impl Temps {
+    /// A new file `.NAME.PID-N.cardsmith-part` beside `beside`, created exclusively (a name
+    /// left by a killed run is skipped, not reused).
     fn create(&mut self, beside: &Path) -> Result<(PathBuf, File), Error> {
         let name = beside.file_name().unwrap_or(beside.as_os_str());
-        let mut tmp = OsString::from(".");
-        tmp.push(name);
-        tmp.push(format!(".{}.cardsmith-part", std::process::id()));
-        let path = beside.with_file_name(tmp);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&path)
-            .map_err(|source| Error::Open {
-                path: beside.to_owned(),
-                source,
-            })?;
-        self.paths.push(path.clone());
-        Ok((path, file))
+        let mut attempt = 0u32;
+        loop {
+            let mut tmp = OsString::from(".");
+            tmp.push(name);
+            tmp.push(format!(".{}-{attempt}.cardsmith-part", std::process::id()));
+            let path = beside.with_file_name(tmp);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+                .open(&path)
+            {
+                Ok(file) => {
+                    self.paths.push(path.clone());
+                    return Ok((path, file));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 64 => {
+                    attempt += 1;
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT)) => {
+                    return Err(output_error(beside, 0, e));
+                }
+                Err(source) => return Err(Error::Open { path, source }),
+            }
+        }
     }
 }
 
@@ -486,6 +572,17 @@ fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }
+}
+
+/// Whether `dir` is on a FAT filesystem (files stop at 4 GiB there).
+fn on_fat(dir: &Path) -> bool {
+    const MSDOS_SUPER_MAGIC: i64 = 0x4d44;
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs(2) fills the struct we own from a valid path.
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == MSDOS_SUPER_MAGIC }
 }
 
 fn free_space(dir: &Path) -> Option<u64> {
@@ -615,19 +712,22 @@ mod tests {
         assert_eq!(name(".zst", OutputFormat::Zstd), ".zst");
         assert_eq!(
             sha256sum_line("ab", std::ffi::OsStr::new("b.img")),
-            "ab  b.img\n"
+            b"ab  b.img\n"
         );
         assert_eq!(
             sha256sum_line("ab", std::ffi::OsStr::new("a\\b\nc")),
-            "\\ab  a\\\\b\\nc\n"
+            b"\\ab  a\\\\b\\nc\n"
         );
+        let latin1 = std::ffi::OsStr::from_bytes(b"caf\xe9.img");
+        assert_eq!(sha256sum_line("ab", latin1), b"ab  caf\xe9.img\n");
         assert_eq!(
             checksum_path(Path::new("x/b.img.xz")),
             Path::new("x/b.img.xz.sha256")
         );
     }
 
-    /// Fails every read that reaches `at`, as a card with a bad sector does.
+    /// Fails every read that covers the bad block at `at`, as a card with a bad sector does,
+    /// naming the offset it was asked to read from (as the kernel's EIO does not say more).
     struct Failing<'a> {
         inner: &'a Target,
         at: u64,
@@ -635,10 +735,10 @@ mod tests {
 
     impl Medium for Failing<'_> {
         fn read_at(&self, buf: &mut AlignedBuf, len: usize, offset: u64) -> Result<usize, Error> {
-            if offset + len as u64 > self.at {
+            if offset <= self.at && self.at < offset + len as u64 {
                 return Err(Error::read(
                     self.inner.path().display().to_string(),
-                    self.at,
+                    offset,
                     io::Error::from_raw_os_error(libc::EIO),
                 ));
             }
@@ -672,6 +772,8 @@ mod tests {
         let card = source(dir.path(), 3 * CHUNK);
         let out = dir.path().join("b.img.zst");
         fs::write(&out, b"old backup").unwrap();
+        // The bad block is the second 4 KiB block of the second chunk: the error names it,
+        // not the chunk's start.
         let failing = Failing {
             inner: &card,
             at: CHUNK as u64 + 4096,
@@ -700,20 +802,43 @@ mod tests {
     }
 
     #[test]
-    fn a_cancel_leaves_no_file() {
+    fn a_cancel_keeps_the_old_backup_and_leaves_no_file() {
         let dir = tempfile::tempdir().unwrap();
-        let card = source(dir.path(), 4 * CHUNK);
+        // More chunks than the pool has buffers, so the reader cannot be done before the
+        // first progress report cancels.
+        let card = source(dir.path(), 16 * CHUNK);
         let out = dir.path().join("b.img.xz");
+        fs::write(&out, b"old backup").unwrap();
+        fs::write(checksum_path(&out), b"old sum").unwrap();
         let cancel = CancelToken::new();
         let mut seen = 0;
-        let err = read(&card, &out, &ReadOptions::default(), &cancel, &mut |p| {
+        let options = ReadOptions {
+            force: true,
+            allocated_only: false,
+        };
+        let err = read(&card, &out, &options, &cancel, &mut |p| {
             seen = p.bytes_done;
             cancel.cancel();
         })
         .unwrap_err();
         assert!(matches!(err, Error::Cancelled), "{err}");
-        assert!(seen > 0 && seen < 4 * CHUNK as u64, "{seen}");
-        assert_eq!(names(dir.path()), ["card.bin"]);
+        assert!(seen > 0 && seen < 16 * CHUNK as u64, "{seen}");
+        assert_eq!(
+            names(dir.path()),
+            ["b.img.xz", "b.img.xz.sha256", "card.bin"]
+        );
+        assert_eq!(fs::read(&out).unwrap(), b"old backup");
+        assert_eq!(fs::read(checksum_path(&out)).unwrap(), b"old sum");
+
+        // Replacing with --force: the new pair, and nothing aside left behind.
+        read(&card, &out, &options, &CancelToken::new(), &mut |_| {}).unwrap();
+        assert_eq!(
+            names(dir.path()),
+            ["b.img.xz", "b.img.xz.sha256", "card.bin"]
+        );
+        assert!(fs::read_to_string(checksum_path(&out))
+            .unwrap()
+            .ends_with("  b.img\n"));
     }
 
     #[test]

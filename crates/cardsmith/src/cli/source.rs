@@ -139,10 +139,21 @@ fn checksum_beside(image: &Path, reporter: &mut Reporter) -> Option<[u8; 32]> {
     let name = image.file_name()?.to_string_lossy().into_owned();
     let inner = name.rsplit_once('.').map(|(stem, _)| stem.to_owned());
     let found = text.lines().find_map(|line| {
-        let line = line.strip_prefix('\\').unwrap_or(line);
+        let (escaped, line) = match line.strip_prefix('\\') {
+            Some(rest) => (true, rest),
+            None => (false, line),
+        };
         let (hex, named) = line.split_once(' ')?;
         let named = named.trim_start_matches([' ', '*']);
-        let named = Path::new(named).file_name()?.to_string_lossy().into_owned();
+        let named = if escaped {
+            unescape_sum_name(named)
+        } else {
+            named.to_owned()
+        };
+        let named = Path::new(&named)
+            .file_name()?
+            .to_string_lossy()
+            .into_owned();
         (named == name || Some(&named) == inner.as_ref())
             .then(|| parse_sha256(hex))
             .flatten()
@@ -170,6 +181,30 @@ fn checksum_beside(image: &Path, reporter: &mut Reporter) -> Option<[u8; 32]> {
             None
         }
     }
+}
+
+/// A name from an escaped sha256sum line: `\\` is a backslash, `\n` a newline.
+fn unescape_sum_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut chars = name.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some('\\')) => {
+                out.push('\\');
+                chars.next();
+            }
+            ('\\', Some('n')) => {
+                out.push('\n');
+                chars.next();
+            }
+            ('\\', Some('r')) => {
+                out.push('\r');
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The catalog entry `name` (for `--device`, when made for it), and the write options that
@@ -293,4 +328,15 @@ fn whole(
     }
     let image = Image::open(&Input::Path(pending.path()), OpenAs::Detect)?;
     Ok((image, Some(pending), scratch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape_sum_name;
+
+    #[test]
+    fn escaped_checksum_names() {
+        assert_eq!(unescape_sum_name("a\\\\b\\nc.img"), "a\\b\nc.img");
+        assert_eq!(unescape_sum_name("plain.img"), "plain.img");
+    }
 }
