@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -395,19 +395,7 @@ fn ctrl_c_stops_quickly_and_leaves_the_card_unbootable() {
     let event: serde_json::Value = serde_json::from_str(&first).unwrap();
     assert_eq!(event["phase"], "write", "{first}");
     std::thread::sleep(Duration::from_millis(500));
-    let interrupted = Instant::now();
-    tool("kill", &["-INT", &child.id().to_string()]);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            interrupted.elapsed() < Duration::from_secs(5),
-            "still running 5 s after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let took = interrupted.elapsed();
+    let (status, took) = interrupt(&mut child, Duration::from_secs(5));
     drop(stdin);
     assert_eq!(status.code(), Some(130));
     assert!(took < Duration::from_secs(2), "stopping took {took:?}");

@@ -64,28 +64,34 @@ fn without_a_display_cardsmith_prints_the_help() {
 
 #[test]
 fn the_wizard_opens_under_xvfb_and_its_start_screen_is_not_blank() {
-    let display = format!(":{}", 90 + std::process::id() % 100);
-    let _xvfb = Running(
-        Command::new("Xvfb")
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1000x760x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is needed (the test command installs xvfb)"),
+    // Xvfb picks a free display itself and writes its number once it accepts clients
+    // (-displayfd), so neither a stale socket nor a slow start can race the test.
+    let mut xvfb = Command::new("Xvfb")
+        .args([
+            "-displayfd",
+            "1",
+            "-screen",
+            "0",
+            "1000x760x24",
+            "-nolisten",
+            "tcp",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("Xvfb is needed (the test command installs xvfb)");
+    let mut number = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(xvfb.stdout.take().unwrap()),
+        &mut number,
+    )
+    .unwrap();
+    let _xvfb = Running(xvfb);
+    assert!(
+        !number.trim().is_empty(),
+        "Xvfb did not start (it wrote no display number)"
     );
-    let socket = format!("/tmp/.X11-unix/X{}", display.trim_start_matches(':'));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !std::path::Path::new(&socket).exists() {
-        assert!(Instant::now() < deadline, "Xvfb did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let display = format!(":{}", number.trim());
     let home = tempfile::tempdir().unwrap();
     let repo = concat!(
         env!("CARGO_MANIFEST_DIR"),

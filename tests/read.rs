@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -156,6 +156,13 @@ fn result(out: &std::process::Output) -> Value {
     json_lines(out).pop().expect("a result line")
 }
 
+/// `cardsmith read DEV OUT --allocated-only --json`, which must succeed: its result.
+fn read_allocated(dev: &LoopDevice, out_path: &Path) -> Value {
+    let out = cardsmith(&["read", dev.arg(), s(out_path), "--allocated-only", "--json"]);
+    assert_ok(&out);
+    result(&out)
+}
+
 #[test]
 fn every_format_round_trips_through_the_system_tools() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,15 +268,7 @@ fn allocated_only_mbr_with_logical_partitions_restores_onto_a_smaller_card() {
     }
     let end = 45056 + 16384;
     let out_path = dir.path().join("small.img");
-    let out = cardsmith(&[
-        "read",
-        a.dev.arg(),
-        s(&out_path),
-        "--allocated-only",
-        "--json",
-    ]);
-    assert_ok(&out);
-    let done = result(&out);
+    let done = read_allocated(&a.dev, &out_path);
     assert_eq!(done["table"], "MBR");
     assert_eq!(done["partitions_end"], end * 512);
     assert_eq!(done["bytes"], end * 512);
@@ -324,15 +323,7 @@ fn allocated_only_gpt_moves_the_backup_table_and_stays_valid() {
     }
     let last_lba = 40960 + 8192 - 1;
     let out_path = dir.path().join("small.img.zst");
-    let out = cardsmith(&[
-        "read",
-        a.dev.arg(),
-        s(&out_path),
-        "--allocated-only",
-        "--json",
-    ]);
-    assert_ok(&out);
-    let done = result(&out);
+    let done = read_allocated(&a.dev, &out_path);
     assert_eq!(done["table"], "GPT");
     assert_eq!(done["partitions_end"], (last_lba + 1) * 512);
     // The documented rounding: the last partition's end plus the backup table, 32 sectors
@@ -497,18 +488,7 @@ fn ctrl_c_stops_the_read_and_leaves_no_file() {
     lines.read_line(&mut first).unwrap();
     let event: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(event["phase"], "read", "{first}");
-    let interrupted = Instant::now();
-    tool("kill", &["-INT", &child.id().to_string()]);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            interrupted.elapsed() < Duration::from_secs(10),
-            "still running 10 s after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (status, _) = interrupt(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
     assert!(names(&out_dir).is_empty(), "{:?}", names(&out_dir));
 }

@@ -312,3 +312,23 @@ pub fn world_readable_image(dir: &Path, len: usize) -> PathBuf {
     fs::set_permissions(&image, fs::Permissions::from_mode(0o644)).unwrap();
     image
 }
+
+/// Sends SIGINT (Ctrl-C) to `child` and waits for it to end, at most `limit`; returns its
+/// status and how long stopping took.
+pub fn interrupt(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, std::time::Duration) {
+    let interrupted = std::time::Instant::now();
+    tool("kill", &["-INT", &child.id().to_string()]);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, interrupted.elapsed());
+        }
+        assert!(
+            interrupted.elapsed() < limit,
+            "still running {limit:?} after Ctrl-C"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -759,6 +759,11 @@ mod tests {
         names
     }
 
+    fn read_plain(card: &Target, out: &Path) -> Result<ReadReport, Error> {
+        let options = ReadOptions::default();
+        read(card, out, &options, &CancelToken::new(), &mut |_| {})
+    }
+
     fn source(dir: &Path, len: usize) -> Target {
         let path = dir.join("card.bin");
         let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
@@ -849,14 +854,7 @@ mod tests {
         let expected = to_hex(&Sha256::digest(&data));
         for name in ["b.img", "b.img.zst", "b.img.xz", "b.img.gz"] {
             let out = dir.path().join(name);
-            let report = read(
-                &card,
-                &out,
-                &ReadOptions::default(),
-                &CancelToken::new(),
-                &mut |_| {},
-            )
-            .unwrap();
+            let report = read_plain(&card, &out).unwrap();
             assert_eq!(report.sha256, expected, "{name}");
             assert_eq!(report.stored, fs::metadata(&out).unwrap().len(), "{name}");
             let image = crate::Image::open(&crate::Input::Path(out.clone()), crate::OpenAs::Detect)
@@ -877,24 +875,10 @@ mod tests {
         }
         // Without force, neither the image nor a lone .sha256 is replaced.
         let out = dir.path().join("b.img.gz");
-        let err = read(
-            &card,
-            &out,
-            &ReadOptions::default(),
-            &CancelToken::new(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = read_plain(&card, &out).unwrap_err();
         assert!(matches!(err, Error::OutputExists { .. }), "{err}");
         fs::remove_file(&out).unwrap();
-        let err = read(
-            &card,
-            &out,
-            &ReadOptions::default(),
-            &CancelToken::new(),
-            &mut |_| {},
-        )
-        .unwrap_err();
+        let err = read_plain(&card, &out).unwrap_err();
         assert!(
             err.to_string().contains("b.img.gz.sha256 already exists"),
             "{err}"

@@ -176,6 +176,18 @@ impl Target {
                 hint: DEVICE_READ_ONLY,
             });
         }
+        Self::device(path, file)
+    }
+
+    /// A block device target: its size, and O_DIRECT switched on.
+    fn device(path: &Path, file: File) -> Result<Target, Error> {
+        let device_err = |what| {
+            move |source| Error::Device {
+                what,
+                path: path.to_owned(),
+                source,
+            }
+        };
         let size = device_size(&file).map_err(device_err("reading the device size"))?;
         let meta = file.metadata().map_err(device_err("reading metadata"))?;
         let direct = set_direct(&file, true).is_ok();
@@ -193,23 +205,7 @@ impl Target {
     /// Wraps a block device that the caller opened read-only to make a backup of it
     /// (cardsmith-drives opens it exclusively when nothing on it is mounted).
     pub fn reading_device(path: &Path, file: File) -> Result<Target, Error> {
-        let device_err = |source| Error::Device {
-            what: "reading the device size",
-            path: path.to_owned(),
-            source,
-        };
-        let size = device_size(&file).map_err(device_err)?;
-        let meta = file.metadata().map_err(device_err)?;
-        let direct = set_direct(&file, true).is_ok();
-        let target = Target {
-            path: path.to_owned(),
-            file,
-            kind: TargetKind::BlockDevice,
-            size: Some(size),
-            direct,
-            created: false,
-            meta,
-        };
+        let target = Self::device(path, file)?;
         target.drop_cache();
         Ok(target)
     }
