@@ -14,15 +14,34 @@ use super::drives::list;
 use super::report::Reporter;
 use super::Failure;
 
-/// What the user allowed on the command line (or in the wizard).
+/// What the user allowed on the command line (or in the wizard), for the verbs that erase
+/// a drive (write, erase).
+#[derive(clap::Args, Clone, Default)]
 pub struct Permission {
+    /// Do not ask for confirmation (required when standard input is not a terminal; not
+    /// enough for a system drive or a fixed disk, whose name must be typed)
+    #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Allow erasing a drive the running system uses (/boot, /home, swap…); its name must
+    /// still be typed at a prompt. The drive holding / is never erased.
+    #[arg(long)]
     pub allow_system_drive: bool,
     /// The wizard asked for the drive's name and the user typed it.
+    #[arg(skip)]
     pub name_typed: bool,
     /// The wizard's confirmation was for this drive: any other is refused, and nothing is
     /// ever asked on a terminal.
+    #[arg(skip)]
     pub window: Option<Identity>,
+}
+
+impl Permission {
+    /// The wizard confirmed `confirmed` in its window (and had its name typed when needed).
+    pub fn given_in_window(&mut self, name_typed: bool, confirmed: Option<Identity>) {
+        self.yes = true;
+        self.name_typed = name_typed;
+        self.window = confirmed;
+    }
 }
 
 /// What is about to land on the drive: the sentence the question uses, and the source file

@@ -78,7 +78,7 @@ struct Cli {
 enum Command {
     /// Write an image (raw, .xz, .gz, .bz2, .zst or .zip) to a block device or a file
     #[command(after_help = EXIT_CODES)]
-    Write(WriteArgs),
+    Write(Box<WriteArgs>),
     /// Compare an image with what is on a device or in a file
     #[command(after_help = EXIT_CODES)]
     Verify(VerifyArgs),
@@ -102,7 +102,7 @@ enum Command {
     #[command(subcommand)]
     Cache(catalog::CacheCommand),
     /// Put first-boot settings (host name, user, SSH, Wi-Fi…) on a written card or image file
-    Customize(custom::CustomizeArgs),
+    Customize(Box<custom::CustomizeArgs>),
     /// Named settings for whole clusters
     #[command(subcommand)]
     Preset(custom::PresetCommand),
@@ -134,52 +134,31 @@ struct WriteArgs {
     /// Do not read the target back to compare it with the image
     #[arg(long)]
     no_verify: bool,
-    /// Do not ask for confirmation (required when standard input is not a terminal)
-    #[arg(long, short = 'y')]
-    yes: bool,
+    #[command(flatten)]
+    allowed: device::Permission,
     /// Overwrite an existing, non-empty target file
     #[arg(long)]
     force: bool,
-    /// Allow erasing a drive the running system uses (/boot, /home, swap…); its name must
-    /// still be typed at a prompt. The drive holding / is never erased.
-    #[arg(long)]
-    allow_system_drive: bool,
     /// Power the drive off through UDisks2 when done, so it can be pulled out
     #[arg(long)]
     eject: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
-    /// The wizard asked for the drive's name and the user typed it.
-    #[arg(skip)]
-    name_typed: bool,
-    /// The drive the wizard's confirmation was for.
-    #[arg(skip)]
-    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
 struct EraseArgs {
     /// The card (block device) to erase
     target: PathBuf,
-    /// Do not ask for confirmation (not enough for a system drive)
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Allow a drive the running system uses (its name must still be typed)
-    #[arg(long)]
-    allow_system_drive: bool,
-    /// Power the drive off through UDisks2 when done
+    #[command(flatten)]
+    allowed: device::Permission,
+    /// Power the drive off through UDisks2 when done, so it can be pulled out
     #[arg(long)]
     eject: bool,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
-    /// The wizard asked for the drive's name and the user typed it.
-    #[arg(skip)]
-    name_typed: bool,
-    /// The drive the wizard's confirmation was for.
-    #[arg(skip)]
-    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
@@ -255,10 +234,8 @@ pub(crate) fn run_for_window(
             command: Command::Write(mut args),
         }) => {
             args.custom.prepared = prepared;
-            args.name_typed = name_typed;
-            args.window = confirmed;
-            args.yes = true;
-            write(args, cancel, &mut reporter)
+            args.allowed.given_in_window(name_typed, confirmed);
+            write(*args, cancel, &mut reporter)
         }
         Ok(Cli {
             command: Command::Read(mut args),
@@ -269,9 +246,7 @@ pub(crate) fn run_for_window(
         Ok(Cli {
             command: Command::Erase(mut args),
         }) => {
-            args.name_typed = name_typed;
-            args.window = confirmed;
-            args.yes = true;
+            args.allowed.given_in_window(name_typed, confirmed);
             erase(args, &mut reporter)
         }
         Ok(_) => Err(Failure::Usage(format!("the wizard does not run {verb}"))),
@@ -307,7 +282,7 @@ pub fn run() -> ExitCode {
     };
     let mut reporter = Reporter::new(json);
     let outcome = match cli.command {
-        Command::Write(args) => write(args, &cancel, &mut reporter),
+        Command::Write(args) => write(*args, &cancel, &mut reporter),
         Command::Verify(args) => verify(args, &cancel, &mut reporter),
         Command::Hash(args) => hash(args, &cancel, &mut reporter),
         Command::Read(args) => read(args, &cancel, &mut reporter),
@@ -316,7 +291,7 @@ pub fn run() -> ExitCode {
         Command::Os(command) => catalog::os(command, &mut reporter),
         Command::Devices(args) => catalog::devices(args, &mut reporter),
         Command::Cache(command) => catalog::cache(command, &mut reporter),
-        Command::Customize(args) => custom::customize_verb(args, &mut reporter),
+        Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
         Command::Preset(command) => custom::preset(command, &mut reporter),
     };
     match outcome {
@@ -436,14 +411,8 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     let (target, drive, unmounted) = if is_device {
-        let allowed = device::Permission {
-            yes: args.yes,
-            allow_system_drive: args.allow_system_drive,
-            name_typed: args.name_typed,
-            window: args.window.clone(),
-        };
         let incoming = device::Incoming::image(&image);
-        let opened = device::open(&allowed, &target_path, &incoming, reporter)?;
+        let opened = device::open(&args.allowed, &target_path, &incoming, reporter)?;
         (opened.target, Some(opened.drive), opened.unmounted)
     } else {
         (open_file(&args, &target_path, &image)?, None, Vec::new())
@@ -568,7 +537,7 @@ fn keep_download(
 fn open_file(args: &WriteArgs, path: &std::path::Path, image: &Image) -> Result<Target, Failure> {
     let existed = path.exists();
     let target = Target::open_for_write(path, args.force)?;
-    if existed && !args.yes {
+    if existed && !args.allowed.yes {
         let question = format!(
             "Write {} ({} image) to the file {}? Its contents will be replaced.",
             image.input(),
@@ -634,17 +603,11 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
             args.target.display()
         )));
     }
-    let allowed = device::Permission {
-        yes: args.yes,
-        allow_system_drive: args.allow_system_drive,
-        name_typed: args.name_typed,
-        window: args.window.clone(),
-    };
     let incoming = device::Incoming {
         label: "Erase".into(),
         image: None,
     };
-    let opened = device::open(&allowed, &args.target, &incoming, reporter)?;
+    let opened = device::open(&args.allowed, &args.target, &incoming, reporter)?;
     let target = opened.target;
     let size = target.size().unwrap_or(0);
     target.prepare()?;
