@@ -410,14 +410,7 @@ impl App {
         let cancel = CancelToken::new();
         w.cancel = Some(cancel.clone());
         w.last_verb = verb;
-        w.running = Some(Running {
-            phase: None,
-            done: 0,
-            total: None,
-            rate: 0.0,
-            notes: Vec::new(),
-            cancelling: false,
-        });
+        w.running = Some(Running::default());
         w.screen = Screen::Progress;
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {

@@ -85,8 +85,8 @@ pub enum Tab {
     Options,
 }
 
-/// A job's progress as the window shows it.
-#[derive(Debug, Clone, PartialEq)]
+/// A job's progress as the window shows it (nothing yet, by default).
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Running {
     pub phase: Option<Phase>,
     pub done: u64,

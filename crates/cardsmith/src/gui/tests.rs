@@ -158,14 +158,7 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     click(&mut app, "NEXT")?;
     click(&mut app, "NO")?;
     // Start the job by hand, so the test owns its events.
-    app.wizard.running = Some(super::state::Running {
-        phase: None,
-        done: 0,
-        total: None,
-        rate: 0.0,
-        notes: Vec::new(),
-        cancelling: false,
-    });
+    app.wizard.running = Some(super::state::Running::default());
     let cancel = cardsmith_engine::CancelToken::new();
     app.wizard.cancel = Some(cancel.clone());
     app.wizard.screen = Screen::Progress;
@@ -193,14 +186,7 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     ));
 
     click(&mut app, "BACK TO START")?;
-    app.wizard.running = Some(super::state::Running {
-        phase: None,
-        done: 0,
-        total: None,
-        rate: 0.0,
-        notes: vec![],
-        cancelling: false,
-    });
+    app.wizard.running = Some(super::state::Running::default());
     let long = "SHA-256 of the download is 00aa, not 11bb as published; nothing was written to the start of the target. The download is corrupt, or the catalog is wrong";
     let _ = app.update(Message::Job(Event::Finished {
         ok: false,
@@ -390,14 +376,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let sha = fields["sha256"].as_str().unwrap().to_owned();
     let _ = app.update(Message::Go(Screen::Progress));
-    app.wizard.running = Some(super::state::Running {
-        phase: None,
-        done: 0,
-        total: None,
-        rate: 0.0,
-        notes: vec![],
-        cancelling: false,
-    });
+    app.wizard.running = Some(super::state::Running::default());
     for e in events {
         let _ = app.update(Message::Job(e));
     }
