@@ -78,6 +78,8 @@ pub enum Message {
     ReadPick(String),
     ReadOutput(String),
     ReadAllocatedOnly(bool),
+    /// The window manager asks to close the window.
+    CloseRequested,
     StartRead,
     Job(Event),
     Cancel,
@@ -279,7 +281,24 @@ impl App {
                     return self.start_job("read", argv, None, false, Some(drive));
                 }
             }
-            Message::Job(event) => w.on_job(event),
+            Message::Job(event) => {
+                w.on_job(event);
+                if w.close_when_done && w.running.is_none() {
+                    return iced::exit();
+                }
+            }
+            Message::CloseRequested => {
+                if w.running.is_none() {
+                    return iced::exit();
+                }
+                // A job is running: stop it the way Cancel does, and end once it has
+                // stopped (killing it mid-write would skip the cleanup).
+                w.close_when_done = true;
+                if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
+                    cancel.cancel();
+                    r.cancelling = true;
+                }
+            }
             Message::Cancel => {
                 if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
                     cancel.cancel();
@@ -522,7 +541,8 @@ impl App {
             _ => None,
         });
         let drives = Subscription::run(watch_drives).map(|e| Message::Drive(Box::new(e)));
-        Subscription::batch([drives, keys])
+        let close = iced::window::close_requests().map(|_| Message::CloseRequested);
+        Subscription::batch([drives, keys, close])
     }
 
     pub fn view(&self) -> Element<'_, Message> {

@@ -42,6 +42,8 @@ pub fn run() -> iced::Result {
     .title(App::title)
     .theme(App::theme)
     .subscription(App::subscription)
+    // Closing the window during a job cancels it first (see Message::CloseRequested).
+    .exit_on_close_request(false)
     .window_size((900.0, 700.0))
     .centered()
     .run()

@@ -143,6 +143,9 @@ pub struct Wizard {
     pub read_output: String,
     /// READ A CARD: only the partitions (`--allocated-only`).
     pub read_allocated_only: bool,
+    /// The window was closed during a job: it was cancelled, and the program ends when the
+    /// job has stopped (so a card is left unbootable, a backup's temporary file removed).
+    pub close_when_done: bool,
     /// The verb of the last job (write, erase, read).
     pub last_verb: &'static str,
 }
@@ -181,6 +184,7 @@ impl Wizard {
             read_source: None,
             read_output: String::new(),
             read_allocated_only: false,
+            close_when_done: false,
             last_verb: "write",
         }
     }

@@ -199,6 +199,35 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
 }
 
 #[test]
+fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
+    let mut app = wizard();
+    // No job: the window closes at once (the exit task has one unit of work).
+    assert_eq!(app.update(Message::CloseRequested).units(), 1);
+
+    app.wizard.running = Some(super::state::Running::default());
+    let cancel = cardsmith_engine::CancelToken::new();
+    app.wizard.cancel = Some(cancel.clone());
+    app.wizard.screen = Screen::Progress;
+    let task = app.update(Message::CloseRequested);
+    assert_eq!(task.units(), 0, "the window stays while the job stops");
+    assert!(cancel.is_cancelled(), "closing cancels the job");
+    assert!(shows(&app, "Cancelling…"));
+    let task = app.update(Message::Job(Event::Progress {
+        phase: Phase::Write,
+        done: 1,
+        total: None,
+        rate: 0.0,
+    }));
+    assert_eq!(task.units(), 0);
+    let task = app.update(Message::Job(Event::Finished {
+        ok: false,
+        text: "cancelled".into(),
+        fields: serde_json::json!({ "exit_code": 130 }),
+    }));
+    assert_eq!(task.units(), 1, "the program ends once the job has stopped");
+}
+
+#[test]
 fn the_job_is_the_cli_write_and_reports_to_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("card.img");
