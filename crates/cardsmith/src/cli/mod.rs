@@ -66,7 +66,7 @@ pub const EXIT_CANCELLED: u8 = 130;
 #[command(
     name = "cardsmith",
     version,
-    about = "Write OS images to SD cards and USB drives, verify them, and hash them",
+    about = "Write OS images to SD cards and USB drives, set up their first boot, verify them, and read cards back into backups",
     after_help = EXIT_CODES
 )]
 struct Cli {
