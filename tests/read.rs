@@ -370,6 +370,31 @@ fn allocated_only_needs_a_partition_table() {
 }
 
 #[test]
+fn a_gpt_cut_short_is_refused_with_a_reason_not_a_crash() {
+    // A protective MBR and the first 8 bytes of a GPT header, then the end of the file:
+    // --allocated-only once indexed past the short read and panicked.
+    let dir = tempfile::tempdir().unwrap();
+    for len in [520usize, 600] {
+        let mut data = vec![0u8; len];
+        data[0x1BE + 4] = 0xEE;
+        data[0x1BE + 8] = 1;
+        data[510] = 0x55;
+        data[511] = 0xAA;
+        data[512..520].copy_from_slice(b"EFI PART");
+        if len >= 528 {
+            data[524..528].copy_from_slice(&92u32.to_le_bytes());
+        }
+        let file = dir.path().join(format!("short-{len}.img"));
+        write_file(&file, &data);
+        let out_path = dir.path().join(format!("backup-{len}.img"));
+        let out = cardsmith(&["read", s(&file), s(&out_path), "--allocated-only"]);
+        assert_fails(&out, 1, &["its GPT header at byte 512 is cut short"]);
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+        assert!(!out_path.exists());
+    }
+}
+
+#[test]
 fn an_existing_backup_is_replaced_only_with_force() {
     let dir = tempfile::tempdir().unwrap();
     let a = card(dir.path(), "a.card", 4 * MIB);
@@ -569,8 +594,20 @@ fn read_never_replaces_a_device_or_its_own_source() {
     let dir = tempfile::tempdir().unwrap();
     let a = card(dir.path(), "a.card", 4 * MIB);
     let b = card(dir.path(), "b.card", 4 * MIB);
-    let out = cardsmith(&["read", a.dev.arg(), b.dev.arg(), "--force"]);
-    assert_fails(&out, 1, &["neither a block device nor a regular file"]);
+    for force in [&[][..], &["--force"][..]] {
+        let mut args = vec!["read", a.dev.arg(), b.dev.arg()];
+        args.extend_from_slice(force);
+        let out = cardsmith(&args);
+        assert_fails(
+            &out,
+            1,
+            &[&format!(
+                "{} is a block device (a drive), not a backup file: a backup goes into a file",
+                b.dev.arg()
+            )],
+        );
+        assert!(!stderr(&out).contains("neither"), "{}", stderr(&out));
+    }
     assert!(fs::read(&b.backing).unwrap().iter().all(|&x| x == OLD));
     let file = dir.path().join("image.bin");
     write_file(&file, &image_bytes(MIB, 4));

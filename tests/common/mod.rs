@@ -13,8 +13,14 @@ use std::process::{Command, Output, Stdio};
 
 pub const MIB: usize = 1 << 20;
 
+/// The binary under test: this build's, or `CARDSMITH_TEST_BIN` (an older build, to see
+/// a regression test fail on the code it guards against).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_cardsmith")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("CARDSMITH_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_cardsmith").to_owned())
+    })
 }
 
 /// No system D-Bus, so no UDisks2: the tests do not depend on what this machine runs

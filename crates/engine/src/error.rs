@@ -109,6 +109,12 @@ pub enum Error {
     #[error("{path} is neither a block device nor a regular file")]
     NotATarget { path: PathBuf },
 
+    #[error(
+        "{path} is {kind}, not a backup file: a backup goes into a file (and its .sha256 beside \
+         it); choose a file path, such as ~/card-backup.img.zst"
+    )]
+    OutputNotAFile { path: PathBuf, kind: &'static str },
+
     #[error("the image {source_desc} is stored on {target}: writing would destroy the image while it is read")]
     SameStorage {
         source_desc: String,

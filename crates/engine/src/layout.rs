@@ -276,10 +276,22 @@ fn seal(header: &mut [u8], size: usize) {
 
 fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocated, Unusable> {
     let bad = |what: &str| Unusable::Table(format!("its GPT {what}"));
+    // Every number below comes from the disk: a damaged or hostile table must give an
+    // error naming the field, never a panic and never an arithmetic wrap that makes a
+    // short image look complete.
     let mut header = read(ss, ss as usize)?;
+    if header.len() < 92 {
+        return Err(bad(&format!(
+            "header at byte {ss} is cut short: the disk ends {} bytes into it (a header has 92)",
+            header.len()
+        )));
+    }
     let size = le32(&header, 12) as usize;
-    if !(92..=ss as usize).contains(&size) {
-        return Err(bad("header has an impossible size"));
+    if !(92..=header.len()).contains(&size) {
+        return Err(bad(&format!(
+            "header size (bytes 12-15) is {size}, not between 92 and {}",
+            header.len()
+        )));
     }
     let mut check = header[..size].to_vec();
     let crc = le32(&check, 16);
@@ -296,30 +308,53 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
         return Err(bad("partition array has an impossible size"));
     }
     let array_len = (count * entry_size) as usize;
-    let array = read(entries_lba * ss, array_len)?;
+    let array_at = entries_lba
+        .checked_mul(ss)
+        .filter(|&at| at < disk)
+        .ok_or_else(|| {
+            bad(&format!(
+                "partition array LBA (header bytes 72-79) is {entries_lba}, beyond the end of \
+                 the device ({disk} bytes)"
+            ))
+        })?;
+    let array = read(array_at, array_len)?;
     if array.len() < array_len || crc32fast::hash(&array) != le32(&header, 88) {
         return Err(bad("partition array is damaged (CRC mismatch)"));
     }
-    let last = array
-        .chunks(entry_size as usize)
-        .filter(|e| e[..16].iter().any(|&b| b != 0))
-        .map(|e| le64(e, 40))
-        .max()
-        .ok_or_else(|| bad("lists no partitions"))?;
+    let mut last = None::<u64>;
+    for (i, e) in array.chunks(entry_size as usize).enumerate() {
+        if e[..16].iter().all(|&b| b == 0) {
+            continue;
+        }
+        let (first_lba, last_lba) = (le64(e, 32), le64(e, 40));
+        if last_lba < first_lba {
+            return Err(bad(&format!(
+                "partition {} ends (LBA {last_lba}) before it starts (LBA {first_lba})",
+                i + 1
+            )));
+        }
+        last = last.max(Some(last_lba));
+    }
+    let last = last.ok_or_else(|| bad("lists no partitions"))?;
     let first_usable = le64(&header, 40);
     if last < first_usable {
         return Err(bad("has a partition before its first usable sector"));
     }
+    let partitions_end = last
+        .checked_add(1)
+        .and_then(|sectors| sectors.checked_mul(ss))
+        .filter(|&end| end <= disk)
+        .ok_or_else(|| {
+            bad(&format!(
+                "partitions end at LBA {last}, beyond the end of the device ({disk} bytes)"
+            ))
+        })?;
+    // From here on every value is bounded by the disk's size (ss >= 512, array <= 4 MiB).
     let array_sectors = (array_len as u64).div_ceil(ss);
-    let partitions_end = (last + 1) * ss;
     let new_last = last + array_sectors + 1;
-    let image = (new_last + 1) * ss;
-    if partitions_end > disk {
-        return Err(bad(&format!(
-            "partitions end at byte {partitions_end}, beyond the end of the device ({disk} \
-             bytes)"
-        )));
-    }
+    let image = (new_last + 1)
+        .checked_mul(ss)
+        .ok_or_else(|| bad("backup header would lie beyond 2^64 bytes"))?;
     if image >= disk {
         // The partitions fill the disk: nothing to leave out, nothing to move.
         return Ok(Allocated::whole(TableKind::Gpt, partitions_end, disk));
@@ -561,6 +596,71 @@ mod tests {
         disk[512 + 40] ^= 1;
         let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
         assert!(err.contains("CRC mismatch"), "{err}");
+    }
+
+    /// Rewrites the primary GPT's array CRC and header CRC after a test changed them, so
+    /// only the field under test is wrong.
+    fn reseal_primary(disk: &mut [u8], ss: usize) {
+        let lba = le64(&disk[ss..2 * ss], 72) as usize;
+        let array = if lba < disk.len() / ss {
+            crc32fast::hash(&disk[lba * ss..lba * ss + 128 * 128])
+        } else {
+            crc32fast::hash(&disk[0..128 * 128])
+        };
+        disk[ss + 88..ss + 92].copy_from_slice(&array.to_le_bytes());
+        seal(&mut disk[ss..2 * ss], 92);
+    }
+
+    #[test]
+    fn a_gpt_header_cut_short_by_the_end_of_the_image_is_refused_not_a_panic() {
+        let full = gpt_disk(512, 64, &[(40, 50)]);
+        for len in 512 + 8..=512 + 120 {
+            let disk = &full[..len];
+            let err = plan_from(&mut reader(disk), len as u64, 512).unwrap_err();
+            assert!(err.starts_with("its GPT "), "{len} bytes: {err}");
+            if len < 512 + 92 {
+                assert!(err.contains("cut short"), "{len} bytes: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_gpt_numbers_are_errors_naming_the_field_not_wraps() {
+        let ss = 512usize;
+        // A partition ending at LBA 2^64-1: its end in bytes wraps to 0 in release builds,
+        // which once gave an "image" of 33 sectors reported as a complete backup.
+        for last in [u64::MAX, (1u64 << 55) - 1, 1u64 << 60] {
+            let mut disk = gpt_disk(512, 4096, &[(40, 99)]);
+            disk[2 * ss + 40..2 * ss + 48].copy_from_slice(&last.to_le_bytes());
+            reseal_primary(&mut disk, ss);
+            let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+            assert!(
+                err.contains(&format!("partitions end at LBA {last}, beyond the end")),
+                "{err}"
+            );
+        }
+        // The partition array's LBA times the sector size wraps past 2^64.
+        let mut disk = gpt_disk(512, 4096, &[(40, 99)]);
+        disk[ss + 72..ss + 80].copy_from_slice(&(1u64 << 55).to_le_bytes());
+        reseal_primary(&mut disk, ss);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(
+            err.contains("partition array LBA (header bytes 72-79) is 36028797018963968"),
+            "{err}"
+        );
+        // A partition that ends before it starts.
+        let mut disk = gpt_disk(512, 4096, &[(40, 99), (500, 100)]);
+        reseal_primary(&mut disk, ss);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(
+            err.contains("partition 2 ends (LBA 100) before it starts (LBA 500)"),
+            "{err}"
+        );
+        // A header size larger than the sector read.
+        let mut disk = gpt_disk(512, 4096, &[(40, 99)]);
+        disk[ss + 12..ss + 16].copy_from_slice(&600u32.to_le_bytes());
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(err.contains("header size (bytes 12-15) is 600"), "{err}");
     }
 
     #[test]

@@ -259,20 +259,35 @@ fn read_from(
 
 /// Only a regular file may be replaced, and only when asked.
 fn check_replaceable(path: &Path, force: bool) -> Result<(), Error> {
+    let not_a_file = |meta: &fs::Metadata| Error::OutputNotAFile {
+        path: path.to_owned(),
+        kind: file_kind(meta),
+    };
     match fs::symlink_metadata(path) {
-        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => Err(Error::NotATarget {
-            path: path.to_owned(),
-        }),
-        Ok(_) if !force => Err(Error::OutputExists {
-            path: path.to_owned(),
-        }),
+        Ok(meta) if !meta.is_file() && !meta.file_type().is_symlink() => Err(not_a_file(&meta)),
         Ok(_) => match fs::metadata(path) {
-            Ok(meta) if !meta.is_file() => Err(Error::NotATarget {
+            Ok(meta) if !meta.is_file() => Err(not_a_file(&meta)),
+            _ if !force => Err(Error::OutputExists {
                 path: path.to_owned(),
             }),
             _ => Ok(()),
         },
         Err(_) => Ok(()),
+    }
+}
+
+/// What a path that is not a regular file is, in words.
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_block_device() {
+        "a block device (a drive)"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_dir() {
+        "a folder"
+    } else {
+        "not a regular file"
     }
 }
 

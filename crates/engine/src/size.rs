@@ -97,13 +97,20 @@ pub fn xz_size(file: &File, len: u64) -> io::Result<Option<u64>> {
         let Some((blocks_len, uncompressed)) = parse_xz_index(&index) else {
             return Ok(None);
         };
-        let Some(stream_start) = index_start.checked_sub(blocks_len + 12) else {
+        // The index's sizes are the file's word: a sum that cannot be real is damage.
+        let Some(stream_start) = blocks_len
+            .checked_add(12)
+            .and_then(|stream| index_start.checked_sub(stream))
+        else {
             return Ok(None);
         };
         if read_exact_at(file, 6, stream_start)? != HEADER_MAGIC {
             return Ok(None);
         }
-        total = total.saturating_add(uncompressed);
+        let Some(sum) = total.checked_add(uncompressed) else {
+            return Ok(None);
+        };
+        total = sum;
         streams += 1;
         end = stream_start;
     }
@@ -313,6 +320,22 @@ mod tests {
         let gz = compress("gzip", &["-c"], &sample(123_456));
         let (_t, f, len) = file_with(&gz);
         assert_eq!(gzip_estimate(&f, len).unwrap(), Some(123_456));
+    }
+
+    #[test]
+    fn an_xz_index_whose_block_sizes_overflow_has_no_size() {
+        // Stream header, an index of two records whose unpadded sizes add up to nearly
+        // 2^64 (so "blocks + stream header" overflowed), and a footer pointing at it.
+        let mut xz = vec![0xFD, b'7', b'z', b'X', b'Z', 0, 0, 0, 0, 0, 0, 0];
+        xz.extend_from_slice(&[0x00, 0x02]);
+        xz.extend_from_slice(&[0xFF; 8]);
+        xz.extend_from_slice(&[0x7F, 0x00]);
+        xz.extend_from_slice(&[0xFC, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0x00]);
+        xz.extend_from_slice(&[0x00, 0x00]);
+        assert_eq!(xz.len(), 36);
+        xz.extend_from_slice(&[0, 0, 0, 0, 5, 0, 0, 0, 0, 0, b'Y', b'Z']);
+        let (_t, f, len) = file_with(&xz);
+        assert_eq!(xz_size(&f, len).unwrap(), None);
     }
 
     #[test]
