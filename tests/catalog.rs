@@ -749,3 +749,29 @@ fn the_sample_catalog_follows_imagers_published_schema() {
         "the witness can say no"
     );
 }
+
+#[test]
+fn a_hostile_cache_index_is_reported_and_nothing_outside_the_cache_is_deleted() {
+    let bench = Bench::new();
+    let victim = bench.path("victim");
+    write_file(&victim, b"precious");
+    let images = bench.cache().join("cardsmith/images");
+    fs::create_dir_all(&images).unwrap();
+    let index = json!({ "entries": [
+        { "sha256": "../../../victim", "url": "x", "size": 1, "last_used": 0 },
+        { "sha256": victim.display().to_string(), "url": "y", "size": 1, "last_used": 0 },
+    ]});
+    write_file(&images.join("index.json"), index.to_string().as_bytes());
+    let out = bench.run(&["cache", "list"]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "Download cache: the cache index named \"../../../victim\", which is not a SHA-256"
+        ),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("in 0 downloads"), "{}", stdout(&out));
+    assert_ok(&bench.run(&["cache", "clear"]));
+    assert_eq!(fs::read(&victim).unwrap(), b"precious");
+}

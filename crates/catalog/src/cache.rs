@@ -55,6 +55,12 @@ pub struct SavedCatalog {
 pub struct Cache {
     dir: PathBuf,
     limit: u64,
+    notes: Mutex<Vec<String>>,
+}
+
+/// A cache file's name: a SHA-256 as 64 lowercase hex digits, and nothing else (no path).
+fn is_sha256_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 pub fn now() -> u64 {
@@ -121,6 +127,7 @@ impl Cache {
         Cache {
             dir: dir.to_owned(),
             limit,
+            notes: Mutex::new(Vec::new()),
         }
     }
 
@@ -138,18 +145,48 @@ impl Cache {
 
     /// The index, reconciled with the files: entries whose file is gone are dropped, and a
     /// file the index does not know (a lost or damaged index) is listed again, so it still
-    /// counts against the cap and can be evicted.
+    /// counts against the cap and can be evicted. Every name in the index is checked before
+    /// it is joined to a path (a hostile `"sha256": "../../etc/shadow"` would otherwise be
+    /// deleted by eviction); entries that fail are dropped with a note, and sizes are the
+    /// files' own, not the index's word.
     fn load_index(&self) -> Index {
-        let mut index: Index = fs::read(self.index_path())
+        let read: Index = fs::read(self.index_path())
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
         let images = self.images();
-        index.entries.retain(|e| images.join(&e.sha256).is_file());
+        let mut index = Index::default();
+        for mut entry in read.entries {
+            if !is_sha256_name(&entry.sha256) {
+                self.note(format!(
+                    "the cache index named {:?}, which is not a SHA-256; that entry was dropped \
+                     (nothing outside the cache was touched)",
+                    entry.sha256
+                ));
+                continue;
+            }
+            if index.entries.iter().any(|e| e.sha256 == entry.sha256) {
+                continue;
+            }
+            let Ok(meta) = fs::symlink_metadata(images.join(&entry.sha256)) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            entry.size = meta.len();
+            if entry
+                .image_sha256
+                .as_deref()
+                .is_some_and(|h| !is_sha256_name(h))
+            {
+                entry.image_sha256 = None;
+            }
+            index.entries.push(entry);
+        }
         for file in fs::read_dir(&images).into_iter().flatten().flatten() {
             let name = file.file_name().to_string_lossy().into_owned();
-            let is_hash = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
-            if !is_hash || index.entries.iter().any(|e| e.sha256 == name) {
+            if !is_sha256_name(&name) || index.entries.iter().any(|e| e.sha256 == name) {
                 continue;
             }
             let Ok(meta) = file.metadata() else { continue };
@@ -167,6 +204,23 @@ impl Cache {
             });
         }
         index
+    }
+
+    /// Something the user should hear about the cache (a damaged index entry dropped…).
+    fn note(&self, text: String) {
+        if let Ok(mut notes) = self.notes.lock() {
+            if !notes.contains(&text) {
+                notes.push(text);
+            }
+        }
+    }
+
+    /// What happened to the cache that the user should hear about, since the last call.
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
     }
 
     /// Holds the cache's lock (flock) until dropped, so two cardsmith processes do not
@@ -194,7 +248,7 @@ impl Cache {
     pub fn clear(&self) -> Result<(usize, u64), Error> {
         let _lock = self.lock();
         let mut files = 0;
-        let mut bytes = 0;
+        let mut bytes = 0u64;
         for dir in [self.images(), self.dir.join("catalogs")] {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
@@ -209,7 +263,7 @@ impl Cache {
                     let bookkeeping = path == self.index_path() || path.ends_with(".lock");
                     if !bookkeeping {
                         files += 1;
-                        bytes += meta.len();
+                        bytes = bytes.saturating_add(meta.len());
                     }
                 }
             }
@@ -341,12 +395,14 @@ impl Cache {
         index
             .entries
             .sort_by_key(|e| std::cmp::Reverse(e.last_used));
-        let mut total = 0;
+        let mut total = 0u64;
         index.entries.retain(|e| {
-            total += e.size;
-            let keep = total <= self.limit;
-            if !keep {
-                total -= e.size;
+            let keep = total
+                .checked_add(e.size)
+                .is_some_and(|with| with <= self.limit);
+            if keep {
+                total += e.size;
+            } else {
                 let _ = fs::remove_file(self.images().join(&e.sha256));
             }
             keep
@@ -582,6 +638,57 @@ mod tests {
             None,
             "larger than the cap: not kept"
         );
+    }
+
+    #[test]
+    fn index_names_that_are_not_hashes_are_dropped_and_nothing_outside_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let cache = Cache::at(&dir.path().join("cache"), 25);
+        let kept = keep(&cache, "a", &[1; 10]).unwrap();
+        let hostile = serde_json::json!({ "entries": [
+            { "sha256": victim.display().to_string(), "url": "x", "size": 1, "last_used": 0 },
+            { "sha256": "../../victim", "url": "y", "size": 1, "last_used": 0 },
+            { "sha256": kept.sha256.to_uppercase(), "url": "z", "size": 1, "last_used": 0 },
+            { "sha256": kept.sha256, "url": "a", "size": 10, "last_used": 1,
+              "image_sha256": "../not-a-hash" },
+        ]});
+        fs::write(cache.index_path(), hostile.to_string()).unwrap();
+        // Eviction (a new image past the cap) and a failed hash check both delete files.
+        keep(&cache, "b", &[2; 20]).unwrap();
+        fs::write(cache.images().join(&kept.sha256), b"changed").unwrap();
+        let _ = cache.find(Some(&kept.sha256), None);
+        let _ = cache.find(Some(&victim.display().to_string()), None);
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let notes = cache.take_notes().join("\n");
+        assert!(
+            notes.contains("\"../../victim\", which is not a SHA-256"),
+            "{notes}"
+        );
+        assert!(
+            notes.contains(&format!("{:?}", victim.display().to_string())),
+            "{notes}"
+        );
+        assert!(cache.list().iter().all(|e| e.image_sha256.is_none()));
+    }
+
+    #[test]
+    fn sizes_are_the_files_own_and_huge_ones_do_not_overflow_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::at(dir.path(), 25);
+        let a = keep(&cache, "a", &[1; 10]).unwrap();
+        let b = keep(&cache, "b", &[2; 10]).unwrap();
+        let lies = serde_json::json!({ "entries": [
+            { "sha256": a.sha256, "url": "a", "size": 1, "last_used": 2 },
+            { "sha256": b.sha256, "url": "b", "size": u64::MAX, "last_used": 1 },
+        ]});
+        fs::write(cache.index_path(), lies.to_string()).unwrap();
+        let sizes: Vec<u64> = cache.list().iter().map(|e| e.size).collect();
+        assert_eq!(sizes, [10, 10]);
+        keep(&cache, "c", &[3; 10]).unwrap();
+        let urls: Vec<String> = cache.list().into_iter().map(|e| e.url).collect();
+        assert_eq!(urls, ["c", "a"], "the least recently used went");
     }
 
     #[test]

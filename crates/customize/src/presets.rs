@@ -143,8 +143,42 @@ impl Presets {
     /// after it (not one more than whatever the file says by then).
     pub fn advance(&self, name: &str, used: u64) -> Result<u64, Error> {
         let mut settings = self.load(name)?;
-        settings.counter = settings.counter.max(used + 1);
+        let next = used.checked_add(1).ok_or_else(|| {
+            Error::invalid(
+                "preset counter",
+                used.to_string(),
+                format!(
+                    "preset {name} has used the largest number there is; start it again with \
+                     `cardsmith preset save {name} --counter 1` and its settings"
+                ),
+            )
+        })?;
+        settings.counter = settings.counter.max(next);
         self.write(name, &settings)?;
         Ok(settings.counter)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_counter_at_its_largest_value_is_an_error_not_a_wrap() {
+        let dir = tempfile::tempdir().unwrap();
+        let presets = Presets::at(dir.path());
+        let settings = Settings {
+            hostname: Some("node{n}".into()),
+            ..Settings::default()
+        };
+        presets.save("lab", &settings).unwrap();
+        assert_eq!(presets.advance("lab", 41).unwrap(), 42);
+        let err = presets.advance("lab", u64::MAX).unwrap_err().to_string();
+        assert!(
+            err.contains("preset counter \"18446744073709551615\" is not valid")
+                && err.contains("preset save lab --counter 1"),
+            "{err}"
+        );
+        assert_eq!(presets.load("lab").unwrap().counter, 42, "left as it was");
     }
 }

@@ -217,6 +217,7 @@ mod hex {
             .step_by(2)
             .map(|i| {
                 text.get(i..i + 2)
+                    .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| serde::de::Error::custom("not hex"))
             })
@@ -252,5 +253,8 @@ mod tests {
         let json = serde_json::to_string(&s).unwrap();
         assert!(json.contains("636166e90a"), "{json}");
         assert_eq!(serde_json::from_str::<Settings>(&json).unwrap(), s);
+        // Hex digits only: from_str_radix alone takes "+a" as 0x0a.
+        let lax = json.replace("636166e90a", "+a6166e90a");
+        assert!(serde_json::from_str::<Settings>(&lax).is_err(), "{lax}");
     }
 }

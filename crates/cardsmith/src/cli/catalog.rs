@@ -121,6 +121,14 @@ pub fn cache_or_warn(reporter: &mut Reporter) -> Option<Cache> {
     }
 }
 
+/// Tells what the cache had to put right (an index entry that named no SHA-256…).
+pub fn cache_notes(cache: &Cache, reporter: &mut Reporter) {
+    for text in cache.take_notes() {
+        let text = format!("Download cache: {text}");
+        reporter.note(&text, json!({ "event": "note", "text": text }));
+    }
+}
+
 pub fn os(command: OsCommand, reporter: &mut Reporter) -> Result<(), Failure> {
     match command {
         OsCommand::List(args) => {
@@ -206,6 +214,7 @@ pub fn cache(command: CacheCommand, reporter: &mut Reporter) -> Result<(), Failu
     match command {
         CacheCommand::List { json } => {
             let entries = cache.list();
+            cache_notes(&cache, reporter);
             if json {
                 print_json(&json!({ "dir": cache.dir(), "entries": entries }));
                 return Ok(());
@@ -232,6 +241,7 @@ pub fn cache(command: CacheCommand, reporter: &mut Reporter) -> Result<(), Failu
         }
         CacheCommand::Clear => {
             let (files, bytes) = cache.clear()?;
+            cache_notes(&cache, reporter);
             let text = format!(
                 "Removed {files} cached file{} ({}) from {}.",
                 if files == 1 { "" } else { "s" },

@@ -471,6 +471,9 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         }
         _ => false,
     };
+    if let Some(cache) = &planned.cache {
+        catalog::cache_notes(cache, reporter);
+    }
     let ejected = drive
         .filter(|_| args.eject)
         .map(|drive| eject(&drive, reporter));

@@ -13,7 +13,7 @@ use cardsmith_engine::{
 };
 use serde_json::json;
 
-use super::catalog::{cache_or_warn, say};
+use super::catalog::{cache_notes, cache_or_warn, say};
 use super::report::Reporter;
 use super::{Failure, WriteArgs};
 
@@ -253,7 +253,11 @@ fn open(
     fetch: &Fetch<'_>,
     reporter: &mut Reporter,
 ) -> Result<Opened, Failure> {
-    match open_image(location, known, &fetch.http, fetch.cache, say(fetch.json))? {
+    let opened = open_image(location, known, &fetch.http, fetch.cache, say(fetch.json));
+    if let Some(cache) = fetch.cache {
+        cache_notes(cache, reporter);
+    }
+    match opened? {
         Source::File { path, cached } => {
             if cached {
                 let text = format!(
