@@ -625,3 +625,22 @@ fn a_gpt_image_is_customised_too() {
         ["gpt-pi"]
     );
 }
+
+#[test]
+fn the_help_shows_the_hostname_counter_as_it_is_typed() {
+    for verb in [&["write"][..], &["customize"], &["preset", "save"]] {
+        let mut args = verb.to_vec();
+        args.push("--help");
+        let out = cardsmith(&args);
+        assert_ok(&out);
+        let help = stdout(&out);
+        assert!(
+            help.contains("Host name; `{n}` or `{n:02}` is a counter that a preset advances"),
+            "{verb:?}: {help}"
+        );
+        assert!(
+            !help.contains('\x1b'),
+            "{verb:?}: no escape codes off a terminal"
+        );
+    }
+}

@@ -30,12 +30,17 @@ pub enum SerialMode {
     Hardware,
 }
 
+/// clap turns every `{n}` in help text into a line break (an old spelling of "\n"); an
+/// empty style sequence inside the braces keeps it from seeing one, and disappears when
+/// the help is printed (escape sequences are stripped off terminals, and invisible on them).
+const HOSTNAME_HELP: &str =
+    "Host name; `{\x1b[0mn}` or `{n:02}` is a counter that a preset advances per card";
+
 /// The settings a card boots with. Secrets come from files (`-` is standard input) or a
 /// prompt, never from the command line.
 #[derive(Args, Clone, Default)]
 pub struct SettingsArgs {
-    /// Host name; `{n}` or `{n:02}` is a counter that a preset advances per card
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help = HOSTNAME_HELP)]
     hostname: Option<String>,
     /// The first user's name (its password is asked for, or read from --password-file)
     #[arg(long, value_name = "NAME")]
