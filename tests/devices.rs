@@ -400,6 +400,22 @@ fn ctrl_c_stops_quickly_and_leaves_the_card_unbootable() {
     assert_eq!(status.code(), Some(130));
     assert!(took < Duration::from_secs(2), "stopping took {took:?}");
     card.assert_first_mib_zeroed();
+    // The last word says what became of the card.
+    let result: serde_json::Value = stdout
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .find(|v: &serde_json::Value| v["event"] == "result")
+        .expect("a result line");
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(result["left"], "zeroed", "{result}");
+    assert!(
+        result["left_text"]
+            .as_str()
+            .unwrap()
+            .starts_with("The card was left with its first MiB zeroed"),
+        "{result}"
+    );
 }
 
 #[test]

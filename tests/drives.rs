@@ -437,6 +437,35 @@ fn a_system_drive_is_written_only_after_its_name_is_typed() {
     let out = cardsmith(&["write", image, dev.arg(), "--yes", "--allow-system-drive"]);
     assert_fails(&out, 1, &["is erased only after its name is typed"]);
 
+    // customize follows the same rule: --yes does not consent for a system drive.
+    let custom = ["customize", dev.arg(), "--hostname", "node1", "--yes"];
+    let out = cardsmith(&[&custom[..], &["--allow-system-drive"]].concat());
+    assert_fails(
+        &out,
+        1,
+        &[
+            "Customise",
+            "is a SYSTEM DRIVE",
+            "is changed only after its name is typed",
+        ],
+    );
+    let command = format!(
+        "{} customize {} --hostname node1 --yes --allow-system-drive",
+        bin(),
+        dev.arg()
+    );
+    let screen = on_terminal(
+        &command,
+        &format!("Type the drive's name ({name}) to change it"),
+        || {},
+        "yes\n",
+    );
+    assert!(
+        screen.contains("Files on its boot partition will be replaced"),
+        "{screen}"
+    );
+    assert!(screen.contains("nothing was written"), "{screen}");
+
     let command = format!("{} write {image} {} --allow-system-drive", bin(), dev.arg());
     let prompt = format!("Type the drive's name ({name}) to erase it");
     let screen = on_terminal(&command, &prompt, || {}, "yes\n");

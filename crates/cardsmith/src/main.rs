@@ -9,6 +9,8 @@ rust_i18n::i18n!("../../locales", fallback = "en");
 
 mod cli;
 mod gui;
+#[cfg(test)]
+mod testing;
 
 fn main() -> std::process::ExitCode {
     if std::env::args_os().len() > 1 {

@@ -170,7 +170,7 @@ pub enum Error {
     )]
     FileTooLarge { path: PathBuf },
 
-    #[error("cancelled")]
+    #[error("cancelled (Ctrl-C, or Cancel in the window)")]
     Cancelled,
 }
 

@@ -7,6 +7,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buffer::{round_up, AlignedBuf, ALIGN};
 use crate::image::FileIdentity;
@@ -41,6 +42,22 @@ pub struct Target {
     direct: bool,
     created: bool,
     meta: fs::Metadata,
+    /// Whether [`Target::prepare`] ran: from then on a failure scrubs the target.
+    touched: AtomicBool,
+}
+
+/// What a failed or cancelled write left on its target (see
+/// [`Target::scrub_after_failure`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leftover {
+    /// Refused before anything was written: the target is as it was.
+    Untouched,
+    /// A device: its first MiB zeroed, so it boots nothing half-written.
+    FirstMibZeroed,
+    /// A file cardsmith created: removed.
+    FileRemoved,
+    /// A file cardsmith was told to overwrite: emptied.
+    FileEmptied,
 }
 
 /// Switches O_DIRECT on or off for an open file (the flag belongs to the open file, so it
@@ -199,6 +216,7 @@ impl Target {
             direct,
             created: false,
             meta,
+            touched: AtomicBool::new(false),
         })
     }
 
@@ -224,13 +242,25 @@ impl Target {
     }
 
     fn file_target(path: &Path, file: File, created: bool) -> Result<Target, Error> {
-        // Some filesystems (tmpfs) refuse O_DIRECT; those files are written through the cache
-        // and have it dropped before they are read back.
-        let direct = set_direct(&file, true).is_ok();
         let meta = file.metadata().map_err(|source| Error::Open {
             path: path.to_owned(),
             source,
         })?;
+        // What was opened, not what the path looked like a moment before: a path swapped
+        // for a link to a device in between is still not a file to write into.
+        if meta.file_type().is_block_device() {
+            return Err(Error::DeviceNotOpened {
+                path: path.to_owned(),
+            });
+        }
+        if !meta.is_file() {
+            return Err(Error::NotATarget {
+                path: path.to_owned(),
+            });
+        }
+        // Some filesystems (tmpfs) refuse O_DIRECT; those files are written through the cache
+        // and have it dropped before they are read back.
+        let direct = set_direct(&file, true).is_ok();
         Ok(Target {
             path: path.to_owned(),
             file,
@@ -239,6 +269,7 @@ impl Target {
             direct,
             created,
             meta,
+            touched: AtomicBool::new(false),
         })
     }
 
@@ -272,6 +303,7 @@ impl Target {
             direct,
             created: false,
             meta,
+            touched: AtomicBool::new(false),
         };
         target.drop_cache();
         Ok(target)
@@ -328,6 +360,7 @@ impl Target {
     /// Clears what could make a half-written target look valid: the first and last MiB of a
     /// device (partition tables, a backup GPT), the old contents of a file.
     pub fn prepare(&self) -> Result<(), Error> {
+        self.touched.store(true, Ordering::SeqCst);
         match (self.kind, self.size) {
             (TargetKind::BlockDevice, Some(size)) => {
                 let len = SCRUB_LEN.min(size);
@@ -434,10 +467,21 @@ impl Target {
         }
     }
 
+    /// What a failed write left on this target: untouched when it failed before
+    /// [`Target::prepare`], else what [`Target::scrub_after_failure`] made of it.
+    pub fn leftover(&self) -> Leftover {
+        match self.kind {
+            _ if !self.touched.load(Ordering::SeqCst) && !self.created => Leftover::Untouched,
+            TargetKind::BlockDevice => Leftover::FirstMibZeroed,
+            TargetKind::File if self.created => Leftover::FileRemoved,
+            TargetKind::File => Leftover::FileEmptied,
+        }
+    }
+
     /// After a failed or cancelled write: makes sure what is left cannot pass for a good
     /// image. A device gets its first MiB zeroed again; a file cardsmith created is removed,
     /// one it was told to overwrite is emptied.
-    pub(crate) fn scrub_after_failure(&self) {
+    pub fn scrub_after_failure(&self) {
         match self.kind {
             TargetKind::BlockDevice => {
                 let len = SCRUB_LEN.min(self.size.unwrap_or(0));

@@ -6,9 +6,10 @@ use std::io::{self, BufRead, IsTerminal, Write};
 pub enum Consent<'a> {
     /// "y" or "yes".
     Yes,
-    /// The drive's name (as `sdb` or `/dev/sdb`): asked before erasing a system drive or a
-    /// fixed disk, which "yes" out of habit must not do.
-    Name(&'a str),
+    /// The drive's name (as `sdb` or `/dev/sdb`): asked before erasing (or otherwise
+    /// changing: the second word) a system drive or a fixed disk, which "yes" out of habit
+    /// must not do.
+    Name(&'a str, &'a str),
 }
 
 /// Prints `question` on standard error and reads the answer from the terminal. `Err` holds
@@ -22,7 +23,7 @@ pub fn obtain(question: &str, consent: Consent<'_>, no_terminal: &str) -> Result
     }
     let prompt = match consent {
         Consent::Yes => "Type yes to continue: ".to_owned(),
-        Consent::Name(name) => format!("Type the drive's name ({name}) to erase it: "),
+        Consent::Name(name, verb) => format!("Type the drive's name ({name}) to {verb} it: "),
     };
     let mut stderr = io::stderr();
     let _ = write!(stderr, "{question}\n{prompt}");
@@ -32,7 +33,7 @@ pub fn obtain(question: &str, consent: Consent<'_>, no_terminal: &str) -> Result
     let given = read
         && match consent {
             Consent::Yes => is_consent(&answer),
-            Consent::Name(name) => names(&answer, name),
+            Consent::Name(name, _) => names(&answer, name),
         };
     if given {
         Ok(())

@@ -14,11 +14,10 @@ use cardsmith_customize::{
     customize, validate, wifi_psk, PasswordHashes, Report, Request, Serial, Settings, Ssh, User,
     Wifi,
 };
-use cardsmith_drives::{open_for_writing, unmount_all, Access, Snapshot};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use super::confirm::{self, Consent};
+use super::confirm;
 use super::report::{Reporter, Said};
 use super::Failure;
 
@@ -313,12 +312,8 @@ pub struct CustomizeArgs {
     /// The release date of the image ("2024-11-19"), which picks the password hash
     #[arg(long, value_name = "DATE")]
     release_date: Option<String>,
-    /// Do not ask for confirmation before changing a card
-    #[arg(long, short = 'y')]
-    yes: bool,
-    /// Allow a drive the running system uses (its name must still be typed)
-    #[arg(long)]
-    allow_system_drive: bool,
+    #[command(flatten)]
+    allowed: super::device::Permission,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -345,37 +340,11 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
     let path = &args.target;
     let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
     let report = if is_device {
-        let snapshot = Snapshot::capture()?;
-        let drive = snapshot.find(path)?.clone();
-        drive.check_writable(args.allow_system_drive)?;
-        let access = Access::for_device(&drive.path)?;
-        if !args.yes || drive.system_uses().is_some() {
-            let question = format!(
-                "Customise {} ({} {})? Files on its boot partition will be replaced.",
-                drive.path.display(),
-                drive.size_human,
-                drive.description()
-            );
-            let consent = if drive.system_uses().is_some() || drive.is_fixed_disk() {
-                Consent::Name(&drive.name)
-            } else {
-                Consent::Yes
-            };
-            confirm::obtain(
-                &question,
-                consent,
-                "standard input is not a terminal, so pass --yes",
-            )
-            .map_err(Failure::Refused)?;
-        }
-        for point in unmount_all(&drive, &access)? {
-            reporter.note(
-                &format!("Unmounted {}", point.display()),
-                json!({ "event": "unmounted", "mountpoint": point }),
-            );
-        }
-        let file = open_for_writing(&drive.identity(), &access)?;
-        customize(&file, &drive.path, true, request)?
+        // The same checks, question and rule as write and erase: a system drive or a fixed
+        // disk is changed only after its name is typed, whatever --yes says.
+        let incoming = super::device::Incoming::customise();
+        let opened = super::device::open(&args.allowed, path, &incoming, reporter)?;
+        customize(opened.target.file(), &opened.drive.path, true, request)?
     } else {
         let file = OpenOptions::new()
             .read(true)

@@ -14,25 +14,28 @@ use super::drives::list;
 use super::report::Reporter;
 use super::Failure;
 
-/// What the user allowed on the command line (or in the wizard), for the verbs that erase
-/// a drive (write, erase).
+/// What the user allowed on the command line (or in the wizard), for the verbs that change
+/// a drive (write, erase, customize).
 #[derive(clap::Args, Clone, Default)]
 pub struct Permission {
     /// Do not ask for confirmation (required when standard input is not a terminal; not
     /// enough for a system drive or a fixed disk, whose name must be typed)
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Allow erasing a drive the running system uses (/boot, /home, swap…); its name must
-    /// still be typed at a prompt. The drive holding / is never erased.
+    /// Allow a drive the running system uses (/boot, /home, swap…); its name must still be
+    /// typed at a prompt. The drive holding / is never changed.
     #[arg(long)]
     pub allow_system_drive: bool,
     /// The wizard asked for the drive's name and the user typed it.
     #[arg(skip)]
     pub name_typed: bool,
-    /// The wizard's confirmation was for this drive: any other is refused, and nothing is
-    /// ever asked on a terminal.
+    /// The wizard's confirmation was for this drive: any other is refused.
     #[arg(skip)]
     pub window: Option<Identity>,
+    /// The wizard runs the job: nothing is ever asked on a terminal, and a target the
+    /// window chose as a file is never taken as a drive.
+    #[arg(skip)]
+    pub in_window: bool,
 }
 
 impl Permission {
@@ -41,15 +44,22 @@ impl Permission {
         self.yes = true;
         self.name_typed = name_typed;
         self.window = confirmed;
+        self.in_window = true;
     }
 }
 
-/// What is about to land on the drive: the sentence the question uses, and the source file
-/// (a drive holding it is refused).
+/// What is about to happen to the drive: the sentence the question starts with, what it
+/// does to the drive, and the source file (a drive holding it is refused).
 pub struct Incoming {
     pub label: String,
+    pub consequence: &'static str,
+    /// What is done to the drive, as the prompt for its name says it ("erase", "change").
+    pub verb: &'static str,
     pub image: Option<(DevNum, Option<PathBuf>, String)>,
 }
+
+/// What a write or erase does to the drive.
+const ERASED: &str = "Everything on it will be erased.";
 
 impl Incoming {
     pub fn image(image: &Image) -> Incoming {
@@ -63,7 +73,27 @@ impl Incoming {
         });
         Incoming {
             label: format!("Write {} ({} image) to", image.input(), image.format()),
+            consequence: ERASED,
+            verb: "erase",
             image: source,
+        }
+    }
+
+    pub fn erase() -> Incoming {
+        Incoming {
+            label: "Erase".into(),
+            consequence: ERASED,
+            verb: "erase",
+            image: None,
+        }
+    }
+
+    pub fn customise() -> Incoming {
+        Incoming {
+            label: "Customise".into(),
+            consequence: "Files on its boot partition will be replaced (first-boot settings).",
+            verb: "change",
+            image: None,
         }
     }
 }
@@ -81,6 +111,15 @@ pub fn open(
     incoming: &Incoming,
     reporter: &mut Reporter,
 ) -> Result<OpenedDrive, Failure> {
+    if allowed.in_window && allowed.window.is_none() {
+        // The window chose "save to image file"; a path that is (or leads to) a device
+        // must be chosen in the drive list, where every rule above applies.
+        return Err(Failure::Refused(format!(
+            "{} is a block device, not an image file: nothing was written. Choose it in the \
+             drive list instead (it is checked, named and confirmed there)",
+            target.display()
+        )));
+    }
     let snapshot = Snapshot::capture()?;
     let drive = snapshot.find(target)?.clone();
     if let Some(confirmed) = &allowed.window {
@@ -109,8 +148,30 @@ pub fn open(
     })
 }
 
+/// What a person must do before a drive is changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    /// Nothing more: `--yes` (or the window) consented, or the name was typed there.
+    Nothing,
+    /// Answer "yes" at a prompt.
+    Yes,
+    /// Type the drive's name at a prompt: a system drive or a fixed internal disk, which
+    /// "yes" out of habit, or `--yes` in a script, must not erase.
+    Name,
+}
+
+/// The one rule for every verb that changes a drive (write, erase, customize).
+pub fn needed(allowed: &Permission, drive: &Drive) -> Needed {
+    let must_type_name = drive.system_uses().is_some() || drive.is_fixed_disk();
+    match (must_type_name, allowed.name_typed, allowed.yes) {
+        (true, true, _) | (false, _, true) => Needed::Nothing,
+        (true, false, _) => Needed::Name,
+        (false, _, false) => Needed::Yes,
+    }
+}
+
 /// The confirmation: names the drive and what is mounted from it. A system drive, or a
-/// fixed internal disk, is erased only after its name is typed, whatever `--yes` says.
+/// fixed internal disk, is changed only after its name is typed, whatever `--yes` says.
 fn ask(
     allowed: &Permission,
     incoming: &Incoming,
@@ -125,18 +186,18 @@ fn ask(
         what.push(format!("serial {serial}"));
     }
     let mut question = format!(
-        "{} {} ({})?\nEverything on it will be erased.",
+        "{} {} ({})?\n{}",
         incoming.label,
         drive.path.display(),
         what.join(", "),
+        incoming.consequence,
     );
     let mounted: Vec<PathBuf> = drive.mountpoints().cloned().collect();
     if !mounted.is_empty() {
         question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
     }
-    let system = drive.system_uses();
-    let must_type_name = system.is_some() || drive.is_fixed_disk();
-    if allowed.yes && (!must_type_name || allowed.name_typed) {
+    let needed = needed(allowed, drive);
+    if needed == Needed::Nothing {
         for warning in &drive.warnings {
             reporter.note(
                 &format!("Warning: {warning}"),
@@ -148,7 +209,7 @@ fn ask(
     for warning in &drive.warnings {
         question += &format!("\nWarning: {warning}");
     }
-    if let Some(uses) = system {
+    if let Some(uses) = drive.system_uses() {
         question += &format!(
             "\n{} is a SYSTEM DRIVE of this computer: it holds {}.",
             drive.path.display(),
@@ -160,23 +221,58 @@ fn ask(
             drive.path.display()
         );
     }
-    if allowed.window.is_some() {
+    if allowed.in_window {
         // The window asked; a worker thread must never wait on a terminal.
         return Err(Failure::Refused(format!(
             "{question}\nThe window did not ask for the drive's name; choose the drive again"
         )));
     }
-    let (consent, no_terminal) = if must_type_name {
-        (
-            Consent::Name(&drive.name),
-            "a system drive or fixed disk is erased only after its name is typed at a prompt, \
-             and standard input is not a terminal",
-        )
-    } else {
-        (
+    let (consent, no_terminal) = match needed {
+        Needed::Name => (
+            Consent::Name(&drive.name, incoming.verb),
+            format!(
+                "a system drive or fixed disk is {}d only after its name is typed at a prompt \
+                 (--yes is not enough), and standard input is not a terminal",
+                incoming.verb
+            ),
+        ),
+        _ => (
             Consent::Yes,
-            "standard input is not a terminal, so pass --yes",
-        )
+            "standard input is not a terminal, so pass --yes".to_owned(),
+        ),
     };
-    confirm::obtain(&question, consent, no_terminal).map_err(Failure::Refused)
+    confirm::obtain(&question, consent, &no_terminal).map_err(Failure::Refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{needed, Needed, Permission};
+    use crate::testing::{card, fixed_disk, system_drive};
+
+    fn given(yes: bool, allow_system_drive: bool) -> Permission {
+        Permission {
+            yes,
+            allow_system_drive,
+            ..Permission::default()
+        }
+    }
+
+    #[test]
+    fn yes_is_consent_for_a_card_but_never_for_a_fixed_or_system_disk() {
+        let card = card(32_000_000_000);
+        assert_eq!(needed(&given(false, false), &card), Needed::Yes);
+        assert_eq!(needed(&given(true, false), &card), Needed::Nothing);
+        for drive in [fixed_disk(500_000_000_000), system_drive(500_000_000_000)] {
+            for permission in [given(false, false), given(true, false), given(true, true)] {
+                assert_eq!(needed(&permission, &drive), Needed::Name, "{drive:?}");
+            }
+            // The window asked for the name and the user typed it.
+            let mut window = given(false, true);
+            window.given_in_window(true, Some(drive.identity()));
+            assert_eq!(needed(&window, &drive), Needed::Nothing);
+            let mut window = given(false, true);
+            window.given_in_window(false, Some(drive.identity()));
+            assert_eq!(needed(&window, &drive), Needed::Name);
+        }
+    }
 }

@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use confirm::Consent;
-use report::{Reporter, Said};
+use report::{Left, Reporter, Said};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -383,6 +383,7 @@ impl WriteArgs {
 }
 
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    reporter.left(Left::Untouched);
     let (image_arg, target_path) = args.operands()?;
     // Settings (and their passwords) are asked for before anything is downloaded or written.
     let settings = args.custom.settings()?;
@@ -419,9 +420,10 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     };
     ctrl_c_cancels(true);
     let options = planned.options;
-    let report = engine::write(image, &target, &options, cancel, &mut |p| {
+    let written = engine::write(image, &target, &options, cancel, &mut |p| {
         reporter.progress(p)
-    })?;
+    });
+    let report = written.inspect_err(|_| reporter.left(Left::after_write(target.leftover())))?;
     let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
     let checksum = match report.checksum {
         Some(ChecksumMatch::Image) => "matched the image",
@@ -441,6 +443,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     );
     let customized = match &settings {
         Some(s) => {
+            reporter.left(Left::WithoutSettings);
             let request = cardsmith_customize::Request {
                 settings: s,
                 format: init_format.as_deref(),
@@ -606,17 +609,25 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
             args.target.display()
         )));
     }
-    let incoming = device::Incoming {
-        label: "Erase".into(),
-        image: None,
-    };
-    let opened = device::open(&args.allowed, &args.target, &incoming, reporter)?;
+    reporter.left(Left::Untouched);
+    let opened = device::open(
+        &args.allowed,
+        &args.target,
+        &device::Incoming::erase(),
+        reporter,
+    )?;
     let target = opened.target;
     let size = target.size().unwrap_or(0);
-    target.prepare()?;
-    let formatted = cardsmith_customize::format_card(target.file(), size).map_err(|e| {
-        Failure::Refused(format!("formatting {} failed: {e}", args.target.display()))
-    })?;
+    reporter.left(Left::Zeroed);
+    let formatted = target
+        .prepare()
+        .map_err(Failure::from)
+        .and_then(|()| {
+            cardsmith_customize::format_card(target.file(), size).map_err(|e| {
+                Failure::Refused(format!("formatting {} failed: {e}", args.target.display()))
+            })
+        })
+        .inspect_err(|_| target.scrub_after_failure())?;
     let reread = target.reread_partitions();
     drop(target);
     let ejected = args.eject.then(|| eject(&opened.drive, reporter));
@@ -641,6 +652,7 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
 }
 
 fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
+    reporter.left(Left::NothingKept);
     let is_device = std::fs::metadata(&args.source).is_ok_and(|m| m.file_type().is_block_device());
     let source = if is_device {
         let handle = cardsmith_drives::open_for_reading(&args.source, args.window.as_ref())?;

@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Write};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use cardsmith_engine::{units, Phase, Progress};
+use cardsmith_engine::{units, Leftover, Phase, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
@@ -45,9 +45,72 @@ pub enum Event {
     },
 }
 
+/// What a job that failed or was cancelled left behind, so its last words say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Left {
+    /// Refused or stopped before anything was written.
+    Untouched,
+    /// A card's first MiB was zeroed after a write or erase that did not finish.
+    Zeroed,
+    /// The unfinished image file was removed.
+    FileRemoved,
+    /// The image file that was to be replaced was emptied.
+    FileEmptied,
+    /// The image is on the target, but the first-boot settings are not.
+    WithoutSettings,
+    /// A backup: the card was only read; no unfinished file was kept.
+    NothingKept,
+}
+
+impl Left {
+    /// What a failed write left, as the engine tells it.
+    pub fn after_write(leftover: Leftover) -> Left {
+        match leftover {
+            Leftover::Untouched => Left::Untouched,
+            Leftover::FirstMibZeroed => Left::Zeroed,
+            Leftover::FileRemoved => Left::FileRemoved,
+            Leftover::FileEmptied => Left::FileEmptied,
+        }
+    }
+
+    /// The stable name scripts (and the window) match on.
+    pub fn code(self) -> &'static str {
+        match self {
+            Left::Untouched => "untouched",
+            Left::Zeroed => "zeroed",
+            Left::FileRemoved => "file_removed",
+            Left::FileEmptied => "file_emptied",
+            Left::WithoutSettings => "without_settings",
+            Left::NothingKept => "nothing_kept",
+        }
+    }
+
+    pub fn sentence(self) -> &'static str {
+        match self {
+            Left::Untouched => "Nothing was written: the target is as it was.",
+            Left::Zeroed => {
+                "The card was left with its first MiB zeroed, so it holds no partition table and \
+                 boots nothing half-written; write or erase it again before using it."
+            }
+            Left::FileRemoved => "The unfinished image file was removed.",
+            Left::FileEmptied => "The image file was emptied: it held an unfinished image.",
+            Left::WithoutSettings => {
+                "The image is on the target, but without the first-boot settings: run `cardsmith \
+                 customize` on it, or write it again."
+            }
+            Left::NothingKept => {
+                "The card was only read and is unchanged; no unfinished backup was kept (an \
+                 earlier file of that name is as it was)."
+            }
+        }
+    }
+}
+
 /// Turns engine progress events into output; throttles so output costs nothing measurable.
 pub struct Reporter {
     mode: Mode,
+    /// What the job has left on its target so far, should it fail now.
+    left: Option<Left>,
     phase: Option<Phase>,
     phase_started: Instant,
     last_event: Instant,
@@ -69,6 +132,7 @@ impl Reporter {
         let now = Instant::now();
         Reporter {
             mode,
+            left: None,
             phase: None,
             phase_started: now,
             last_event: now,
@@ -81,6 +145,7 @@ impl Reporter {
         let now = Instant::now();
         Reporter {
             mode: Mode::Channel(events),
+            left: None,
             phase: None,
             phase_started: now,
             last_event: now,
@@ -193,14 +258,20 @@ impl Reporter {
         }
     }
 
+    /// From now on, a failure leaves `left` behind (said after the error).
+    pub fn left(&mut self, left: Left) {
+        self.left = Some(left);
+    }
+
     pub fn failure(&mut self, message: &str, exit_code: u8, offset: Option<u64>) {
         self.clear_bar();
+        let left = self.left.map(Left::code);
         match &self.mode {
             Mode::Channel(events) => {
                 let _ = events.send(Event::Finished {
                     ok: false,
                     text: message.to_owned(),
-                    fields: json!({ "exit_code": exit_code, "offset": offset }),
+                    fields: json!({ "exit_code": exit_code, "offset": offset, "left": left }),
                 });
             }
             Mode::Json => emit(json!({
@@ -209,8 +280,13 @@ impl Reporter {
                 "error": message,
                 "exit_code": exit_code,
                 "offset": offset,
+                "left": left,
+                "left_text": self.left.map(Left::sentence),
             })),
-            _ => eprintln!("cardsmith: {message}"),
+            _ => match self.left {
+                Some(left) => eprintln!("cardsmith: {message}\n{}", left.sentence()),
+                None => eprintln!("cardsmith: {message}"),
+            },
         }
     }
 }

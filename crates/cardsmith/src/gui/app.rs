@@ -19,7 +19,9 @@ use iced::widget::{
 use iced::{Center, Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
 
-use super::state::{CatalogState, Field, OsChoice, Running, Screen, StorageChoice, Tab, Wizard};
+use super::state::{
+    CatalogState, DriveOffer, Field, OsChoice, Running, Screen, StorageChoice, Tab, Wizard,
+};
 use crate::cli::report::Event;
 
 /// The languages the wizard speaks, with their names in themselves.
@@ -202,21 +204,13 @@ impl App {
                     w.screen = Screen::Start;
                 }
             }
-            Message::PickDrive(name) => {
-                if let Some(d) = w.drives.iter().find(|d| d.name == name).cloned() {
-                    w.storage = Some(StorageChoice::Drive(Box::new(d)));
-                    w.typed_name.clear();
-                    w.screen = Screen::Start;
-                }
-            }
+            Message::PickDrive(name) => w.pick_drive(&name),
             Message::ShowSystem(on) => w.show_system = on,
-            Message::FilePath(p) => w.file_path = p,
-            Message::UseFile => {
-                if !w.file_path.trim().is_empty() {
-                    w.storage = Some(StorageChoice::File(PathBuf::from(w.file_path.trim())));
-                    w.screen = Screen::Start;
-                }
+            Message::FilePath(p) => {
+                w.file_path = p;
+                w.file_is_drive = None;
             }
+            Message::UseFile => w.use_file(),
             Message::Next => {
                 if w.ready() {
                     // Erasing takes no settings: straight to the confirmation.
@@ -246,7 +240,10 @@ impl App {
                 let text = path.display().to_string();
                 match field {
                     PathField::CustomImage => w.custom_path = text,
-                    PathField::TargetFile => w.file_path = text,
+                    PathField::TargetFile => {
+                        w.file_path = text;
+                        w.file_is_drive = None;
+                    }
                     PathField::ReadOutput => w.read_output = text,
                 }
             }
@@ -442,7 +439,7 @@ impl App {
             if ran.is_err() {
                 let _ = guard.send(Event::Finished {
                     ok: false,
-                    text: t!("done.crashed").into_owned(),
+                    text: crashed(verb),
                     fields: serde_json::Value::Null,
                 });
             }
@@ -459,7 +456,7 @@ impl App {
             if !finished {
                 let _ = forward.unbounded_send(Event::Finished {
                     ok: false,
-                    text: t!("done.crashed").into_owned(),
+                    text: crashed(verb),
                     fields: serde_json::Value::Null,
                 });
             }
@@ -802,6 +799,9 @@ impl App {
             for reason in &d.not_offered {
                 lines = lines.push(text(reason.to_string()).size(11));
             }
+            for warning in &d.warnings {
+                lines = lines.push(text(warning_text(warning)).size(12).style(text::danger));
+            }
             let small = w.too_small(d);
             if let Some(size) = small {
                 lines = lines.push(
@@ -820,7 +820,8 @@ impl App {
                     .style(button::secondary),
             );
         }
-        list.push(rule::horizontal(1))
+        list = list
+            .push(rule::horizontal(1))
             .push(text(t!("storage.to_file")).size(16))
             .push(path_row(
                 &t!("storage.file_path"),
@@ -829,9 +830,25 @@ impl App {
                 Message::FilePath,
                 PathField::TargetFile,
                 Some((t!("storage.use_file").into_owned(), Message::UseFile)),
-            ))
-            .push(self.back())
-            .into()
+            ));
+        if let Some(refused) = &w.file_is_drive {
+            list = list.push(
+                text(t!("storage.file_is_drive", path = refused.path.display()))
+                    .style(text::danger),
+            );
+            list = list.push(match &refused.drive {
+                DriveOffer::Choose { name, label } => Element::from(
+                    button(text(t!("storage.choose_drive", drive = label)))
+                        .on_press(Message::PickDrive(name.clone()))
+                        .style(button::primary),
+                ),
+                DriveOffer::Forbidden(reason) => {
+                    text(t!("storage.drive_cannot", reason = reason)).into()
+                }
+                DriveOffer::Unlisted => text(t!("storage.drive_unlisted")).into(),
+            });
+        }
+        list.push(self.back()).into()
     }
 
     fn ask_customize(&self) -> Element<'_, Message> {
@@ -1058,6 +1075,11 @@ impl App {
             text(t!("confirm.erased")),
         ]
         .spacing(14);
+        if let Some(StorageChoice::Drive(d)) = &w.storage {
+            for warning in &d.warnings {
+                col = col.push(text(warning_text(warning)).style(text::danger));
+            }
+        }
         if w.apply_settings {
             col = col.push(text(t!("confirm.with_settings")));
         }
@@ -1140,16 +1162,17 @@ impl App {
         let Some(o) = &self.wizard.outcome else {
             return text("").into();
         };
-        let title = if o.ok {
-            t!("done.ok")
-        } else if o.cancelled {
-            t!("done.cancelled")
-        } else {
-            t!("done.failed")
+        let verb = self.wizard.last_verb;
+        let title = match (o.ok, o.cancelled, verb) {
+            (true, _, _) => t!("done.ok"),
+            (false, true, _) => t!("done.cancelled"),
+            (false, false, "read") => t!("done.failed_read"),
+            (false, false, "erase") => t!("done.failed_erase"),
+            (false, false, _) => t!("done.failed"),
         };
         let mut col = column![self.header(title.into_owned()), text(o.text.clone())].spacing(12);
-        if o.cancelled {
-            col = col.push(text(t!("done.cancelled_state")));
+        if let Some(left) = o.left.as_deref().and_then(left_text) {
+            col = col.push(text(left));
         }
         for note in &o.notes {
             col = col.push(text(note.clone()).size(12));
@@ -1173,6 +1196,39 @@ impl App {
     pub fn theme(&self) -> Option<Theme> {
         None // follow the system's light or dark
     }
+}
+
+/// A drive warning in the window's language.
+fn warning_text(warning: &cardsmith_drives::Warning) -> String {
+    match warning {
+        cardsmith_drives::Warning::Large { size } => {
+            t!("drive.large", size = cardsmith_drives::human_size(*size)).into_owned()
+        }
+    }
+}
+
+/// What a job that did not succeed left behind, by the CLI's `left` code.
+fn left_text(code: &str) -> Option<String> {
+    let text = match code {
+        "untouched" => t!("done.left_untouched"),
+        "zeroed" => t!("done.left_zeroed"),
+        "file_removed" => t!("done.left_file_removed"),
+        "file_emptied" => t!("done.left_file_emptied"),
+        "without_settings" => t!("done.left_without_settings"),
+        "nothing_kept" => t!("done.left_nothing_kept"),
+        _ => return None,
+    };
+    Some(text.into_owned())
+}
+
+/// A job that ended without a result (a panic): what may have become of the card.
+pub(crate) fn crashed(verb: &str) -> String {
+    match verb {
+        "read" => t!("done.crashed_read"),
+        "erase" => t!("done.crashed_erase"),
+        _ => t!("done.crashed"),
+    }
+    .into_owned()
 }
 
 fn edit_form(w: &mut Wizard, edit: FormEdit) {

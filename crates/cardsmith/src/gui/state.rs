@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use cardsmith_catalog::{find_device, for_device, Loaded, OsEntry};
 use cardsmith_customize::{validate, wifi_psk, PasswordHashes, Settings, Ssh, User, Wifi};
-use cardsmith_drives::Drive;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use cardsmith_drives::{DevNum, Drive};
 use cardsmith_engine::{CancelToken, Phase};
 
 use crate::cli::report::Event;
@@ -103,6 +105,27 @@ pub struct Outcome {
     pub text: String,
     pub notes: Vec<String>,
     pub cancelled: bool,
+    /// What a job that did not succeed left behind (the CLI's `left` code), when it said.
+    pub left: Option<String>,
+}
+
+/// "Save to image file…" was given a path that is (or leads to) a block device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileIsDrive {
+    pub path: PathBuf,
+    /// What the drive list can do with it.
+    pub drive: DriveOffer,
+}
+
+/// Whether the device behind a refused file path can be chosen as a drive instead.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DriveOffer {
+    /// The drive list has it and it may be written: its kernel name and description.
+    Choose { name: String, label: String },
+    /// The drive list has it, but it may not be written, for this reason.
+    Forbidden(String),
+    /// Not a drive the list shows (a partition of no listed drive, a dm volume…).
+    Unlisted,
 }
 
 /// The catalog, as far as it has loaded.
@@ -126,6 +149,8 @@ pub struct Wizard {
     pub search: String,
     pub custom_path: String,
     pub file_path: String,
+    /// The file path given was a drive: why it was not taken, and what to do instead.
+    pub file_is_drive: Option<FileIsDrive>,
     pub apply_settings: bool,
     pub form: Form,
     pub tab: Tab,
@@ -164,6 +189,7 @@ impl Wizard {
             search: String::new(),
             custom_path: String::new(),
             file_path: String::new(),
+            file_is_drive: None,
             apply_settings: false,
             form: Form {
                 country: "GB".into(),
@@ -476,6 +502,69 @@ impl Wizard {
         Some(argv)
     }
 
+    /// "Use this file": takes the path as the image file to write, unless it is (or leads
+    /// to) a block device, which is only ever written as a drive, chosen in the list.
+    pub fn use_file(&mut self) {
+        let text = self.file_path.trim();
+        if text.is_empty() {
+            return;
+        }
+        let path = PathBuf::from(text);
+        let device = std::fs::metadata(&path)
+            .ok()
+            .filter(|m| m.file_type().is_block_device())
+            .map(|m| DevNum::from_raw(m.rdev()));
+        match device {
+            Some(dev) => {
+                let drive = self.drive_offer(dev);
+                self.file_is_drive = Some(FileIsDrive { path, drive });
+            }
+            None => {
+                self.file_is_drive = None;
+                self.storage = Some(StorageChoice::File(path));
+                self.screen = Screen::Start;
+            }
+        }
+    }
+
+    /// The listed drive that is, or holds, the device `dev`, and whether it may be chosen.
+    fn drive_offer(&self, dev: DevNum) -> DriveOffer {
+        let Some(drive) = self
+            .drives
+            .iter()
+            .find(|d| d.dev == dev || d.partitions.iter().any(|p| p.dev == dev))
+        else {
+            return DriveOffer::Unlisted;
+        };
+        if let Some(reason) = drive.not_offered.iter().find(|r| r.forbids_writing()) {
+            return DriveOffer::Forbidden(reason.to_string());
+        }
+        if let Some(size) = self.too_small(drive) {
+            return DriveOffer::Forbidden(
+                rust_i18n::t!(
+                    "storage.too_small",
+                    size = cardsmith_drives::human_size(size)
+                )
+                .into_owned(),
+            );
+        }
+        DriveOffer::Choose {
+            name: drive.name.clone(),
+            label: format!("{} ({})", drive.description(), drive.path.display()),
+        }
+    }
+
+    /// Picks a drive from the list (shown with the system drives when it is one of them).
+    pub fn pick_drive(&mut self, name: &str) {
+        if let Some(d) = self.drives.iter().find(|d| d.name == name).cloned() {
+            self.show_system |= !d.offered;
+            self.storage = Some(StorageChoice::Drive(Box::new(d)));
+            self.file_is_drive = None;
+            self.typed_name.clear();
+            self.screen = Screen::Start;
+        }
+    }
+
     /// Shows the confirmation with nothing typed yet.
     pub fn enter_confirm(&mut self) {
         self.typed_name.clear();
@@ -508,6 +597,7 @@ impl Wizard {
                 self.outcome = Some(Outcome {
                     ok,
                     cancelled: !ok && fields["exit_code"] == 130,
+                    left: fields["left"].as_str().map(str::to_owned),
                     text,
                     notes: running.map(|r| r.notes).unwrap_or_default(),
                 });

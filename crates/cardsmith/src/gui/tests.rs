@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::MutexGuard;
 use std::time::Duration;
 
 use cardsmith_catalog::{load, Http};
@@ -26,14 +27,21 @@ fn repo() -> String {
 /// The tests share rust-i18n's one global locale: one at a time.
 static LOCALE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// A wizard in English with the bundled catalog loaded, as if the worker had finished.
-fn wizard() -> App {
+/// Holds the locale for one test (a test that failed while holding it does not matter).
+fn one_locale_at_a_time() -> MutexGuard<'static, ()> {
+    LOCALE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A wizard in English with the bundled catalog loaded, as if the worker had finished, and
+/// the locale held until the guard is dropped (every view depends on it).
+fn wizard() -> (MutexGuard<'static, ()>, App) {
+    let guard = one_locale_at_a_time();
     rust_i18n::set_locale("en");
     let (mut app, _) = App::new("en".into(), Some(repo()));
     let http = Http::new(Duration::from_secs(5)).unwrap();
     let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
     app.wizard.catalog = CatalogState::Ready(Box::new(loaded));
-    app
+    (guard, app)
 }
 
 /// The wizard's view in a simulated window as tall as the longest screen.
@@ -94,10 +102,9 @@ fn choose_everything(app: &mut App, target: &Path) -> Result<(), Error> {
 
 #[test]
 fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
-    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("card.img");
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     let mut ui = simulator(app.view());
     for label in ["CHOOSE DEVICE", "CHOOSE OS", "CHOOSE STORAGE", "NEXT"] {
         assert!(ui.find(label).is_ok(), "the start screen shows {label}");
@@ -151,9 +158,8 @@ fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
 
 #[test]
 fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
-    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     choose_everything(&mut app, &dir.path().join("card.img"))?;
     click(&mut app, "NEXT")?;
     click(&mut app, "NO")?;
@@ -173,17 +179,18 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     click(&mut app, "CANCEL")?;
     assert!(cancel.is_cancelled(), "Cancel really stops the job");
     assert!(shows(&app, "Cancelling…"));
-    let error = "cancelled";
+    let error = "cancelled (Ctrl-C, or Cancel in the window)";
     let _ = app.update(Message::Job(Event::Finished {
         ok: false,
         text: error.into(),
-        fields: serde_json::json!({ "exit_code": 130 }),
+        fields: serde_json::json!({ "exit_code": 130, "left": "file_removed" }),
     }));
     assert!(shows(&app, "Cancelled"));
-    assert!(shows(
-        &app,
-        "The card was left with its first MiB zeroed: it will not boot until it is written again."
-    ));
+    assert!(shows(&app, "The unfinished image file was removed."));
+    assert!(
+        !shows(&app, "The card was left with its first MiB zeroed: it boots nothing half-written. Write or erase it again before using it."),
+        "a file target has no first MiB zeroed to speak of"
+    );
 
     click(&mut app, "BACK TO START")?;
     app.wizard.running = Some(super::state::Running::default());
@@ -200,7 +207,7 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
 
 #[test]
 fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     // No job: the window closes at once (the exit task has one unit of work).
     assert_eq!(app.update(Message::CloseRequested).units(), 1);
 
@@ -270,7 +277,63 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
         panic!("no success: {events:?}");
     };
     assert!(text.contains("verified"), "{text}");
-    assert!(std::fs::metadata(&target).unwrap().len() > 0);
+    // The file holds the demo image byte for byte, but for the boot partition, which holds
+    // the settings (read back by mtools, not by cardsmith).
+    let written = std::fs::read(&target).unwrap();
+    let image = demo_image();
+    assert_eq!(written.len(), image.len());
+    let (start, len) = first_partition(&image);
+    assert_eq!(
+        written[..start],
+        image[..start],
+        "before the boot partition"
+    );
+    assert_eq!(
+        written[start + len..],
+        image[start + len..],
+        "after the boot partition"
+    );
+    let script = mtype(&target, start, "firstrun.sh");
+    assert!(script.contains("wizard-pi"), "{script}");
+}
+
+/// The bundled systemd demo image, decompressed by xz (not by cardsmith).
+fn demo_image() -> Vec<u8> {
+    let out = std::process::Command::new("xz")
+        .args(["-dc"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../os-list-sample/demo-systemd.img.xz"
+        ))
+        .output()
+        .expect("xz (xz-utils) is needed");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The first MBR partition's byte offset and length.
+fn first_partition(image: &[u8]) -> (usize, usize) {
+    let entry = &image[0x1BE..0x1CE];
+    let lba = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize;
+    let sectors = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize;
+    (lba * 512, sectors * 512)
+}
+
+/// A file from the FAT partition at `offset` of `image`, as mtools reads it.
+fn mtype(image: &Path, offset: usize, name: &str) -> String {
+    let out = std::process::Command::new("mtype")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", image.display()))
+        .arg(format!("::{name}"))
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .expect("mtype (mtools) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The keys of a flat `key: "value"` locale file.
@@ -319,8 +382,7 @@ fn every_language_has_every_string() {
 
 #[test]
 fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
-    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     let _ = app.update(Message::Language(super::app::Language("de", "Deutsch")));
     assert!(shows(&app, "GERÄT WÄHLEN"));
     let _ = app.update(Message::Language(super::app::Language("en", "English")));
@@ -330,8 +392,7 @@ fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
 
 #[test]
 fn read_a_card_is_the_cli_read() -> Result<(), Error> {
-    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     click(&mut app, "READ A CARD")?;
     assert_eq!(app.wizard.screen, Screen::Read);
     assert!(shows(&app, "Read a card into an image file"));
@@ -342,41 +403,38 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     assert!(app.wizard.read_job().is_none(), "nothing chosen yet");
 
     // Picking a drive proposes a zstd backup in the home folder; the toggle asks for only
-    // the partitions. (No read is started here: the drive is this machine's.)
-    let snapshot = cardsmith_drives::Snapshot::capture().expect("sysfs");
-    if let Some(drive) = snapshot.drives().iter().find(|d| d.size > 0).cloned() {
-        app.wizard.drives = vec![drive.clone()];
-        app.wizard.show_system = true;
-        let label = format!(
-            "{} — {} ({})",
-            drive.description(),
-            drive.size_human,
-            drive.path.display()
-        );
-        click(&mut app, &label)?;
-        assert_eq!(app.wizard.read_source.as_deref(), Some(drive.name.as_str()));
-        assert!(
-            app.wizard
-                .read_output
-                .ends_with(&format!("{}-backup.img.zst", drive.name)),
-            "{}",
-            app.wizard.read_output
-        );
-        // (A toggler's label is not a text widget the simulator can find by its words.)
-        let _ = app.update(Message::ReadAllocatedOnly(true));
-        let (identity, argv) = app.wizard.read_job().expect("ready to read");
-        assert_eq!(identity, drive.identity());
-        assert_eq!(
-            argv,
-            [
-                drive.path.display().to_string(),
-                app.wizard.read_output.clone(),
-                "--allocated-only".to_owned()
-            ]
-        );
-        app.wizard.drives.clear();
-        app.wizard.read_source = None;
-    }
+    // the partitions. (No read is started here: the drive is made up.)
+    let drive = crate::testing::card(32_000_000_000);
+    app.wizard.drives = vec![drive.clone()];
+    let label = format!(
+        "{} — {} ({})",
+        drive.description(),
+        drive.size_human,
+        drive.path.display()
+    );
+    click(&mut app, &label)?;
+    assert_eq!(app.wizard.read_source.as_deref(), Some(drive.name.as_str()));
+    assert!(
+        app.wizard
+            .read_output
+            .ends_with(&format!("{}-backup.img.zst", drive.name)),
+        "{}",
+        app.wizard.read_output
+    );
+    // (A toggler's label is not a text widget the simulator can find by its words.)
+    let _ = app.update(Message::ReadAllocatedOnly(true));
+    let (identity, argv) = app.wizard.read_job().expect("ready to read");
+    assert_eq!(identity, drive.identity());
+    assert_eq!(
+        argv,
+        [
+            drive.path.display().to_string(),
+            app.wizard.read_output.clone(),
+            "--allocated-only".to_owned()
+        ]
+    );
+    app.wizard.drives.clear();
+    app.wizard.read_source = None;
 
     // The job behind READ: `cardsmith read SOURCE OUTPUT`, here from a file.
     let dir = tempfile::tempdir().unwrap();
@@ -420,7 +478,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
 
 #[test]
 fn icons_resolve_against_the_catalog_and_fall_back_offline() {
-    let app = wizard();
+    let (_locale, app) = wizard();
     let Some(loaded) = app.wizard.loaded() else {
         panic!("loaded")
     };
@@ -436,9 +494,8 @@ fn icons_resolve_against_the_catalog_and_fall_back_offline() {
 
 #[test]
 fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
-    let _one_at_a_time = LOCALE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let mut app = wizard();
+    let (_locale, mut app) = wizard();
     click(&mut app, "CHOOSE OS")?;
     click(&mut app, "Erase")?;
     assert_eq!(app.wizard.os, Some(super::state::OsChoice::Erase));
@@ -456,12 +513,8 @@ fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
 
 #[test]
 fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
-    let snapshot = cardsmith_drives::Snapshot::capture().expect("sysfs");
-    let Some(drive) = snapshot.drives().first().cloned() else {
-        eprintln!("no block device here: nothing to check");
-        return;
-    };
-    let mut app = wizard();
+    let drive = crate::testing::card(32_000_000_000);
+    let (_locale, mut app) = wizard();
     let choose = |app: &mut App| {
         app.wizard.drives = vec![drive.clone()];
         app.wizard.storage = Some(super::state::StorageChoice::Drive(Box::new(drive.clone())));
@@ -495,4 +548,221 @@ fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
         drive.clone(),
     ))));
     assert!(app.wizard.storage.is_none());
+}
+
+/// A loop device over a file this test made, detached again when dropped.
+struct TestLoop {
+    dev: String,
+}
+
+impl TestLoop {
+    fn attach(file: &Path) -> TestLoop {
+        let out = std::process::Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file)
+            .output()
+            .expect("losetup (mount) is needed");
+        assert!(out.status.success(), "losetup: {out:?}");
+        TestLoop {
+            dev: String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+        }
+    }
+}
+
+impl Drop for TestLoop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+/// A block device node (never opened) in `dir`, with the made-up card's device number.
+fn device_node(dir: &Path, name: &str, dev: cardsmith_drives::DevNum) -> PathBuf {
+    let path = dir.join(name);
+    let status = std::process::Command::new("mknod")
+        .arg(&path)
+        .arg("b")
+        .arg(dev.major.to_string())
+        .arg(dev.minor.to_string())
+        .status()
+        .expect("mknod (coreutils) is needed");
+    assert!(
+        status.success(),
+        "mknod needs root, which the test command has"
+    );
+    path
+}
+
+#[test]
+fn a_file_path_that_is_a_drive_is_refused_and_the_drive_list_offered() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_locale, mut app) = wizard();
+    let card = crate::testing::card(32_000_000_000);
+    app.wizard.drives = vec![card.clone()];
+    let node = device_node(dir.path(), "sdz", card.dev);
+    let link = dir.path().join("by-id-link");
+    std::os::unix::fs::symlink(&node, &link).unwrap();
+    click(&mut app, "CHOOSE STORAGE")?;
+    for path in [&node, &link] {
+        app.wizard.file_path.clear();
+        type_into(&mut app, Id::new("file-path"), &path.display().to_string())?;
+        click(&mut app, "Use this file")?;
+        assert_eq!(
+            app.wizard.storage,
+            None,
+            "{} taken as a file",
+            path.display()
+        );
+        assert_eq!(app.wizard.screen, Screen::Storage);
+        assert!(shows(
+            &app,
+            &format!(
+                "{} is a drive (a block device), not a file: it is never written as a file.",
+                path.display()
+            )
+        ));
+    }
+    // The way on is the drive list, where the drive is named, warned about and confirmed.
+    let offer = "Choose Generic STORAGE DEVICE (/dev/sdz) in the drive list";
+    click(&mut app, offer)?;
+    assert_eq!(
+        app.wizard.storage,
+        Some(super::state::StorageChoice::Drive(Box::new(card.clone())))
+    );
+    assert_eq!(app.wizard.screen, Screen::Start);
+
+    // A device the list does not show, and one that may never be written.
+    let _ = app.update(Message::Go(Screen::Storage));
+    app.wizard.drives.clear();
+    let _ = app.update(Message::UseFile);
+    assert!(shows(
+        &app,
+        "It is not among the drives cardsmith lists: choose a drive from the list, or a file path."
+    ));
+    let mut root = crate::testing::system_drive(500_000_000_000);
+    root.dev = card.dev;
+    root.not_offered = vec![cardsmith_drives::Reason::Root {
+        uses: vec!["/".into()],
+    }];
+    app.wizard.drives = vec![root];
+    let _ = app.update(Message::UseFile);
+    assert!(shows(
+        &app,
+        "That drive cannot be written: system drive: it holds the running system (/)"
+    ));
+    // A plain file is still a file.
+    app.wizard.file_path.clear();
+    let file = dir.path().join("card.img");
+    type_into(&mut app, Id::new("file-path"), &file.display().to_string())?;
+    click(&mut app, "Use this file")?;
+    assert_eq!(
+        app.wizard.storage,
+        Some(super::state::StorageChoice::File(file))
+    );
+    Ok(())
+}
+
+#[test]
+fn the_window_job_never_writes_a_block_device_given_as_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let backing = dir.path().join("card.bin");
+    std::fs::write(&backing, vec![0xAA; 8 << 20]).unwrap();
+    let card = TestLoop::attach(&backing);
+    let link = dir.path().join("link-to-card");
+    std::os::unix::fs::symlink(&card.dev, &link).unwrap();
+    for target in [card.dev.clone(), link.display().to_string()] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let argv = vec![
+            "--os".into(),
+            "cardsmith demo (systemd)".into(),
+            "--repo".into(),
+            repo(),
+            target.clone(),
+            "--force".into(),
+        ];
+        // No confirmed drive: the window chose "save to image file".
+        crate::cli::run_for_window(
+            "write",
+            argv,
+            None,
+            false,
+            None,
+            &cardsmith_engine::CancelToken::new(),
+            tx,
+        );
+        let events: Vec<Event> = rx.try_iter().collect();
+        let Some(Event::Finished {
+            ok: false, text, ..
+        }) = events.last()
+        else {
+            panic!("{target} was written: {events:?}");
+        };
+        assert!(
+            text.contains("is a block device, not an image file: nothing was written. Choose it in the drive list"),
+            "{text}"
+        );
+    }
+    assert!(
+        std::fs::read(&backing).unwrap().iter().all(|&b| b == 0xAA),
+        "the card was written to"
+    );
+}
+
+#[test]
+fn a_large_drive_is_warned_about_in_the_list_and_before_consent() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    let big = crate::testing::card(256_000_000_000);
+    app.wizard.drives = vec![big.clone()];
+    let warning = "Warning: this drive is 256 GB, larger than SD cards and USB sticks usually are. Make sure it is not a backup or data disk.";
+    click(&mut app, "CHOOSE OS")?;
+    click(&mut app, "cardsmith demo (systemd)")?;
+    click(&mut app, "CHOOSE STORAGE")?;
+    assert!(shows(&app, warning), "in the drive list");
+    app.wizard.pick_drive(&big.name);
+    click(&mut app, "NEXT")?;
+    click(&mut app, "NO")?;
+    assert_eq!(app.wizard.screen, Screen::Confirm);
+    assert!(shows(&app, warning), "on the confirmation, before WRITE");
+    assert!(shows(&app, "WRITE"));
+    Ok(())
+}
+
+#[test]
+fn each_job_end_says_what_became_of_the_card_and_the_file() {
+    let (_locale, mut app) = wizard();
+    const SAID: [&str; 8] = [
+        "Cancelled",
+        "Reading failed",
+        "Erasing failed",
+        "Writing failed",
+        "The card was only read and is unchanged. No unfinished backup was kept (an earlier file of that name is as it was).",
+        "The card was left with its first MiB zeroed: it boots nothing half-written. Write or erase it again before using it.",
+        "Nothing was written: the card (or file) is as it was.",
+        "The image is on the card, but without the first-boot settings: write it again, or customise it.",
+    ];
+    let mut end = |verb: &'static str, fields: serde_json::Value| -> Vec<&str> {
+        app.wizard.last_verb = verb;
+        app.wizard.running = Some(super::state::Running::default());
+        let _ = app.update(Message::Job(Event::Finished {
+            ok: false,
+            text: "the error as the CLI says it".into(),
+            fields,
+        }));
+        SAID.into_iter().filter(|t| shows(&app, t)).collect()
+    };
+    let json = |code: u8, left: &str| serde_json::json!({ "exit_code": code, "left": left });
+    assert_eq!(end("read", json(130, "nothing_kept")), [SAID[0], SAID[4]]);
+    assert_eq!(end("read", json(1, "nothing_kept")), [SAID[1], SAID[4]]);
+    assert_eq!(end("erase", json(1, "zeroed")), [SAID[2], SAID[5]]);
+    assert_eq!(end("write", json(1, "untouched")), [SAID[3], SAID[6]]);
+    assert_eq!(
+        end("write", json(1, "without_settings")),
+        [SAID[3], SAID[7]]
+    );
+    assert_eq!(end("write", json(130, "zeroed")), [SAID[0], SAID[5]]);
+    // A job that ended without a word (a panic) is described by what it was.
+    assert!(super::app::crashed("read").contains("The card was only read and is unchanged"));
+    assert!(super::app::crashed("erase").contains("half-erased"));
+    assert!(super::app::crashed("write").contains("half-written"));
 }
