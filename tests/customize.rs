@@ -644,3 +644,84 @@ fn the_help_shows_the_hostname_counter_as_it_is_typed() {
         );
     }
 }
+
+fn mode_and_owner(path: &Path) -> (u32, u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(path).unwrap();
+    (meta.mode() & 0o777, meta.uid(), meta.gid())
+}
+
+#[test]
+fn image_files_that_hold_secrets_are_private_and_belong_to_the_sudo_user() {
+    let bench = Bench::new();
+    let write = |image: &Path, settings: bool, env: &[(&str, &Path)]| {
+        let mut args = vec![
+            "write".to_owned(),
+            "--os".into(),
+            "cardsmith demo (systemd)".into(),
+            "--repo".into(),
+            repo(),
+            image.to_str().unwrap().into(),
+            "--yes".into(),
+            "--force".into(),
+        ];
+        if settings {
+            args.extend(settings_args(&bench));
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut all = vec![
+            ("XDG_CACHE_HOME", bench.path("cache")),
+            ("XDG_CONFIG_HOME", bench.path("config")),
+        ];
+        all.extend(env.iter().map(|(k, v)| (*k, v.to_path_buf())));
+        let env: Vec<(&str, &Path)> = all.iter().map(|(k, v)| (*k, v.as_path())).collect();
+        let out = cardsmith_env(&args, &env);
+        assert_ok(&out);
+        out
+    };
+    // Without settings an image file is an ordinary file (the umask decides)...
+    let umask = fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:"))
+        .map(|m| u32::from_str_radix(m.trim(), 8).unwrap())
+        .unwrap();
+    let plain = bench.path("plain.img");
+    write(&plain, false, &[]);
+    assert_eq!(mode_and_owner(&plain), (0o666 & !umask, 0, 0));
+    // ... with them it holds password hashes and a Wi-Fi key: 0600, new or overwritten.
+    let secret = bench.path("secret.img");
+    write(&secret, true, &[]);
+    assert_eq!(mode_and_owner(&secret).0, 0o600);
+    write(&plain, true, &[]);
+    assert_eq!(
+        mode_and_owner(&plain).0,
+        0o600,
+        "an existing file is made private"
+    );
+    // Run through sudo, the file is the user's, not root's.
+    let theirs = bench.path("theirs.img");
+    write(
+        &theirs,
+        true,
+        &[
+            ("SUDO_UID", Path::new("65534")),
+            ("SUDO_GID", Path::new("65534")),
+        ],
+    );
+    assert_eq!(mode_and_owner(&theirs), (0o600, 65534, 65534));
+    // customize on an image file others can read makes it private, and says so.
+    let shared = bench.path("shared.img");
+    write(&shared, false, &[]);
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut args = vec!["customize".to_owned(), shared.to_str().unwrap().into()];
+    args.extend(settings_args(&bench));
+    let out = bench.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_ok(&out);
+    assert_eq!(mode_and_owner(&shared).0, 0o600);
+    assert!(
+        stderr(&out).contains("could be read by others (mode 644); it now holds secrets"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -622,3 +622,32 @@ fn read_never_replaces_a_device_or_its_own_source() {
     let out = cardsmith(&["read", a.dev.arg(), s(&dir.path().join("x.img.bz2"))]);
     assert_fails(&out, 1, &["does not write .bz2 backups"]);
 }
+
+#[test]
+fn a_backup_is_private_and_belongs_to_the_user_behind_sudo() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let a = card(dir.path(), "a.card", 4 * MIB);
+    let owned = |p: &Path| {
+        let m = fs::metadata(p).unwrap();
+        (m.mode() & 0o777, m.uid(), m.gid())
+    };
+    let out_path = dir.path().join("backup.img.zst");
+    assert_ok(&cardsmith(&["read", a.dev.arg(), s(&out_path)]));
+    // The card's /etc/shadow and Wi-Fi keys are in there: the owner's eyes only.
+    assert_eq!(owned(&out_path), (0o600, 0, 0));
+    let sums = dir.path().join("backup.img.zst.sha256");
+    assert_eq!(owned(&sums).0 & 0o600, 0o600);
+
+    let theirs = dir.path().join("theirs.img");
+    let out = cardsmith_env(
+        &["read", a.dev.arg(), s(&theirs)],
+        &[
+            ("SUDO_UID", Path::new("65534")),
+            ("SUDO_GID", Path::new("65534")),
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(owned(&theirs), (0o600, 65534, 65534));
+    assert_eq!(owned(&dir.path().join("theirs.img.sha256")).1, 65534);
+}

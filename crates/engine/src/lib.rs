@@ -47,6 +47,6 @@ pub use pipeline::CHUNK;
 pub use progress::{CancelToken, Phase, Progress};
 pub use read::{checksum_path, read, OutputFormat, ReadOptions, ReadReport};
 pub use size::{ImageSize, SizeKind};
-pub use target::{set_direct, Leftover, Target, TargetKind, SCRUB_LEN};
+pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};
 pub use verify::{verify, VerifyReport};
 pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

@@ -28,7 +28,7 @@ use crate::image::FileIdentity;
 use crate::layout::{self, Allocated, TableKind};
 use crate::pipeline::CHUNK;
 use crate::progress::{CancelToken, Phase, Progress};
-use crate::target::Target;
+use crate::target::{NewFiles, Target};
 use crate::Error;
 
 /// The formats a backup can be written in, chosen by the output's extension.
@@ -82,6 +82,9 @@ pub struct ReadOptions {
     pub force: bool,
     /// Only up to the end of the last partition (see [`layout`]).
     pub allocated_only: bool,
+    /// Who the backup and its .sha256 belong to (see [`NewFiles::owner`]). The backup is
+    /// always private (0600): it holds the card's password hashes and Wi-Fi keys.
+    pub owner: Option<(u32, u32)>,
 }
 
 /// What a read produced.
@@ -180,7 +183,15 @@ fn read_from(
     }
 
     let mut temps = Temps::default();
-    let (image_tmp, file) = temps.create(out)?;
+    let private = NewFiles {
+        private: true,
+        owner: options.owner,
+    };
+    let shared = NewFiles {
+        private: false,
+        owner: options.owner,
+    };
+    let (image_tmp, file) = temps.create(out, private)?;
     let meta = file.metadata().map_err(|source| Error::Open {
         path: image_tmp.clone(),
         source,
@@ -208,7 +219,7 @@ fn read_from(
     cancel.check()?;
 
     let line = sha256sum_line(&hash, &uncompressed_name(out, format));
-    let (sums_tmp, mut sums_file) = temps.create(&sums)?;
+    let (sums_tmp, mut sums_file) = temps.create(&sums, shared)?;
     sums_file
         .write_all(&line)
         .and_then(|()| sums_file.sync_all())
@@ -220,7 +231,7 @@ fn read_from(
     // a failure leaves the old pair as it was.
     cancel.check()?;
     let old_sums = if options.force && sums.exists() {
-        let (aside, _) = temps.create(&sums)?;
+        let (aside, _) = temps.create(&sums, shared)?;
         fs::rename(&sums, &aside).map_err(|e| output_error(&sums, 0, e))?;
         Some(aside)
     } else {
@@ -499,7 +510,7 @@ struct Temps {
 impl Temps {
     /// A new file `.NAME.PID-N.cardsmith-part` beside `beside`, created exclusively (a name
     /// left by a killed run is skipped, not reused).
-    fn create(&mut self, beside: &Path) -> Result<(PathBuf, File), Error> {
+    fn create(&mut self, beside: &Path, files: NewFiles) -> Result<(PathBuf, File), Error> {
         let name = beside.file_name().unwrap_or(beside.as_os_str());
         let mut attempt = 0u32;
         loop {
@@ -510,11 +521,13 @@ impl Temps {
             match OpenOptions::new()
                 .write(true)
                 .create_new(true)
+                .mode(files.mode())
                 .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
                 .open(&path)
             {
                 Ok(file) => {
                     self.paths.push(path.clone());
+                    files.hand_over(&file, &path)?;
                     return Ok((path, file));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 64 => {
@@ -801,6 +814,7 @@ mod tests {
         let options = ReadOptions {
             force: true,
             allocated_only: false,
+            owner: None,
         };
         let err = read_from(
             &card,
@@ -835,6 +849,7 @@ mod tests {
         let options = ReadOptions {
             force: true,
             allocated_only: false,
+            owner: None,
         };
         let err = read(&card, &out, &options, &cancel, &mut |p| {
             seen = p.bytes_done;

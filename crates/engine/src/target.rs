@@ -46,6 +46,58 @@ pub struct Target {
     touched: AtomicBool,
 }
 
+/// Who the files cardsmith creates (image files, backups) belong to, and who may read them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NewFiles {
+    /// Readable and writable by the owner only (0600): the file holds secrets (password
+    /// hashes, Wi-Fi keys, a card's own /etc/shadow).
+    pub private: bool,
+    /// Hand new files to this user and group (uid, gid): the person who ran cardsmith
+    /// through sudo, so the backup in their home folder is theirs.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl NewFiles {
+    /// The permissions a new file is created with (the umask still applies).
+    pub(crate) fn mode(&self) -> u32 {
+        if self.private {
+            0o600
+        } else {
+            0o666
+        }
+    }
+
+    /// Gives a newly created file to [`NewFiles::owner`], if one is set.
+    pub(crate) fn hand_over(&self, file: &File, path: &Path) -> Result<(), Error> {
+        let Some((uid, gid)) = self.owner else {
+            return Ok(());
+        };
+        std::os::unix::fs::fchown(file, Some(uid), Some(gid)).map_err(|source| Error::Write {
+            path: path.to_owned(),
+            offset: 0,
+            source,
+        })
+    }
+}
+
+/// Takes every permission away from group and others (a file about to hold secrets);
+/// returns the mode it had when that changed anything.
+pub fn make_private(file: &File, path: &Path) -> Result<Option<u32>, Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| Error::Write {
+        path: path.to_owned(),
+        offset: 0,
+        source,
+    };
+    let mode = file.metadata().map_err(err)?.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 {
+        return Ok(None);
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode & 0o7700))
+        .map_err(err)?;
+    Ok(Some(mode))
+}
+
 /// What a failed or cancelled write left on its target (see
 /// [`Target::scrub_after_failure`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,8 +191,10 @@ fn open_error(path: &Path, e: io::Error, hints: &Hints) -> Error {
 impl Target {
     /// Opens a regular file to write an image into: created, or, when it exists and is not
     /// empty, overwritten only with `force`. A block device is refused: it must be checked
-    /// and opened by the caller (see [`Target::from_device`]).
-    pub fn open_for_write(path: &Path, force: bool) -> Result<Target, Error> {
+    /// and opened by the caller (see [`Target::from_device`]). `files` says who a new file
+    /// belongs to and whether it is private; a private image in an existing file makes that
+    /// file private too (it is about to hold secrets).
+    pub fn open_for_write(path: &Path, force: bool, files: NewFiles) -> Result<Target, Error> {
         match fs::metadata(path) {
             Ok(meta) if meta.file_type().is_block_device() => Err(Error::DeviceNotOpened {
                 path: path.to_owned(),
@@ -157,7 +211,11 @@ impl Target {
                     .custom_flags(libc::O_CLOEXEC)
                     .open(path)
                     .map_err(|e| open_error(path, e, &FILE))?;
-                Self::file_target(path, file, false)
+                let target = Self::file_target(path, file, false)?;
+                if files.private {
+                    make_private(&target.file, path)?;
+                }
+                Ok(target)
             }
             Ok(_) => Err(Error::NotATarget {
                 path: path.to_owned(),
@@ -167,10 +225,16 @@ impl Target {
                     .read(true)
                     .write(true)
                     .create_new(true)
+                    .mode(files.mode())
                     .custom_flags(libc::O_CLOEXEC)
                     .open(path)
                     .map_err(|e| open_error(path, e, &FILE))?;
-                Self::file_target(path, file, true)
+                let target = Self::file_target(path, file, true)?;
+                if let Err(e) = files.hand_over(&target.file, path) {
+                    target.abandon();
+                    return Err(e);
+                }
+                Ok(target)
             }
             Err(e) => Err(open_error(path, e, &FILE)),
         }

@@ -351,6 +351,19 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
             .write(true)
             .open(path)
             .map_err(|e| Failure::Refused(format!("cannot open {}: {e}", path.display())))?;
+        // The image is about to hold password hashes and Wi-Fi keys.
+        if let Some(mode) = cardsmith_engine::make_private(&file, path)? {
+            let text = format!(
+                "{} could be read by others (mode {mode:o}); it now holds secrets, so only its \
+                 owner may read it (mode {:o})",
+                path.display(),
+                mode & 0o7700
+            );
+            reporter.note(
+                &text,
+                json!({ "event": "made_private", "path": path, "mode_was": mode }),
+            );
+        }
         customize(&file, path, false, request)?
     };
     said(&report, reporter);

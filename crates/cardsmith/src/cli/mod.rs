@@ -416,7 +416,16 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         let opened = device::open(&args.allowed, &target_path, &incoming, reporter)?;
         (opened.target, Some(opened.drive), opened.unmounted)
     } else {
-        (open_file(&args, &target_path, &image)?, None, Vec::new())
+        // An image file that gets first-boot settings holds password hashes and Wi-Fi keys.
+        let files = engine::NewFiles {
+            private: settings.is_some(),
+            owner: invoking_user(),
+        };
+        (
+            open_file(&args, &target_path, &image, files)?,
+            None,
+            Vec::new(),
+        )
     };
     ctrl_c_cancels(true);
     let options = planned.options;
@@ -540,9 +549,14 @@ fn keep_download(
 }
 
 /// A regular file as target: asks before overwriting one that exists.
-fn open_file(args: &WriteArgs, path: &std::path::Path, image: &Image) -> Result<Target, Failure> {
+fn open_file(
+    args: &WriteArgs,
+    path: &std::path::Path,
+    image: &Image,
+    files: engine::NewFiles,
+) -> Result<Target, Failure> {
     let existed = path.exists();
-    let target = Target::open_for_write(path, args.force)?;
+    let target = Target::open_for_write(path, args.force, files)?;
     if existed && !args.allowed.yes {
         let question = format!(
             "Write {} ({} image) to the file {}? Its contents will be replaced.",
@@ -554,6 +568,17 @@ fn open_file(args: &WriteArgs, path: &std::path::Path, image: &Image) -> Result<
         confirm::obtain(&question, Consent::Yes, no_terminal).map_err(Failure::Refused)?;
     }
     Ok(target)
+}
+
+/// The person behind `sudo cardsmith …`: files cardsmith creates (image files, backups)
+/// are handed to them, not left to root in their home folder.
+fn invoking_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let id = |name| std::env::var(name).ok()?.parse::<u32>().ok();
+    Some((id("SUDO_UID")?, id("SUDO_GID")?)).filter(|&(uid, _)| uid != 0)
 }
 
 /// Powers the drive off after a successful write. A drive that cannot be powered off is
@@ -676,6 +701,7 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
     let options = engine::ReadOptions {
         force: args.force,
         allocated_only: args.allocated_only,
+        owner: invoking_user(),
     };
     let report = engine::read(&source, &args.output, &options, cancel, &mut |p| {
         reporter.progress(p)
