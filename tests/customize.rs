@@ -725,3 +725,80 @@ fn image_files_that_hold_secrets_are_private_and_belong_to_the_sudo_user() {
         stderr(&out)
     );
 }
+
+#[test]
+fn passwords_typed_on_a_terminal_are_never_shown_and_ctrl_c_gives_the_echo_back() {
+    let bench = Bench::new();
+    let image = bench.path("card.img");
+    assert_ok(&bench.run(&[
+        "write",
+        "--os",
+        "cardsmith demo (systemd)",
+        "--repo",
+        &repo(),
+        image.to_str().unwrap(),
+        "--yes",
+    ]));
+    let before = fs::read(&image).unwrap();
+    let env = format!(
+        "XDG_CACHE_HOME={} XDG_CONFIG_HOME={}",
+        bench.path("cache").display(),
+        bench.path("config").display()
+    );
+    let customize = format!(
+        "{env} {} customize {} --hostname typed-pi --user alice",
+        bin(),
+        image.display()
+    );
+
+    // --password-file - on a terminal: a hidden prompt, one line.
+    let secret = "s3cret-typed-here";
+    let mut terminal = Terminal::start(&format!("{customize} --password-file -"));
+    terminal.wait_for("Password for alice (not shown): ", 1);
+    terminal.type_keys(&format!("{secret}\n"));
+    let screen = terminal.finish();
+    assert!(
+        !screen.contains(secret),
+        "the password was echoed: {screen}"
+    );
+    assert!(screen.contains("is ready for its first boot"), "{screen}");
+    let script = String::from_utf8_lossy(&mtype(&image, "firstrun.sh")).into_owned();
+    let hash = sh_words(script.as_bytes(), "/usr/lib/userconf-pi/userconf")[1].clone();
+    assert!(crypt_accepts(secret, &hash), "{hash}");
+
+    // Two different answers at the asked-twice prompt: a message that reads as English.
+    let mut terminal = Terminal::start(&customize);
+    terminal.wait_for("Password for alice: ", 1);
+    terminal.type_keys("first-answer\n");
+    terminal.wait_for("Password for alice, again: ", 1);
+    terminal.type_keys("other-answer\n");
+    let screen = terminal.finish();
+    assert!(
+        screen.contains(
+            "the password for alice was typed differently the second time; nothing was changed"
+        ),
+        "{screen}"
+    );
+    assert!(!screen.contains("answer"), "echoed: {screen}");
+
+    // Ctrl-C at the hidden prompt: cardsmith ends (130), nothing changed, and the shell
+    // after it has its echo back.
+    fs::write(&image, &before).unwrap();
+    let mut terminal = Terminal::start(&format!(
+        "sh -c 'trap true INT; {customize} --password-file -; echo \"exit=$?\"; stty -a'"
+    ));
+    terminal.wait_for("Password for alice (not shown): ", 1);
+    terminal.type_keys("half-typ");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    terminal.type_keys("\x03");
+    terminal.wait_for("exit=", 1);
+    let screen = terminal.finish();
+    assert!(screen.contains("exit=130"), "{screen}");
+    let stty = &screen[screen.find("exit=").unwrap()..];
+    let words: Vec<&str> = stty.split_whitespace().collect();
+    assert!(
+        words.contains(&"echo") && !words.contains(&"-echo"),
+        "the terminal was left without echo: {stty}"
+    );
+    assert_eq!(fs::read(&image).unwrap(), before, "the image was changed");
+}

@@ -6,12 +6,9 @@
 mod common;
 
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use common::*;
 use serde_json::Value;
@@ -287,43 +284,6 @@ fn large_drives_are_written_only_after_a_warning_that_names_the_size() {
         1,
         &["Warning: this drive is 215 GB", "Not without confirmation"],
     );
-}
-
-/// Runs `command` on a terminal (through `script`), answers `answer` once `prompt` has been
-/// printed, after calling `meanwhile`. Returns everything the terminal showed.
-fn on_terminal(command: &str, prompt: &str, meanwhile: impl FnOnce(), answer: &str) -> String {
-    let mut script = Command::new("script")
-        .args(["-qec", command, "/dev/null"])
-        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script (bsdutils) is needed");
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut output = script.stdout.take().unwrap();
-    let sink = screen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = output.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(&screen.lock().unwrap()).contains(prompt) {
-        assert!(Instant::now() < deadline, "no prompt {prompt:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    meanwhile();
-    let mut stdin = script.stdin.take().unwrap();
-    stdin.write_all(answer.as_bytes()).unwrap();
-    drop(stdin);
-    script.wait().unwrap();
-    reader.join().unwrap();
-    let text = String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    text
 }
 
 #[test]

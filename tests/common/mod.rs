@@ -338,3 +338,88 @@ pub fn interrupt(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// A command on a real terminal (a pty, through `script`), answered like a person would:
+/// wait until the screen shows a prompt, then type.
+pub struct Terminal {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    screen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Terminal {
+    /// Starts `command` (a shell command line) on a new terminal.
+    pub fn start(command: &str) -> Terminal {
+        let mut child = Command::new("script")
+            .args(["-qec", command, "/dev/null"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("script (bsdutils) is needed");
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut output = child.stdout.take().unwrap();
+        let sink = screen.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = output.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Terminal {
+            stdin: child.stdin.take(),
+            child,
+            screen,
+            reader: Some(reader),
+        }
+    }
+
+    /// What the terminal has shown so far.
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.screen.lock().unwrap()).into_owned()
+    }
+
+    /// Waits (at most 30 s) until `prompt` has been shown `times` times in all.
+    pub fn wait_for(&self, prompt: &str, times: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.screen().matches(prompt).count() < times {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no prompt {prompt:?}: {}",
+                self.screen()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Types `keys` (\x03 is Ctrl-C).
+    pub fn type_keys(&mut self, keys: &str) {
+        let stdin = self.stdin.as_mut().expect("still open");
+        stdin.write_all(keys.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the keyboard, waits for the command to end, and returns the whole screen.
+    pub fn finish(mut self) -> String {
+        drop(self.stdin.take());
+        self.child.wait().unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.join().unwrap();
+        }
+        self.screen()
+    }
+}
+
+/// Runs `command` on a terminal, waits for `prompt`, runs `meanwhile`, types `answer`,
+/// and returns everything the terminal showed.
+pub fn on_terminal(command: &str, prompt: &str, meanwhile: impl FnOnce(), answer: &str) -> String {
+    let mut terminal = Terminal::start(command);
+    terminal.wait_for(prompt, 1);
+    meanwhile();
+    terminal.type_keys(answer);
+    terminal.finish()
+}

@@ -42,7 +42,23 @@ pub fn obtain(question: &str, consent: Consent<'_>, no_terminal: &str) -> Result
     }
 }
 
-/// Reads a secret from the terminal without echoing it. `None` without a terminal.
+/// The terminal settings to put back should Ctrl-C end cardsmith while a secret is typed
+/// with echo off (the handler exits the process, which would leave the shell blind).
+static QUIET_TERMINAL: std::sync::Mutex<Option<(i32, libc::termios)>> = std::sync::Mutex::new(None);
+
+/// Puts the terminal's echo back if a hidden prompt switched it off; for the Ctrl-C
+/// handler, right before the process ends.
+pub fn restore_terminal() {
+    let saved = QUIET_TERMINAL.lock().ok().and_then(|mut q| q.take());
+    if let Some((fd, termios)) = saved {
+        // SAFETY: restores what tcgetattr returned for the same descriptor.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &termios) };
+        let _ = writeln!(io::stderr());
+    }
+}
+
+/// Reads a secret from the terminal without echoing it: one line, without its line end.
+/// `None` without a terminal.
 pub fn read_secret(prompt: &str) -> Option<Vec<u8>> {
     use std::os::fd::AsRawFd;
     let stdin = io::stdin();
@@ -54,6 +70,9 @@ pub fn read_secret(prompt: &str) -> Option<Vec<u8>> {
     let mut saved: libc::termios = unsafe { std::mem::zeroed() };
     let have_termios = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
     if have_termios {
+        if let Ok(mut quiet) = QUIET_TERMINAL.lock() {
+            *quiet = Some((fd, saved));
+        }
         let mut quiet = saved;
         quiet.c_lflag &= !libc::ECHO;
         // SAFETY: as above.
@@ -65,13 +84,16 @@ pub fn read_secret(prompt: &str) -> Option<Vec<u8>> {
     let mut line = Vec::new();
     let read = stdin.lock().read_until(b'\n', &mut line);
     if have_termios {
-        // SAFETY: restores what tcgetattr returned.
-        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+        restore_terminal();
+    } else {
+        let _ = writeln!(stderr);
     }
-    let _ = writeln!(stderr);
     read.ok()?;
     if line.last() == Some(&b'\n') {
         line.pop();
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
     }
     Some(line)
 }

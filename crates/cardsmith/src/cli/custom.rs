@@ -111,7 +111,14 @@ pub struct CustomArgs {
     pub prepared: Option<Settings>,
 }
 
+/// A secret from a file, or with `-` from standard input: typed at a hidden prompt when
+/// that is a terminal (never echoed), else read to its end. One line end is dropped.
 fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
+    if path == Path::new("-") {
+        if let Some(typed) = confirm::read_secret(&format!("{} (not shown): ", capitalised(what))) {
+            return Ok(typed);
+        }
+    }
     let mut data = Vec::new();
     let read = if path == Path::new("-") {
         std::io::stdin().read_to_end(&mut data)
@@ -133,17 +140,30 @@ fn read_secret_file(path: &Path, what: &str) -> Result<Vec<u8>, Failure> {
     Ok(data)
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Asks for `what` at a hidden prompt (twice, for a new password, and both must match).
 fn prompt_secret(what: &str, twice: bool, file_flag: &str) -> Result<Vec<u8>, Failure> {
     let no_terminal = || {
         Failure::Refused(format!(
             "the {what} is read from a file or a prompt, and there is no terminal: pass {file_flag} FILE (or - for standard input)"
         ))
     };
-    let first = confirm::read_secret(&format!("{what}: ")).ok_or_else(no_terminal)?;
+    let prompt = capitalised(what);
+    let first = confirm::read_secret(&format!("{prompt}: ")).ok_or_else(no_terminal)?;
     if twice {
-        let again = confirm::read_secret(&format!("{what} again: ")).ok_or_else(no_terminal)?;
+        let again = confirm::read_secret(&format!("{prompt}, again: ")).ok_or_else(no_terminal)?;
         if again != first {
-            return Err(Failure::Refused(format!("the two {what}s differ")));
+            return Err(Failure::Refused(format!(
+                "the {what} was typed differently the second time; nothing was changed: run the \
+                 command again"
+            )));
         }
     }
     Ok(first)
@@ -178,8 +198,8 @@ impl SettingsArgs {
         if let Some(name) = &self.user {
             validate::user(name)?;
             let password = match &self.password_file {
-                Some(path) => read_secret_file(path, "password")?,
-                None => prompt_secret(&format!("Password for {name}"), true, "--password-file")?,
+                Some(path) => read_secret_file(path, &format!("password for {name}"))?,
+                None => prompt_secret(&format!("password for {name}"), true, "--password-file")?,
             };
             s.user = Some(User {
                 name: name.clone(),

@@ -356,6 +356,8 @@ fn handle_ctrl_c(cancel: &CancelToken) {
         if CTRL_C_CANCELS.load(Ordering::SeqCst) {
             cancel.cancel();
         } else {
+            // At a prompt: nothing has been touched. A hidden one gets its echo back.
+            confirm::restore_terminal();
             std::process::exit(i32::from(EXIT_CANCELLED));
         }
     });
