@@ -170,34 +170,71 @@ fn loop_devices_are_listed_by_all_as_virtual_with_their_filesystem() {
     assert!(block[2].contains("not offered: virtual"), "{text}");
 }
 
-/// The drive `cardsmith drives --all` marks as holding the running system, if / is on one.
-fn root_drive() -> Option<Value> {
+/// The drives `cardsmith drives --all` marks as holding the running system.
+fn root_drives_said() -> Vec<Value> {
     let all = list(&["drives", "--all", "--json"]);
     let drives = all["drives"].as_array().unwrap();
     drives
         .iter()
-        .find(|d| {
+        .filter(|d| {
             let reasons = d["not_offered"].as_array().unwrap();
             reasons.iter().any(|r| r["code"] == "root")
         })
         .cloned()
+        .collect()
+}
+
+/// The disks under /, found by util-linux without cardsmith: the device findmnt names for
+/// /, and the disks lsblk lists beneath it (through partitions, LVM, RAID). Empty when /
+/// is on no block device (an overlay or a network filesystem).
+fn root_disks_witnessed() -> Vec<String> {
+    let source = String::from_utf8(tool("findmnt", &["-n", "-o", "SOURCE", "/"]).stdout)
+        .unwrap()
+        .trim()
+        .to_owned();
+    // btrfs names a subvolume as /dev/sda2[/@]: the device is before the bracket.
+    let device = source.split('[').next().unwrap_or_default();
+    if !Path::new(device).exists() || !device.starts_with("/dev/") {
+        return Vec::new();
+    }
+    let out = tool("lsblk", &["-s", "-r", "-n", "-o", "NAME,TYPE", device]);
+    let mut disks: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, kind)| *kind == "disk")
+        .map(|(name, _)| name.to_owned())
+        .collect();
+    disks.sort();
+    disks.dedup();
+    disks
 }
 
 #[test]
-fn the_root_drive_is_listed_as_such() {
-    let Some(root) = root_drive() else {
-        eprintln!("/ is not on a block device here (an overlay?): nothing to check");
-        return;
-    };
-    assert_eq!(root["offered"], false);
-    let reason = &root["not_offered"][0];
-    assert!(
-        reason["uses"]
-            .as_array()
-            .unwrap()
-            .contains(&Value::from("/")),
-        "{reason}"
+fn the_root_drive_is_the_one_util_linux_finds_under_slash() {
+    let witnessed = root_disks_witnessed();
+    let said = root_drives_said();
+    let mut names: Vec<String> = said
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    // When / is on no disk, cardsmith must not invent one either.
+    assert_eq!(
+        names, witnessed,
+        "findmnt and lsblk disagree with cardsmith"
     );
+    for root in &said {
+        assert_eq!(root["offered"], false);
+        let reason = &root["not_offered"][0];
+        assert!(
+            reason["uses"]
+                .as_array()
+                .unwrap()
+                .contains(&Value::from("/")),
+            "{reason}"
+        );
+    }
 }
 
 #[test]
@@ -321,15 +358,19 @@ fn a_drive_that_changes_while_the_user_confirms_is_not_written() {
 
 #[test]
 fn a_normal_user_asking_for_the_root_drive_hears_system_drive() {
-    let Some(root) = root_drive() else {
-        eprintln!("/ is not on a block device here (an overlay?): nothing to check");
+    // The disk comes from util-linux, not from cardsmith: a cardsmith that lost track of
+    // the root drive must fail here, not skip.
+    let witnessed = root_disks_witnessed();
+    let Some(disk) = witnessed.first() else {
+        eprintln!("findmnt says / is on no block device here (an overlay?): no root disk");
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let image = world_readable_image(dir.path(), MIB);
     // nobody cannot open the disk (the kernel says no, and there is no UDisks2 to ask):
     // cardsmith must refuse before trying, for the right reason.
-    let path = root["path"].as_str().unwrap();
+    let path = format!("/dev/{disk}");
+    let path = path.as_str();
     let out = cardsmith_as_nobody(&["write", image.to_str().unwrap(), path, "--yes"]);
     assert_fails(&out, 1, &["system drive", "running system"]);
     let err = stderr(&out);
