@@ -556,6 +556,33 @@ fn bad_settings_and_unsuitable_images_are_refused_with_reasons() {
     let out = bench.run(&["customize", junk.to_str().unwrap(), "--hostname", "pi"]);
     assert_fails(&out, 1, &["no partition table"]);
 
+    // A boot partition without cmdline.txt: the message names it and the way out.
+    let bare = bench.path("bare.img");
+    fs::copy(&image, &bare).unwrap();
+    let at = format!("{}@@{BOOT_OFFSET}", bare.display());
+    tool("mdel", &["-i", &at, "::cmdline.txt"]);
+    let out = bench.run(&[
+        "customize",
+        bare.to_str().unwrap(),
+        "--hostname",
+        "pi",
+        "--init-format",
+        "systemd",
+    ]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "the boot partition (the FAT partition at byte 1048576, 41943040 bytes) has no cmdline.txt",
+            "--init-format cloudinit",
+        ],
+    );
+    assert!(
+        !stderr(&out).contains("\"\" is not valid"),
+        "{}",
+        stderr(&out)
+    );
+
     // An image that takes no customisation is refused before it is written.
     let target = bench.path("never.img");
     let out = bench.run(&[

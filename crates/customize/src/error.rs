@@ -40,8 +40,27 @@ pub enum Error {
         detail: String,
     },
 
-    #[error("{path}: {file} reads back differently from what was written")]
+    #[error(
+        "{path}: {file} reads back differently from what was written: the card did not keep \
+         the write (a failing or counterfeit card, or a bad reader); the settings are not \
+         reliably on it. Try another card or reader"
+    )]
     ReadBack { path: PathBuf, file: String },
+
+    #[error(
+        "{path} did not take the settings: flushing them to it failed ({source}). The card \
+         may be failing or was pulled out; the settings may be half-written: write or \
+         customise it again, or try another card"
+    )]
+    Flush { path: PathBuf, source: io::Error },
+
+    #[error(
+        "{path}: the boot partition ({partition}) has no cmdline.txt, which the systemd \
+         format edits. If the image takes cloud-init seeds, name that format with \
+         --init-format cloudinit (or cloudinit-rpi); an image with neither cannot take \
+         first-boot settings"
+    )]
+    NoCmdline { path: PathBuf, partition: String },
 
     #[error("cannot {what} {path}: {source}")]
     Io {

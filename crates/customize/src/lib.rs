@@ -147,6 +147,15 @@ pub fn customize(
             format: format.name(),
         });
     }
+    if format == Format::Systemd && cmdline.is_none() {
+        return Err(Error::NoCmdline {
+            path: path.to_owned(),
+            partition: format!(
+                "the FAT partition at byte {}, {} bytes",
+                span.offset, span.len
+            ),
+        });
+    }
     let label = boot::label(boot::Slice::new(&mut disk, span)).unwrap_or_default();
     let modern = is_modern(request.release_date, issue.as_deref(), &label);
     let hostname = settings.hostname_now()?;
@@ -162,7 +171,10 @@ pub fn customize(
         cmdline.as_deref(),
     )?;
     boot::write_files(boot::Slice::new(&mut disk, span), &files).map_err(fat("written"))?;
-    disk.sync_all().map_err(io("flush"))?;
+    disk.sync_all().map_err(|source| Error::Flush {
+        path: path.to_owned(),
+        source,
+    })?;
     read_back(file, path, device, span, &files)?;
     Ok(Report {
         format,

@@ -25,6 +25,12 @@ pub enum Error {
         source: io::Error,
     },
 
+    #[error(
+        "{path} did not take what was written (flushing failed: {source}): the card may be \
+         failing, or was pulled out. Try another card or reader"
+    )]
+    Flush { path: PathBuf, source: io::Error },
+
     #[error("{what} on {path} failed: {source}")]
     Device {
         what: &'static str,

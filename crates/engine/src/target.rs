@@ -502,8 +502,7 @@ impl Target {
 
     /// Flushes everything written to the medium.
     pub(crate) fn sync(&self) -> Result<(), Error> {
-        self.file.sync_all().map_err(|source| Error::Device {
-            what: "flushing",
+        self.file.sync_all().map_err(|source| Error::Flush {
             path: self.path.clone(),
             source,
         })

@@ -320,12 +320,20 @@ enum Failure {
     Usage(String),
     #[error("{0}")]
     Refused(String),
+    /// What was written did not read back the same.
+    #[error(
+        "{0}. The card did not keep what was written to it (a failing or counterfeit card, or \
+         a bad reader or cable): try another card or reader"
+    )]
+    NotKept(Error),
 }
 
 impl Failure {
     fn exit_code(&self) -> u8 {
         match self {
-            Failure::Engine(Error::VerifyMismatch { .. }) => EXIT_VERIFY_FAILED,
+            Failure::Engine(Error::VerifyMismatch { .. }) | Failure::NotKept(_) => {
+                EXIT_VERIFY_FAILED
+            }
             Failure::Engine(
                 Error::ChecksumMismatch { .. } | Error::PublishedChecksumMismatch { .. },
             ) => EXIT_CHECKSUM_MISMATCH,
@@ -337,7 +345,8 @@ impl Failure {
 
     fn offset(&self) -> Option<u64> {
         match self {
-            Failure::Engine(Error::VerifyMismatch { offset, .. }) => *offset,
+            Failure::Engine(Error::VerifyMismatch { offset, .. })
+            | Failure::NotKept(Error::VerifyMismatch { offset, .. }) => *offset,
             _ => None,
         }
     }
@@ -434,7 +443,12 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     let written = engine::write(image, &target, &options, cancel, &mut |p| {
         reporter.progress(p)
     });
-    let report = written.inspect_err(|_| reporter.left(Left::after_write(target.leftover())))?;
+    let report = written
+        .inspect_err(|_| reporter.left(Left::after_write(target.leftover())))
+        .map_err(|e| match e {
+            Error::VerifyMismatch { .. } if is_device => Failure::NotKept(e),
+            e => Failure::Engine(e),
+        })?;
     let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
     let checksum = match report.checksum {
         Some(ChecksumMatch::Image) => "matched the image",
