@@ -143,9 +143,17 @@ mod tests {
         cat.subitems = Some(vec![os("inherits it", None)]);
         let mut ok = os("Fine", None);
         ok.init_format = Some("cloudinit-rpi".into());
-        let mut list = vec![cat, ok, os("No format", None)];
+        let mut preseed = os("Preseeded", None);
+        preseed.init_format = Some("rpi-preseed".into());
+        let mut list = vec![cat, ok, os("No format", None), preseed];
         let dropped = prune_init_formats(&mut list);
         assert_eq!(names(&list), ["Fine", "No format"]);
-        assert_eq!(dropped, ["Cat (init_format \"future-format\")"]);
+        assert_eq!(
+            dropped,
+            [
+                "Cat (init_format \"future-format\")",
+                "Preseeded (init_format \"rpi-preseed\")"
+            ]
+        );
     }
 }

@@ -106,15 +106,12 @@ impl OsEntry {
     }
 }
 
-/// The init formats cardsmith knows how to customise (or to leave alone).
-pub const INIT_FORMATS: [&str; 6] = [
-    "",
-    "none",
-    "systemd",
-    "cloudinit",
-    "cloudinit-rpi",
-    "rpi-preseed",
-];
+/// The init formats cardsmith knows how to customise (or to leave alone). Entries with
+/// any other are left out of the list, as Raspberry Pi Imager leaves out formats it does
+/// not know. That includes "rpi-preseed" (Imager 2.0.11 writes an `rpi-preseed.toml` for
+/// the rpi-preseed package, a prototype meant to replace cloud-init): cardsmith does not
+/// prepare it, so it does not offer such images as if it did.
+pub const INIT_FORMATS: [&str; 5] = ["", "none", "systemd", "cloudinit", "cloudinit-rpi"];
 
 impl Catalog {
     pub fn from_json(bytes: &[u8]) -> serde_json::Result<Catalog> {

@@ -330,7 +330,6 @@ fn customisation(init_format: Option<&str>) -> &'static str {
         "systemd" => "systemd (firstrun.sh and cmdline.txt)",
         "cloudinit" => "cloud-init (user-data, network-config)",
         "cloudinit-rpi" => "cloud-init for Raspberry Pi OS (user-data, network-config)",
-        "rpi-preseed" => "Raspberry Pi preseed",
         _ => "none: the image is written as it is",
     }
 }
