@@ -775,3 +775,43 @@ fn a_hostile_cache_index_is_reported_and_nothing_outside_the_cache_is_deleted() 
     assert_ok(&bench.run(&["cache", "clear"]));
     assert_eq!(fs::read(&victim).unwrap(), b"precious");
 }
+
+#[test]
+fn a_sha256_of_the_decompressed_image_finds_the_cached_download() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let raw = image_bytes(3 * MIB, 41);
+    let image = bench.path("image.img");
+    write_file(&image, &raw);
+    let xz = bench.path("image.img.xz");
+    compress("xz", &["-c"], &image, &xz);
+    server.serve("/image.img.xz", fs::read(&xz).unwrap());
+    let url = server.url("/image.img.xz");
+    // The hash publishers print most: the decompressed image's.
+    let sha = sha256_hex(&raw);
+    for (round, target) in ["first.img", "second.img"].iter().enumerate() {
+        let target = bench.path(target);
+        let out = bench.run(&[
+            "write",
+            &url,
+            target.to_str().unwrap(),
+            "--yes",
+            "--sha256",
+            &sha,
+        ]);
+        assert_ok(&out);
+        assert_eq!(fs::read(&target).unwrap(), raw);
+        if round == 1 {
+            assert!(
+                stderr(&out).contains("Using the cached download"),
+                "{}",
+                stderr(&out)
+            );
+        }
+    }
+    assert_eq!(
+        server.requests("/image.img.xz").len(),
+        1,
+        "the second write was served from the cache"
+    );
+}

@@ -70,11 +70,19 @@ pub fn open_image(
         Location::Url(url) => {
             let cache = cache.filter(|_| known.any());
             if let Some(cache) = cache {
-                let either = known.either_sha256.as_deref();
-                let lookup = cache.find(
-                    known.download_sha256.as_deref().or(either),
-                    known.image_sha256.as_deref().or(either),
-                );
+                let lookup = match (
+                    known.download_sha256.as_deref(),
+                    known.image_sha256.as_deref(),
+                    known.either_sha256.as_deref(),
+                ) {
+                    // A hash that may be the download's or the image's (--sha256): the
+                    // cached file may have either, and the write checks either.
+                    (None, None, Some(either)) => match cache.find(Some(either), None) {
+                        Ok(None) => cache.find(None, Some(either)),
+                        found => found,
+                    },
+                    (download, image, either) => cache.find(download.or(either), image.or(either)),
+                };
                 match lookup {
                     Ok(Some((path, _))) => return Ok(Source::File { path, cached: true }),
                     Ok(None) => {}
