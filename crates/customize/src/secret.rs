@@ -8,12 +8,19 @@ use yescrypt::Yescrypt;
 use crate::Error;
 
 /// One password, hashed both ways; which one is used depends on the image's age.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PasswordHashes {
     /// `$y$…`, for images released on or after 2023-01-01.
     pub yescrypt: String,
     /// `$5$…`, for older images.
     pub sha256: String,
+}
+
+/// Hashes can be cracked offline: they never reach a log through `{:?}`.
+impl std::fmt::Debug for PasswordHashes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordHashes(hidden)")
+    }
 }
 
 impl PasswordHashes {

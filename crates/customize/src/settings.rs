@@ -67,7 +67,7 @@ pub struct Ssh {
     pub keys: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Wifi {
     /// The SSID's exact bytes, as hex (an SSID need not be UTF-8).
     #[serde(with = "hex")]
@@ -76,6 +76,18 @@ pub struct Wifi {
     pub psk: String,
     pub hidden: bool,
     pub country: String,
+}
+
+/// The PSK joins the network: it never reaches a log through `{:?}`.
+impl std::fmt::Debug for Wifi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wifi")
+            .field("ssid", &String::from_utf8_lossy(&self.ssid))
+            .field("psk", &"(hidden)")
+            .field("hidden", &self.hidden)
+            .field("country", &self.country)
+            .finish()
+    }
 }
 
 /// `--enable-serial MODE`.
@@ -237,6 +249,36 @@ mod tests {
         assert_eq!(render_hostname("plain", 5).unwrap(), "plain");
         assert!(render_hostname("node{n:x}", 1).is_err());
         assert!(render_hostname("a{n}b{n}", 1).is_err());
+    }
+
+    #[test]
+    fn debug_output_shows_no_secret() {
+        let s = Settings {
+            user: Some(User {
+                name: "alice".into(),
+                password: PasswordHashes::new(b"hunter2-long").unwrap(),
+            }),
+            wifi: Some(Wifi {
+                ssid: b"home".to_vec(),
+                psk: "ab".repeat(32),
+                hidden: false,
+                country: "GB".into(),
+            }),
+            ..Settings::default()
+        };
+        let shown = format!("{s:?}");
+        let user = s.user.as_ref().unwrap();
+        for secret in [
+            "ab".repeat(32),
+            user.password.yescrypt.clone(),
+            user.password.sha256.clone(),
+        ] {
+            assert!(!shown.contains(&secret), "{shown}");
+        }
+        assert!(
+            shown.contains("alice") && shown.contains("\"home\""),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -113,7 +113,7 @@ pub enum PathField {
     ReadOutput,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum FormEdit {
     Hostname(String),
     User(String),
@@ -128,6 +128,28 @@ pub enum FormEdit {
     Timezone(String),
     Keymap(String),
     Sudo(bool),
+}
+
+/// Typed passwords never reach a log through `{:?}` (a message is printed when iced
+/// traces it).
+impl std::fmt::Debug for FormEdit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FormEdit::Password(_) => f.write_str("Password(hidden)"),
+            FormEdit::WifiPassword(_) => f.write_str("WifiPassword(hidden)"),
+            FormEdit::Hostname(s) => write!(f, "Hostname({s:?})"),
+            FormEdit::User(s) => write!(f, "User({s:?})"),
+            FormEdit::Ssh(b) => write!(f, "Ssh({b})"),
+            FormEdit::SshPasswordAuth(b) => write!(f, "SshPasswordAuth({b})"),
+            FormEdit::SshKeys(s) => write!(f, "SshKeys({s:?})"),
+            FormEdit::Ssid(s) => write!(f, "Ssid({s:?})"),
+            FormEdit::WifiHidden(b) => write!(f, "WifiHidden({b})"),
+            FormEdit::Country(s) => write!(f, "Country({s:?})"),
+            FormEdit::Timezone(s) => write!(f, "Timezone({s:?})"),
+            FormEdit::Keymap(s) => write!(f, "Keymap({s:?})"),
+            FormEdit::Sudo(b) => write!(f, "Sudo({b})"),
+        }
+    }
 }
 
 pub struct App {
@@ -882,9 +904,15 @@ impl App {
         edit: fn(String) -> FormEdit,
         secret: bool,
     ) -> Element<'a, Message> {
+        // A secret already hashed is not shown again; the field says it is kept.
+        let kept = match (field, &self.wizard.settings) {
+            (Field::Password, Some(s)) if s.user.is_some() => t!("settings.secret_kept"),
+            (Field::WifiPassword, Some(s)) if s.wifi.is_some() => t!("settings.secret_kept"),
+            _ => "".into(),
+        };
         let mut col = column![
             text(label).size(13),
-            text_input("", value)
+            text_input(&kept, value)
                 .id(id)
                 .on_input(move |s| Message::Form(edit(s)))
                 .secure(secret)

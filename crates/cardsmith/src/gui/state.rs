@@ -48,8 +48,9 @@ pub enum StorageChoice {
     File(PathBuf),
 }
 
-/// The settings form: text as typed, turned into [`Settings`] when the user goes on.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The settings form: text as typed, turned into [`Settings`] when the user goes on. The
+/// two passwords are emptied once hashed; left empty, the hashes already made are kept.
+#[derive(Clone, Default, PartialEq)]
 pub struct Form {
     pub hostname: String,
     pub user: String,
@@ -64,6 +65,28 @@ pub struct Form {
     pub timezone: String,
     pub keymap: String,
     pub passwordless_sudo: bool,
+}
+
+/// Typed passwords never reach a log through `{:?}`.
+impl std::fmt::Debug for Form {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let typed = |s: &str| if s.is_empty() { "" } else { "(typed, hidden)" };
+        f.debug_struct("Form")
+            .field("hostname", &self.hostname)
+            .field("user", &self.user)
+            .field("password", &typed(&self.password))
+            .field("ssh", &self.ssh)
+            .field("ssh_password_auth", &self.ssh_password_auth)
+            .field("ssh_keys", &self.ssh_keys)
+            .field("ssid", &self.ssid)
+            .field("wifi_password", &typed(&self.wifi_password))
+            .field("wifi_hidden", &self.wifi_hidden)
+            .field("country", &self.country)
+            .field("timezone", &self.timezone)
+            .field("keymap", &self.keymap)
+            .field("passwordless_sudo", &self.passwordless_sudo)
+            .finish()
+    }
 }
 
 /// Which field a validation message belongs to.
@@ -391,7 +414,14 @@ impl Wizard {
         }
         if !f.user.trim().is_empty() {
             check(Field::User, validate::user(f.user.trim()));
-            match PasswordHashes::new(f.password.as_bytes()) {
+            // An empty field keeps the password hashed before (the typed text is gone).
+            let kept = self
+                .settings
+                .as_ref()
+                .and_then(|s| s.user.as_ref())
+                .filter(|_| f.password.is_empty())
+                .map(|u| u.password.clone());
+            match kept.map_or_else(|| PasswordHashes::new(f.password.as_bytes()), Ok) {
                 Ok(password) => {
                     s.user = Some(User {
                         name: f.user.trim().to_owned(),
@@ -424,7 +454,15 @@ impl Wizard {
             };
             check(Field::Ssid, validate::ssid(&ssid));
             check(Field::Country, validate::country(&country));
-            match wifi_psk(&ssid, f.wifi_password.as_bytes()) {
+            // An empty field keeps the key made before, for the same network only (the
+            // key is derived from the network's name).
+            let kept = self
+                .settings
+                .as_ref()
+                .and_then(|s| s.wifi.as_ref())
+                .filter(|w| f.wifi_password.is_empty() && w.ssid == ssid)
+                .map(|w| w.psk.clone());
+            match kept.map_or_else(|| wifi_psk(&ssid, f.wifi_password.as_bytes()), Ok) {
                 Ok(psk) => {
                     s.wifi = Some(Wifi {
                         ssid,
@@ -457,7 +495,14 @@ impl Wizard {
             }
         }
         self.errors = errors;
-        self.settings = (self.errors.is_empty() && !s.is_empty()).then_some(s);
+        if self.errors.is_empty() {
+            // Hashed: the typed text is not kept.
+            self.form.password.clear();
+            self.form.wifi_password.clear();
+            self.settings = (!s.is_empty()).then_some(s);
+        } else {
+            self.settings = None;
+        }
         self.errors.is_empty()
     }
 

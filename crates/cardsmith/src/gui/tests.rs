@@ -766,3 +766,53 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
     assert!(super::app::crashed("erase").contains("half-erased"));
     assert!(super::app::crashed("write").contains("half-written"));
 }
+
+#[test]
+fn typed_passwords_are_dropped_once_hashed_and_never_printed() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    app.wizard.screen = Screen::Settings;
+    type_into(&mut app, Id::new("user"), "alice")?;
+    type_into(&mut app, Id::new("password"), "typed-secret-1")?;
+    type_into(&mut app, Id::new("ssid"), "home")?;
+    type_into(&mut app, Id::new("wifi-password"), "typed-wifi-2")?;
+    let shown = format!(
+        "{:?} {:?} {:?}",
+        app.wizard.form,
+        Message::Form(super::app::FormEdit::Password("typed-secret-1".into())),
+        Message::Form(super::app::FormEdit::WifiPassword("typed-wifi-2".into())),
+    );
+    assert!(
+        !shown.contains("typed-secret-1") && !shown.contains("typed-wifi-2"),
+        "{shown}"
+    );
+    click(&mut app, "SAVE")?;
+    assert_eq!(
+        app.wizard.screen,
+        Screen::AskCustomize,
+        "{:?}",
+        app.wizard.errors
+    );
+    assert_eq!(
+        app.wizard.form.password, "",
+        "the typed password is not kept"
+    );
+    assert_eq!(app.wizard.form.wifi_password, "");
+    let first = app.wizard.settings.clone().unwrap();
+    assert!(!format!("{first:?}").contains(&first.wifi.as_ref().unwrap().psk));
+
+    // Back in the editor, the empty fields keep what was hashed...
+    click(&mut app, "EDIT SETTINGS")?;
+    assert!(shows(&app, "Saved (hashed): leave empty to keep it"));
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.wizard.settings.as_ref(), Some(&first));
+    // ... but a Wi-Fi key belongs to its network: another name needs the password again.
+    click(&mut app, "EDIT SETTINGS")?;
+    app.wizard.form.ssid = "office".into();
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.wizard.screen, Screen::Settings);
+    assert!(app
+        .wizard
+        .error(super::state::Field::WifiPassword)
+        .is_some());
+    Ok(())
+}
