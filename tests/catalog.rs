@@ -815,3 +815,58 @@ fn a_sha256_of_the_decompressed_image_finds_the_cached_download() {
         "the second write was served from the cache"
     );
 }
+
+#[test]
+fn a_web_catalog_cannot_name_local_files_as_icons() {
+    let server = Server::start();
+    let bench = Bench::new();
+    server.serve(
+        "/lists/os.json",
+        serde_json::to_vec(&json!({
+            "imager": {"devices": [
+                {"name": "Good", "icon": "icons/pi.png", "tags": []},
+                {"name": "Sneaky device", "icon": "file:///etc/shadow", "tags": []}
+            ]},
+            "os_list": [
+                {"name": "Relative", "url": "a.img", "icon": "icons/a.png"},
+                {"name": "Absolute path", "url": "b.img", "icon": "/etc/passwd"},
+                {"name": "File URL", "url": "c.img", "icon": "file:///etc/hostname"},
+                {"name": "Sub", "subitems_url": "sub/list.json"}
+            ]
+        }))
+        .unwrap(),
+    );
+    server.serve(
+        "/lists/sub/list.json",
+        serde_json::to_vec(&json!({"os_list": [
+            {"name": "In sub", "url": "d.img", "icon": "d.png"}
+        ]}))
+        .unwrap(),
+    );
+    let repo = server.url("/lists/os.json");
+    let out = bench.run(&["os", "list", "--repo", &repo, "--json"]);
+    assert_ok(&out);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let list = &doc["os_list"];
+    assert_eq!(list[0]["icon"], server.url("/lists/icons/a.png"));
+    // A path on a web catalog is a path on its server, not on this computer.
+    assert_eq!(list[1]["icon"], server.url("/etc/passwd"));
+    assert_eq!(list[2]["icon"], Value::Null, "{}", list[2]);
+    assert_eq!(
+        list[3]["subitems"][0]["icon"],
+        server.url("/lists/sub/d.png"),
+        "relative to the sublist that names it"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the icon of \"File URL\" is left out: a catalog from the web may not name the local file /etc/hostname"
+        ),
+        "{err}"
+    );
+    let out = bench.run(&["devices", "--repo", &repo, "--json"]);
+    assert_ok(&out);
+    let doc: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["devices"][0]["icon"], server.url("/lists/icons/pi.png"));
+    assert_eq!(doc["devices"][1]["icon"], Value::Null);
+}

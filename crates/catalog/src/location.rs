@@ -58,6 +58,12 @@ impl Location {
     pub fn is_remote(&self) -> bool {
         matches!(self, Location::Url(_))
     }
+
+    /// Whether a catalog found here may point at `target`: one from the web may only point
+    /// at the web (never at a local file or device, for an image, a sublist or an icon).
+    pub fn may_name(&self, target: &Location) -> bool {
+        !self.is_remote() || target.is_remote()
+    }
 }
 
 impl fmt::Display for Location {

@@ -47,6 +47,34 @@ pub fn resolve_sublists(list: &mut Vec<OsEntry>, base: &Location, fetcher: &Fetc
     walk.out
 }
 
+/// An icon named at `base`, made absolute; one a web catalog names on this computer is
+/// dropped with a note (it would be read from a local path).
+fn resolve_icon(
+    icon: Option<String>,
+    owner: &str,
+    base: &Location,
+    notes: &mut Vec<String>,
+) -> Option<String> {
+    let location = base.join(&icon?);
+    if base.may_name(&location) {
+        return Some(location.to_string());
+    }
+    notes.push(format!(
+        "the icon of {owner:?} is left out: a catalog from the web may not name the local file \
+         {location}"
+    ));
+    None
+}
+
+/// Makes the devices' icons absolute, leaving out those a web catalog names locally.
+pub fn resolve_device_icons(catalog: &mut Catalog, base: &Location, notes: &mut Vec<String>) {
+    if let Some(imager) = &mut catalog.imager {
+        for device in &mut imager.devices {
+            device.icon = resolve_icon(device.icon.take(), &device.name, base, notes);
+        }
+    }
+}
+
 impl Walk<'_> {
     fn list(&mut self, list: &mut Vec<OsEntry>, base: &Location) {
         list.retain_mut(|entry| self.entry(entry, base));
@@ -54,9 +82,10 @@ impl Walk<'_> {
 
     /// Resolves one entry; false when it must be left out.
     fn entry(&mut self, entry: &mut OsEntry, base: &Location) -> bool {
+        entry.icon = resolve_icon(entry.icon.take(), &entry.name, base, &mut self.out.notes);
         if let Some(url) = &entry.url {
             let location = base.join(url);
-            if base.is_remote() && !location.is_remote() {
+            if !base.may_name(&location) {
                 self.out.notes.push(format!(
                     "{:?} is left out: a catalog from the web may not name the local file {location}",
                     entry.name
@@ -76,7 +105,7 @@ impl Walk<'_> {
     }
 
     fn sublist(&mut self, name: &str, location: &Location, base: &Location) -> Vec<OsEntry> {
-        let refused = if base.is_remote() && !location.is_remote() {
+        let refused = if !base.may_name(location) {
             Some(format!(
                 "a catalog from the web may not name the local file {location}"
             ))

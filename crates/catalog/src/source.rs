@@ -10,7 +10,7 @@ use crate::filter::prune_init_formats;
 use crate::http::Http;
 use crate::location::Location;
 use crate::model::{user_locale, Catalog, Device, OsEntry};
-use crate::resolve::resolve_sublists;
+use crate::resolve::{resolve_device_icons, resolve_sublists};
 use crate::time::{ago, utc};
 use crate::Error;
 
@@ -153,6 +153,7 @@ pub fn load(repo: Option<&str>, http: &Http, cache: Option<&Cache>) -> Result<Lo
             catalog.localize(&user_locale());
             let resolved = resolve_sublists(&mut catalog.os_list, &location, &fetcher);
             let mut notes = resolved.notes;
+            resolve_device_icons(&mut catalog, &location, &mut notes);
             let origin = match &location {
                 Location::Path(path) => Origin::File {
                     modified: fs::metadata(path)
@@ -206,7 +207,8 @@ fn fallback(
     let location = Location::Bundled(bundled::CATALOG.to_owned());
     let mut catalog = Catalog::parse(&fetcher.fetch(&location, CATALOG_LIMIT)?, &location)?;
     catalog.localize(&user_locale());
-    let notes = resolve_sublists(&mut catalog.os_list, &location, fetcher).notes;
+    let mut notes = resolve_sublists(&mut catalog.os_list, &location, fetcher).notes;
+    resolve_device_icons(&mut catalog, &location, &mut notes);
     Ok((catalog, Origin::Bundled { error }, notes))
 }
 

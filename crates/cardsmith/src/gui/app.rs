@@ -1301,11 +1301,14 @@ pub(crate) fn icon_urls(loaded: &Loaded) -> Vec<(String, Location)> {
     walk(&loaded.catalog.os_list, &mut urls);
     urls.sort();
     urls.dedup();
+    // The catalog loader made icons absolute and dropped local ones named by a web
+    // catalog; a copy cached by an older cardsmith may still hold them.
     urls.into_iter()
         .map(|u| {
             let at = base.join(&u);
             (u, at)
         })
+        .filter(|(_, at)| base.may_name(at))
         .collect()
 }
 
