@@ -215,7 +215,9 @@ fn read_from(
         progress,
     )?;
     let written = sink.written();
-    let stored = sink.finish().map_err(|e| output_error(out, written, e))?;
+    let stored = sink
+        .finish(cancel)
+        .map_err(|e| sink_error(cancel, out, written, e))?;
     cancel.check()?;
 
     let line = sha256sum_line(&hash, &uncompressed_name(out, format));
@@ -353,8 +355,8 @@ fn copy(
     if let Some(tail) = plan.map(|p| &p.tail).filter(|t| !t.is_empty()) {
         cancel.check()?;
         hasher.update(tail);
-        sink.write_all(tail)
-            .map_err(|e| output_error(out, sink.written(), e))?;
+        sink.write_all(tail, cancel)
+            .map_err(|e| sink_error(cancel, out, sink.written(), e))?;
         progress(Progress {
             phase: Phase::Read,
             bytes_done: total,
@@ -387,8 +389,8 @@ fn consume(
             plan.patch(offset, &mut buf[..got]);
         }
         hasher.update(&buf[..got]);
-        sink.write_all(&buf[..got])
-            .map_err(|e| output_error(out, sink.written(), e))?;
+        sink.write_all(&buf[..got], cancel)
+            .map_err(|e| sink_error(cancel, out, sink.written(), e))?;
         done += got as u64;
         let _ = returns.send(buf);
         progress(Progress {
@@ -651,8 +653,79 @@ impl Write for Counting {
 enum Sink {
     Raw(Counting),
     Zstd(zstd::stream::write::Encoder<'static, Counting>),
-    Xz(liblzma::write::XzEncoder<Counting>),
+    Xz(XzSink),
     Gzip(flate2::write::GzEncoder<Counting>),
+}
+
+/// How long the xz encoder may block waiting for its threads before it returns to let a
+/// cancel be seen.
+const XZ_WAIT_MS: u32 = 100;
+
+/// liblzma's multi-threaded encoder, driven here rather than through its `Write` wrapper:
+/// that wrapper blocks until a whole block (24 MiB at preset 6) is compressed and, when
+/// dropped, finishes the stream, so a Ctrl-C waited for every block in flight (9 s under
+/// load). Here each call returns within [`XZ_WAIT_MS`], a cancel is checked between
+/// calls, and dropping the stream abandons the threads' work.
+struct XzSink {
+    stream: liblzma::stream::Stream,
+    out: Counting,
+    buf: Vec<u8>,
+}
+
+impl XzSink {
+    fn new(out: Counting, threads: u32) -> io::Result<XzSink> {
+        // Multi-threaded xz writes many blocks with their sizes in their headers, so the
+        // backup decodes in parallel later (as cardsmith write does).
+        let stream = liblzma::stream::MtStreamBuilder::new()
+            .threads(threads)
+            .preset(6)
+            .timeout_ms(XZ_WAIT_MS)
+            .check(liblzma::stream::Check::Crc64)
+            .encoder()
+            .map_err(io::Error::other)?;
+        Ok(XzSink {
+            stream,
+            out,
+            buf: Vec::with_capacity(1 << 20),
+        })
+    }
+
+    /// One call into liblzma: returns how much input it took and its status.
+    fn step(
+        &mut self,
+        input: &[u8],
+        action: liblzma::stream::Action,
+        cancel: &CancelToken,
+    ) -> io::Result<(usize, liblzma::stream::Status)> {
+        if cancel.is_cancelled() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "cancelled"));
+        }
+        self.buf.clear();
+        let before = self.stream.total_in();
+        let status = self
+            .stream
+            .process_vec(input, &mut self.buf, action)
+            .map_err(io::Error::from)?;
+        self.out.write_all(&self.buf)?;
+        Ok(((self.stream.total_in() - before) as usize, status))
+    }
+
+    fn write_all(&mut self, mut data: &[u8], cancel: &CancelToken) -> io::Result<()> {
+        while !data.is_empty() {
+            let (took, _) = self.step(data, liblzma::stream::Action::Run, cancel)?;
+            data = &data[took..];
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, cancel: &CancelToken) -> io::Result<Counting> {
+        loop {
+            let (_, status) = self.step(&[], liblzma::stream::Action::Finish, cancel)?;
+            if status == liblzma::stream::Status::StreamEnd {
+                return Ok(self.out);
+            }
+        }
+    }
 }
 
 impl Sink {
@@ -667,17 +740,7 @@ impl Sink {
                 enc.set_pledged_src_size(Some(total))?;
                 Sink::Zstd(enc)
             }
-            OutputFormat::Xz => {
-                // Multi-threaded xz writes many blocks with their sizes in their headers, so
-                // the backup decodes in parallel later (as cardsmith write does).
-                let stream = liblzma::stream::MtStreamBuilder::new()
-                    .threads(threads)
-                    .preset(6)
-                    .check(liblzma::stream::Check::Crc64)
-                    .encoder()
-                    .map_err(io::Error::other)?;
-                Sink::Xz(liblzma::write::XzEncoder::new_stream(out, stream))
-            }
+            OutputFormat::Xz => Sink::Xz(XzSink::new(out, threads)?),
             OutputFormat::Gzip => Sink::Gzip(flate2::write::GzEncoder::new(
                 out,
                 flate2::Compression::new(6),
@@ -685,11 +748,12 @@ impl Sink {
         })
     }
 
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+    /// Feeds `data` to the encoder; a cancel stops a long wait on the encoder's threads.
+    fn write_all(&mut self, data: &[u8], cancel: &CancelToken) -> io::Result<()> {
         match self {
             Sink::Raw(w) => w.write_all(data),
             Sink::Zstd(w) => w.write_all(data),
-            Sink::Xz(w) => w.write_all(data),
+            Sink::Xz(w) => w.write_all(data, cancel),
             Sink::Gzip(w) => w.write_all(data),
         }
     }
@@ -698,21 +762,30 @@ impl Sink {
         match self {
             Sink::Raw(w) => w.written,
             Sink::Zstd(w) => w.get_ref().written,
-            Sink::Xz(w) => w.get_ref().written,
+            Sink::Xz(w) => w.out.written,
             Sink::Gzip(w) => w.get_ref().written,
         }
     }
 
     /// Ends the stream, flushes the file to the medium, returns its length.
-    fn finish(self) -> io::Result<u64> {
+    fn finish(self, cancel: &CancelToken) -> io::Result<u64> {
         let out = match self {
             Sink::Raw(w) => w,
             Sink::Zstd(w) => w.finish()?,
-            Sink::Xz(w) => w.finish()?,
+            Sink::Xz(w) => w.finish(cancel)?,
             Sink::Gzip(w) => w.finish()?,
         };
         out.file.sync_all()?;
         Ok(out.written)
+    }
+}
+
+/// An error from the output: a cancel noticed while waiting on the encoder, or I/O.
+fn sink_error(cancel: &CancelToken, out: &Path, written: u64, e: io::Error) -> Error {
+    if cancel.is_cancelled() {
+        Error::Cancelled
+    } else {
+        output_error(out, written, e)
     }
 }
 
