@@ -52,7 +52,7 @@ fn truncated_or_corrupt_archives_name_format_and_offset() {
             // The last line says what was left: a zip without its directory is refused
             // before the target is created.
             let left = if format == "zip" && damage == "truncated" {
-                "Nothing was written: the target is as it was.\n"
+                "Nothing was written: what the target holds is as it was.\n"
             } else {
                 "The unfinished image file was removed.\n"
             };
@@ -162,7 +162,10 @@ fn target_that_is_the_image_itself_is_refused() {
     assert_fails(
         &out,
         1,
-        &["stored on", "Nothing was written: the target is as it was."],
+        &[
+            "stored on",
+            "Nothing was written: what the target holds is as it was.",
+        ],
     );
     assert_eq!(fs::read(&raw).unwrap(), data);
 

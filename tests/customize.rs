@@ -747,10 +747,22 @@ fn image_files_that_hold_secrets_are_private_and_belong_to_the_sudo_user() {
     assert_ok(&out);
     assert_eq!(mode_and_owner(&shared).0, 0o600);
     assert!(
-        stderr(&out).contains("could be read by others (mode 644); it now holds secrets"),
+        stderr(&out).contains("could be read by others (mode 644); it is to hold password hashes"),
         "{}",
         stderr(&out)
     );
+    // A file that is refused (no partition table) is not touched, its mode included.
+    let junk = bench.path("junk.img");
+    write_file(&junk, &image_bytes(2 * MIB, 3));
+    fs::set_permissions(&junk, fs::Permissions::from_mode(0o644)).unwrap();
+    let out = bench.run(&["customize", junk.to_str().unwrap(), "--hostname", "pi"]);
+    assert_fails(&out, 1, &["no partition table"]);
+    assert!(
+        !stderr(&out).contains("could be read by others"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(mode_and_owner(&junk).0, 0o644);
 }
 
 #[test]

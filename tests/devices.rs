@@ -378,7 +378,7 @@ fn verify_reads_the_card_not_the_page_cache() {
 #[test]
 fn ctrl_c_stops_quickly_and_leaves_the_card_unbootable() {
     let card = card(64 * MIB);
-    let mut child = Command::new(bin())
+    let mut child = cardsmith_command()
         .args(["write", "-", card.dev.arg(), "--yes", "--json"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

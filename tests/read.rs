@@ -7,6 +7,7 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -502,10 +503,17 @@ impl CpuHog {
     fn start() -> CpuHog {
         let children = (0..2)
             .map(|_| {
-                Command::new("sh")
-                    .args(["-c", "while :; do :; done"])
-                    .spawn()
-                    .expect("sh")
+                let mut hog = Command::new("sh");
+                hog.args(["-c", "while :; do :; done"]);
+                // SAFETY: prctl is async-signal-safe; nothing else runs before exec. The
+                // hog dies with the test, however the test ends.
+                unsafe {
+                    hog.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                hog.spawn().expect("sh")
             })
             .collect();
         CpuHog { children }
@@ -538,9 +546,8 @@ fn ctrl_c_stops_the_read_within_a_second_in_every_format_under_load_and_leaves_n
         ("b.img.gz", 200),
         ("b.img", 0),
     ] {
-        let mut child = Command::new(bin())
+        let mut child = cardsmith_command()
             .args(["read", a.dev.arg(), s(&out_dir.join(name)), "--json"])
-            .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -6,8 +6,9 @@
 //! Nothing of the machine's is changed: polkitd runs in a mount namespace of its own in
 //! which the test's folder is mounted over /etc/polkit-1/rules.d, so the rule (for user
 //! nobody and the test's own loop devices only) never reaches the real /etc. Every daemon
-//! carries CARDSMITH_TEST_DAEMON in its environment and dies with the test process
-//! (PR_SET_PDEATHSIG); the next run, and scripts/test's exit trap, stop any that a killed
+//! carries CARDSMITH_TEST_DAEMON in its environment and is asked to die with the test
+//! process (PR_SET_PDEATHSIG; a daemon that changes its user, as dbus-daemon and polkitd
+//! do, loses that), so the next run, and scripts/test's exit trap, stop any that a killed
 //! run left. The test refuses to run beside a polkitd it did not start.
 //!
 //! Needs root and the packages dbus, udev, polkitd and udisks2 (the README's test command

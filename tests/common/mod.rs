@@ -27,11 +27,22 @@ pub fn bin() -> &'static str {
 /// (the UDisks2 test starts its own and says so).
 pub const NO_BUS: &str = "unix:path=/nonexistent/cardsmith-test-bus";
 
+/// The binary under test, with no system D-Bus and without the variables `sudo` leaves
+/// (scripts/test re-runs itself through sudo; cardsmith hands new files to SUDO_UID, which
+/// the tests that care about it set themselves).
+pub fn cardsmith_command() -> Command {
+    let mut command = Command::new(bin());
+    command
+        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
+        .env_remove("SUDO_UID")
+        .env_remove("SUDO_GID");
+    command
+}
+
 /// Runs cardsmith with standard input closed (so never a terminal).
 pub fn cardsmith(args: &[&str]) -> Output {
-    Command::new(bin())
+    cardsmith_command()
         .args(args)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
         .stdin(Stdio::null())
         .output()
         .expect("running cardsmith")
@@ -39,11 +50,8 @@ pub fn cardsmith(args: &[&str]) -> Output {
 
 /// Runs cardsmith with standard input closed and extra environment variables.
 pub fn cardsmith_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
-    let mut command = Command::new(bin());
-    command
-        .args(args)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
-        .stdin(Stdio::null());
+    let mut command = cardsmith_command();
+    command.args(args).stdin(Stdio::null());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -52,9 +60,8 @@ pub fn cardsmith_env(args: &[&str], env: &[(&str, &Path)]) -> Output {
 
 /// Runs cardsmith with `input` on standard input.
 pub fn cardsmith_with_stdin(args: &[&str], input: &Path) -> Output {
-    Command::new(bin())
+    cardsmith_command()
         .args(args)
-        .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
         .stdin(fs::File::open(input).expect("opening the stdin file"))
         .output()
         .expect("running cardsmith")
@@ -331,10 +338,11 @@ pub fn interrupt(
         if let Some(status) = child.try_wait().unwrap() {
             return (status, interrupted.elapsed());
         }
-        assert!(
-            interrupted.elapsed() < limit,
-            "still running {limit:?} after Ctrl-C"
-        );
+        if interrupted.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running {limit:?} after Ctrl-C");
+        }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -354,6 +362,8 @@ impl Terminal {
         let mut child = Command::new("script")
             .args(["-qec", command, "/dev/null"])
             .env("DBUS_SYSTEM_BUS_ADDRESS", NO_BUS)
+            .env_remove("SUDO_UID")
+            .env_remove("SUDO_GID")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()

@@ -99,13 +99,37 @@ const SEED_FILES: [&str; 5] = [
     "network-config",
 ];
 
-/// Customises the image or card open in `file` (at `path`; `device` for a block device).
+/// Customises the image or card open in `file` (at `path`; `device` for a block device):
+/// [`prepare`], then [`Prepared::apply`].
 pub fn customize(
     file: &File,
     path: &Path,
     device: bool,
     request: Request<'_>,
 ) -> Result<Report, Error> {
+    prepare(file, path, device, request)?.apply(file)
+}
+
+/// Everything decided, nothing written yet: the boot partition found, the format chosen,
+/// the files rendered. Every refusal (no partition table, no cmdline.txt, a bad setting)
+/// happens before this exists.
+pub struct Prepared {
+    disk: File,
+    path: std::path::PathBuf,
+    device: bool,
+    span: boot::Span,
+    files: Vec<(String, Vec<u8>)>,
+    report: Report,
+}
+
+/// Reads the boot partition of the image or card open in `file` and renders the files the
+/// settings need; writes nothing.
+pub fn prepare(
+    file: &File,
+    path: &Path,
+    device: bool,
+    request: Request<'_>,
+) -> Result<Prepared, Error> {
     let settings = request.settings;
     settings.validate()?;
     let io = |what: &'static str| {
@@ -170,22 +194,50 @@ pub fn customize(
         hash.as_deref(),
         cmdline.as_deref(),
     )?;
-    boot::write_files(boot::Slice::new(&mut disk, span), &files).map_err(fat("written"))?;
-    disk.sync_all().map_err(|source| Error::Flush {
-        path: path.to_owned(),
-        source,
-    })?;
-    read_back(file, path, device, span, &files)?;
-    Ok(Report {
+    let report = Report {
         format,
         detected,
-        files: files.into_iter().map(|(name, _)| name).collect(),
+        files: files.iter().map(|(name, _)| name.clone()).collect(),
         hostname,
         password_hash: settings
             .user
             .as_ref()
             .map(|_| if modern { "yescrypt" } else { "sha256-crypt" }),
+    };
+    Ok(Prepared {
+        disk,
+        path: path.to_owned(),
+        device,
+        span,
+        files,
+        report,
     })
+}
+
+impl Prepared {
+    /// What will be (and, once applied, was) done.
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Writes the files into the boot partition, flushes them, and reads them back from the
+    /// medium through `file` (the descriptor [`prepare`] was given) to compare.
+    pub fn apply(mut self, file: &File) -> Result<Report, Error> {
+        let path = self.path.as_path();
+        boot::write_files(boot::Slice::new(&mut self.disk, self.span), &self.files).map_err(
+            |e| Error::Fat {
+                path: path.to_owned(),
+                what: "written",
+                detail: e.to_string(),
+            },
+        )?;
+        self.disk.sync_all().map_err(|source| Error::Flush {
+            path: path.to_owned(),
+            source,
+        })?;
+        read_back(file, path, self.device, self.span, &self.files)?;
+        Ok(self.report)
+    }
 }
 
 /// The format from the boot partition's files: cloud-init seeds mean cloud-init (the

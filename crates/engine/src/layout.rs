@@ -321,6 +321,18 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
     if array.len() < array_len || crc32fast::hash(&array) != le32(&header, 88) {
         return Err(bad("partition array is damaged (CRC mismatch)"));
     }
+    // The table itself must lie before the partitions, or an image that ends with them
+    // would leave it out.
+    let array_sectors = (array_len as u64).div_ceil(ss);
+    let first_usable = le64(&header, 40);
+    let array_end = entries_lba.saturating_add(array_sectors);
+    if entries_lba < 2 || first_usable < array_end {
+        return Err(bad(&format!(
+            "first usable LBA (header bytes 40-47) is {first_usable}, inside its own header or \
+             partition array (LBA 1 to {})",
+            array_end.saturating_sub(1)
+        )));
+    }
     let mut last = None::<u64>;
     for (i, e) in array.chunks(entry_size as usize).enumerate() {
         if e[..16].iter().all(|&b| b == 0) {
@@ -333,13 +345,16 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
                 i + 1
             )));
         }
+        if first_lba < first_usable {
+            return Err(bad(&format!(
+                "partition {} starts at LBA {first_lba}, before the first usable LBA \
+                 {first_usable}",
+                i + 1
+            )));
+        }
         last = last.max(Some(last_lba));
     }
     let last = last.ok_or_else(|| bad("lists no partitions"))?;
-    let first_usable = le64(&header, 40);
-    if last < first_usable {
-        return Err(bad("has a partition before its first usable sector"));
-    }
     let partitions_end = last
         .checked_add(1)
         .and_then(|sectors| sectors.checked_mul(ss))
@@ -350,7 +365,6 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
             ))
         })?;
     // From here on every value is bounded by the disk's size (ss >= 512, array <= 4 MiB).
-    let array_sectors = (array_len as u64).div_ceil(ss);
     let new_last = last + array_sectors + 1;
     let image = (new_last + 1)
         .checked_mul(ss)
@@ -654,6 +668,22 @@ mod tests {
         let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
         assert!(
             err.contains("partition 2 ends (LBA 100) before it starts (LBA 500)"),
+            "{err}"
+        );
+        // A first usable LBA inside the partition array, and a partition before it.
+        let mut disk = gpt_disk(512, 4096, &[(40, 99)]);
+        disk[ss + 40..ss + 48].copy_from_slice(&0u64.to_le_bytes());
+        reseal_primary(&mut disk, ss);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(
+            err.contains("first usable LBA (header bytes 40-47) is 0, inside its own header"),
+            "{err}"
+        );
+        let mut disk = gpt_disk(512, 4096, &[(1, 99)]);
+        reseal_primary(&mut disk, ss);
+        let err = plan_from(&mut reader(&disk), disk.len() as u64, 512).unwrap_err();
+        assert!(
+            err.contains("partition 1 starts at LBA 1, before the first usable LBA 34"),
             "{err}"
         );
         // A header size larger than the sector read.

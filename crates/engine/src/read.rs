@@ -706,6 +706,10 @@ impl XzSink {
             .stream
             .process_vec(input, &mut self.buf, action)
             .map_err(io::Error::from)?;
+        if status == liblzma::stream::Status::MemNeeded {
+            // No progress possible with the buffer given: a loop would spin.
+            return Err(io::Error::other("the xz encoder made no progress"));
+        }
         self.out.write_all(&self.buf)?;
         Ok(((self.stream.total_in() - before) as usize, status))
     }

@@ -187,7 +187,11 @@ pub fn zstd_size(file: &File, len: u64) -> io::Result<Option<u64>> {
             return Ok(None);
         };
         let has_checksum = head[4] & 0x04 != 0;
-        total = total.saturating_add(size);
+        // Frame sizes are the file's word: a sum past 2^64 is damage, not a size.
+        let Some(sum) = total.checked_add(size) else {
+            return Ok(None);
+        };
+        total = sum;
         pos += header_len as u64;
         loop {
             if pos + 3 > len {
@@ -306,6 +310,22 @@ mod tests {
         ));
         let (_t, f, len) = file_with(&zst);
         assert_eq!(zstd_size(&f, len).unwrap(), Some(300_005));
+    }
+
+    #[test]
+    fn zstd_frame_sizes_that_overflow_have_no_size() {
+        // Two empty frames, each declaring 2^63 bytes (8-byte content size field).
+        let frame = |out: &mut Vec<u8>| {
+            out.extend_from_slice(&0xFD2F_B528u32.to_le_bytes());
+            out.push(0xE0); // 8-byte size, single segment
+            out.extend_from_slice(&(1u64 << 63).to_le_bytes());
+            out.extend_from_slice(&[0x01, 0x00, 0x00]); // last block, raw, empty
+        };
+        let mut zst = Vec::new();
+        frame(&mut zst);
+        frame(&mut zst);
+        let (_t, f, len) = file_with(&zst);
+        assert_eq!(zstd_size(&f, len).unwrap(), None);
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct Target {
     meta: fs::Metadata,
     /// Whether [`Target::prepare`] ran: from then on a failure scrubs the target.
     touched: AtomicBool,
+    /// Whether nothing on it can pass for an image: a device's first MiB known to be zero,
+    /// a file emptied or removed. A write into the first MiB clears it; a zeroing sets it.
+    clean: AtomicBool,
 }
 
 /// Who the files cardsmith creates (image files, backups) belong to, and who may read them.
@@ -110,6 +113,9 @@ pub enum Leftover {
     FileRemoved,
     /// A file cardsmith was told to overwrite: emptied.
     FileEmptied,
+    /// Cleaning up failed too (a card pulled out, a write error in the first MiB): it may
+    /// hold part of the image.
+    PartlyWritten,
 }
 
 /// Switches O_DIRECT on or off for an open file (the flag belongs to the open file, so it
@@ -192,8 +198,8 @@ impl Target {
     /// Opens a regular file to write an image into: created, or, when it exists and is not
     /// empty, overwritten only with `force`. A block device is refused: it must be checked
     /// and opened by the caller (see [`Target::from_device`]). `files` says who a new file
-    /// belongs to and whether it is private; a private image in an existing file makes that
-    /// file private too (it is about to hold secrets).
+    /// belongs to and whether it is private (an existing file is left as it is: see
+    /// [`make_private`]).
     pub fn open_for_write(path: &Path, force: bool, files: NewFiles) -> Result<Target, Error> {
         match fs::metadata(path) {
             Ok(meta) if meta.file_type().is_block_device() => Err(Error::DeviceNotOpened {
@@ -211,11 +217,7 @@ impl Target {
                     .custom_flags(libc::O_CLOEXEC)
                     .open(path)
                     .map_err(|e| open_error(path, e, &FILE))?;
-                let target = Self::file_target(path, file, false)?;
-                if files.private {
-                    make_private(&target.file, path)?;
-                }
-                Ok(target)
+                Self::file_target(path, file, false)
             }
             Ok(_) => Err(Error::NotATarget {
                 path: path.to_owned(),
@@ -281,6 +283,7 @@ impl Target {
             created: false,
             meta,
             touched: AtomicBool::new(false),
+            clean: AtomicBool::new(false),
         })
     }
 
@@ -334,6 +337,7 @@ impl Target {
             created,
             meta,
             touched: AtomicBool::new(false),
+            clean: AtomicBool::new(false),
         })
     }
 
@@ -368,6 +372,7 @@ impl Target {
             created: false,
             meta,
             touched: AtomicBool::new(false),
+            clean: AtomicBool::new(false),
         };
         target.drop_cache();
         Ok(target)
@@ -431,22 +436,41 @@ impl Target {
                 self.zero(0, len)?;
                 self.zero(size - len, len)
             }
-            _ => self.file.set_len(0).map_err(|source| Error::Write {
-                path: self.path.clone(),
-                offset: 0,
-                source,
-            }),
+            _ => self.empty(),
         }
     }
 
+    /// Zeroes `len` bytes at `offset`; the first MiB zeroed makes the target clean.
     fn zero(&self, offset: u64, len: u64) -> Result<(), Error> {
         let zeros = AlignedBuf::new(len as usize);
-        self.write_at(&zeros[..len as usize], offset)
+        self.write_raw(&zeros[..len as usize], offset)?;
+        if offset == 0 && len >= SCRUB_LEN.min(self.size.unwrap_or(0)) {
+            self.clean.store(true, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Truncates a file target to nothing.
+    fn empty(&self) -> Result<(), Error> {
+        self.file.set_len(0).map_err(|source| Error::Write {
+            path: self.path.clone(),
+            offset: 0,
+            source,
+        })?;
+        self.clean.store(true, Ordering::SeqCst);
+        Ok(())
     }
 
     /// Writes `data`, whose start is [`ALIGN`]-aligned, at `offset`. A tail shorter than an
     /// alignment unit (only at the image's end) goes through the cache.
     pub(crate) fn write_at(&self, data: &[u8], offset: u64) -> Result<(), Error> {
+        if offset < SCRUB_LEN {
+            self.clean.store(false, Ordering::SeqCst);
+        }
+        self.write_raw(data, offset)
+    }
+
+    fn write_raw(&self, data: &[u8], offset: u64) -> Result<(), Error> {
         let aligned = data.len() & !(ALIGN - 1);
         let err = |at: u64| {
             let path = self.path.clone();
@@ -525,36 +549,41 @@ impl Target {
     /// Gives up on a target before anything was written: removes the file cardsmith created
     /// for it, if any.
     pub fn abandon(&self) {
-        if self.created {
-            let _ = fs::remove_file(&self.path);
+        if self.created && fs::remove_file(&self.path).is_ok() {
+            self.clean.store(true, Ordering::SeqCst);
         }
     }
 
     /// What a failed write left on this target: untouched when it failed before
-    /// [`Target::prepare`], else what [`Target::scrub_after_failure`] made of it.
+    /// [`Target::prepare`], else what [`Target::scrub_after_failure`] made of it, or, when
+    /// that failed as well, that it may hold part of the image.
     pub fn leftover(&self) -> Leftover {
+        let clean = self.clean.load(Ordering::SeqCst);
         match self.kind {
             _ if !self.touched.load(Ordering::SeqCst) && !self.created => Leftover::Untouched,
+            _ if !clean => Leftover::PartlyWritten,
             TargetKind::BlockDevice => Leftover::FirstMibZeroed,
             TargetKind::File if self.created => Leftover::FileRemoved,
             TargetKind::File => Leftover::FileEmptied,
         }
     }
 
-    /// After a failed or cancelled write: makes sure what is left cannot pass for a good
-    /// image. A device gets its first MiB zeroed again; a file cardsmith created is removed,
-    /// one it was told to overwrite is emptied.
+    /// After a failed or cancelled write (or erase): makes sure what is left cannot pass for
+    /// a good image. A device gets its first MiB zeroed again (and flushed); a file
+    /// cardsmith created is removed, one it was told to overwrite is emptied. Whether that
+    /// worked is what [`Target::leftover`] says.
     pub fn scrub_after_failure(&self) {
+        self.clean.store(false, Ordering::SeqCst);
         match self.kind {
             TargetKind::BlockDevice => {
                 let len = SCRUB_LEN.min(self.size.unwrap_or(0));
-                if self.zero(0, len).is_ok() {
-                    let _ = self.sync();
+                if self.zero(0, len).is_ok() && self.sync().is_err() {
+                    self.clean.store(false, Ordering::SeqCst);
                 }
             }
             TargetKind::File if self.created => self.abandon(),
             TargetKind::File => {
-                let _ = self.file.set_len(0);
+                let _ = self.empty();
             }
         }
     }

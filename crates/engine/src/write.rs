@@ -67,7 +67,10 @@ pub fn write(
         target.abandon();
         return Err(e);
     }
-    target.prepare()?;
+    if let Err(e) = target.prepare() {
+        target.scrub_after_failure();
+        return Err(e);
+    }
     let result = write_and_verify(image, target, options, cancel, progress);
     if result.is_err() {
         target.scrub_after_failure();

@@ -11,14 +11,14 @@ use std::path::{Path, PathBuf};
 
 use cardsmith_customize::presets::Presets;
 use cardsmith_customize::{
-    customize, validate, wifi_psk, PasswordHashes, Report, Request, Serial, Settings, Ssh, User,
-    Wifi,
+    prepare, validate, wifi_psk, PasswordHashes, Prepared, Report, Request, Serial, Settings, Ssh,
+    User, Wifi,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use super::confirm;
-use super::report::{Reporter, Said};
+use super::report::{Left, Reporter, Said};
 use super::Failure;
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -359,32 +359,35 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
     };
     let path = &args.target;
     let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    reporter.left(Left::Untouched);
     let report = if is_device {
         // The same checks, question and rule as write and erase: a system drive or a fixed
         // disk is changed only after its name is typed, whatever --yes says.
         let incoming = super::device::Incoming::customise();
         let opened = super::device::open(&args.allowed, path, &incoming, reporter)?;
-        customize(opened.target.file(), &opened.drive.path, true, request)?
+        let file = opened.target.file();
+        let prepared = prepare(file, &opened.drive.path, true, request)?;
+        apply(prepared, file, reporter)?
     } else {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| Failure::Refused(format!("cannot open {}: {e}", path.display())))?;
+        // What was opened, not what the path looked like a moment ago: a device reached
+        // through a path swapped meanwhile is only ever changed as a drive, above.
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(Failure::Refused(format!(
+                "{} is not an image file (it changed while it was opened); nothing was changed",
+                path.display()
+            )));
+        }
+        let prepared = prepare(&file, path, false, request)?;
         // The image is about to hold password hashes and Wi-Fi keys.
         if let Some(mode) = cardsmith_engine::make_private(&file, path)? {
-            let text = format!(
-                "{} could be read by others (mode {mode:o}); it now holds secrets, so only its \
-                 owner may read it (mode {:o})",
-                path.display(),
-                mode & 0o7700
-            );
-            reporter.note(
-                &text,
-                json!({ "event": "made_private", "path": path, "mode_was": mode }),
-            );
+            made_private(path, mode, reporter);
         }
-        customize(&file, path, false, request)?
+        apply(prepared, &file, reporter)?
     };
     said(&report, reporter);
     advance_preset(&args.custom, &settings, reporter)?;
@@ -393,6 +396,28 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
         json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
     );
     Ok(())
+}
+
+/// Writes the prepared settings; from the first byte on, a failure may leave part of them
+/// (and Ctrl-C waits for the few writes rather than ending the process among them).
+fn apply(prepared: Prepared, file: &fs::File, reporter: &mut Reporter) -> Result<Report, Failure> {
+    reporter.left(Left::PartlyCustomised);
+    super::ctrl_c_cancels(true);
+    Ok(prepared.apply(file)?)
+}
+
+/// Tells that an image file others could read was made private before it got secrets.
+pub fn made_private(path: &Path, mode: u32, reporter: &mut Reporter) {
+    let text = format!(
+        "{} could be read by others (mode {mode:o}); it is to hold password hashes and the \
+         Wi-Fi key, so only its owner may read it now (mode {:o})",
+        path.display(),
+        mode & 0o7700
+    );
+    reporter.note(
+        &text,
+        json!({ "event": "made_private", "path": path, "mode_was": mode }),
+    );
 }
 
 #[derive(Subcommand)]

@@ -433,7 +433,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             owner: invoking_user(),
         };
         (
-            open_file(&args, &target_path, &image, files)?,
+            open_file(&args, &target_path, &image, files, reporter)?,
             None,
             Vec::new(),
         )
@@ -570,6 +570,7 @@ fn open_file(
     path: &std::path::Path,
     image: &Image,
     files: engine::NewFiles,
+    reporter: &mut Reporter,
 ) -> Result<Target, Failure> {
     let existed = path.exists();
     let target = Target::open_for_write(path, args.force, files)?;
@@ -582,6 +583,12 @@ fn open_file(
         );
         let no_terminal = "standard input is not a terminal, so pass --yes";
         confirm::obtain(&question, Consent::Yes, no_terminal).map_err(Failure::Refused)?;
+    }
+    if existed && files.private {
+        // The file is about to hold password hashes and the Wi-Fi key.
+        if let Some(mode) = engine::make_private(target.file(), path)? {
+            custom::made_private(path, mode, reporter);
+        }
     }
     Ok(target)
 }
@@ -659,7 +666,9 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
     )?;
     let target = opened.target;
     let size = target.size().unwrap_or(0);
-    reporter.left(Left::Zeroed);
+    // Erasing takes seconds: a Ctrl-C from here on lets it finish rather than end the
+    // process with the card half-formatted.
+    ctrl_c_cancels(true);
     let formatted = target
         .prepare()
         .map_err(Failure::from)
@@ -668,7 +677,10 @@ fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
                 Failure::Refused(format!("formatting {} failed: {e}", args.target.display()))
             })
         })
-        .inspect_err(|_| target.scrub_after_failure())?;
+        .inspect_err(|_| {
+            target.scrub_after_failure();
+            reporter.left(Left::after_write(target.leftover()));
+        })?;
     let reread = target.reread_partitions();
     drop(target);
     let ejected = args.eject.then(|| eject(&opened.drive, reporter));

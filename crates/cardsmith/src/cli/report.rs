@@ -56,8 +56,12 @@ pub enum Left {
     FileRemoved,
     /// The image file that was to be replaced was emptied.
     FileEmptied,
-    /// The image is on the target, but the first-boot settings are not.
+    /// Cleaning up after a failure failed too: the target may hold part of the image.
+    PartlyWritten,
+    /// The image is on the target, but the first-boot settings are not (or not all).
     WithoutSettings,
+    /// customize stopped while it wrote: the boot partition may hold part of the settings.
+    PartlyCustomised,
     /// A backup: the card was only read; no unfinished file was kept.
     NothingKept,
 }
@@ -70,6 +74,7 @@ impl Left {
             Leftover::FirstMibZeroed => Left::Zeroed,
             Leftover::FileRemoved => Left::FileRemoved,
             Leftover::FileEmptied => Left::FileEmptied,
+            Leftover::PartlyWritten => Left::PartlyWritten,
         }
     }
 
@@ -80,23 +85,33 @@ impl Left {
             Left::Zeroed => "zeroed",
             Left::FileRemoved => "file_removed",
             Left::FileEmptied => "file_emptied",
+            Left::PartlyWritten => "partly_written",
             Left::WithoutSettings => "without_settings",
+            Left::PartlyCustomised => "partly_customised",
             Left::NothingKept => "nothing_kept",
         }
     }
 
     pub fn sentence(self) -> &'static str {
         match self {
-            Left::Untouched => "Nothing was written: the target is as it was.",
+            Left::Untouched => "Nothing was written: what the target holds is as it was.",
             Left::Zeroed => {
-                "The card was left with its first MiB zeroed, so it holds no partition table and \
-                 boots nothing half-written; write or erase it again before using it."
+                "The card was left with its first MiB zeroed, so it boots nothing half-written; \
+                 write or erase it again before using it."
+            }
+            Left::PartlyWritten => {
+                "Cleaning up failed too: the card or file may hold part of what was being \
+                 written. Write or erase it again before using it."
             }
             Left::FileRemoved => "The unfinished image file was removed.",
             Left::FileEmptied => "The image file was emptied: it held an unfinished image.",
             Left::WithoutSettings => {
-                "The image is on the target, but without the first-boot settings: run `cardsmith \
-                 customize` on it, or write it again."
+                "The image is on the target, but its first-boot settings are missing or \
+                 incomplete: run `cardsmith customize` on it, or write it again."
+            }
+            Left::PartlyCustomised => {
+                "The boot partition may hold part of the settings: run `cardsmith customize` on \
+                 it again before using it."
             }
             Left::NothingKept => {
                 "The card was only read and is unchanged; no unfinished backup was kept (an \

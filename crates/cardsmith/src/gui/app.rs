@@ -1242,6 +1242,7 @@ fn left_text(code: &str) -> Option<String> {
         "zeroed" => t!("done.left_zeroed"),
         "file_removed" => t!("done.left_file_removed"),
         "file_emptied" => t!("done.left_file_emptied"),
+        "partly_written" => t!("done.left_partly_written"),
         "without_settings" => t!("done.left_without_settings"),
         "nothing_kept" => t!("done.left_nothing_kept"),
         _ => return None,

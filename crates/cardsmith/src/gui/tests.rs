@@ -731,7 +731,7 @@ fn a_large_drive_is_warned_about_in_the_list_and_before_consent() -> Result<(), 
 #[test]
 fn each_job_end_says_what_became_of_the_card_and_the_file() {
     let (_locale, mut app) = wizard();
-    const SAID: [&str; 8] = [
+    const SAID: [&str; 9] = [
         "Cancelled",
         "Reading failed",
         "Erasing failed",
@@ -739,7 +739,8 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
         "The card was only read and is unchanged. No unfinished backup was kept (an earlier file of that name is as it was).",
         "The card was left with its first MiB zeroed: it boots nothing half-written. Write or erase it again before using it.",
         "Nothing was written: the card (or file) is as it was.",
-        "The image is on the card, but without the first-boot settings: write it again, or customise it.",
+        "The image is written, but its first-boot settings are missing or incomplete: write it again, or customise it.",
+        "Cleaning up failed too: the card or file may hold part of what was being written. Write or erase it again before using it.",
     ];
     let mut end = |verb: &'static str, fields: serde_json::Value| -> Vec<&str> {
         app.wizard.last_verb = verb;
@@ -761,10 +762,11 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
         [SAID[3], SAID[7]]
     );
     assert_eq!(end("write", json(130, "zeroed")), [SAID[0], SAID[5]]);
+    assert_eq!(end("write", json(1, "partly_written")), [SAID[3], SAID[8]]);
     // A job that ended without a word (a panic) is described by what it was.
     assert!(super::app::crashed("read").contains("The card was only read and is unchanged"));
     assert!(super::app::crashed("erase").contains("half-erased"));
-    assert!(super::app::crashed("write").contains("half-written"));
+    assert!(super::app::crashed("write").contains("(or image file) may be half-written"));
 }
 
 #[test]
