@@ -62,6 +62,22 @@ impl Bench {
         )
     }
 
+    /// The bundled demo OS `os` written into a new image file `name`.
+    fn demo(&self, name: &str, os: &str) -> PathBuf {
+        let image = self.path(name);
+        let out = self.run(&[
+            "write",
+            "--os",
+            os,
+            "--repo",
+            &repo(),
+            image.to_str().unwrap(),
+            "--yes",
+        ]);
+        assert_ok(&out);
+        image
+    }
+
     fn key(&self) -> String {
         fs::read_to_string(self.path("key.pub"))
             .unwrap()
@@ -271,17 +287,7 @@ fn a_systemd_card_gets_firstrun_checked_by_fsck_sh_crypt_and_wpa_passphrase() {
 #[test]
 fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
     let bench = Bench::new();
-    let image = bench.path("trixie.img");
-    let out = bench.run(&[
-        "write",
-        "--os",
-        "cardsmith demo (cloud-init)",
-        "--repo",
-        &repo(),
-        image.to_str().unwrap(),
-        "--yes",
-    ]);
-    assert_ok(&out);
+    let image = bench.demo("trixie.img", "cardsmith demo (cloud-init)");
     let before = fs::read(&image).unwrap();
     let mut args = vec![
         "customize".to_owned(),
@@ -465,16 +471,7 @@ fn a_preset_numbers_the_cards_of_a_cluster() {
 #[test]
 fn bad_settings_and_unsuitable_images_are_refused_with_reasons() {
     let bench = Bench::new();
-    let image = bench.path("bookworm.img");
-    assert_ok(&bench.run(&[
-        "write",
-        "--os",
-        "cardsmith demo (systemd)",
-        "--repo",
-        &repo(),
-        image.to_str().unwrap(),
-        "--yes",
-    ]));
+    let image = bench.demo("bookworm.img", "cardsmith demo (systemd)");
     let pristine = fs::read(&image).unwrap();
     let img = image.to_str().unwrap();
     let private_key = bench.path("key");
@@ -768,16 +765,7 @@ fn image_files_that_hold_secrets_are_private_and_belong_to_the_sudo_user() {
 #[test]
 fn passwords_typed_on_a_terminal_are_never_shown_and_ctrl_c_gives_the_echo_back() {
     let bench = Bench::new();
-    let image = bench.path("card.img");
-    assert_ok(&bench.run(&[
-        "write",
-        "--os",
-        "cardsmith demo (systemd)",
-        "--repo",
-        &repo(),
-        image.to_str().unwrap(),
-        "--yes",
-    ]));
+    let image = bench.demo("card.img", "cardsmith demo (systemd)");
     let before = fs::read(&image).unwrap();
     let env = format!(
         "XDG_CACHE_HOME={} XDG_CONFIG_HOME={}",

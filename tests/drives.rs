@@ -40,22 +40,7 @@ const DRIVE_FIELDS: [&str; 19] = [
 /// kernel does not write to it later on its own).
 fn ext4_card(dir: &Path, len: usize, label: &str) -> (PathBuf, LoopDevice) {
     let backing = dir.join(format!("{label}.ext4"));
-    fs::File::create(&backing)
-        .unwrap()
-        .set_len(len as u64)
-        .unwrap();
-    tool(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-L",
-            label,
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            backing.to_str().unwrap(),
-        ],
-    );
+    ext4_file(&backing, len as u64, Some(label));
     let dev = LoopDevice::attach(&backing);
     (backing, dev)
 }

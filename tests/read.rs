@@ -592,20 +592,7 @@ impl Drop for Mounted {
 fn a_mounted_card_is_read_with_a_warning_and_a_busy_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("ext4.card");
-    File::create(&backing)
-        .unwrap()
-        .set_len(16 * MIB as u64)
-        .unwrap();
-    tool(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            s(&backing),
-        ],
-    );
+    ext4_file(&backing, 16 * MIB as u64, None);
     let dev = LoopDevice::attach(&backing);
     let point = dir.path().join("mnt");
     fs::create_dir(&point).unwrap();

@@ -376,20 +376,7 @@ fn a_normal_user_writes_a_card_through_udisks_only_when_polkit_allows_it() {
     daemons.wait_for_device(card.arg());
     // A second card with a filesystem, mounted later.
     let fs_backing = dir.path().join("mounted.ext4");
-    fs::File::create(&fs_backing)
-        .unwrap()
-        .set_len(32 * MIB as u64)
-        .unwrap();
-    tool(
-        "mkfs.ext4",
-        &[
-            "-q",
-            "-F",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            fs_backing.to_str().unwrap(),
-        ],
-    );
+    ext4_file(&fs_backing, 32 * MIB as u64, None);
     let mounted = LoopDevice::attach(&fs_backing);
     daemons.wait_for_device(mounted.arg());
 

@@ -27,6 +27,18 @@ pub fn bin() -> &'static str {
 /// (the UDisks2 test starts its own and says so).
 pub const NO_BUS: &str = "unix:path=/nonexistent/cardsmith-test-bus";
 
+/// A file of `len` bytes holding a fresh ext4 filesystem (labelled `label`), all of it
+/// initialised now, so that the kernel does not write to it later on its own.
+pub fn ext4_file(path: &Path, len: u64, label: Option<&str>) {
+    fs::File::create(path).unwrap().set_len(len).unwrap();
+    let mut args = vec!["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"];
+    if let Some(label) = label {
+        args.extend(["-L", label]);
+    }
+    args.push(path.to_str().unwrap());
+    tool("mkfs.ext4", &args);
+}
+
 /// The binary under test, with no system D-Bus and without the variables `sudo` leaves
 /// (scripts/test re-runs itself through sudo; cardsmith hands new files to SUDO_UID, which
 /// the tests that care about it set themselves).

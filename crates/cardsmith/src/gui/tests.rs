@@ -238,7 +238,6 @@ fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
 fn the_job_is_the_cli_write_and_reports_to_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("card.img");
-    let (tx, rx) = std::sync::mpsc::channel();
     let argv: Vec<String> = vec![
         "--os".into(),
         "cardsmith demo (systemd)".into(),
@@ -250,16 +249,7 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
         hostname: Some("wizard-pi".into()),
         ..cardsmith_customize::Settings::default()
     };
-    crate::cli::run_for_window(
-        "write",
-        argv,
-        Some(settings),
-        false,
-        None,
-        &cardsmith_engine::CancelToken::new(),
-        tx,
-    );
-    let events: Vec<Event> = rx.try_iter().collect();
+    let events = window_job("write", argv, Some(settings));
     assert!(events.iter().any(|e| matches!(
         e,
         Event::Progress {
@@ -334,6 +324,26 @@ fn mtype(image: &Path, offset: usize, name: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a job as the window does (`cli::run_for_window`, nothing confirmed as a drive),
+/// and returns everything it reported.
+fn window_job(
+    verb: &str,
+    argv: Vec<String>,
+    settings: Option<cardsmith_customize::Settings>,
+) -> Vec<Event> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    crate::cli::run_for_window(
+        verb,
+        argv,
+        settings,
+        false,
+        None,
+        &cardsmith_engine::CancelToken::new(),
+        tx,
+    );
+    rx.try_iter().collect()
 }
 
 /// The keys of a flat `key: "value"` locale file.
@@ -442,18 +452,8 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&source, &data).unwrap();
     let out = dir.path().join("backup.img");
-    let (tx, rx) = std::sync::mpsc::channel();
     let argv = vec![source.display().to_string(), out.display().to_string()];
-    crate::cli::run_for_window(
-        "read",
-        argv,
-        None,
-        false,
-        None,
-        &cardsmith_engine::CancelToken::new(),
-        tx,
-    );
-    let events: Vec<Event> = rx.try_iter().collect();
+    let events = window_job("read", argv, None);
     let Some(Event::Finished {
         ok: true, fields, ..
     }) = events.last()
@@ -672,7 +672,6 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
     let link = dir.path().join("link-to-card");
     std::os::unix::fs::symlink(&card.dev, &link).unwrap();
     for target in [card.dev.clone(), link.display().to_string()] {
-        let (tx, rx) = std::sync::mpsc::channel();
         let argv = vec![
             "--os".into(),
             "cardsmith demo (systemd)".into(),
@@ -682,16 +681,7 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
             "--force".into(),
         ];
         // No confirmed drive: the window chose "save to image file".
-        crate::cli::run_for_window(
-            "write",
-            argv,
-            None,
-            false,
-            None,
-            &cardsmith_engine::CancelToken::new(),
-            tx,
-        );
-        let events: Vec<Event> = rx.try_iter().collect();
+        let events = window_job("write", argv, None);
         let Some(Event::Finished {
             ok: false, text, ..
         }) = events.last()
