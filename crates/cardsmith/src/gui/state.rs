@@ -495,13 +495,13 @@ impl Wizard {
             }
         }
         self.errors = errors;
+        // On errors the settings saved before stay: their hashes are the only copy of
+        // passwords typed then (the editor stays open until the form is right).
         if self.errors.is_empty() {
             // Hashed: the typed text is not kept.
             self.form.password.clear();
             self.form.wifi_password.clear();
             self.settings = (!s.is_empty()).then_some(s);
-        } else {
-            self.settings = None;
         }
         self.errors.is_empty()
     }

@@ -797,6 +797,20 @@ fn typed_passwords_are_dropped_once_hashed_and_never_printed() -> Result<(), Err
     assert!(shows(&app, "Saved (hashed): leave empty to keep it"));
     click(&mut app, "SAVE")?;
     assert_eq!(app.wizard.settings.as_ref(), Some(&first));
+    // ... also after a save refused for another field and put right.
+    click(&mut app, "EDIT SETTINGS")?;
+    app.wizard.form.hostname = "bad_name".into();
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.wizard.screen, Screen::Settings);
+    app.wizard.form.hostname.clear();
+    click(&mut app, "SAVE")?;
+    assert_eq!(
+        app.wizard.screen,
+        Screen::AskCustomize,
+        "{:?}",
+        app.wizard.errors
+    );
+    assert_eq!(app.wizard.settings.as_ref(), Some(&first));
     // ... but a Wi-Fi key belongs to its network: another name needs the password again.
     click(&mut app, "EDIT SETTINGS")?;
     app.wizard.form.ssid = "office".into();
