@@ -289,6 +289,12 @@ impl Drive {
         self.not_offered.contains(&Reason::Fixed)
     }
 
+    /// Whether it is changed only after its name is typed (a system drive or a fixed
+    /// disk: "yes" out of habit, or `--yes` in a script, is not consent for it).
+    pub fn needs_name_typed(&self) -> bool {
+        self.system_uses().is_some() || self.is_fixed_disk()
+    }
+
     /// Marks the drive as a system drive because of `what`.
     pub(crate) fn add_system_use(&mut self, what: String) {
         for reason in &mut self.not_offered {

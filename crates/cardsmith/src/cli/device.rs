@@ -162,8 +162,7 @@ pub enum Needed {
 
 /// The one rule for every verb that changes a drive (write, erase, customize).
 pub fn needed(allowed: &Permission, drive: &Drive) -> Needed {
-    let must_type_name = drive.system_uses().is_some() || drive.is_fixed_disk();
-    match (must_type_name, allowed.name_typed, allowed.yes) {
+    match (drive.needs_name_typed(), allowed.name_typed, allowed.yes) {
         (true, true, _) | (false, _, true) => Needed::Nothing,
         (true, false, _) => Needed::Name,
         (false, _, false) => Needed::Yes,

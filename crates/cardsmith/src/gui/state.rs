@@ -380,9 +380,7 @@ impl Wizard {
     /// Whether the chosen drive must be confirmed by typing its name.
     pub fn must_type_name(&self) -> Option<&str> {
         match &self.storage {
-            Some(StorageChoice::Drive(d)) if d.system_uses().is_some() || d.is_fixed_disk() => {
-                Some(&d.name)
-            }
+            Some(StorageChoice::Drive(d)) if d.needs_name_typed() => Some(&d.name),
             _ => None,
         }
     }
