@@ -31,20 +31,7 @@ impl Bench {
         };
         write_file(&bench.path("pw"), format!("{PASSWORD}\n").as_bytes());
         write_file(&bench.path("wifi-pw"), WIFI_PASSWORD.as_bytes());
-        tool(
-            "ssh-keygen",
-            &[
-                "-q",
-                "-t",
-                "ed25519",
-                "-N",
-                "",
-                "-C",
-                "me@laptop",
-                "-f",
-                bench.path("key").to_str().unwrap(),
-            ],
-        );
+        ssh_keygen(&bench.path("key"), "me@laptop");
         bench
     }
 
@@ -222,7 +209,7 @@ fn a_systemd_card_gets_firstrun_checked_by_fsck_sh_crypt_and_wpa_passphrase() {
     let err = stderr(&out);
     assert!(
         err.contains(
-            "Customised the boot partition for systemd (as given): firstrun.sh, cmdline.txt"
+            "Customised the boot partition for systemd (the catalog says systemd): firstrun.sh, cmdline.txt"
         ),
         "{err}"
     );
@@ -247,8 +234,8 @@ fn a_systemd_card_gets_firstrun_checked_by_fsck_sh_crypt_and_wpa_passphrase() {
     let user = sh_words(&script, "/usr/lib/userconf-pi/userconf");
     assert_eq!(user[0], "alice");
     assert_hash_verifies(&user[1], "$y$");
-    // "Café" is not plain ASCII, so the script writes NetworkManager's keyfile itself, with
-    // the SSID as byte values, instead of handing it to imager_custom.
+    // imager_custom's set_wlan takes one network and no fixed address, so the script writes
+    // NetworkManager's keyfile itself, with the SSID as byte values.
     let text = String::from_utf8_lossy(&script).into_owned();
     let listed: Vec<u8> = text
         .lines()
@@ -296,17 +283,25 @@ fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
         "--enable-serial".into(),
         "console".into(),
         "--passwordless-sudo".into(),
+        "--static-ip".into(),
+        "ethernet:192.168.1.50/24,192.168.1.1,1.1.1.1".into(),
     ];
     args.extend(settings_args(&bench));
     let out = bench.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_ok(&out);
     let err = stderr(&out);
     assert!(
-        err.contains("cloudinit-rpi (found on the boot partition)"),
+        err.contains(
+            "cloudinit-rpi (cloud-init reads NoCloud seeds, and /etc/rpi-issue marks Raspberry Pi OS)"
+        ),
         "{err}"
     );
     assert!(
         err.contains("user-data, meta-data, network-config, cmdline.txt"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Wi-Fi: NetworkManager keyfile (cloud-init write_files)"),
         "{err}"
     );
 
@@ -346,11 +341,22 @@ fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
          assert u['users'][0]['ssh_authorized_keys'] == [sys.argv[4]], u\n\
          assert u['timezone'] == 'Europe/London' and u['keyboard']['layout'] == 'gb', u\n\
          assert u['rpi']['interfaces'] == {{'i2c': True, 'serial': {{'console': True, 'hardware': True}}}}, u\n\
-         ap = n['network']['wifis']['wlan0']['access-points']\n\
-         assert n['network']['version'] == 2 and list(ap) == [sys.argv[5]], n\n\
-         assert ap[sys.argv[5]]['password'] == '{psk}', n\n\
+         assert u['bootcmd'][0][:5] == ['cloud-init-per', 'instance', 'cardsmith-first-user', 'sh', '-c'], u\n\
+         assert \"usermod -l 'alice'\" in u['bootcmd'][0][5], u\n\
+         [wifi] = [f for f in u['write_files'] if f['path'] == '/etc/NetworkManager/system-connections/preconfigured.nmconnection']\n\
+         assert wifi['permissions'] == '0600', wifi\n\
+         lines = wifi['content'].splitlines()\n\
+         ssid = [bytes(int(v) for v in l[5:].split(';') if v) for l in lines if l.startswith('ssid=')]\n\
+         assert ssid == [sys.argv[5].encode()], lines\n\
+         assert 'psk={psk}' in lines and 'key-mgmt=wpa-psk' in lines, lines\n\
+         assert ['nmcli', 'connection', 'reload'] in u['runcmd'], u\n\
+         e = n['network']['ethernets']['eth0']\n\
+         assert n['network']['renderer'] == 'NetworkManager' and 'wifis' not in n['network'], n\n\
+         assert e['addresses'] == ['192.168.1.50/24'] and e['routes'] == [{{'to': 'default', 'via': '192.168.1.1'}}], e\n\
+         assert e['nameservers']['addresses'] == ['1.1.1.1'], e\n\
          assert m['instance-id'].startswith('cardsmith-') and m['local-hostname'] == 'lab-pi', m\n\
-         print(u['users'][0]['passwd'])\n"
+         assert sys.argv[6].split().count('ds=nocloud;i=' + m['instance-id']) == 1, sys.argv[6]\n\
+         print(u['users'][0]['hashed_passwd'])\n"
     );
     let out = Command::new("python3")
         .args([
@@ -361,6 +367,7 @@ fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
             meta.to_str().unwrap(),
             &bench.key(),
             SSID,
+            &String::from_utf8(mtype(&image, "cmdline.txt")).unwrap(),
         ])
         .output()
         .expect("python3 with PyYAML (cloud-init brings it)");
@@ -384,7 +391,7 @@ fn customize_on_an_image_file_writes_cloud_init_that_cloud_init_accepts() {
     let out = Command::new("python3")
         .args([
             "-c",
-            "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['users'][0]['passwd'])",
+            "import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))['users'][0]['hashed_passwd'])",
             user_data.to_str().unwrap(),
         ])
         .output()
@@ -636,7 +643,7 @@ fn a_gpt_image_is_customised_too() {
     let out = bench.run(&["customize", image.to_str().unwrap(), "--hostname", "gpt-pi"]);
     assert_ok(&out);
     assert!(
-        stderr(&out).contains("systemd (found on the boot partition)"),
+        stderr(&out).contains("systemd (found from the boot partition's files)"),
         "{}",
         stderr(&out)
     );
@@ -828,4 +835,209 @@ fn passwords_typed_on_a_terminal_are_never_shown_and_ctrl_c_gives_the_echo_back(
         "the terminal was left without echo: {stty}"
     );
     assert_eq!(fs::read(&image).unwrap(), before, "the image was changed");
+}
+
+/// An image made by scripts/os-image with `files` (path, content) in its root filesystem.
+fn custom_image(bench: &Bench, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let root = bench.path(&format!("{name}.root"));
+    for (path, content) in files {
+        let file = root.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, content).unwrap();
+    }
+    let image = bench.path(&format!("{name}.img"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
+    tool(
+        script,
+        &[image.to_str().unwrap(), "40", "8", root.to_str().unwrap()],
+    );
+    image
+}
+
+#[test]
+fn an_image_that_runs_no_first_boot_mechanism_is_refused_before_anything_is_written() {
+    let bench = Bench::new();
+    let image = custom_image(
+        &bench,
+        "appliance",
+        &[(
+            "etc/os-release",
+            "NAME=\"LibreELEC\"\nVERSION_ID=\"12.0\"\n",
+        )],
+    );
+    let packed = bench.path("appliance.img.xz");
+    compress("xz", &["-T1"], &image, &packed);
+    for source in [&image, &packed] {
+        let target = bench.path("card.img");
+        let out = bench.run(&[
+            "write",
+            source.to_str().unwrap(),
+            target.to_str().unwrap(),
+            "--hostname",
+            "media",
+            "--yes",
+        ]);
+        assert_fails(
+            &out,
+            1,
+            &[
+                "LibreELEC cannot take first-boot settings",
+                "neither systemd nor cloud-init",
+                "Nothing was written: what the target holds is as it was.",
+            ],
+        );
+        assert!(
+            !target.exists(),
+            "nothing was written for {}",
+            source.display()
+        );
+    }
+    let before = fs::read(&image).unwrap();
+    let out = bench.run(&["customize", image.to_str().unwrap(), "--hostname", "media"]);
+    assert_fails(&out, 1, &["neither systemd nor cloud-init"]);
+    assert!(
+        fs::read(&image).unwrap() == before,
+        "customize left it as it was"
+    );
+    // Inspection says so too, and still shows what it found.
+    let out = bench.run(&["inspect", packed.to_str().unwrap(), "--json"]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["inspection"]["os"]["name"], "LibreELEC", "{result}");
+    assert_eq!(result["inspection"]["systemd"], false, "{result}");
+    let refused = result["choice"]["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("neither systemd nor cloud-init"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn inspection_picks_the_mechanism_the_image_runs_and_refuses_what_it_cannot_take() {
+    let bench = Bench::new();
+    // A custom image: systemd, the FAT partition at /boot/firmware, no Raspberry Pi
+    // helpers, no SSH server.
+    let image = custom_image(
+        &bench,
+        "custom",
+        &[
+            (
+                "etc/os-release",
+                "PRETTY_NAME=\"My Distro 3\"\nVERSION_CODENAME=tern\n",
+            ),
+            (
+                "etc/fstab",
+                "/dev/mmcblk0p1 /boot/firmware vfat defaults,nofail 0 2\n",
+            ),
+            (
+                "etc/passwd",
+                "root:x:0:0::/root:/bin/sh\nkim:x:1000:1000::/home/kim:/bin/sh\n",
+            ),
+            ("usr/lib/systemd/systemd", ""),
+            ("usr/sbin/wpa_supplicant", ""),
+        ],
+    );
+    let out = bench.run(&["inspect", image.to_str().unwrap()]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    for line in [
+        "system: My Distro 3 (version tern)",
+        "boot partition: mounted at /boot/firmware by fstab (nofail)",
+        "uid-1000 user: kim",
+        "first-boot format: systemd (systemd runs firstrun.sh (no cloud-init)); cmdline.txt names /boot/firmware/firstrun.sh",
+        "Wi-Fi: wpa_supplicant.conf",
+        "SSH: refused: the image has no openssh-server",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    let target = bench.path("card.img");
+    let out = bench.run(&[
+        "write",
+        image.to_str().unwrap(),
+        target.to_str().unwrap(),
+        "--ssh",
+        "--ssh-key",
+        bench.path("key.pub").to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            "SSH: refused: the image has no openssh-server",
+            "Nothing was written: what the target holds is as it was.",
+        ],
+    );
+    assert!(!target.exists());
+    // What it can take goes on, with the path its first boot finds, and a warning.
+    let out = bench.run(&[
+        "write",
+        image.to_str().unwrap(),
+        target.to_str().unwrap(),
+        "--hostname",
+        "tern-1",
+        "--yes",
+    ]);
+    assert_ok(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("with nofail, so the first boot may run before it is there"),
+        "{err}"
+    );
+    let cmdline = String::from_utf8(mtype(&target, "cmdline.txt")).unwrap();
+    assert!(
+        cmdline.contains(" systemd.run=/boot/firmware/firstrun.sh "),
+        "{cmdline}"
+    );
+    let script = String::from_utf8(mtype(&target, "firstrun.sh")).unwrap();
+    // Raspberry Pi OS's initramfs cuts the script at this line and puts its own end there.
+    let cut = script
+        .lines()
+        .position(|l| l.contains("rm") && l.ends_with("firstrun.sh"))
+        .expect("a line matching rm.*firstrun\\.sh$");
+    assert_eq!(script.lines().nth(cut + 1), Some("exit 0"), "{script}");
+}
+
+#[test]
+fn inspect_reads_a_download_and_a_card_without_changing_either() {
+    let bench = Bench::new();
+    let server = common::http::Server::start();
+    let packed = fs::read(format!("{SAMPLE}/demo-systemd.img.xz")).unwrap();
+    server.serve("/images/demo.img.xz", packed);
+    let url = server.url("/images/demo.img.xz");
+    let out = bench.run(&["inspect", &url, "--json"]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(
+        result["inspection"]["os"]["codename"], "bookworm",
+        "{result}"
+    );
+    assert_eq!(result["inspection"]["imager_fixup"], true, "{result}");
+    assert_eq!(result["inspection"]["first_user"], "pi", "{result}");
+    assert_eq!(result["choice"]["format"], "systemd", "{result}");
+    assert_eq!(result["choice"]["script"], "/boot/firstrun.sh", "{result}");
+    let effects = result["effects"].as_array().unwrap();
+    assert!(
+        effects
+            .iter()
+            .any(|e| e["setting"] == "user" && e["how"].as_str().unwrap().contains("userconf")),
+        "{result}"
+    );
+    // A card (a loop device this test made) is read where it is, and left as it was.
+    let image = bench.demo("card.img", "cardsmith demo (cloud-init)");
+    let dev = LoopDevice::attach(&image);
+    let before = sha256sum(&image);
+    let out = bench.run(&["inspect", dev.arg(), "--init-format", "systemd"]);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("first-boot format: systemd (--init-format says systemd); cmdline.txt names /boot/firmware/firstrun.sh"),
+        "{text}"
+    );
+    assert!(
+        text.contains("note: --init-format says systemd, but inspection finds cloudinit-rpi"),
+        "{text}"
+    );
+    drop(dev);
+    assert_eq!(sha256sum(&image), before, "inspection changed nothing");
 }

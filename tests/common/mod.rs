@@ -117,6 +117,24 @@ pub fn assert_ok(out: &Output) {
     assert!(out.status.success(), "failed: {}", stderr(out));
 }
 
+/// A new ed25519 key pair without a passphrase at `path` (and `path`.pub), by ssh-keygen.
+pub fn ssh_keygen(path: &Path, comment: &str) {
+    tool(
+        "ssh-keygen",
+        &[
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            comment,
+            "-f",
+            path.to_str().unwrap(),
+        ],
+    );
+}
+
 /// Runs an external tool and insists it succeeds.
 #[track_caller]
 pub fn tool(program: &str, args: &[&str]) -> Output {

@@ -60,13 +60,52 @@ pub fn find(disk: &mut (impl Read + Seek), path: &Path) -> Result<Span, Error> {
         path: path.to_owned(),
         detail: detail.to_owned(),
     };
-    let mbr = read_at(disk, 0, 512)
-        .map_err(|e| none(&format!("cannot read its partition table ({e})")))?;
-    if mbr[510..512] != [0x55, 0xAA] {
-        return Err(none(
-            "it has no partition table (no MBR signature): is it an OS image?",
-        ));
+    let table = partitions(disk).map_err(|why| none(&why))?;
+    let gpt = table.gpt;
+    table
+        .spans
+        .into_iter()
+        .find(|&(kind, span)| kind.is_fat() && looks_fat(disk, span.offset))
+        .map(|(_, span)| span)
+        .ok_or_else(|| {
+            none(if gpt {
+                "its GPT has no FAT partition"
+            } else {
+                "it has no FAT boot partition, so there is nowhere to put the settings"
+            })
+        })
+}
+
+/// A partition's type, from an MBR or a GPT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Mbr(u8),
+    Gpt([u8; 16]),
+}
+
+impl Kind {
+    fn is_fat(self) -> bool {
+        match self {
+            Kind::Mbr(t) => FAT_TYPES.contains(&t),
+            Kind::Gpt(g) => GPT_FAT_TYPES.contains(&g),
+        }
     }
+}
+
+/// The partitions of a disk that lie inside it, in table order.
+pub struct Table {
+    pub gpt: bool,
+    pub spans: Vec<(Kind, Span)>,
+}
+
+/// Reads the MBR (primary partitions) or GPT of a disk; the error says why there is none.
+pub fn partitions(disk: &mut (impl Read + Seek)) -> Result<Table, String> {
+    let mbr =
+        read_at(disk, 0, 512).map_err(|e| format!("cannot read its partition table ({e})"))?;
+    if mbr[510..512] != [0x55, 0xAA] {
+        return Err("it has no partition table (no MBR signature): is it an OS image?".into());
+    }
+    let disk_len = disk.seek(SeekFrom::End(0)).unwrap_or(u64::MAX);
     let entries: Vec<(u8, u64, u64)> = (0..4)
         .map(|i| 446 + i * 16)
         .map(|e| {
@@ -78,21 +117,22 @@ pub fn find(disk: &mut (impl Read + Seek), path: &Path) -> Result<Span, Error> {
         })
         .collect();
     if entries.iter().any(|(kind, _, _)| *kind == 0xee) {
-        return find_gpt(disk).ok_or_else(|| none("its GPT has no FAT partition"));
+        return Ok(Table {
+            gpt: true,
+            spans: gpt_spans(disk, disk_len).unwrap_or_default(),
+        });
     }
-    let disk_len = disk.seek(SeekFrom::End(0)).unwrap_or(u64::MAX);
-    entries
+    let spans = entries
         .into_iter()
-        .filter(|&(_, offset, len)| len > 0 && offset.saturating_add(len) <= disk_len)
-        .find(|&(kind, offset, _)| FAT_TYPES.contains(&kind) && looks_fat(disk, offset))
-        .map(|(_, offset, len)| Span { offset, len })
-        .ok_or_else(|| {
-            none("it has no FAT boot partition, so there is nowhere to put the settings")
+        .filter(|&(kind, offset, len)| {
+            kind != 0 && len > 0 && offset.saturating_add(len) <= disk_len
         })
+        .map(|(kind, offset, len)| (Kind::Mbr(kind), Span { offset, len }))
+        .collect();
+    Ok(Table { gpt: false, spans })
 }
 
-fn find_gpt(disk: &mut (impl Read + Seek)) -> Option<Span> {
-    let disk_len = disk.seek(SeekFrom::End(0)).ok()?;
+fn gpt_spans(disk: &mut (impl Read + Seek), disk_len: u64) -> Option<Vec<(Kind, Span)>> {
     let header = read_at(disk, SECTOR, 92).ok()?;
     if &header[0..8] != b"EFI PART" {
         return None;
@@ -105,22 +145,30 @@ fn find_gpt(disk: &mut (impl Read + Seek)) -> Option<Span> {
         return None;
     }
     let entries = read_at(disk, table, count * size).ok()?;
-    entries.chunks(size).find_map(|e| {
-        let kind: [u8; 16] = e[0..16].try_into().ok()?;
-        let (first, last) = (le64(e, 32), le64(e, 40));
-        let span = Span {
-            offset: first.checked_mul(SECTOR)?,
-            len: last
-                .checked_add(1)?
-                .checked_sub(first)?
-                .checked_mul(SECTOR)?,
-        };
-        let inside = span
-            .offset
-            .checked_add(span.len)
-            .is_some_and(|end| end <= disk_len);
-        (GPT_FAT_TYPES.contains(&kind) && inside && looks_fat(disk, span.offset)).then_some(span)
-    })
+    Some(
+        entries
+            .chunks(size)
+            .filter_map(|e| {
+                let kind: [u8; 16] = e[0..16].try_into().ok()?;
+                if kind == [0; 16] {
+                    return None;
+                }
+                let (first, last) = (le64(e, 32), le64(e, 40));
+                let span = Span {
+                    offset: first.checked_mul(SECTOR)?,
+                    len: last
+                        .checked_add(1)?
+                        .checked_sub(first)?
+                        .checked_mul(SECTOR)?,
+                };
+                let inside = span
+                    .offset
+                    .checked_add(span.len)
+                    .is_some_and(|end| end <= disk_len);
+                inside.then_some((Kind::Gpt(kind), span))
+            })
+            .collect(),
+    )
 }
 
 /// A byte range of a file, as a file of its own: what fatfs edits.

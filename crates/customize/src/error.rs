@@ -24,6 +24,22 @@ pub enum Error {
     )]
     UnknownFormat { path: PathBuf },
 
+    #[error(
+        "{os} cannot take first-boot settings: {why}, so nothing would apply them on its \
+         first boot; write it without settings"
+    )]
+    NoMechanism { os: String, why: String },
+
+    #[error(
+        "{os} cannot take every setting asked for ({format} format): {refused}; leave those \
+         settings out"
+    )]
+    SettingsRefused {
+        os: String,
+        format: &'static str,
+        refused: String,
+    },
+
     #[error("the image's init_format is {0:?}: it takes no customisation")]
     NotCustomizable(String),
 

@@ -1,21 +1,27 @@
 //! cardsmith-customize makes a Raspberry Pi reachable on its first boot with no screen or
-//! keyboard: it writes host name, user, SSH, Wi-Fi, time zone and keymap onto the FAT boot
-//! partition of a written card or an image file, without mounting anything.
+//! keyboard: it writes host name, user, SSH, Wi-Fi networks, fixed addresses, time zone and
+//! keymap onto the FAT boot partition of a written card or an image file, without mounting
+//! anything.
 //!
 //! [`Settings`] holds what to set (secrets only as hashes: [`PasswordHashes`], the Wi-Fi
-//! PSK), checked by [`Settings::validate`]. [`customize`] finds the first FAT partition
-//! (MBR or GPT), works out the [`Format`] (from the catalog's `init_format`, the user, or
-//! the partition's files), renders the files — `firstrun.sh` plus `cmdline.txt` for
-//! `systemd`, NoCloud `user-data`/`network-config`/`meta-data` for `cloudinit` and
-//! `cloudinit-rpi` — writes them through `fatfs`, syncs, and reads them back from the
-//! medium to compare. [`presets`] keeps named settings for whole clusters, with a hostname
-//! counter.
+//! PSKs), checked by [`Settings::validate`]. [`prepare`] finds the first FAT partition (MBR
+//! or GPT), reads the image's root filesystem ([`inspect`]: os-release, fstab, the
+//! uid-1000 user, systemd, cloud-init, the network manager, Raspberry Pi OS's helpers),
+//! chooses the [`Format`] (the catalog's `init_format` or the user's, else what will run
+//! there; an image where nothing will is refused), and renders the files: `firstrun.sh`
+//! plus `cmdline.txt` naming the path the first boot finds for `systemd`; NoCloud
+//! `user-data`/`network-config`/`meta-data` and `ds=nocloud` on `cmdline.txt` for
+//! `cloudinit` and `cloudinit-rpi`. [`Prepared::apply`] writes them through `fatfs`, syncs,
+//! and reads them back from the medium to compare. [`examine`] inspects without writing.
+//! [`presets`] keeps named settings for whole clusters, with a hostname counter.
 //!
 //! This crate does not write images and does not prompt; secrets reach it already read.
 
 mod boot;
 mod cloudinit;
 mod error;
+pub mod inspect;
+mod network;
 pub mod presets;
 mod quote;
 mod secret;
@@ -31,8 +37,9 @@ use std::path::Path;
 
 pub use boot::format_card;
 pub use error::Error;
+pub use inspect::{Choice, Effect, Inspection};
 pub use secret::{wifi_psk, PasswordHashes};
-pub use settings::{render_hostname, Rpi, Serial, Settings, Ssh, User, Wifi};
+pub use settings::{render_hostname, Interface, Rpi, Serial, Settings, Ssh, StaticIp, User, Wifi};
 
 /// How an image takes its first-boot settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,8 +79,10 @@ impl Format {
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
     pub settings: &'a Settings,
-    /// The catalog's `init_format` or the user's `--init-format`; `None`: detect it.
+    /// The catalog's `init_format` or the user's `--init-format`; `None`: inspect the image.
     pub format: Option<&'a str>,
+    /// Who gave `format`, for messages: "the catalog", "--init-format".
+    pub format_by: &'a str,
     /// The image's release date ("2024-11-19"), when the catalog says it.
     pub release_date: Option<&'a str>,
 }
@@ -82,13 +91,48 @@ pub struct Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub format: Format,
-    /// Whether the format was found from the partition's files rather than given.
+    /// Whether the format was found from the image rather than given.
     pub detected: bool,
+    /// Why this format: "the catalog says systemd", "cloud-init reads NoCloud seeds".
+    pub why: String,
+    /// What inspection found against a given format.
+    pub disagreement: Option<String>,
+    /// What the image's root filesystem showed; `None` when it could not be read.
+    pub inspection: Option<Inspection>,
+    /// What each setting asked for does on this image.
+    pub effects: Vec<Effect>,
     /// The files written to the boot partition.
     pub files: Vec<String>,
     pub hostname: Option<String>,
     /// "yescrypt" or "sha256-crypt", when a password was set.
     pub password_hash: Option<&'static str>,
+    /// Things worth knowing: an unreadable root filesystem, a boot partition mounted
+    /// `nofail`.
+    pub notes: Vec<String>,
+}
+
+/// What the files are rendered for: the path cmdline.txt names for firstrun.sh, and the
+/// image's uid-1000 user (which cloud-init renames rather than adding a second user).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub script: &'a str,
+    pub first_user: Option<&'a str>,
+    /// NetworkManager renders the image's network configuration.
+    pub network_manager: bool,
+    /// Where NoCloud finds its seed when the image's cloud-init configuration does not
+    /// say (`file:///boot/firmware/`): added to the `ds=` word as `s=`.
+    pub seed: Option<&'a str>,
+}
+
+impl Default for Facts<'_> {
+    fn default() -> Self {
+        Facts {
+            script: systemd::LEGACY_SCRIPT,
+            first_user: None,
+            network_manager: false,
+            seed: None,
+        }
+    }
 }
 
 const SEED_FILES: [&str; 5] = [
@@ -154,23 +198,75 @@ pub fn prepare(
     let existing =
         boot::read_files(boot::Slice::new(&mut disk, span), &SEED_FILES).map_err(fat("read"))?;
     let [cmdline, issue, user_data, ..] = [0, 1, 2].map(|i| existing[i].clone());
-    let (format, detected) = match request.format {
-        Some(text) => (Format::parse(text)?, false),
-        None => (
-            detect(cmdline.is_some(), user_data.is_some(), issue.as_deref()).ok_or_else(|| {
-                Error::UnknownFormat {
-                    path: path.to_owned(),
-                }
-            })?,
-            true,
-        ),
+    let given = request
+        .format
+        .map(Format::parse)
+        .transpose()?
+        .map(|format| inspect::Given {
+            format,
+            by: request.format_by,
+        });
+    let mut notes = Vec::new();
+    let inspection = match inspect_root(&disk, span, cmdline.as_deref()) {
+        Ok(found) => Some(found),
+        Err(why) => {
+            notes.push(format!(
+                "the image's root filesystem could not be inspected ({why}): the format is \
+                 taken from the boot partition's files"
+            ));
+            None
+        }
     };
+    let choice = decide(
+        inspection.as_ref(),
+        given,
+        [cmdline.as_deref(), issue.as_deref(), user_data.as_deref()],
+        path,
+    )?;
+    let format = choice.format;
     if settings.rpi.any() && format != Format::CloudInitRpi {
         return Err(Error::NeedsCloudInitRpi {
             setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
             format: format.name(),
         });
     }
+    let effects = match &inspection {
+        Some(found) => {
+            let refused = inspect::refusals(found, format, settings);
+            if !refused.is_empty() {
+                return Err(Error::SettingsRefused {
+                    os: found
+                        .os
+                        .as_ref()
+                        .map_or_else(|| "the image".into(), |o| o.name.clone()),
+                    format: format.name(),
+                    refused: refused
+                        .iter()
+                        .map(Effect::describe)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            match &found.boot_mount {
+                Some(m) if m.nofail && format == Format::Systemd => notes.push(format!(
+                    "the image mounts its boot partition at {} with nofail, so the first \
+                     boot may run before it is there and miss firstrun.sh",
+                    m.point
+                )),
+                None if format == Format::Systemd => notes.push(
+                    "the image's fstab does not mount the boot partition, so its first boot \
+                     may not find firstrun.sh"
+                        .into(),
+                ),
+                _ => {}
+            }
+            inspect::effects(found, format)
+                .into_iter()
+                .filter(|e| inspect::asked(settings, e.setting))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     if format == Format::Systemd && cmdline.is_none() {
         return Err(Error::NoCmdline {
             path: path.to_owned(),
@@ -187,22 +283,35 @@ pub fn prepare(
         .user
         .as_ref()
         .map(|u| u.password.for_release(modern).to_owned());
+    let seed = inspection.as_ref().and_then(seed_for);
+    let facts = Facts {
+        script: choice.script.as_deref().unwrap_or(systemd::LEGACY_SCRIPT),
+        first_user: inspection.as_ref().and_then(|i| i.first_user.as_deref()),
+        network_manager: inspection.as_ref().is_some_and(|i| i.network_manager),
+        seed: seed.as_deref(),
+    };
     let files = render(
         format,
         settings,
         hostname.as_deref(),
         hash.as_deref(),
         cmdline.as_deref(),
+        facts,
     )?;
     let report = Report {
         format,
-        detected,
+        detected: given.is_none(),
+        why: choice.why,
+        disagreement: choice.disagreement,
+        effects,
+        notes,
         files: files.iter().map(|(name, _)| name.clone()).collect(),
         hostname,
         password_hash: settings
             .user
             .as_ref()
             .map(|_| if modern { "yescrypt" } else { "sha256-crypt" }),
+        inspection,
     };
     Ok(Prepared {
         disk,
@@ -240,6 +349,124 @@ impl Prepared {
     }
 }
 
+/// What inspecting an image or a card found, and how it would take settings.
+pub struct Examined {
+    /// What its root filesystem shows, or why it could not be read.
+    pub inspection: Result<Inspection, String>,
+    /// The format chosen (from inspection, or the boot partition's files when the root
+    /// could not be read), or why the image cannot take settings.
+    pub choice: Result<Choice, Error>,
+    /// What each setting would do.
+    pub effects: Vec<Effect>,
+}
+
+/// Inspects the image or card open in `file` (at `path`) without changing it: its boot
+/// partition's cmdline.txt and its root filesystem, and the format `given` (or found).
+pub fn examine(
+    file: &File,
+    path: &Path,
+    given: Option<inspect::Given<'_>>,
+) -> Result<Examined, Error> {
+    let mut disk = file.try_clone().map_err(|source| Error::Io {
+        what: "reopen",
+        path: path.to_owned(),
+        source,
+    })?;
+    boot::set_direct(&disk, false).map_err(|source| Error::Io {
+        what: "switch off O_DIRECT on",
+        path: path.to_owned(),
+        source,
+    })?;
+    let span = boot::find(&mut disk, path)?;
+    let seeds = boot::read_files(
+        boot::Slice::new(boot::ReadOnly(&disk), span),
+        &["cmdline.txt", "issue.txt", "user-data"],
+    )
+    .map_err(|e| Error::Fat {
+        path: path.to_owned(),
+        what: "read",
+        detail: e.to_string(),
+    })?;
+    let cmdline = seeds[0].as_deref();
+    let inspection = inspect_root(&disk, span, cmdline);
+    let choice = decide(
+        inspection.as_ref().ok(),
+        given,
+        [cmdline, seeds[1].as_deref(), seeds[2].as_deref()],
+        path,
+    );
+    let effects = match (&inspection, &choice) {
+        (Ok(found), Ok(c)) => inspect::effects(found, c.format),
+        _ => Vec::new(),
+    };
+    Ok(Examined {
+        inspection,
+        choice,
+        effects,
+    })
+}
+
+/// The format for an image: from inspection when its root filesystem could be read, else
+/// the one given, else the one the boot partition's files (`[cmdline.txt, issue.txt,
+/// user-data]`) suggest.
+fn decide(
+    inspection: Option<&Inspection>,
+    given: Option<inspect::Given<'_>>,
+    [cmdline, issue, user_data]: [Option<&[u8]>; 3],
+    path: &Path,
+) -> Result<Choice, Error> {
+    if let Some(found) = inspection {
+        return inspect::choose(found, given);
+    }
+    let format = match given {
+        Some(g) => g.format,
+        None => detect(cmdline.is_some(), user_data.is_some(), issue).ok_or_else(|| {
+            Error::UnknownFormat {
+                path: path.to_owned(),
+            }
+        })?,
+    };
+    Ok(Choice {
+        format,
+        why: match given {
+            Some(g) => format!("{} says {}", g.by, format.name()),
+            None => "found from the boot partition's files".into(),
+        },
+        disagreement: None,
+        script: (format == Format::Systemd).then(|| systemd::LEGACY_SCRIPT.to_owned()),
+    })
+}
+
+/// Where NoCloud is to look for the seed, when the image's cloud-init configuration names
+/// no place (no `seedfrom`, no `fs_label`; the boot partition is not labelled "cidata"):
+/// the boot partition's mount point.
+fn seed_for(ins: &Inspection) -> Option<String> {
+    let cloud = ins.cloud_init.as_ref()?;
+    if cloud.seedfrom.is_some() || cloud.fs_label.is_some() {
+        return None;
+    }
+    let point = &ins.boot_mount.as_ref()?.point;
+    Some(format!("file://{}/", point.trim_end_matches('/')))
+}
+
+/// Inspects the image's root filesystem: the first ext2/3/4 partition other than the boot
+/// partition. The error says why there is nothing to inspect.
+pub fn inspect_root(
+    disk: &File,
+    boot: boot::Span,
+    cmdline: Option<&[u8]>,
+) -> Result<Inspection, String> {
+    let mut reader = disk;
+    let table = boot::partitions(&mut reader)?;
+    let root = table
+        .spans
+        .iter()
+        .map(|&(_, span)| span)
+        .find(|&span| span != boot && inspect::is_ext(disk, span))
+        .ok_or("it has no ext2/3/4 root partition")?;
+    inspect::inspect(disk, root, cmdline)
+}
+
 /// The format from the boot partition's files: cloud-init seeds mean cloud-init (the
 /// Raspberry Pi flavour when issue.txt says Raspberry Pi OS made it), a cmdline.txt alone
 /// means systemd.
@@ -270,13 +497,14 @@ fn is_modern(release: Option<&str>, issue: Option<&[u8]>, label: &str) -> bool {
 }
 
 /// The files `customize` writes for `format`: name and content. `cmdline` is the image's
-/// cmdline.txt (needed by `systemd`).
+/// cmdline.txt (needed by `systemd`; cloud-init gets its `ds=` word there).
 pub fn render(
     format: Format,
     settings: &Settings,
     hostname: Option<&str>,
     hash: Option<&str>,
     cmdline: Option<&[u8]>,
+    facts: Facts<'_>,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
     let mut files = Vec::new();
     match format {
@@ -284,42 +512,59 @@ pub fn render(
             let original = cmdline.ok_or_else(|| {
                 Error::invalid("image", "", "a systemd image needs a cmdline.txt on its boot partition, and this one has none")
             })?;
-            let id = random_hex(16)?;
-            let uuid = format!(
-                "{}-{}-{}-{}-{}",
-                &id[..8],
-                &id[8..12],
-                &id[12..16],
-                &id[16..20],
-                &id[20..]
-            );
             files.push((
                 "firstrun.sh".into(),
-                systemd::firstrun(settings, hostname, hash, &uuid),
+                systemd::firstrun(settings, hostname, hash, &uuids(settings)?),
             ));
-            files.push(("cmdline.txt".into(), systemd::cmdline(original, settings)));
+            files.push((
+                "cmdline.txt".into(),
+                systemd::cmdline(original, settings, facts.script),
+            ));
         }
         Format::CloudInit | Format::CloudInitRpi => {
             let rpi = format == Format::CloudInitRpi;
+            // Ethernet goes through network-config, Wi-Fi through NetworkManager's keyfiles.
+            let keyfiles = match facts.network_manager {
+                true => network::keyfiles(settings, &uuids(settings)?, false),
+                false => Vec::new(),
+            };
             files.push((
                 "user-data".into(),
-                cloudinit::user_data(settings, hostname, hash, rpi)?.into_bytes(),
+                cloudinit::user_data(settings, hostname, hash, rpi, facts.first_user, &keyfiles)?
+                    .into_bytes(),
             ));
             let instance = format!("cardsmith-{}", random_hex(8)?);
             files.push((
                 "meta-data".into(),
                 cloudinit::meta_data(hostname, &instance).into_bytes(),
             ));
-            if let Some(network) = cloudinit::network_config(settings)? {
+            if let Some(network) = cloudinit::network_config(settings, facts.network_manager)? {
                 files.push(("network-config".into(), network.into_bytes()));
             }
-            if let (Some(original), Some(_)) = (cmdline, &settings.wifi) {
-                let line = systemd::with_regdom(original, settings);
+            if let Some(original) = cmdline {
+                let line = systemd::cloud_cmdline(original, settings, &instance, facts.seed);
                 files.push(("cmdline.txt".into(), line));
             }
         }
     }
     Ok(files)
+}
+
+/// One connection id per Wi-Fi network, and one for Ethernet.
+fn uuids(settings: &Settings) -> Result<Vec<String>, Error> {
+    (0..=settings.wifi.len()).map(|_| random_uuid()).collect()
+}
+
+fn random_uuid() -> Result<String, Error> {
+    let id = random_hex(16)?;
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &id[..8],
+        &id[8..12],
+        &id[12..16],
+        &id[16..20],
+        &id[20..]
+    ))
 }
 
 fn random_hex(bytes: usize) -> Result<String, Error> {

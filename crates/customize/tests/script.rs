@@ -8,7 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
-use cardsmith_customize::{render, Format, PasswordHashes, Settings, Ssh, User, Wifi};
+use cardsmith_customize::{
+    render, Facts, Format, PasswordHashes, Settings, Ssh, StaticIp, User, Wifi,
+};
 
 /// A small deterministic generator (xorshift), so a failure can be replayed.
 struct Rng(u64);
@@ -56,12 +58,21 @@ fn settings(ssid: Vec<u8>, hostname: &str) -> Settings {
                 "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtt1J9x7vU6sqiJ6mlQvhBPHTcJ1rYqRk4cR3EqsEkI it's me".into(),
             ],
         }),
-        wifi: Some(Wifi {
-            ssid,
-            psk: "0123456789abcdef".repeat(4),
-            hidden: true,
-            country: "DE".into(),
-        }),
+        wifi: vec![
+            Wifi {
+                ssid,
+                psk: "0123456789abcdef".repeat(4),
+                hidden: true,
+                country: "DE".into(),
+            },
+            Wifi {
+                ssid: b"backup net".to_vec(),
+                psk: "fedcba9876543210".repeat(4),
+                hidden: false,
+                country: "DE".into(),
+            },
+        ],
+        static_ip: vec![StaticIp::parse("ethernet:192.168.7.20/24,192.168.7.1,9.9.9.9").unwrap()],
         timezone: Some("America/Argentina/Buenos_Aires".into()),
         keymap: Some("de".into()),
         ..Settings::default()
@@ -80,6 +91,7 @@ fn files(s: &Settings) -> (Vec<u8>, Vec<u8>) {
         hostname.as_deref(),
         hash.as_deref(),
         Some(CMDLINE),
+        Facts::default(),
     )
     .unwrap();
     let get = |name: &str| files.iter().find(|(n, _)| n == name).unwrap().1.clone();
@@ -88,16 +100,6 @@ fn files(s: &Settings) -> (Vec<u8>, Vec<u8>) {
 
 fn script(s: &Settings) -> Vec<u8> {
     files(s).0
-}
-
-/// Whether firstrun.sh hands the SSID to imager_custom (plain text) or writes a
-/// NetworkManager keyfile itself (anything else).
-fn plain(ssid: &[u8]) -> bool {
-    let ok = |b: &u8| b.is_ascii_alphanumeric() || b" -_.@+:,()'\"!$%&*/?=".contains(b);
-    ssid.iter().all(ok)
-        && !ssid.starts_with(b"-")
-        && !ssid.starts_with(b" ")
-        && !ssid.ends_with(b" ")
 }
 
 #[test]
@@ -249,7 +251,7 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
 
         let imager = calls(r, "imager_custom");
         let user = s.user.as_ref().unwrap();
-        let wifi = s.wifi.as_ref().unwrap();
+        let wifi = &s.wifi;
         let key = s.ssh.as_ref().unwrap().keys[0].as_bytes().to_vec();
         let mut expected: Vec<Vec<Vec<u8>>> = vec![
             vec![
@@ -258,19 +260,15 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
             ],
             vec![b"enable_ssh".to_vec(), b"-k".to_vec(), key],
         ];
-        let keyfile = r.join("etc/NetworkManager/system-connections/preconfigured.nmconnection");
-        if plain(&ssid) {
-            expected.push(vec![
-                b"set_wlan".to_vec(),
-                b"-h".to_vec(),
-                ssid.clone(),
-                wifi.psk.clone().into_bytes(),
-                b"DE".to_vec(),
-            ]);
-            assert!(!keyfile.exists());
-        } else {
-            let text =
-                fs::read_to_string(&keyfile).expect("a keyfile for an SSID the helper cannot take");
+        // imager_custom's set_wlan writes one network and no fixed address: every network
+        // gets a keyfile of its own, the first preferred.
+        let connections = r.join("etc/NetworkManager/system-connections");
+        for (n, (name, net)) in [("preconfigured", &wifi[0]), ("preconfigured-2", &wifi[1])]
+            .into_iter()
+            .enumerate()
+        {
+            let text = fs::read_to_string(connections.join(format!("{name}.nmconnection")))
+                .expect("a keyfile per network");
             let listed: Vec<u8> = text
                 .lines()
                 .find_map(|l| l.strip_prefix("ssid="))
@@ -279,12 +277,23 @@ fn firstrun_hands_exact_bytes_to_the_helpers_in_a_chroot() {
                 .filter(|v| !v.is_empty())
                 .map(|v| v.parse().unwrap())
                 .collect();
-            assert_eq!(listed, ssid, "the keyfile names the exact SSID bytes");
+            assert_eq!(listed, net.ssid, "the keyfile names the exact SSID bytes");
+            assert!(text.contains(&format!("psk={}", net.psk)), "{text}");
+            assert_eq!(text.contains("hidden=true"), net.hidden, "{text}");
             assert!(
-                text.contains(&format!("psk={}", wifi.psk)) && text.contains("hidden=true"),
+                text.contains(&format!("autoconnect-priority={}", 2 - n)),
                 "{text}"
             );
         }
+        let wired = fs::read_to_string(connections.join("cardsmith-ethernet.nmconnection"))
+            .expect("a keyfile for the fixed Ethernet address");
+        assert!(
+            wired.contains("interface-name=eth0")
+                && wired.contains("method=manual")
+                && wired.contains("address1=192.168.7.20/24,192.168.7.1")
+                && wired.contains("dns=9.9.9.9;"),
+            "{wired}"
+        );
         expected.push(vec![b"set_keymap".to_vec(), b"de".to_vec()]);
         expected.push(vec![
             b"set_timezone".to_vec(),

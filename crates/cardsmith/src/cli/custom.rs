@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 use cardsmith_customize::presets::Presets;
 use cardsmith_customize::{
     prepare, validate, wifi_psk, PasswordHashes, Prepared, Report, Request, Serial, Settings, Ssh,
-    User, Wifi,
+    StaticIp, User, Wifi,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
+
+use cardsmith_engine::{unpack, CancelToken, Format as Packing, Image, Input};
 
 use super::confirm;
 use super::report::{Left, Reporter, Said};
@@ -56,18 +58,25 @@ pub struct SettingsArgs {
     /// Authorize this public key file for SSH (repeatable)
     #[arg(long, value_name = "FILE")]
     ssh_key: Vec<PathBuf>,
-    /// Join this Wi-Fi network (any bytes; its password is asked for or read from a file)
+    /// Join this Wi-Fi network (any bytes; its password is asked for or read from a file).
+    /// Repeatable: the first network given is preferred, then the next
     #[arg(long, value_name = "SSID")]
-    wifi_ssid: Option<OsString>,
-    /// Read the Wi-Fi password (8-63 characters, or a 64-hex-digit PSK) from this file
+    wifi_ssid: Vec<OsString>,
+    /// Read the Wi-Fi password (8-63 characters, or a 64-hex-digit PSK) from this file.
+    /// Repeatable: one per --wifi-ssid, in the same order
     #[arg(long, value_name = "FILE")]
-    wifi_password_file: Option<PathBuf>,
-    /// The Wi-Fi network does not broadcast its SSID
+    wifi_password_file: Vec<PathBuf>,
+    /// The Wi-Fi networks given do not broadcast their SSID
     #[arg(long)]
     wifi_hidden: bool,
     /// Wi-Fi country (ISO 3166-1 alpha-2, such as GB); required with --wifi-ssid
     #[arg(long, value_name = "CC")]
     wifi_country: Option<String>,
+    /// A fixed IPv4 address instead of DHCP, for ethernet or wifi (every Wi-Fi network):
+    /// INTERFACE:ADDRESS/PREFIX[,GATEWAY[,DNS...]], such as
+    /// ethernet:192.168.1.50/24,192.168.1.1,1.1.1.1 (repeatable, one per interface)
+    #[arg(long, value_name = "SPEC")]
+    static_ip: Vec<String>,
     /// Time zone, such as Europe/London
     #[arg(long, value_name = "TZ")]
     timezone: Option<String>,
@@ -224,33 +233,11 @@ impl SettingsArgs {
             }
             s.ssh = Some(ssh);
         }
-        if let Some(ssid) = &self.wifi_ssid {
-            let ssid = ssid.as_bytes().to_vec();
-            validate::ssid(&ssid)?;
-            let country = self
-                .wifi_country
-                .clone()
-                .or_else(|| s.wifi.as_ref().map(|w| w.country.clone()))
-                .ok_or_else(|| {
-                    Failure::Usage("--wifi-ssid needs --wifi-country (such as GB or US)".into())
-                })?;
-            let password = match &self.wifi_password_file {
-                Some(path) => read_secret_file(path, "Wi-Fi password")?,
-                None => prompt_secret("Wi-Fi password", false, "--wifi-password-file")?,
-            };
-            s.wifi = Some(Wifi {
-                psk: wifi_psk(&ssid, &password)?,
-                ssid,
-                hidden: self.wifi_hidden,
-                country,
-            });
-        } else if let (Some(wifi), Some(cc)) = (&mut s.wifi, &self.wifi_country) {
-            wifi.country = cc.clone();
-        } else if self.wifi_password_file.is_some()
-            || self.wifi_hidden
-            || self.wifi_country.is_some()
-        {
-            return Err(Failure::Usage("the Wi-Fi options need --wifi-ssid".into()));
+        self.apply_wifi(s)?;
+        for text in &self.static_ip {
+            let fixed = StaticIp::parse(text)?;
+            s.static_ip.retain(|f| f.interface != fixed.interface);
+            s.static_ip.push(fixed);
         }
         if let Some(tz) = &self.timezone {
             s.timezone = Some(tz.clone());
@@ -273,16 +260,77 @@ impl SettingsArgs {
     }
 }
 
+impl SettingsArgs {
+    /// The Wi-Fi networks given replace a preset's; `--wifi-country` alone changes its
+    /// country.
+    fn apply_wifi(&self, s: &mut Settings) -> Result<(), Failure> {
+        if self.wifi_ssid.is_empty() {
+            if !self.wifi_password_file.is_empty() || self.wifi_hidden {
+                return Err(Failure::Usage(
+                    "--wifi-password-file and --wifi-hidden need --wifi-ssid".into(),
+                ));
+            }
+            if let Some(cc) = self.wifi_country.as_ref().filter(|_| !s.wifi.is_empty()) {
+                validate::country(cc)?;
+                for wifi in &mut s.wifi {
+                    wifi.country = cc.clone();
+                }
+                return Ok(());
+            }
+            if !self.wifi_password_file.is_empty()
+                || self.wifi_hidden
+                || self.wifi_country.is_some()
+            {
+                return Err(Failure::Usage("the Wi-Fi options need --wifi-ssid".into()));
+            }
+            return Ok(());
+        }
+        let files = &self.wifi_password_file;
+        if !files.is_empty() && files.len() != self.wifi_ssid.len() {
+            return Err(Failure::Usage(format!(
+                "{} --wifi-ssid but {} --wifi-password-file: give one password file per \
+                 network, in the same order (or none, to be asked for each)",
+                self.wifi_ssid.len(),
+                files.len()
+            )));
+        }
+        let country = self
+            .wifi_country
+            .clone()
+            .or_else(|| s.wifi_country().map(str::to_owned))
+            .ok_or_else(|| {
+                Failure::Usage("--wifi-ssid needs --wifi-country (such as GB or US)".into())
+            })?;
+        let mut networks = Vec::new();
+        for (n, ssid) in self.wifi_ssid.iter().enumerate() {
+            let ssid = ssid.as_bytes().to_vec();
+            validate::ssid(&ssid)?;
+            let what = match self.wifi_ssid.len() {
+                1 => "Wi-Fi password".to_owned(),
+                _ => format!("Wi-Fi password for {:?}", String::from_utf8_lossy(&ssid)),
+            };
+            let password = match files.get(n) {
+                Some(path) => read_secret_file(path, &what)?,
+                None => prompt_secret(&what, false, "--wifi-password-file")?,
+            };
+            networks.push(Wifi {
+                psk: wifi_psk(&ssid, &password)?,
+                ssid,
+                hidden: self.wifi_hidden,
+                country: country.clone(),
+            });
+        }
+        s.wifi = networks;
+        Ok(())
+    }
+}
+
 /// Tells what a customisation did.
 pub fn said(report: &Report, reporter: &mut Reporter) {
-    let how = if report.detected {
-        "found on the boot partition"
-    } else {
-        "as given"
-    };
     let mut text = format!(
-        "Customised the boot partition for {} ({how}): {}",
+        "Customised the boot partition for {} ({}): {}",
         report.format.name(),
+        report.why,
         report.files.join(", ")
     );
     if let Some(h) = &report.hostname {
@@ -291,10 +339,21 @@ pub fn said(report: &Report, reporter: &mut Reporter) {
     if let Some(kind) = report.password_hash {
         text += &format!("; password stored as {kind}");
     }
+    for effect in &report.effects {
+        text += &format!("\n  {}", effect.describe());
+    }
+    if let Some(d) = &report.disagreement {
+        text += &format!("\nNote: {d}");
+    }
+    for note in &report.notes {
+        text += &format!("\nNote: {note}");
+    }
     reporter.note(
         &text,
         json!({ "event": "customized", "init_format": report.format.name(), "detected": report.detected,
-                "files": report.files, "hostname": report.hostname, "password_hash": report.password_hash }),
+                "why": report.why, "disagreement": report.disagreement, "notes": report.notes,
+                "effects": report.effects, "files": report.files, "hostname": report.hostname,
+                "password_hash": report.password_hash }),
     );
 }
 
@@ -355,6 +414,7 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
     let request = Request {
         settings: &settings,
         format: args.custom.init_format.as_deref(),
+        format_by: "--init-format",
         release_date: args.release_date.as_deref(),
     };
     let path = &args.target;
@@ -395,6 +455,65 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
         Said::Note(&format!("{} is ready for its first boot.", path.display())),
         json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
     );
+    Ok(())
+}
+
+/// Before anything is written: whether the image can take the settings, judged from its own
+/// root filesystem as customising it later will. A raw image file is read where it is; a
+/// compressed one, when no format was given, is decoded into a sparse temporary file
+/// first. With a format given (the catalog's, `--init-format`), a compressed or streamed
+/// image is trusted to it until it is written, then inspected there.
+pub fn check_before_writing(
+    image: &Image,
+    request: Request<'_>,
+    cancel: &CancelToken,
+    reporter: &mut Reporter,
+) -> Result<(), Failure> {
+    if let Some(format) = request.format {
+        let format = cardsmith_customize::Format::parse(format)?;
+        if request.settings.rpi.any() && format != cardsmith_customize::Format::CloudInitRpi {
+            return Err(cardsmith_customize::Error::NeedsCloudInitRpi {
+                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
+                format: format.name(),
+            }
+            .into());
+        }
+    }
+    let Some((Input::Path(path), open_as)) = image.reopen_args() else {
+        return Ok(());
+    };
+    let file = if image.format() == Packing::Raw {
+        fs::File::open(&path)
+            .map_err(|e| Failure::Refused(format!("cannot read {}: {e}", path.display())))?
+    } else if request.format.is_none() {
+        let text = format!(
+            "Reading the image's filesystems before writing, to see how it takes settings: \
+             decoding {} into a temporary file",
+            path.display()
+        );
+        reporter.note(&text, json!({ "event": "note", "text": text }));
+        let again = Image::open(&Input::Path(path.clone()), open_as)?;
+        super::ctrl_c_cancels(true);
+        let unpacked = unpack(again, &std::env::temp_dir(), cancel);
+        super::ctrl_c_cancels(false);
+        match unpacked {
+            Ok(unpacked) => unpacked.file,
+            // No room to decode it here: it is judged on the target once written instead.
+            Err(cardsmith_engine::Error::NoSpace { path, .. }) => {
+                let text = format!(
+                    "No room to decode the image in {} before writing: it is inspected once \
+                     written (set TMPDIR to a roomier place to have it checked first)",
+                    path.display()
+                );
+                reporter.note(&text, json!({ "event": "note", "text": text }));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        return Ok(());
+    };
+    prepare(&file, &path, false, request)?;
     Ok(())
 }
 
@@ -502,13 +621,29 @@ fn describe(s: &Settings) -> String {
             if *password_auth { "allowed" } else { "off" }
         ));
     }
-    if let Some(w) = &s.wifi {
+    for (n, w) in s.wifi.iter().enumerate() {
         lines.push(format!(
-            "wifi            {:?} ({}{}, password set)",
+            "wifi            {:?} ({}{}, password set{})",
             String::from_utf8_lossy(&w.ssid),
             w.country,
-            if w.hidden { ", hidden" } else { "" }
+            if w.hidden { ", hidden" } else { "" },
+            if s.wifi.len() > 1 {
+                format!(", preference {}", n + 1)
+            } else {
+                String::new()
+            }
         ));
+    }
+    for f in &s.static_ip {
+        let mut text = format!("static ip       {} {}", f.interface.name(), f.cidr());
+        if let Some(gw) = f.gateway {
+            text += &format!(" via {gw}");
+        }
+        if !f.dns.is_empty() {
+            let dns: Vec<String> = f.dns.iter().map(|d| d.to_string()).collect();
+            text += &format!(", DNS {}", dns.join(" "));
+        }
+        lines.push(text);
     }
     for (label, value) in [("timezone", &s.timezone), ("keymap", &s.keymap)] {
         if let Some(v) = value {

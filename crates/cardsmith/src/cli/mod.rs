@@ -6,6 +6,7 @@ mod confirm;
 mod custom;
 mod device;
 mod drives;
+pub mod inspect;
 pub(crate) mod report;
 mod source;
 
@@ -101,6 +102,8 @@ enum Command {
     /// The download cache
     #[command(subcommand)]
     Cache(catalog::CacheCommand),
+    /// Show what an image or card runs on its first boot, and what each setting would do
+    Inspect(inspect::InspectArgs),
     /// Put first-boot settings (host name, user, SSH, Wi-Fi…) on a written card or image file
     Customize(Box<custom::CustomizeArgs>),
     /// Named settings for whole clusters
@@ -274,6 +277,7 @@ pub fn run() -> ExitCode {
         Command::Read(a) => a.json,
         Command::Erase(a) => a.json,
         Command::Customize(a) => a.json(),
+        Command::Inspect(a) => a.json,
         Command::Drives(_)
         | Command::Os(_)
         | Command::Devices(_)
@@ -292,6 +296,7 @@ pub fn run() -> ExitCode {
         Command::Devices(args) => catalog::devices(args, &mut reporter),
         Command::Cache(command) => catalog::cache(command, &mut reporter),
         Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
+        Command::Inspect(args) => inspect::run(args, &cancel, &mut reporter),
         Command::Preset(command) => custom::preset(command, &mut reporter),
     };
     match outcome {
@@ -399,21 +404,20 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     // Settings (and their passwords) are asked for before anything is downloaded or written.
     let settings = args.custom.settings()?;
     let planned = source::plan(&args, image_arg, cancel, reporter)?;
-    let init_format = args
-        .custom
-        .init_format
-        .clone()
-        .or_else(|| planned.os.as_ref().and_then(|e| e.init_format.clone()));
-    if let (Some(s), Some(format)) = (&settings, &init_format) {
-        // Refused now, not after a write: an image that takes no settings, or the wrong kind.
-        let format = cardsmith_customize::Format::parse(format)?;
-        if s.rpi.any() && format != cardsmith_customize::Format::CloudInitRpi {
-            return Err(cardsmith_customize::Error::NeedsCloudInitRpi {
-                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
-                format: format.name(),
-            }
-            .into());
-        }
+    let (init_format, format_by) = match (&args.custom.init_format, &planned.os) {
+        (Some(given), _) => (Some(given.clone()), "--init-format"),
+        (None, Some(entry)) => (entry.init_format.clone(), "the catalog"),
+        (None, None) => (None, ""),
+    };
+    if let Some(s) = &settings {
+        // Refused now, not after a write: an image that takes no settings, or not these.
+        let request = cardsmith_customize::Request {
+            settings: s,
+            format: init_format.as_deref(),
+            format_by,
+            release_date: planned.os.as_ref().and_then(|e| e.release_date.as_deref()),
+        };
+        custom::check_before_writing(&planned.image, request, cancel, reporter)?;
     }
     let image = planned.image;
     // A zip downloaded into a scratch directory must outlive the write.
@@ -472,6 +476,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             let request = cardsmith_customize::Request {
                 settings: s,
                 format: init_format.as_deref(),
+                format_by,
                 release_date: planned.os.as_ref().and_then(|e| e.release_date.as_deref()),
             };
             let report =

@@ -245,6 +245,31 @@ fn catalog_entry(
     Ok((entry.clone(), options))
 }
 
+/// Opens an image named on the command line: a file (or `-`), or a URL, streamed or from
+/// the download cache. The download is committed to the cache only by a write that checked
+/// it; reading it for inspection keeps nothing.
+pub fn open_arg(
+    arg: &str,
+    catalog: &super::catalog::CatalogArgs,
+    json: bool,
+    cancel: &CancelToken,
+    reporter: &mut Reporter,
+) -> Result<(Image, Option<tempfile::TempDir>), Failure> {
+    if !is_url(arg) {
+        return Ok((Image::open(&Input::from_arg(arg), OpenAs::Detect)?, None));
+    }
+    let cache = cache_or_warn(reporter);
+    let fetch = Fetch {
+        http: catalog.http()?,
+        cache: cache.as_ref(),
+        json,
+        cancel,
+    };
+    let (image, _pending, scratch) =
+        open(&Location::parse(arg), &Known::default(), &fetch, reporter)?;
+    Ok((image, scratch))
+}
+
 /// Opens a catalog or URL image: the cached copy, or a stream. A zip cannot be streamed (its
 /// directory is at its end), so it is downloaded whole first.
 fn open(

@@ -19,8 +19,10 @@ use iced::widget::{
 use iced::{Center, Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
 
+use super::inspect;
 use super::state::{
-    CatalogState, DriveOffer, Field, OsChoice, Running, Screen, StorageChoice, Tab, Wizard,
+    CatalogState, DriveOffer, Field, Inspected, OsChoice, Running, Screen, StorageChoice, Tab,
+    Wizard,
 };
 use crate::cli::report::Event;
 
@@ -100,6 +102,8 @@ pub enum Message {
     FocusNext(bool),
     /// Escape: back to the start (not while a job runs).
     Escape,
+    /// What looking inside an OS found, for the OS with this key (`inspect::key`).
+    Inspected(String, Box<Inspected>),
 }
 
 /// The path fields that have a Browse… button.
@@ -124,6 +128,10 @@ pub enum FormEdit {
     Ssid(String),
     WifiPassword(String),
     WifiHidden(bool),
+    Ssid2(String),
+    WifiPassword2(String),
+    StaticEthernet(String),
+    StaticWifi(String),
     Country(String),
     Timezone(String),
     Keymap(String),
@@ -137,6 +145,10 @@ impl std::fmt::Debug for FormEdit {
         match self {
             FormEdit::Password(_) => f.write_str("Password(hidden)"),
             FormEdit::WifiPassword(_) => f.write_str("WifiPassword(hidden)"),
+            FormEdit::WifiPassword2(_) => f.write_str("WifiPassword2(hidden)"),
+            FormEdit::Ssid2(s) => write!(f, "Ssid2({s:?})"),
+            FormEdit::StaticEthernet(s) => write!(f, "StaticEthernet({s:?})"),
+            FormEdit::StaticWifi(s) => write!(f, "StaticWifi({s:?})"),
             FormEdit::Hostname(s) => write!(f, "Hostname({s:?})"),
             FormEdit::User(s) => write!(f, "User({s:?})"),
             FormEdit::Ssh(b) => write!(f, "Ssh({b})"),
@@ -199,6 +211,12 @@ impl App {
                 self.icons.insert(url, image::Handle::from_bytes(bytes));
             }
             Message::CatalogLoaded(Err(e)) => w.catalog = CatalogState::Failed(e),
+            Message::Inspected(key, found) => {
+                // An answer for an OS chosen before is dropped.
+                if w.os.as_ref().map(inspect::key) == Some(key.clone()) {
+                    w.inspected = Some((key, *found));
+                }
+            }
             Message::Drive(event) => w.on_drive(*event),
             Message::PickDevice(name) => {
                 w.device = Some(name);
@@ -216,6 +234,7 @@ impl App {
                         entry: Box::new(entry),
                     });
                     w.screen = Screen::Start;
+                    return w.inspect_os();
                 }
             }
             Message::Search(s) => w.search = s,
@@ -224,6 +243,7 @@ impl App {
                 if !w.custom_path.trim().is_empty() {
                     w.os = Some(OsChoice::Custom(PathBuf::from(w.custom_path.trim())));
                     w.screen = Screen::Start;
+                    return w.inspect_os();
                 }
             }
             Message::PickDrive(name) => w.pick_drive(&name),
@@ -873,15 +893,70 @@ impl App {
         list.push(self.back()).into()
     }
 
+    /// What looking inside the chosen OS found: how it takes settings, and what each does.
+    fn inspection(&self) -> Element<'_, Message> {
+        let mut col = column![].spacing(2);
+        match self.wizard.inspection() {
+            None => {}
+            Some(Inspected::Looking) => col = col.push(text(t!("inspect.looking")).size(13)),
+            Some(Inspected::Later { format }) => {
+                let format = format.clone().unwrap_or_else(|| "?".into());
+                col = col.push(text(t!("inspect.later", format = format)).size(13));
+            }
+            Some(Inspected::Found {
+                os,
+                format,
+                why,
+                note,
+                effects,
+            }) => {
+                let os = os
+                    .clone()
+                    .unwrap_or_else(|| t!("inspect.this_image").into_owned());
+                col = col
+                    .push(text(t!("inspect.found", os = os, format = format, why = why)).size(13));
+                if let Some(note) = note {
+                    col = col.push(text(note.clone()).size(12).style(text::warning));
+                }
+                for effect in effects {
+                    let line = text(format!("• {}", effect.describe())).size(12);
+                    col = col.push(match effect.refused {
+                        Some(_) => line.style(text::secondary),
+                        None => line,
+                    });
+                }
+            }
+            Some(Inspected::None(why)) => {
+                col = col.push(
+                    text(t!("inspect.none", why = why))
+                        .size(13)
+                        .style(text::danger),
+                )
+            }
+            Some(Inspected::Failed(e)) => {
+                col = col.push(
+                    text(t!("inspect.failed", error = e))
+                        .size(13)
+                        .style(text::warning),
+                )
+            }
+        }
+        col.into()
+    }
+
     fn ask_customize(&self) -> Element<'_, Message> {
         let w = &self.wizard;
+        let takes_none = matches!(w.inspection(), Some(Inspected::None(_)));
+        let can_apply = w.settings.is_some() && !takes_none;
         column![
             self.header(t!("ask.title").into_owned()),
+            self.inspection(),
             text(t!("ask.question")),
             row![
-                button(text(t!("ask.edit"))).on_press(Message::EditSettings),
+                button(text(t!("ask.edit")))
+                    .on_press_maybe((!takes_none).then_some(Message::EditSettings)),
                 button(text(t!("ask.yes")))
-                    .on_press_maybe(w.settings.is_some().then_some(Message::Customize(true)))
+                    .on_press_maybe(can_apply.then_some(Message::Customize(true)))
                     .style(button::primary),
                 button(text(t!("ask.no")))
                     .on_press(Message::Customize(false))
@@ -907,18 +982,25 @@ impl App {
         // A secret already hashed is not shown again; the field says it is kept.
         let kept = match (field, &self.wizard.settings) {
             (Field::Password, Some(s)) if s.user.is_some() => t!("settings.secret_kept"),
-            (Field::WifiPassword, Some(s)) if s.wifi.is_some() => t!("settings.secret_kept"),
+            (Field::WifiPassword, Some(s)) if !s.wifi.is_empty() => t!("settings.secret_kept"),
+            (Field::WifiPassword2, Some(s)) if s.wifi.len() > 1 => t!("settings.secret_kept"),
             _ => "".into(),
         };
-        let mut col = column![
-            text(label).size(13),
-            text_input(&kept, value)
-                .id(id)
-                .on_input(move |s| Message::Form(edit(s)))
-                .secure(secret)
-                .padding(6),
-        ]
-        .spacing(4);
+        // A setting the chosen image cannot take is shown greyed out, with the reason.
+        let refused = self.wizard.refused(setting_of(field));
+        let input = text_input(&kept, value)
+            .id(id)
+            .on_input_maybe(refused.is_none().then_some(move |s| Message::Form(edit(s))))
+            .secure(secret)
+            .padding(6);
+        let mut col = column![text(label).size(13), input].spacing(4);
+        if let Some(why) = refused {
+            col = col.push(
+                text(t!("inspect.refused", why = why))
+                    .size(12)
+                    .style(text::secondary),
+            );
+        }
         if let Some(error) = self.wizard.error(field) {
             col = col.push(text(error.to_owned()).size(12).style(text::danger));
         }
@@ -978,7 +1060,27 @@ impl App {
                 ),
                 checkbox(f.wifi_hidden)
                     .label(t!("settings.wifi_hidden"))
-                    .on_toggle(|b| Message::Form(FormEdit::WifiHidden(b))),
+                    .on_toggle_maybe(
+                        w.refused("wifi")
+                            .is_none()
+                            .then_some(|b| Message::Form(FormEdit::WifiHidden(b)))
+                    ),
+                self.field(
+                    "ssid-2",
+                    t!("settings.ssid2").into_owned(),
+                    &f.ssid2,
+                    Field::Ssid2,
+                    FormEdit::Ssid2,
+                    false
+                ),
+                self.field(
+                    "wifi-password-2",
+                    t!("settings.wifi_password2").into_owned(),
+                    &f.wifi_password2,
+                    Field::WifiPassword2,
+                    FormEdit::WifiPassword2,
+                    true
+                ),
                 self.field(
                     "country",
                     t!("settings.country").into_owned(),
@@ -1007,12 +1109,18 @@ impl App {
             .spacing(8)
             .into(),
             Tab::Services => column![
-                checkbox(f.ssh)
-                    .label(t!("settings.ssh"))
-                    .on_toggle(|b| Message::Form(FormEdit::Ssh(b))),
+                checkbox(f.ssh).label(t!("settings.ssh")).on_toggle_maybe(
+                    w.refused("ssh")
+                        .is_none()
+                        .then_some(|b| Message::Form(FormEdit::Ssh(b)))
+                ),
                 checkbox(f.ssh_password_auth)
                     .label(t!("settings.ssh_password"))
-                    .on_toggle(|b| Message::Form(FormEdit::SshPasswordAuth(b))),
+                    .on_toggle_maybe(
+                        w.refused("ssh")
+                            .is_none()
+                            .then_some(|b| Message::Form(FormEdit::SshPasswordAuth(b)))
+                    ),
                 self.field(
                     "ssh-keys",
                     t!("settings.ssh_keys").into_owned(),
@@ -1028,6 +1136,22 @@ impl App {
                 checkbox(f.passwordless_sudo)
                     .label(t!("settings.sudo"))
                     .on_toggle(|b| Message::Form(FormEdit::Sudo(b))),
+                self.field(
+                    "static-ethernet",
+                    t!("settings.static_ethernet").into_owned(),
+                    &f.static_ethernet,
+                    Field::StaticEthernet,
+                    FormEdit::StaticEthernet,
+                    false
+                ),
+                self.field(
+                    "static-wifi",
+                    t!("settings.static_wifi").into_owned(),
+                    &f.static_wifi,
+                    Field::StaticWifi,
+                    FormEdit::StaticWifi,
+                    false
+                ),
                 checkbox(w.verify)
                     .label(t!("options.verify"))
                     .on_toggle(Message::Verify),
@@ -1055,6 +1179,7 @@ impl App {
         .align_y(Center);
         column![
             self.header(t!("settings.title").into_owned()),
+            self.inspection(),
             preset_row,
             text(self.preset_note.clone().unwrap_or_default()).size(12),
             tabs,
@@ -1272,6 +1397,10 @@ fn edit_form(w: &mut Wizard, edit: FormEdit) {
         FormEdit::Ssid(s) => f.ssid = s,
         FormEdit::WifiPassword(s) => f.wifi_password = s,
         FormEdit::WifiHidden(b) => f.wifi_hidden = b,
+        FormEdit::Ssid2(s) => f.ssid2 = s,
+        FormEdit::WifiPassword2(s) => f.wifi_password2 = s,
+        FormEdit::StaticEthernet(s) => f.static_ethernet = s,
+        FormEdit::StaticWifi(s) => f.static_wifi = s,
         FormEdit::Country(s) => f.country = s,
         FormEdit::Timezone(s) => f.timezone = s,
         FormEdit::Keymap(s) => f.keymap = s,
@@ -1423,4 +1552,21 @@ fn path_row<'a>(
         line = line.push(button(text(label)).on_press(message));
     }
     line.into()
+}
+
+/// The setting a form field belongs to, as inspection names it.
+fn setting_of(field: Field) -> &'static str {
+    match field {
+        Field::Hostname => "hostname",
+        Field::User | Field::Password => "user",
+        Field::SshKeys => "ssh",
+        Field::Ssid
+        | Field::WifiPassword
+        | Field::Ssid2
+        | Field::WifiPassword2
+        | Field::Country => "wifi",
+        Field::StaticEthernet | Field::StaticWifi => "static_ip",
+        Field::Timezone => "timezone",
+        Field::Keymap => "keymap",
+    }
 }

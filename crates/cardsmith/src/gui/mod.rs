@@ -3,6 +3,7 @@
 //! as the CLI (`cardsmith write …` on a worker thread), so it adds no imaging logic.
 
 mod app;
+mod inspect;
 mod state;
 
 pub use app::{App, LANGUAGES};

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use cardsmith_catalog::{find_device, for_device, Loaded, OsEntry};
-use cardsmith_customize::{validate, wifi_psk, PasswordHashes, Settings, Ssh, User, Wifi};
+use cardsmith_customize::{
+    validate, wifi_psk, PasswordHashes, Settings, Ssh, StaticIp, User, Wifi,
+};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use cardsmith_drives::{DevNum, Drive};
@@ -40,6 +42,28 @@ pub enum OsChoice {
     Erase,
 }
 
+/// What looking inside the chosen OS found (see `gui::inspect`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Inspected {
+    Looking,
+    /// A catalog image still to be downloaded: looked into when it is written.
+    Later {
+        format: Option<String>,
+    },
+    Found {
+        os: Option<String>,
+        format: String,
+        why: String,
+        /// Where inspection disagrees with the catalog.
+        note: Option<String>,
+        effects: Vec<cardsmith_customize::Effect>,
+    },
+    /// The image cannot take settings: why.
+    None(String),
+    /// The image could not be read.
+    Failed(String),
+}
+
 /// Where to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageChoice {
@@ -61,7 +85,13 @@ pub struct Form {
     pub ssid: String,
     pub wifi_password: String,
     pub wifi_hidden: bool,
+    /// A second network, joined when the first is out of reach.
+    pub ssid2: String,
+    pub wifi_password2: String,
     pub country: String,
+    /// Fixed addresses as typed: `ADDRESS/PREFIX[,GATEWAY[,DNS...]]`; empty means DHCP.
+    pub static_ethernet: String,
+    pub static_wifi: String,
     pub timezone: String,
     pub keymap: String,
     pub passwordless_sudo: bool,
@@ -81,6 +111,10 @@ impl std::fmt::Debug for Form {
             .field("ssid", &self.ssid)
             .field("wifi_password", &typed(&self.wifi_password))
             .field("wifi_hidden", &self.wifi_hidden)
+            .field("ssid2", &self.ssid2)
+            .field("wifi_password2", &typed(&self.wifi_password2))
+            .field("static_ethernet", &self.static_ethernet)
+            .field("static_wifi", &self.static_wifi)
             .field("country", &self.country)
             .field("timezone", &self.timezone)
             .field("keymap", &self.keymap)
@@ -98,9 +132,13 @@ pub enum Field {
     SshKeys,
     Ssid,
     WifiPassword,
+    Ssid2,
+    WifiPassword2,
     Country,
     Timezone,
     Keymap,
+    StaticEthernet,
+    StaticWifi,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +213,10 @@ pub struct Wizard {
     /// The file path given was a drive: why it was not taken, and what to do instead.
     pub file_is_drive: Option<FileIsDrive>,
     pub apply_settings: bool,
+    /// What looking inside the chosen OS found, and for which OS (`gui::inspect::key`).
+    pub inspected: Option<(String, Inspected)>,
+    /// Stops the inspection under way when another OS is chosen.
+    pub inspect_cancel: Option<cardsmith_engine::CancelToken>,
     pub form: Form,
     pub tab: Tab,
     pub errors: Vec<(Field, String)>,
@@ -214,6 +256,8 @@ impl Wizard {
             file_path: String::new(),
             file_is_drive: None,
             apply_settings: false,
+            inspected: None,
+            inspect_cancel: None,
             form: Form {
                 country: "GB".into(),
                 timezone: "Europe/London".into(),
@@ -235,6 +279,43 @@ impl Wizard {
             read_allocated_only: false,
             close_when_done: false,
             last_verb: "write",
+        }
+    }
+
+    /// Starts looking inside the OS chosen now (see `gui::inspect`).
+    pub fn inspect_os(&mut self) -> iced::Task<super::app::Message> {
+        let Some(os) = &self.os else {
+            return iced::Task::none();
+        };
+        self.inspected = Some((super::inspect::key(os), Inspected::Looking));
+        // One decode at a time: the one for the OS chosen before stops.
+        if let Some(old) = self.inspect_cancel.take() {
+            old.cancel();
+        }
+        let cancel = cardsmith_engine::CancelToken::new();
+        self.inspect_cancel = Some(cancel.clone());
+        super::inspect::start(os, cancel)
+    }
+
+    /// What inspection found for the OS chosen now.
+    pub fn inspection(&self) -> Option<&Inspected> {
+        let os = self.os.as_ref()?;
+        self.inspected
+            .as_ref()
+            .filter(|(key, _)| *key == super::inspect::key(os))
+            .map(|(_, found)| found)
+    }
+
+    /// Why the chosen image cannot take `setting` ("wifi", "ssh", …), when inspection
+    /// found that it cannot.
+    pub fn refused(&self, setting: &str) -> Option<&str> {
+        match self.inspection()? {
+            Inspected::Found { effects, .. } => effects
+                .iter()
+                .find(|e| e.setting == setting)
+                .and_then(|e| e.refused.as_deref()),
+            Inspected::None(why) => Some(why),
+            _ => None,
         }
     }
 
@@ -442,34 +523,65 @@ impl Wizard {
                 keys,
             });
         }
-        if !f.ssid.is_empty() {
-            let ssid = f.ssid.as_bytes().to_vec();
-            let country = f.country.trim().to_uppercase();
-            let mut check = |field, result: Result<(), cardsmith_customize::Error>| {
-                if let Err(e) = result {
-                    errors.push((field, e.to_string()));
-                }
-            };
-            check(Field::Ssid, validate::ssid(&ssid));
-            check(Field::Country, validate::country(&country));
+        let networks = [
+            (
+                &f.ssid,
+                &f.wifi_password,
+                f.wifi_hidden,
+                Field::Ssid,
+                Field::WifiPassword,
+            ),
+            (
+                &f.ssid2,
+                &f.wifi_password2,
+                false,
+                Field::Ssid2,
+                Field::WifiPassword2,
+            ),
+        ];
+        let country = f.country.trim().to_uppercase();
+        if networks.iter().any(|n| !n.0.is_empty()) {
+            if let Err(e) = validate::country(&country) {
+                errors.push((Field::Country, e.to_string()));
+            }
+        }
+        for (ssid, password, hidden, ssid_field, password_field) in networks {
+            if ssid.is_empty() {
+                continue;
+            }
+            let ssid = ssid.as_bytes().to_vec();
+            if let Err(e) = validate::ssid(&ssid) {
+                errors.push((ssid_field, e.to_string()));
+            }
             // An empty field keeps the key made before, for the same network only (the
             // key is derived from the network's name).
             let kept = self
                 .settings
-                .as_ref()
-                .and_then(|s| s.wifi.as_ref())
-                .filter(|w| f.wifi_password.is_empty() && w.ssid == ssid)
+                .iter()
+                .flat_map(|s| &s.wifi)
+                .find(|w| password.is_empty() && w.ssid == ssid)
                 .map(|w| w.psk.clone());
-            match kept.map_or_else(|| wifi_psk(&ssid, f.wifi_password.as_bytes()), Ok) {
-                Ok(psk) => {
-                    s.wifi = Some(Wifi {
-                        ssid,
-                        psk,
-                        hidden: f.wifi_hidden,
-                        country,
-                    })
-                }
-                Err(e) => errors.push((Field::WifiPassword, e.to_string())),
+            match kept.map_or_else(|| wifi_psk(&ssid, password.as_bytes()), Ok) {
+                Ok(psk) => s.wifi.push(Wifi {
+                    ssid,
+                    psk,
+                    hidden,
+                    country: country.clone(),
+                }),
+                Err(e) => errors.push((password_field, e.to_string())),
+            }
+        }
+        for (typed, interface, field) in [
+            (&f.static_ethernet, "ethernet", Field::StaticEthernet),
+            (&f.static_wifi, "wifi", Field::StaticWifi),
+        ] {
+            let typed = typed.trim();
+            if typed.is_empty() {
+                continue;
+            }
+            match StaticIp::parse(&format!("{interface}:{typed}")) {
+                Ok(fixed) => s.static_ip.push(fixed),
+                Err(e) => errors.push((field, e.to_string())),
             }
         }
         if !f.timezone.trim().is_empty() {
@@ -489,7 +601,15 @@ impl Wizard {
         s.passwordless_sudo = f.passwordless_sudo;
         if errors.is_empty() {
             if let Err(e) = s.validate() {
-                errors.push((Field::User, e.to_string()));
+                let text = e.to_string();
+                let field = if text.contains("static IP") {
+                    Field::StaticWifi
+                } else if text.contains("Wi-Fi") {
+                    Field::Ssid2
+                } else {
+                    Field::User
+                };
+                errors.push((field, text));
             }
         }
         self.errors = errors;
@@ -499,6 +619,7 @@ impl Wizard {
             // Hashed: the typed text is not kept.
             self.form.password.clear();
             self.form.wifi_password.clear();
+            self.form.wifi_password2.clear();
             self.settings = (!s.is_empty()).then_some(s);
         }
         self.errors.is_empty()

@@ -790,7 +790,7 @@ fn typed_passwords_are_dropped_once_hashed_and_never_printed() -> Result<(), Err
     );
     assert_eq!(app.wizard.form.wifi_password, "");
     let first = app.wizard.settings.clone().unwrap();
-    assert!(!format!("{first:?}").contains(&first.wifi.as_ref().unwrap().psk));
+    assert!(!format!("{first:?}").contains(&first.wifi[0].psk));
 
     // Back in the editor, the empty fields keep what was hashed...
     click(&mut app, "EDIT SETTINGS")?;
@@ -845,4 +845,176 @@ fn a_cached_web_catalog_naming_a_local_icon_is_not_read_from_disk() {
     let urls = super::app::icon_urls(&loaded);
     let locations: Vec<String> = urls.iter().map(|(_, at)| at.to_string()).collect();
     assert_eq!(locations, ["https://example.org/lists/icons/b.png"]);
+}
+
+/// An image made by scripts/os-image with these files in its root filesystem.
+fn os_image(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join(format!("{name}.root"));
+    for (path, content) in files {
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, content).unwrap();
+    }
+    let image = dir.join(format!("{name}.img"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
+    let out = std::process::Command::new(script)
+        .args([image.to_str().unwrap(), "40", "8", root.to_str().unwrap()])
+        .output()
+        .expect("scripts/os-image (mtools, dosfstools, e2fsprogs, fdisk)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    image
+}
+
+/// "Use custom" with `path`, and the inspection's answer delivered as the worker would.
+fn use_custom(app: &mut App, path: &Path) {
+    app.wizard.custom_path = path.display().to_string();
+    let _ = app.update(Message::UseCustom);
+    let os = app.wizard.os.clone().unwrap();
+    assert_eq!(
+        app.wizard.inspection(),
+        Some(&super::state::Inspected::Looking)
+    );
+    let found = super::inspect::look_now(&os);
+    let _ = app.update(Message::Inspected(
+        super::inspect::key(&os),
+        Box::new(found),
+    ));
+}
+
+#[test]
+fn the_chosen_image_is_looked_into_and_what_it_cannot_take_is_greyed_out() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let image = os_image(
+        dir.path(),
+        "custom",
+        &[
+            ("etc/os-release", "PRETTY_NAME=\"My Distro 3\"\n"),
+            (
+                "etc/fstab",
+                "/dev/mmcblk0p1 /boot/firmware vfat defaults 0 2\n",
+            ),
+            ("etc/passwd", "kim:x:1000:1000::/home/kim:/bin/sh\n"),
+            ("usr/lib/systemd/systemd", ""),
+            ("usr/sbin/NetworkManager", ""),
+        ],
+    );
+    let (_locale, mut app) = wizard();
+    use_custom(&mut app, &image);
+    assert!(
+        matches!(
+            app.wizard.inspection(),
+            Some(super::state::Inspected::Found { format, .. }) if format == "systemd"
+        ),
+        "{:?}",
+        app.wizard.inspection()
+    );
+    app.wizard.screen = Screen::AskCustomize;
+    assert!(shows(
+        &app,
+        "My Distro 3 takes settings as systemd (systemd runs firstrun.sh (no cloud-init)):"
+    ));
+    assert!(shows(&app, "• Wi-Fi: NetworkManager keyfile"));
+    assert!(shows(
+        &app,
+        "• SSH: refused: the image has no openssh-server"
+    ));
+    click(&mut app, "EDIT SETTINGS")?;
+    click(&mut app, "Services")?;
+    assert!(shows(
+        &app,
+        "Not on this image: the image has no openssh-server"
+    ));
+    let mut ui = simulator(app.view());
+    ui.click("Enable SSH")?;
+    assert_eq!(ui.into_messages().count(), 0, "the SSH box is greyed out");
+    // A catalog image on this computer is looked into too, with the catalog's format.
+    let (_, entry) = app
+        .wizard
+        .os_entries()
+        .into_iter()
+        .find(|(p, _)| p.ends_with("cardsmith demo (cloud-init)"))
+        .unwrap();
+    let os = super::state::OsChoice::Catalog {
+        path: "demo".into(),
+        entry: Box::new(entry),
+    };
+    match super::inspect::look_now(&os) {
+        super::state::Inspected::Found { format, why, .. } => {
+            assert_eq!(format, "cloudinit-rpi");
+            assert_eq!(why, "the catalog says cloudinit-rpi");
+        }
+        other => panic!("{other:?}"),
+    }
+    Ok(())
+}
+
+#[test]
+fn an_image_that_takes_no_settings_cannot_be_customised_in_the_wizard() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let image = os_image(
+        dir.path(),
+        "appliance",
+        &[("etc/os-release", "NAME=\"LibreELEC\"\n")],
+    );
+    let (_locale, mut app) = wizard();
+    use_custom(&mut app, &image);
+    app.wizard.screen = Screen::AskCustomize;
+    assert!(shows(
+        &app,
+        "This image cannot take first-boot settings: LibreELEC cannot take first-boot settings: it has neither systemd nor cloud-init, so nothing would apply them on its first boot; write it without settings"
+    ));
+    for label in ["EDIT SETTINGS", "YES"] {
+        let mut ui = simulator(app.view());
+        ui.click(label)?;
+        assert_eq!(ui.into_messages().count(), 0, "{label} is greyed out");
+    }
+    click(&mut app, "NO")?;
+    assert!(!app.wizard.apply_settings);
+    Ok(())
+}
+
+#[test]
+fn two_networks_and_fixed_addresses_are_set_in_the_editor() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    app.wizard.screen = Screen::Settings;
+    type_into(&mut app, Id::new("ssid"), "home")?;
+    type_into(&mut app, Id::new("wifi-password"), "first-password")?;
+    type_into(&mut app, Id::new("ssid-2"), "office")?;
+    type_into(&mut app, Id::new("wifi-password-2"), "second-password")?;
+    click(&mut app, "Options")?;
+    type_into(&mut app, Id::new("static-ethernet"), "192.168.1.0/24")?;
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.wizard.screen, Screen::Settings);
+    assert!(shows(
+        &app,
+        "static IP \"192.168.1.0/24\" is not valid: 192.168.1.0 is the network's own or its broadcast address on a /24"
+    ));
+    app.wizard.form.static_ethernet.clear();
+    type_into(
+        &mut app,
+        Id::new("static-ethernet"),
+        "192.168.1.50/24,192.168.1.1,1.1.1.1",
+    )?;
+    click(&mut app, "SAVE")?;
+    assert_eq!(
+        app.wizard.screen,
+        Screen::AskCustomize,
+        "{:?}",
+        app.wizard.errors
+    );
+    let s = app.wizard.settings.clone().unwrap();
+    let ssids: Vec<&[u8]> = s.wifi.iter().map(|w| w.ssid.as_slice()).collect();
+    assert_eq!(ssids, [&b"home"[..], b"office"], "the first is preferred");
+    assert_eq!(
+        s.wifi[1].psk,
+        cardsmith_customize::wifi_psk(b"office", b"second-password").unwrap()
+    );
+    assert_eq!(s.static_ip.len(), 1);
+    assert_eq!(s.static_ip[0].cidr(), "192.168.1.50/24");
+    assert_eq!(s.static_ip[0].dns, [std::net::Ipv4Addr::new(1, 1, 1, 1)]);
+    Ok(())
 }
