@@ -370,6 +370,14 @@ fn every_language_has_every_string() {
             missing.is_empty() && extra.is_empty(),
             "{code}: missing {missing:?}, unknown {extra:?}"
         );
+        // rust-i18n fills %{name}; a bare {name} would be shown as it is.
+        let text = std::fs::read_to_string(&file).unwrap();
+        for line in text.lines() {
+            let bare = line
+                .match_indices('{')
+                .any(|(at, _)| !line[..at].ends_with('%'));
+            assert!(!bare, "{code}: a placeholder without % in {line:?}");
+        }
     }
     // Every key the code asks for exists.
     let source =
