@@ -634,7 +634,7 @@ fn a_zip_download_is_fetched_whole_then_written() {
     ]);
     assert_ok(&out);
     assert!(
-        stderr(&out).contains("cannot be streamed: downloading it whole first"),
+        stderr(&out).contains("whole first: it is a zip archive, which cannot be streamed"),
         "{}",
         stderr(&out)
     );

@@ -867,11 +867,20 @@ fn an_image_that_runs_no_first_boot_mechanism_is_refused_before_anything_is_writ
     );
     let packed = bench.path("appliance.img.xz");
     compress("xz", &["-T1"], &image, &packed);
-    for source in [&image, &packed] {
+    // Also as a download: no format is known for it, so it is downloaded whole and read
+    // before anything is written.
+    let server = common::http::Server::start();
+    server.serve("/appliance.img.xz", fs::read(&packed).unwrap());
+    let url = server.url("/appliance.img.xz");
+    for source in [
+        image.to_str().unwrap(),
+        packed.to_str().unwrap(),
+        url.as_str(),
+    ] {
         let target = bench.path("card.img");
         let out = bench.run(&[
             "write",
-            source.to_str().unwrap(),
+            source,
             target.to_str().unwrap(),
             "--hostname",
             "media",
@@ -886,11 +895,7 @@ fn an_image_that_runs_no_first_boot_mechanism_is_refused_before_anything_is_writ
                 "Nothing was written: what the target holds is as it was.",
             ],
         );
-        assert!(
-            !target.exists(),
-            "nothing was written for {}",
-            source.display()
-        );
+        assert!(!target.exists(), "nothing was written for {source}");
     }
     let before = fs::read(&image).unwrap();
     let out = bench.run(&["customize", image.to_str().unwrap(), "--hostname", "media"]);

@@ -403,7 +403,8 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
     let (image_arg, target_path) = args.operands()?;
     // Settings (and their passwords) are asked for before anything is downloaded or written.
     let settings = args.custom.settings()?;
-    let planned = source::plan(&args, image_arg, cancel, reporter)?;
+    let inspect_first = settings.is_some() && args.custom.init_format.is_none();
+    let planned = source::plan(&args, image_arg, inspect_first, cancel, reporter)?;
     let (init_format, format_by) = match (&args.custom.init_format, &planned.os) {
         (Some(given), _) => (Some(given.clone()), "--init-format"),
         (None, Some(entry)) => (entry.init_format.clone(), "the catalog"),

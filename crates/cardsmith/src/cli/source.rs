@@ -36,6 +36,10 @@ struct Fetch<'a> {
     cache: Option<&'a Cache>,
     json: bool,
     cancel: &'a CancelToken,
+    /// Download whole before writing rather than stream: settings are to be judged
+    /// against the image's own filesystems before anything is written, and no format
+    /// was given to judge them by.
+    whole: bool,
 }
 
 /// An opened download: the image, the cache entry in the making, a scratch directory.
@@ -57,9 +61,13 @@ fn hash(hex: Option<&String>, what: &str, name: &str) -> Result<Option<[u8; 32]>
     .transpose()
 }
 
+/// `inspect_first`: first-boot settings are to be written and `--init-format` was not
+/// given, so an image known by no format (a URL; a catalog entry without `init_format`) is
+/// downloaded whole before writing, to be inspected.
 pub fn plan(
     args: &WriteArgs,
     image_arg: Option<&str>,
+    inspect_first: bool,
     cancel: &CancelToken,
     reporter: &mut Reporter,
 ) -> Result<Planned, Failure> {
@@ -88,15 +96,17 @@ pub fn plan(
         });
     }
     let cache = cache_or_warn(reporter);
-    let fetch = Fetch {
+    let mut fetch = Fetch {
         http: args.catalog.http()?,
         cache: cache.as_ref(),
         json: args.json,
         cancel,
+        whole: inspect_first,
     };
     let (image, pending, scratch, os, options) = match (&args.os, url) {
         (Some(name), _) => {
             let (entry, options) = catalog_entry(args, name, &fetch, options, reporter)?;
+            fetch.whole = inspect_first && entry.init_format.is_none();
             let known = Known {
                 download_sha256: entry.image_download_sha256.clone(),
                 image_sha256: entry.extract_sha256.clone(),
@@ -264,6 +274,7 @@ pub fn open_arg(
         cache: cache.as_ref(),
         json,
         cancel,
+        whole: false,
     };
     let (image, _pending, scratch) =
         open(&Location::parse(arg), &Known::default(), &fetch, reporter)?;
@@ -296,6 +307,16 @@ fn open(
             }
             Ok((Image::open(&Input::Path(path), OpenAs::Detect)?, None, None))
         }
+        Source::Stream { pending, .. } if fetch.whole && matches!(location, Location::Url(_)) => {
+            drop(pending);
+            whole(
+                location,
+                "its filesystems are read before anything is written, to see how it takes the \
+                 settings (no format was given)",
+                fetch,
+                reporter,
+            )
+        }
         Source::Stream {
             input,
             reader,
@@ -303,25 +324,30 @@ fn open(
         } => match Image::open_stream(input, reader, OpenAs::Detect) {
             Err(Error::ZipStreamed { .. }) => {
                 drop(pending);
-                whole(location, fetch, reporter)
+                whole(
+                    location,
+                    "it is a zip archive, which cannot be streamed",
+                    fetch,
+                    reporter,
+                )
             }
             other => Ok((other?, pending, None)),
         },
     }
 }
 
-/// Downloads a zip whole, into the cache's partial area (or a scratch directory), and
-/// opens it. Ctrl-C stops the download.
+/// Downloads an image whole, into the cache's partial area (or a scratch directory), and
+/// opens it; `why` says why it is not streamed. Ctrl-C stops the download.
 fn whole(
     location: &Location,
+    why: &str,
     fetch: &Fetch<'_>,
     reporter: &mut Reporter,
 ) -> Result<Opened, Failure> {
     let Location::Url(url) = location else {
-        unreachable!("only downloads are streamed zips");
+        unreachable!("only downloads are downloaded whole");
     };
-    let text =
-        format!("{url} is a zip archive, which cannot be streamed: downloading it whole first");
+    let text = format!("Downloading {url} whole first: {why}");
     reporter.note(&text, json!({ "event": "note", "text": text }));
     // The partial file lives in the cache (it becomes the entry), or in a scratch directory.
     let (scratch, cache) = match fetch.cache {
