@@ -828,3 +828,24 @@ fn the_trixie_path_with_cloud_init_boots_with_every_setting() {
         boots: 1,
     });
 }
+
+/// The first Trixie release's catalog entry said "systemd": its first boot is a systemd boot
+/// with the FAT partition at /boot/firmware and no initramfs fixup, so a command line naming
+/// /boot/firstrun.sh fails there (and powers a real board off). Inspection names the path
+/// the first boot finds; the settings go in through the fallbacks, beside cloud-init.
+#[test]
+fn the_trixie_systemd_format_finds_its_script_and_boots_with_every_setting() {
+    run_case(&Case {
+        name: "trixie-systemd",
+        base: "trixie",
+        catalog_format: Some("systemd"),
+        user: "dave",
+        ssh_password_auth: true,
+        passwordless_sudo: true,
+        static_ethernet: None,
+        timezone: "Europe/Paris",
+        keymap: "fr",
+        cloud_init: false,
+        boots: 2,
+    });
+}
