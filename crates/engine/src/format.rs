@@ -5,11 +5,17 @@ use std::fmt;
 /// The compression (or archive) wrapped around an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// No container: the bytes are the image.
     Raw,
+    /// xz (single or multi-block, concatenated streams).
     Xz,
+    /// gzip.
     Gzip,
+    /// bzip2.
     Bzip2,
+    /// Zstandard.
     Zstd,
+    /// A zip archive holding the image.
     Zip,
 }
 

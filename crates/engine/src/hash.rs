@@ -13,8 +13,11 @@ use crate::Error;
 /// The digests `hash` offers: the ones image publishers print next to their downloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
+    /// SHA-256, what Raspberry Pi Imager's catalog publishes.
     Sha256,
+    /// SHA-1.
     Sha1,
+    /// MD5.
     Md5,
 }
 
@@ -61,7 +64,9 @@ pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
 /// The result of hashing an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashReport {
+    /// The digest in lower-case hex.
     pub hex: String,
+    /// How many bytes were hashed.
     pub bytes: u64,
 }
 

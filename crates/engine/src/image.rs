@@ -18,7 +18,9 @@ use crate::Error;
 /// Where an image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input {
+    /// A file (or a device read as an image).
     Path(PathBuf),
+    /// Standard input (`-`).
     Stdin,
     /// A stream the caller opened (a download), named by its URL.
     Url(String),
@@ -48,20 +50,25 @@ impl fmt::Display for Input {
 /// Whether to look inside a compressed image or take the file's bytes as they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenAs {
+    /// Find the container from the first bytes and decode it.
     Detect,
+    /// Take the bytes as they are (hashing a download as published).
     Raw,
 }
 
 /// The device and inode an image is read from, to refuse writing onto the image itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileIdentity {
+    /// The device holding the file.
     pub dev: u64,
+    /// The file's inode.
     pub ino: u64,
     /// For a block device used as the source: the device it is.
     pub rdev: Option<u64>,
 }
 
 impl FileIdentity {
+    /// The identity of the file `meta` describes.
     pub fn of(meta: &std::fs::Metadata) -> FileIdentity {
         FileIdentity {
             dev: meta.dev(),
@@ -299,10 +306,12 @@ impl Image {
         Ok(())
     }
 
+    /// Where the image comes from.
     pub fn input(&self) -> &Input {
         &self.input
     }
 
+    /// Its container.
     pub fn format(&self) -> Format {
         self.format
     }
@@ -317,6 +326,7 @@ impl Image {
         self.stored_len
     }
 
+    /// The file it is read from, when it is one (to refuse writing onto it).
     pub fn identity(&self) -> Option<FileIdentity> {
         self.identity
     }

@@ -15,11 +15,14 @@ use crate::Error;
 /// The partition table kinds `--allocated-only` understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TableKind {
+    /// A DOS partition table (primary, extended and logical partitions).
     Mbr,
+    /// A GUID partition table.
     Gpt,
 }
 
 impl TableKind {
+    /// "MBR" or "GPT".
     pub fn name(self) -> &'static str {
         match self {
             TableKind::Mbr => "MBR",
@@ -31,6 +34,7 @@ impl TableKind {
 /// How to make an image of only the partitioned part of a disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Allocated {
+    /// The disk's partition table.
     pub table: TableKind,
     /// The byte just past the last partition.
     pub partitions_end: u64,
@@ -48,6 +52,7 @@ impl Allocated {
         self.copy + self.tail.len() as u64
     }
 
+    /// Whether the image would hold nothing.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

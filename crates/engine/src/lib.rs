@@ -10,7 +10,7 @@
 //! ```
 //!
 //! [`Image`] opens a source and finds its format and, where the container records it, its
-//! decoded size. [`Target`] opens a device or file. [`write`] zeroes the first and last MiB of
+//! decoded size. [`Target`] opens a device or file. [`write()`] zeroes the first and last MiB of
 //! a device, streams the image through a fixed pool of buffers (memory does not grow with the
 //! image), writes the first chunk last, flushes, and reads everything back with O_DIRECT to
 //! compare per-chunk hashes. [`verify`] compares an image with a target byte for byte, and
@@ -22,6 +22,8 @@
 //!
 //! The engine does not find drives, decide which are safe to erase, prompt, or print: it is
 //! handed an opened target and leaves policy to its callers.
+
+#![warn(missing_docs)]
 
 mod buffer;
 mod error;

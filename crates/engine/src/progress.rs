@@ -19,6 +19,7 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// The phase as the JSON output names it.
     pub fn name(self) -> &'static str {
         match self {
             Phase::Write => "write",
@@ -33,6 +34,7 @@ impl Phase {
 /// One progress report. Reported at most once per chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
+    /// What the job is doing.
     pub phase: Phase,
     /// Image bytes handled so far in this phase.
     pub bytes_done: u64,
@@ -45,14 +47,17 @@ pub struct Progress {
 pub struct CancelToken(Arc<AtomicBool>);
 
 impl CancelToken {
+    /// A token that has not fired.
     pub fn new() -> CancelToken {
         CancelToken::default()
     }
 
+    /// Fires it: every job holding a clone stops at its next chunk.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
 
+    /// Whether it has fired.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

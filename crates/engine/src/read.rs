@@ -34,9 +34,13 @@ use crate::Error;
 /// The formats a backup can be written in, chosen by the output's extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
+    /// The image as it is.
     Raw,
+    /// `.zst`: zstd level 3, multi-threaded.
     Zstd,
+    /// `.xz`: preset 6, multi-threaded and multi-block.
     Xz,
+    /// `.gz`: gzip level 6.
     Gzip,
 }
 
@@ -65,6 +69,7 @@ impl OutputFormat {
         }
     }
 
+    /// The format's short name ("raw", "zstd", "xz", "gzip").
     pub fn name(self) -> &'static str {
         match self {
             OutputFormat::Raw => "raw",
@@ -80,7 +85,7 @@ impl OutputFormat {
 pub struct ReadOptions {
     /// Replace an existing output (and its .sha256 file).
     pub force: bool,
-    /// Only up to the end of the last partition (see [`layout`]).
+    /// Only up to the end of the last partition (see [`Allocated`]).
     pub allocated_only: bool,
     /// Who the backup and its .sha256 belong to (see [`NewFiles::owner`]). The backup is
     /// always private (0600): it holds the card's password hashes and Wi-Fi keys.
@@ -96,6 +101,7 @@ pub struct ReadReport {
     pub stored: u64,
     /// SHA-256 of the uncompressed image.
     pub sha256: String,
+    /// The format written.
     pub format: OutputFormat,
     /// The `sha256sum` file written beside the output.
     pub checksum_file: PathBuf,

@@ -16,6 +16,7 @@ const BLOCK: usize = 1 << 20;
 
 /// The decoded image: a file with no name, removed when dropped.
 pub struct Unpacked {
+    /// The unnamed file holding the decoded image.
     pub file: File,
     /// The decoded size.
     pub len: u64,

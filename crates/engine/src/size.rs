@@ -21,11 +21,14 @@ pub enum SizeKind {
 /// The decoded size of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageSize {
+    /// The size in bytes.
     pub bytes: u64,
+    /// How sure it is.
     pub kind: SizeKind,
 }
 
 impl ImageSize {
+    /// A size known to the byte.
     pub fn exact(bytes: u64) -> ImageSize {
         ImageSize {
             bytes,

@@ -28,7 +28,9 @@ mod ioctl {
 /// What kind of thing is being written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetKind {
+    /// A card, a USB drive, a loop device.
     BlockDevice,
+    /// An image file.
     File,
 }
 
@@ -378,6 +380,7 @@ impl Target {
         Ok(target)
     }
 
+    /// Where the target is.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -387,6 +390,7 @@ impl Target {
         &self.file
     }
 
+    /// A device or a file.
     pub fn kind(&self) -> TargetKind {
         self.kind
     }

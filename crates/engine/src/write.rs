@@ -43,10 +43,13 @@ pub enum ChecksumMatch {
 /// What a successful write did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteReport {
+    /// Image bytes written.
     pub bytes: u64,
+    /// Which SHA-256 given matched, when one was given.
     pub checksum: Option<ChecksumMatch>,
     /// SHA-256 of the decompressed image, when one was computed.
     pub image_sha256: Option<String>,
+    /// Whether the target was read back and compared.
     pub verified: bool,
     /// Whether the target was read back with O_DIRECT (otherwise its cache was dropped first).
     pub bypassed_cache: bool,
