@@ -19,6 +19,7 @@ use iced::widget::{
 use iced::{Center, Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
 
+use super::host::Host;
 use super::inspect;
 use super::state::{
     CatalogState, DriveOffer, Field, Inspected, OsChoice, Running, Screen, StorageChoice, Tab,
@@ -136,6 +137,8 @@ pub enum FormEdit {
     Timezone(String),
     Keymap(String),
     Sudo(bool),
+    /// Add the SSH keys found on this computer.
+    AddMyKeys,
 }
 
 /// Typed passwords never reach a log through `{:?}` (a message is printed when iced
@@ -160,6 +163,7 @@ impl std::fmt::Debug for FormEdit {
             FormEdit::Timezone(s) => write!(f, "Timezone({s:?})"),
             FormEdit::Keymap(s) => write!(f, "Keymap({s:?})"),
             FormEdit::Sudo(b) => write!(f, "Sudo({b})"),
+            FormEdit::AddMyKeys => f.write_str("AddMyKeys"),
         }
     }
 }
@@ -177,13 +181,15 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(language: String, repo: Option<String>) -> (App, Task<Message>) {
+    /// The wizard in `language`, on the catalog `repo` (the official one by default), its
+    /// settings form prefilled from `host`.
+    pub fn new(language: String, repo: Option<String>, host: Host) -> (App, Task<Message>) {
         rust_i18n::set_locale(&language);
         let cache_dir = Cache::open()
             .map(|c| c.dir().display().to_string())
             .unwrap_or_default();
         let app = App {
-            wizard: Wizard::new(language),
+            wizard: Wizard::new(language, host),
             icons: HashMap::new(),
             cache_note: None,
             cache_dir,
@@ -1007,6 +1013,23 @@ impl App {
         col.into()
     }
 
+    /// The SSH keys this computer has, offered: one click adds them (and turns SSH on).
+    fn offered_keys(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let missing = w
+            .offered_keys
+            .iter()
+            .filter(|k| !w.form.ssh_keys.lines().any(|l| l.trim() == k.as_str()))
+            .count();
+        if missing == 0 || w.refused("ssh").is_some() {
+            return column![].into();
+        }
+        button(text(t!("settings.add_my_keys", count = missing)))
+            .on_press(Message::Form(FormEdit::AddMyKeys))
+            .style(button::secondary)
+            .into()
+    }
+
     fn settings_editor(&self) -> Element<'_, Message> {
         let w = &self.wizard;
         let f = &w.form;
@@ -1129,6 +1152,7 @@ impl App {
                     FormEdit::SshKeys,
                     false
                 ),
+                self.offered_keys(),
             ]
             .spacing(8)
             .into(),
@@ -1388,6 +1412,18 @@ pub(crate) fn crashed(verb: &str) -> String {
 fn edit_form(w: &mut Wizard, edit: FormEdit) {
     let f = &mut w.form;
     match edit {
+        FormEdit::AddMyKeys => {
+            for key in &w.offered_keys {
+                if !f.ssh_keys.lines().any(|l| l.trim() == key.as_str()) {
+                    if !f.ssh_keys.is_empty() && !f.ssh_keys.ends_with('\n') {
+                        f.ssh_keys.push('\n');
+                    }
+                    f.ssh_keys += key;
+                    f.ssh_keys.push('\n');
+                }
+            }
+            f.ssh = true;
+        }
         FormEdit::Hostname(s) => f.hostname = s,
         FormEdit::User(s) => f.user = s,
         FormEdit::Password(s) => f.password = s,

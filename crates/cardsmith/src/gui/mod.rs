@@ -3,6 +3,7 @@
 //! as the CLI (`cardsmith write …` on a worker thread), so it adds no imaging logic.
 
 mod app;
+mod host;
 mod inspect;
 mod state;
 
@@ -36,7 +37,7 @@ pub fn system_language() -> String {
 pub fn run() -> iced::Result {
     let repo = std::env::var("CARDSMITH_REPO").ok();
     iced::application(
-        move || App::new(system_language(), repo.clone()),
+        move || App::new(system_language(), repo.clone(), host::Host::this_computer()),
         App::update,
         App::view,
     )

@@ -215,6 +215,8 @@ pub struct Wizard {
     pub apply_settings: bool,
     /// What looking inside the chosen OS found, and for which OS (`gui::inspect::key`).
     pub inspected: Option<(String, Inspected)>,
+    /// SSH public keys found on this computer, offered in the editor.
+    pub offered_keys: Vec<String>,
     /// Stops the inspection under way when another OS is chosen.
     pub inspect_cancel: Option<cardsmith_engine::CancelToken>,
     pub form: Form,
@@ -241,7 +243,9 @@ pub struct Wizard {
 }
 
 impl Wizard {
-    pub fn new(language: String) -> Wizard {
+    /// A wizard at its start, its settings form prefilled from `host` (what the computer
+    /// uses), else with British defaults.
+    pub fn new(language: String, host: super::host::Host) -> Wizard {
         Wizard {
             screen: Screen::Start,
             catalog: CatalogState::Loading,
@@ -259,11 +263,13 @@ impl Wizard {
             inspected: None,
             inspect_cancel: None,
             form: Form {
-                country: "GB".into(),
-                timezone: "Europe/London".into(),
-                keymap: "gb".into(),
+                country: host.country.unwrap_or_else(|| "GB".into()),
+                timezone: host.timezone.unwrap_or_else(|| "Europe/London".into()),
+                keymap: host.keymap.unwrap_or_else(|| "gb".into()),
+                user: host.user.unwrap_or_default(),
                 ..Form::default()
             },
+            offered_keys: host.ssh_keys,
             tab: Tab::General,
             errors: Vec::new(),
             settings: None,

@@ -37,7 +37,7 @@ fn one_locale_at_a_time() -> MutexGuard<'static, ()> {
 fn wizard() -> (MutexGuard<'static, ()>, App) {
     let guard = one_locale_at_a_time();
     rust_i18n::set_locale("en");
-    let (mut app, _) = App::new("en".into(), Some(repo()));
+    let (mut app, _) = App::new("en".into(), Some(repo()), Default::default());
     let http = Http::new(Duration::from_secs(5)).unwrap();
     let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
     app.wizard.catalog = CatalogState::Ready(Box::new(loaded));
@@ -1024,5 +1024,43 @@ fn two_networks_and_fixed_addresses_are_set_in_the_editor() -> Result<(), Error>
     assert_eq!(s.static_ip.len(), 1);
     assert_eq!(s.static_ip[0].cidr(), "192.168.1.50/24");
     assert_eq!(s.static_ip[0].dns, [std::net::Ipv4Addr::new(1, 1, 1, 1)]);
+    Ok(())
+}
+
+#[test]
+fn the_form_starts_from_this_computer_and_offers_its_ssh_keys() -> Result<(), Error> {
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBtt1J9x7vU6sqiJ6mlQvhBPHTcJ1rYqRk4cR3EqsEkI me@laptop";
+    let host = super::host::Host {
+        timezone: Some("Europe/Vienna".into()),
+        keymap: Some("de".into()),
+        country: Some("AT".into()),
+        user: Some("kim".into()),
+        ssh_keys: vec![key.into()],
+    };
+    let (_locale, mut app) = wizard();
+    app.wizard = super::state::Wizard::new("en".into(), host);
+    let f = &app.wizard.form;
+    assert_eq!(
+        (
+            f.timezone.as_str(),
+            f.keymap.as_str(),
+            f.country.as_str(),
+            f.user.as_str()
+        ),
+        ("Europe/Vienna", "de", "AT", "kim")
+    );
+    assert!(
+        f.ssh_keys.is_empty() && !f.ssh,
+        "keys are offered, not added"
+    );
+    app.wizard.screen = Screen::Settings;
+    click(&mut app, "Services")?;
+    click(&mut app, "Add my SSH keys (1 found in ~/.ssh)")?;
+    assert_eq!(app.wizard.form.ssh_keys.trim(), key);
+    assert!(app.wizard.form.ssh, "adding keys turns SSH on");
+    assert!(
+        !shows(&app, "Add my SSH keys (1 found in ~/.ssh)"),
+        "nothing left to add"
+    );
     Ok(())
 }
