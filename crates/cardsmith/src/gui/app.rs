@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, OFFICIAL};
+use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, Origin, OFFICIAL};
 use cardsmith_customize::presets::Presets;
 use cardsmith_drives::{Sources, Watcher};
 use cardsmith_engine::{CancelToken, Phase};
@@ -105,6 +105,12 @@ pub enum Message {
     Escape,
     /// What looking inside an OS found, for the OS with this key (`inspect::key`).
     Inspected(String, Box<Inspected>),
+    /// Show or hide the catalog's full description (why it is offline).
+    CatalogDetails(bool),
+    /// After a write: the next card, with the same OS and settings.
+    WriteAnother,
+    /// Show or hide what is typed in the password fields.
+    ShowPasswords(bool),
 }
 
 /// The path fields that have a Browse… button.
@@ -355,6 +361,9 @@ impl App {
                 w.typed_name.clear();
                 w.screen = Screen::Start;
             }
+            Message::WriteAnother => w.write_another(),
+            Message::CatalogDetails(on) => w.catalog_details = on,
+            Message::ShowPasswords(on) => w.show_passwords = on,
             Message::Verify(on) => w.verify = on,
             Message::Eject(on) => w.eject = on,
             Message::ClearCache => {
@@ -657,11 +666,39 @@ impl App {
             .spacing(4)
             .align_x(Center)
         };
-        let catalog_line = match &w.catalog {
-            CatalogState::Loading => t!("start.catalog_loading").into_owned(),
-            CatalogState::Ready(l) => l.describe(),
-            CatalogState::Failed(e) => t!("start.catalog_failed", error = e).into_owned(),
+        // Offline is said in one friendly line; the reason (a DNS error…) behind Details.
+        let (catalog_line, details) = match &w.catalog {
+            CatalogState::Loading => (t!("start.catalog_loading").into_owned(), None),
+            CatalogState::Ready(l) => match &l.origin {
+                Origin::Cached { fetched_at, .. } => (
+                    t!(
+                        "start.offline_cached",
+                        date = cardsmith_catalog::utc(*fetched_at)
+                    )
+                    .into_owned(),
+                    Some(l.describe()),
+                ),
+                Origin::Bundled { .. } => {
+                    (t!("start.offline_sample").into_owned(), Some(l.describe()))
+                }
+                _ => (l.describe(), None),
+            },
+            CatalogState::Failed(e) => (
+                t!("start.catalog_unavailable").into_owned(),
+                Some(t!("start.catalog_failed", error = e).into_owned()),
+            ),
         };
+        let mut catalog = row![text(catalog_line).size(12)].spacing(8).align_y(Center);
+        if details.is_some() {
+            catalog = catalog.push(
+                checkbox(w.catalog_details)
+                    .label(t!("start.details"))
+                    .size(14)
+                    .text_size(12)
+                    .on_toggle(Message::CatalogDetails),
+            );
+        }
+        let details = details.filter(|_| w.catalog_details).unwrap_or_default();
         let current = languages().into_iter().find(|l| l.0 == w.language);
         column![
             row![
@@ -715,7 +752,8 @@ impl App {
             .spacing(8)
             .align_y(Center),
             text(self.cache_note.clone().unwrap_or_default()).size(12),
-            text(catalog_line).size(12),
+            catalog,
+            text(details).size(12),
         ]
         .spacing(18)
         .align_x(Center)
@@ -997,7 +1035,7 @@ impl App {
         let input = text_input(&kept, value)
             .id(id)
             .on_input_maybe(refused.is_none().then_some(move |s| Message::Form(edit(s))))
-            .secure(secret)
+            .secure(secret && !self.wizard.show_passwords)
             .padding(6);
         let mut col = column![text(label).size(13), input].spacing(4);
         if let Some(why) = refused {
@@ -1065,6 +1103,9 @@ impl App {
                     FormEdit::Password,
                     true
                 ),
+                checkbox(w.show_passwords)
+                    .label(t!("settings.show_passwords"))
+                    .on_toggle(Message::ShowPasswords),
                 self.field(
                     "ssid",
                     t!("settings.ssid").into_owned(),
@@ -1354,10 +1395,19 @@ impl App {
         for note in &o.notes {
             col = col.push(text(note.clone()).size(12));
         }
-        let mut buttons = row![button(text(t!("done.again")))
-            .on_press(Message::Restart)
-            .style(button::primary)]
-        .spacing(12);
+        let mut buttons = row![].spacing(12);
+        if o.ok && verb == "write" {
+            buttons = buttons.push(
+                button(text(t!("done.another")))
+                    .on_press(Message::WriteAnother)
+                    .style(button::primary),
+            );
+        }
+        buttons = buttons.push(
+            button(text(t!("done.again")))
+                .on_press(Message::Restart)
+                .style(button::secondary),
+        );
         let on_a_drive = matches!(self.wizard.storage, Some(StorageChoice::Drive(_)))
             && self.wizard.last_verb != "read";
         if o.ok && on_a_drive {

@@ -217,6 +217,10 @@ pub struct Wizard {
     pub inspected: Option<(String, Inspected)>,
     /// SSH public keys found on this computer, offered in the editor.
     pub offered_keys: Vec<String>,
+    /// The start screen shows why the catalog is offline.
+    pub catalog_details: bool,
+    /// The password fields show what is typed.
+    pub show_passwords: bool,
     /// Stops the inspection under way when another OS is chosen.
     pub inspect_cancel: Option<cardsmith_engine::CancelToken>,
     pub form: Form,
@@ -270,6 +274,8 @@ impl Wizard {
                 ..Form::default()
             },
             offered_keys: host.ssh_keys,
+            catalog_details: false,
+            show_passwords: false,
             tab: Tab::General,
             errors: Vec::new(),
             settings: None,
@@ -286,6 +292,18 @@ impl Wizard {
             close_when_done: false,
             last_verb: "write",
         }
+    }
+
+    /// After a successful write: the next card gets the same OS and settings (the host
+    /// name's counter advanced), and a card of its own is chosen.
+    pub fn write_another(&mut self) {
+        self.outcome = None;
+        self.typed_name.clear();
+        self.storage = None;
+        if let Some(s) = self.settings.as_mut().filter(|s| s.has_counter()) {
+            s.counter += 1;
+        }
+        self.screen = Screen::Storage;
     }
 
     /// Starts looking inside the OS chosen now (see `gui::inspect`).

@@ -1064,3 +1064,67 @@ fn the_form_starts_from_this_computer_and_offers_its_ssh_keys() -> Result<(), Er
     );
     Ok(())
 }
+
+#[test]
+fn offline_is_one_friendly_line_with_the_reason_behind_details() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    if let CatalogState::Ready(loaded) = &mut app.wizard.catalog {
+        loaded.origin = cardsmith_catalog::Origin::Bundled {
+            error: "dns error: failed to lookup address information".into(),
+        };
+    }
+    assert!(shows(
+        &app,
+        "Offline: showing the sample catalog built into cardsmith."
+    ));
+    let raw = simulator(app.view())
+        .find("dns error: failed to lookup address information")
+        .is_ok();
+    assert!(!raw, "the raw error is not on the start screen");
+    click(&mut app, "Details")?;
+    let loaded = app.wizard.loaded().unwrap().describe();
+    assert!(loaded.contains("dns error"), "{loaded}");
+    assert!(shows(&app, &loaded), "Details shows the whole reason");
+    Ok(())
+}
+
+#[test]
+fn write_another_card_keeps_the_os_and_settings_and_counts_on() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    let dir = tempfile::tempdir().unwrap();
+    choose_everything(&mut app, &dir.path().join("first.img"))?;
+    app.wizard.settings = Some(cardsmith_customize::Settings {
+        hostname: Some("node{n:02}".into()),
+        ..Default::default()
+    });
+    app.wizard.last_verb = "write";
+    app.wizard.outcome = Some(super::state::Outcome {
+        ok: true,
+        text: "Wrote it.".into(),
+        notes: Vec::new(),
+        cancelled: false,
+        left: None,
+    });
+    app.wizard.screen = Screen::Done;
+    click(&mut app, "WRITE ANOTHER CARD")?;
+    assert_eq!(app.wizard.screen, Screen::Storage, "a card of its own next");
+    assert!(app.wizard.storage.is_none() && app.wizard.outcome.is_none());
+    assert!(
+        matches!(&app.wizard.os, Some(super::state::OsChoice::Catalog { entry, .. }) if entry.name == "cardsmith demo (systemd)"),
+        "the OS stays chosen"
+    );
+    let settings = app.wizard.settings.as_ref().unwrap();
+    assert_eq!(settings.hostname_now().unwrap().as_deref(), Some("node02"));
+    Ok(())
+}
+
+#[test]
+fn passwords_are_hidden_until_shown() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    app.wizard.screen = Screen::Settings;
+    type_into(&mut app, Id::new("password"), "visible-now")?;
+    assert!(!shows(&app, "visible-now"), "hidden while typed");
+    click(&mut app, "Show passwords")?;
+    assert!(shows(&app, "visible-now"), "shown on request");
+    Ok(())
+}
