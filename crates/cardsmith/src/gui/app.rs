@@ -612,6 +612,7 @@ impl App {
             Screen::Progress => self.progress(),
             Screen::Done => self.done(),
             Screen::Read => self.read_card(),
+            Screen::Options => self.options(),
         };
         container(scrollable(body).height(Fill))
             .padding(20)
@@ -699,12 +700,13 @@ impl App {
             );
         }
         let details = details.filter(|_| w.catalog_details).unwrap_or_default();
-        let current = languages().into_iter().find(|l| l.0 == w.language);
         column![
             row![
                 text(t!("app.title")).size(28),
                 space::horizontal(),
-                pick_list(languages(), current, Message::Language),
+                button(text(t!("options.title")))
+                    .on_press(Message::Go(Screen::Options))
+                    .style(button::secondary),
             ]
             .align_y(Center),
             text(t!("start.intro")),
@@ -724,20 +726,33 @@ impl App {
                     .style(button::secondary),
             ]
             .spacing(16),
-            rule::horizontal(1),
+            catalog,
+            text(details).size(12),
+        ]
+        .spacing(18)
+        .align_x(Center)
+        .width(Fill)
+        .into()
+    }
+
+    /// Verify, eject, the download cache and the language: set once, not on every run.
+    fn options(&self) -> Element<'_, Message> {
+        let w = &self.wizard;
+        let current = languages().into_iter().find(|l| l.0 == w.language);
+        column![
+            self.header(t!("options.title").into_owned()),
             row![
-                checkbox(w.verify)
-                    .label(t!("options.verify"))
-                    .on_toggle(Message::Verify),
-                checkbox(w.eject)
-                    .label(t!("options.eject"))
-                    .on_toggle(Message::Eject),
-                button(text(t!("options.clear_cache")))
-                    .on_press(Message::ClearCache)
-                    .style(button::secondary),
+                text(t!("options.language")),
+                pick_list(languages(), current, Message::Language),
             ]
-            .spacing(16)
+            .spacing(8)
             .align_y(Center),
+            checkbox(w.verify)
+                .label(t!("options.verify"))
+                .on_toggle(Message::Verify),
+            checkbox(w.eject)
+                .label(t!("options.eject"))
+                .on_toggle(Message::Eject),
             row![
                 text(t!("options.cache_dir")),
                 text_input("", &self.cache_dir)
@@ -751,13 +766,13 @@ impl App {
             ]
             .spacing(8)
             .align_y(Center),
+            button(text(t!("options.clear_cache")))
+                .on_press(Message::ClearCache)
+                .style(button::secondary),
             text(self.cache_note.clone().unwrap_or_default()).size(12),
-            catalog,
-            text(details).size(12),
+            self.back(),
         ]
-        .spacing(18)
-        .align_x(Center)
-        .width(Fill)
+        .spacing(16)
         .into()
     }
 
@@ -1217,12 +1232,6 @@ impl App {
                     FormEdit::StaticWifi,
                     false
                 ),
-                checkbox(w.verify)
-                    .label(t!("options.verify"))
-                    .on_toggle(Message::Verify),
-                checkbox(w.eject)
-                    .label(t!("options.eject"))
-                    .on_toggle(Message::Eject),
             ]
             .spacing(8)
             .into(),

@@ -29,6 +29,8 @@ pub enum Screen {
     Done,
     /// READ A CARD: back up a card into an image file.
     Read,
+    /// Verify, eject, the download cache, the language.
+    Options,
 }
 
 /// What to write.

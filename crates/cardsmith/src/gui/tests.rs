@@ -1128,3 +1128,27 @@ fn passwords_are_hidden_until_shown() -> Result<(), Error> {
     assert!(shows(&app, "visible-now"), "shown on request");
     Ok(())
 }
+
+#[test]
+fn options_live_on_their_own_screen_not_the_start_screen() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    assert!(
+        !shows(&app, "Verify after writing"),
+        "not on the start screen"
+    );
+    click(&mut app, "OPTIONS")?;
+    assert_eq!(app.wizard.screen, Screen::Options);
+    for label in [
+        "Verify after writing",
+        "Eject when done",
+        "Clear download cache",
+        "Language:",
+    ] {
+        assert!(shows(&app, label), "{label}");
+    }
+    click(&mut app, "Verify after writing")?;
+    assert!(!app.wizard.verify);
+    click(&mut app, "Back")?;
+    assert_eq!(app.wizard.screen, Screen::Start);
+    Ok(())
+}
