@@ -7,6 +7,21 @@ const COUNTRIES: &str = include_str!("../data/countries.txt");
 const TIMEZONES: &str = include_str!("../data/timezones.txt");
 const KEYMAPS: &str = include_str!("../data/keymaps.txt");
 
+/// The Wi-Fi countries `country` accepts (ISO 3166-1 alpha-2), for pickers.
+pub fn countries() -> impl Iterator<Item = &'static str> {
+    COUNTRIES.lines().filter(|l| !l.is_empty())
+}
+
+/// The time zones `timezone` accepts, for pickers.
+pub fn timezones() -> impl Iterator<Item = &'static str> {
+    TIMEZONES.lines().filter(|l| !l.is_empty())
+}
+
+/// The keyboard layouts `keymap` accepts, for pickers.
+pub fn keymaps() -> impl Iterator<Item = &'static str> {
+    KEYMAPS.lines().filter(|l| !l.is_empty())
+}
+
 fn listed(list: &str, value: &str) -> bool {
     list.lines().any(|l| l == value)
 }

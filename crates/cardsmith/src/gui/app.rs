@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, Origin, OFFICIAL};
 use cardsmith_customize::presets::Presets;
+use cardsmith_customize::validate;
 use cardsmith_drives::{Sources, Watcher};
 use cardsmith_engine::{CancelToken, Phase};
 use iced::futures::channel::mpsc;
 use iced::keyboard;
 use iced::widget::{
-    button, checkbox, column, container, image, operation, pick_list, progress_bar, row, rule,
-    scrollable, space, text, text_input, toggler,
+    button, checkbox, column, combo_box, container, image, operation, pick_list, progress_bar, row,
+    rule, scrollable, space, text, text_input, toggler,
 };
 use iced::{Center, Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
@@ -184,6 +185,29 @@ pub struct App {
     pub preset_note: Option<String>,
     /// The saved presets, read when the editor opens (not on every redraw).
     pub preset_list: Vec<String>,
+    /// Searchable lists for the fields that take one of a known set of values.
+    pub pickers: Pickers,
+}
+
+/// The searchable lists of the settings editor: the values the checks accept.
+pub struct Pickers {
+    pub country: combo_box::State<String>,
+    pub timezone: combo_box::State<String>,
+    pub keymap: combo_box::State<String>,
+}
+
+impl Pickers {
+    /// The lists, each showing the form's value to start with.
+    fn new(form: &super::state::Form) -> Pickers {
+        let owned = |list: &mut dyn Iterator<Item = &'static str>, value: &String| {
+            combo_box::State::with_selection(list.map(str::to_owned).collect(), Some(value))
+        };
+        Pickers {
+            country: owned(&mut validate::countries(), &form.country),
+            timezone: owned(&mut validate::timezones(), &form.timezone),
+            keymap: owned(&mut validate::keymaps(), &form.keymap),
+        }
+    }
 }
 
 impl App {
@@ -194,14 +218,17 @@ impl App {
         let cache_dir = Cache::open()
             .map(|c| c.dir().display().to_string())
             .unwrap_or_default();
+        let wizard = Wizard::new(language, host);
+        let pickers = Pickers::new(&wizard.form);
         let app = App {
-            wizard: Wizard::new(language, host),
+            wizard,
             icons: HashMap::new(),
             cache_note: None,
             cache_dir,
             preset_name: String::new(),
             preset_note: None,
             preset_list: Vec::new(),
+            pickers,
         };
         (app, load_catalog(repo))
     }
@@ -1066,6 +1093,38 @@ impl App {
         col.into()
     }
 
+    /// A field that takes one of a known list (time zone, keyboard layout, country):
+    /// typing searches the list, and only a listed value can be picked.
+    fn picker<'a>(
+        &'a self,
+        label: String,
+        state: &'a combo_box::State<String>,
+        value: &'a String,
+        field: Field,
+        edit: fn(String) -> FormEdit,
+    ) -> Element<'a, Message> {
+        let mut col = column![text(label).size(13)].spacing(4);
+        let refused = self.wizard.refused(setting_of(field));
+        col = match refused {
+            // Greyed out: a text field that takes no input.
+            Some(why) => col.push(text_input("", value).padding(6)).push(
+                text(t!("inspect.refused", why = why))
+                    .size(12)
+                    .style(text::secondary),
+            ),
+            None => col.push(
+                combo_box(state, &t!("settings.search"), Some(value), move |v| {
+                    Message::Form(edit(v))
+                })
+                .padding(6),
+            ),
+        };
+        if let Some(error) = self.wizard.error(field) {
+            col = col.push(text(error.to_owned()).size(12).style(text::danger));
+        }
+        col.into()
+    }
+
     /// The SSH keys this computer has, offered: one click adds them (and turns SSH on).
     fn offered_keys(&self) -> Element<'_, Message> {
         let w = &self.wizard;
@@ -1160,29 +1219,26 @@ impl App {
                     FormEdit::WifiPassword2,
                     true
                 ),
-                self.field(
-                    "country",
+                self.picker(
                     t!("settings.country").into_owned(),
+                    &self.pickers.country,
                     &f.country,
                     Field::Country,
                     FormEdit::Country,
-                    false
                 ),
-                self.field(
-                    "timezone",
+                self.picker(
                     t!("settings.timezone").into_owned(),
+                    &self.pickers.timezone,
                     &f.timezone,
                     Field::Timezone,
                     FormEdit::Timezone,
-                    false
                 ),
-                self.field(
-                    "keymap",
+                self.picker(
                     t!("settings.keymap").into_owned(),
+                    &self.pickers.keymap,
                     &f.keymap,
                     Field::Keymap,
                     FormEdit::Keymap,
-                    false
                 ),
             ]
             .spacing(8)

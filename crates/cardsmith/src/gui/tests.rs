@@ -1152,3 +1152,43 @@ fn options_live_on_their_own_screen_not_the_start_screen() -> Result<(), Error> 
     assert_eq!(app.wizard.screen, Screen::Start);
     Ok(())
 }
+
+#[test]
+fn time_zone_keymap_and_country_are_picked_from_searchable_lists() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    // The lists are exactly what the checks accept, so nothing picked can be refused.
+    let p = &app.pickers;
+    for (list, check) in [
+        (
+            &p.timezone,
+            cardsmith_customize::validate::timezone as fn(&str) -> _,
+        ),
+        (&p.keymap, cardsmith_customize::validate::keymap),
+        (&p.country, cardsmith_customize::validate::country),
+    ] {
+        assert!(list.options().len() > 20);
+        for option in list.options() {
+            assert!(check(option).is_ok(), "{option}");
+        }
+    }
+    assert!(p.timezone.options().iter().any(|z| z == "Asia/Tokyo"));
+    // (iced_test reaches a combo box's label but not the box, so the pick is delivered as
+    // the box delivers it.)
+    app.wizard.screen = Screen::Settings;
+    assert!(shows(&app, "Time zone (such as Europe/London)"));
+    let _ = app.update(Message::Form(super::app::FormEdit::Timezone(
+        "Asia/Tokyo".into(),
+    )));
+    click(&mut app, "SAVE")?;
+    assert_eq!(
+        app.wizard.screen,
+        Screen::AskCustomize,
+        "{:?}",
+        app.wizard.errors
+    );
+    assert_eq!(
+        app.wizard.settings.as_ref().unwrap().timezone.as_deref(),
+        Some("Asia/Tokyo")
+    );
+    Ok(())
+}
