@@ -492,32 +492,6 @@ impl Run {
     }
 }
 
-/// The PSK wpa_passphrase derives: the independent witness for the keys NetworkManager holds.
-fn wpa_psk(ssid: &str, pass: &str) -> String {
-    let out = tool("wpa_passphrase", &[ssid, pass]);
-    stdout(&out)
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("psk="))
-        .expect("wpa_passphrase prints psk=")
-        .to_owned()
-}
-
-/// Whether `hash` is the crypt of `password`, by the host's libxcrypt (Python's crypt).
-fn crypt_matches(password: &str, hash: &str) -> bool {
-    let out = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import crypt, sys; print(crypt.crypt(sys.argv[1], sys.argv[2]) == sys.argv[2])",
-            password,
-            hash,
-        ])
-        .output()
-        .expect("python3 is needed");
-    stdout(&out).trim() == "True"
-}
-
 /// Facts gathered in the guest as root, one `key=value` per line.
 const ROOT_SCRIPT: &str = r#"
 echo "hostname=$(hostname)"
@@ -624,7 +598,7 @@ fn check(case: &Case, run: &Run, boots: usize) -> Vec<String> {
     );
     let shadow = fact(&root, "shadow");
     expect!(
-        crypt_matches(PASSWORD, &shadow),
+        common::crypt_accepts(PASSWORD, &shadow),
         format!("the password's hash {shadow:?} is not the password's (libxcrypt)"),
     );
     let password_login = run.password_login(case.user);
@@ -683,7 +657,7 @@ fn check(case: &Case, run: &Run, boots: usize) -> Vec<String> {
             continue;
         };
         let psk = setting(secret, "802-11-wireless-security", "psk").and_then(|p| p.as_str());
-        let witness = wpa_psk(ssid, pass);
+        let witness = common::wpa_psk(ssid, pass);
         expect!(
             psk == Some(witness.as_str()),
             format!("the PSK NetworkManager holds for {ssid:?} is {psk:?}, wpa_passphrase says {witness}"),

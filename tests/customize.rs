@@ -102,20 +102,6 @@ fn assert_fat_clean(image: &Path) {
 
 /// libxcrypt's crypt(3), called from Python through ctypes (the `crypt` module is gone
 /// from newer Pythons), as the judge of a password hash.
-fn crypt_accepts(password: &str, hash: &str) -> bool {
-    let check = "import ctypes, sys\n\
-                 lib = ctypes.CDLL('libcrypt.so.1')\n\
-                 lib.crypt.restype = ctypes.c_char_p\n\
-                 lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n\
-                 out = lib.crypt(sys.argv[1].encode(), sys.argv[2].encode())\n\
-                 sys.exit(0 if out == sys.argv[2].encode() else 1)";
-    Command::new("python3")
-        .args(["-c", check, password, hash])
-        .status()
-        .expect("python3 is needed")
-        .success()
-}
-
 fn assert_hash_verifies(hash: &str, prefix: &str) {
     assert!(hash.starts_with(prefix), "{hash}");
     assert!(
@@ -126,16 +112,6 @@ fn assert_hash_verifies(hash: &str, prefix: &str) {
         !crypt_accepts("wrong", hash),
         "the witness accepts a wrong password"
     );
-}
-
-/// The PSK wpa_passphrase computes.
-fn wpa_psk(ssid: &str, passphrase: &str) -> String {
-    let out = tool("wpa_passphrase", &[ssid, passphrase]);
-    stdout(&out)
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("psk="))
-        .expect("wpa_passphrase prints psk=")
-        .to_owned()
 }
 
 /// The words of a firstrun.sh line that starts with `prefix`, unquoted by sh itself.

@@ -135,6 +135,32 @@ pub fn ssh_keygen(path: &Path, comment: &str) {
     );
 }
 
+/// Whether `hash` is the crypt(3) of `password`, by the system's libxcrypt (through
+/// Python's ctypes: the crypt module is gone from newer Pythons).
+pub fn crypt_accepts(password: &str, hash: &str) -> bool {
+    let check = "import ctypes, sys\n\
+                 lib = ctypes.CDLL('libcrypt.so.1')\n\
+                 lib.crypt.restype = ctypes.c_char_p\n\
+                 lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]\n\
+                 out = lib.crypt(sys.argv[1].encode(), sys.argv[2].encode())\n\
+                 sys.exit(0 if out == sys.argv[2].encode() else 1)";
+    Command::new("python3")
+        .args(["-c", check, password, hash])
+        .status()
+        .expect("python3 is needed")
+        .success()
+}
+
+/// The PSK wpa_passphrase derives for a network: an independent witness for Wi-Fi keys.
+pub fn wpa_psk(ssid: &str, passphrase: &str) -> String {
+    let out = tool("wpa_passphrase", &[ssid, passphrase]);
+    stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("psk="))
+        .expect("wpa_passphrase prints psk=")
+        .to_owned()
+}
+
 /// Runs an external tool and insists it succeeds.
 #[track_caller]
 pub fn tool(program: &str, args: &[&str]) -> Output {
