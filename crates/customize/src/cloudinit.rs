@@ -113,13 +113,8 @@ pub fn user_data(
             y += &format!("- {command}\n");
         }
     }
-    if settings.rpi.any() {
-        if !rpi {
-            return Err(Error::NeedsCloudInitRpi {
-                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
-                format: "cloudinit",
-            });
-        }
+    // Only cloudinit-rpi carries them (`Format::takes`, checked by `render`).
+    if rpi && settings.rpi.any() {
         y += "rpi:\n";
         let r = &settings.rpi;
         if r.i2c || r.spi || r.onewire || r.serial.is_some() {

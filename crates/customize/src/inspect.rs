@@ -384,7 +384,8 @@ pub fn choose(inspection: &Inspection, given: Option<Given<'_>>) -> Result<Choic
     })
 }
 
-fn os_name(ins: &Inspection) -> String {
+/// The image's name from its os-release, for messages.
+pub(crate) fn os_name(ins: &Inspection) -> String {
     ins.os
         .as_ref()
         .map(|o| o.name.clone())

@@ -58,6 +58,18 @@ impl Format {
         }
     }
 
+    /// Whether this format can carry everything `settings` asks for: the Raspberry Pi
+    /// interfaces only go through `cloudinit-rpi`.
+    pub fn takes(self, settings: &Settings) -> Result<(), Error> {
+        if settings.rpi.any() && self != Format::CloudInitRpi {
+            return Err(Error::NeedsCloudInitRpi {
+                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
+                format: self.name(),
+            });
+        }
+        Ok(())
+    }
+
     /// A catalog's `init_format` or `--init-format`. "" and "none" mean the image takes no
     /// customisation.
     pub fn parse(text: &str) -> Result<Format, Error> {
@@ -135,13 +147,57 @@ impl Default for Facts<'_> {
     }
 }
 
-const SEED_FILES: [&str; 5] = [
-    "cmdline.txt",
-    "issue.txt",
-    "user-data",
-    "meta-data",
-    "network-config",
-];
+/// The boot partition's files that tell how the image boots: read by [`survey`].
+const SEED_FILES: [&str; 3] = ["cmdline.txt", "issue.txt", "user-data"];
+
+/// What [`prepare`] and [`examine`] both start from: the boot partition, its first-boot
+/// files, and what the root filesystem shows (or why it could not be read).
+struct Survey {
+    /// The image or card, without O_DIRECT (fatfs reads odd sizes).
+    disk: File,
+    span: boot::Span,
+    /// cmdline.txt, issue.txt and user-data, where present.
+    seeds: [Option<Vec<u8>>; 3],
+    inspection: Result<Inspection, String>,
+}
+
+impl Survey {
+    fn seeds(&self) -> [Option<&[u8]>; 3] {
+        [0, 1, 2].map(|i| self.seeds[i].as_deref())
+    }
+}
+
+/// Finds the boot partition of the image or card open in `file`, reads its first-boot
+/// files and inspects the root filesystem; changes nothing.
+fn survey(file: &File, path: &Path) -> Result<Survey, Error> {
+    let io = |what: &'static str| {
+        move |source: io::Error| Error::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    let mut disk = file.try_clone().map_err(io("reopen"))?;
+    // fatfs reads and writes odd sizes, which O_DIRECT (as the engine left the descriptor)
+    // refuses; the page cache takes them, and is synced after writing.
+    boot::set_direct(&disk, false).map_err(io("switch off O_DIRECT on"))?;
+    let span = boot::find(&mut disk, path)?;
+    let read = boot::read_files(boot::Slice::new(boot::ReadOnly(&disk), span), &SEED_FILES)
+        .map_err(|e| Error::Fat {
+            path: path.to_owned(),
+            what: "read",
+            detail: e.to_string(),
+        })?;
+    let mut read = read.into_iter();
+    let seeds = [(); 3].map(|_| read.next().flatten());
+    let inspection = inspect_root(&disk, span, seeds[0].as_deref());
+    Ok(Survey {
+        disk,
+        span,
+        seeds,
+        inspection,
+    })
+}
 
 /// Customises the image or card open in `file` (at `path`; `device` for a block device):
 /// [`prepare`], then [`Prepared::apply`].
@@ -176,28 +232,13 @@ pub fn prepare(
 ) -> Result<Prepared, Error> {
     let settings = request.settings;
     settings.validate()?;
-    let io = |what: &'static str| {
-        move |source: io::Error| Error::Io {
-            what,
-            path: path.to_owned(),
-            source,
-        }
-    };
-    let fat = |what: &'static str| {
-        move |e: io::Error| Error::Fat {
-            path: path.to_owned(),
-            what,
-            detail: e.to_string(),
-        }
-    };
-    let mut disk = file.try_clone().map_err(io("reopen"))?;
-    // fatfs reads and writes odd sizes, which O_DIRECT (as the engine left the descriptor)
-    // refuses; the page cache takes them, and is synced below.
-    boot::set_direct(&disk, false).map_err(io("switch off O_DIRECT on"))?;
-    let span = boot::find(&mut disk, path)?;
-    let existing =
-        boot::read_files(boot::Slice::new(&mut disk, span), &SEED_FILES).map_err(fat("read"))?;
-    let [cmdline, issue, user_data, ..] = [0, 1, 2].map(|i| existing[i].clone());
+    let Survey {
+        mut disk,
+        span,
+        seeds,
+        inspection,
+    } = survey(file, path)?;
+    let [cmdline, issue, user_data] = seeds;
     let given = request
         .format
         .map(Format::parse)
@@ -207,7 +248,7 @@ pub fn prepare(
             by: request.format_by,
         });
     let mut notes = Vec::new();
-    let inspection = match inspect_root(&disk, span, cmdline.as_deref()) {
+    let inspection = match inspection {
         Ok(found) => Some(found),
         Err(why) => {
             notes.push(format!(
@@ -224,21 +265,13 @@ pub fn prepare(
         path,
     )?;
     let format = choice.format;
-    if settings.rpi.any() && format != Format::CloudInitRpi {
-        return Err(Error::NeedsCloudInitRpi {
-            setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
-            format: format.name(),
-        });
-    }
+    format.takes(settings)?;
     let effects = match &inspection {
         Some(found) => {
             let refused = inspect::refusals(found, format, settings);
             if !refused.is_empty() {
                 return Err(Error::SettingsRefused {
-                    os: found
-                        .os
-                        .as_ref()
-                        .map_or_else(|| "the image".into(), |o| o.name.clone()),
+                    os: inspect::os_name(found),
                     format: format.name(),
                     refused: refused
                         .iter()
@@ -367,34 +400,9 @@ pub fn examine(
     path: &Path,
     given: Option<inspect::Given<'_>>,
 ) -> Result<Examined, Error> {
-    let mut disk = file.try_clone().map_err(|source| Error::Io {
-        what: "reopen",
-        path: path.to_owned(),
-        source,
-    })?;
-    boot::set_direct(&disk, false).map_err(|source| Error::Io {
-        what: "switch off O_DIRECT on",
-        path: path.to_owned(),
-        source,
-    })?;
-    let span = boot::find(&mut disk, path)?;
-    let seeds = boot::read_files(
-        boot::Slice::new(boot::ReadOnly(&disk), span),
-        &["cmdline.txt", "issue.txt", "user-data"],
-    )
-    .map_err(|e| Error::Fat {
-        path: path.to_owned(),
-        what: "read",
-        detail: e.to_string(),
-    })?;
-    let cmdline = seeds[0].as_deref();
-    let inspection = inspect_root(&disk, span, cmdline);
-    let choice = decide(
-        inspection.as_ref().ok(),
-        given,
-        [cmdline, seeds[1].as_deref(), seeds[2].as_deref()],
-        path,
-    );
+    let found = survey(file, path)?;
+    let choice = decide(found.inspection.as_ref().ok(), given, found.seeds(), path);
+    let inspection = found.inspection;
     let effects = match (&inspection, &choice) {
         (Ok(found), Ok(c)) => inspect::effects(found, c.format),
         _ => Vec::new(),
@@ -506,6 +514,7 @@ pub fn render(
     cmdline: Option<&[u8]>,
     facts: Facts<'_>,
 ) -> Result<Vec<(String, Vec<u8>)>, Error> {
+    format.takes(settings)?;
     let mut files = Vec::new();
     match format {
         Format::Systemd => {

@@ -17,7 +17,7 @@ use cardsmith_customize::{
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use cardsmith_engine::{unpack, CancelToken, Format as Packing, Image, Input};
+use cardsmith_engine::{CancelToken, Format as Packing, Image, Input};
 
 use super::confirm;
 use super::report::{Left, Reporter, Said};
@@ -469,49 +469,47 @@ pub fn check_before_writing(
     cancel: &CancelToken,
     reporter: &mut Reporter,
 ) -> Result<(), Failure> {
-    if let Some(format) = request.format {
-        let format = cardsmith_customize::Format::parse(format)?;
-        if request.settings.rpi.any() && format != cardsmith_customize::Format::CloudInitRpi {
-            return Err(cardsmith_customize::Error::NeedsCloudInitRpi {
-                setting: "--enable-i2c/--enable-spi/--enable-onewire/--enable-serial/--usb-gadget",
-                format: format.name(),
-            }
-            .into());
+    // An image read before writing is judged whole by `prepare`; one that is not (a stream
+    // with a format given) is judged by that format now, and by `prepare` once written.
+    let readable = match image.reopen_args() {
+        Some((Input::Path(path), open_as))
+            if image.format() == Packing::Raw || request.format.is_none() =>
+        {
+            Some((path, open_as))
         }
-    }
-    let Some((Input::Path(path), open_as)) = image.reopen_args() else {
+        _ => None,
+    };
+    let Some((path, open_as)) = readable else {
+        if let Some(format) = request.format {
+            cardsmith_customize::Format::parse(format)?.takes(request.settings)?;
+        }
         return Ok(());
     };
-    let file = if image.format() == Packing::Raw {
-        fs::File::open(&path)
-            .map_err(|e| Failure::Refused(format!("cannot read {}: {e}", path.display())))?
-    } else if request.format.is_none() {
+    if image.format() != Packing::Raw {
         let text = format!(
             "Reading the image's filesystems before writing, to see how it takes settings: \
              decoding {} into a temporary file",
             path.display()
         );
         reporter.note(&text, json!({ "event": "note", "text": text }));
-        let again = Image::open(&Input::Path(path.clone()), open_as)?;
-        super::ctrl_c_cancels(true);
-        let unpacked = unpack(again, &std::env::temp_dir(), cancel);
-        super::ctrl_c_cancels(false);
-        match unpacked {
-            Ok(unpacked) => unpacked.file,
-            // No room to decode it here: it is judged on the target once written instead.
-            Err(cardsmith_engine::Error::NoSpace { path, .. }) => {
-                let text = format!(
-                    "No room to decode the image in {} before writing: it is inspected once \
-                     written (set TMPDIR to a roomier place to have it checked first)",
-                    path.display()
-                );
-                reporter.note(&text, json!({ "event": "note", "text": text }));
-                return Ok(());
-            }
-            Err(e) => return Err(e.into()),
+    }
+    let again = Image::open(&Input::Path(path.clone()), open_as)?;
+    super::ctrl_c_cancels(true);
+    let file = super::inspect::readable(again, cancel);
+    super::ctrl_c_cancels(false);
+    let file = match file {
+        Ok(file) => file,
+        // No room to decode it here: it is judged on the target once written instead.
+        Err(cardsmith_engine::Error::NoSpace { path, .. }) => {
+            let text = format!(
+                "No room to decode the image in {} before writing: it is inspected once \
+                 written (set TMPDIR to a roomier place to have it checked first)",
+                path.display()
+            );
+            reporter.note(&text, json!({ "event": "note", "text": text }));
+            return Ok(());
         }
-    } else {
-        return Ok(());
+        Err(e) => return Err(e.into()),
     };
     prepare(&file, &path, false, request)?;
     Ok(())
