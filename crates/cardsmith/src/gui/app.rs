@@ -1079,8 +1079,19 @@ impl App {
             .on_input_maybe(refused.is_none().then_some(move |s| Message::Form(edit(s))))
             .secure(secret && !self.wizard.show_passwords)
             .padding(6);
-        let mut col = column![text(label).size(13), input].spacing(4);
-        if let Some(why) = refused {
+        self.labelled(label, input.into(), field)
+    }
+
+    /// A form control under its label, with why the image cannot take it (when it cannot)
+    /// and what is wrong with its value (when something is).
+    fn labelled<'a>(
+        &'a self,
+        label: String,
+        control: Element<'a, Message>,
+        field: Field,
+    ) -> Element<'a, Message> {
+        let mut col = column![text(label).size(13), control].spacing(4);
+        if let Some(why) = self.wizard.refused(setting_of(field)) {
             col = col.push(
                 text(t!("inspect.refused", why = why))
                     .size(12)
@@ -1103,26 +1114,16 @@ impl App {
         field: Field,
         edit: fn(String) -> FormEdit,
     ) -> Element<'a, Message> {
-        let mut col = column![text(label).size(13)].spacing(4);
-        let refused = self.wizard.refused(setting_of(field));
-        col = match refused {
+        let control = match self.wizard.refused(setting_of(field)) {
             // Greyed out: a text field that takes no input.
-            Some(why) => col.push(text_input("", value).padding(6)).push(
-                text(t!("inspect.refused", why = why))
-                    .size(12)
-                    .style(text::secondary),
-            ),
-            None => col.push(
-                combo_box(state, &t!("settings.search"), Some(value), move |v| {
-                    Message::Form(edit(v))
-                })
-                .padding(6),
-            ),
+            Some(_) => text_input("", value).padding(6).into(),
+            None => combo_box(state, &t!("settings.search"), Some(value), move |v| {
+                Message::Form(edit(v))
+            })
+            .padding(6)
+            .into(),
         };
-        if let Some(error) = self.wizard.error(field) {
-            col = col.push(text(error.to_owned()).size(12).style(text::danger));
-        }
-        col.into()
+        self.labelled(label, control, field)
     }
 
     /// The SSH keys this computer has, offered: one click adds them (and turns SSH on).
