@@ -406,33 +406,34 @@ impl Run {
         ))
     }
 
-    fn ssh_command(&self, user: &str) -> Command {
+    /// ssh to `user` on the guest with `options` (pairs for -o) besides the ones every
+    /// connection takes: no host key records, a short connect timeout, and keepalives, so
+    /// a guest that stops answering ends the session rather than the test waiting.
+    fn ssh_command(&self, user: &str, options: &[&str]) -> Command {
         let mut c = Command::new("ssh");
-        c.args([
-            "-o",
+        for option in [
             "StrictHostKeyChecking=no",
-            "-o",
             "UserKnownHostsFile=/dev/null",
-        ])
-        .args([
-            "-o",
             "LogLevel=ERROR",
-            "-o",
             "ConnectTimeout=5",
-            "-o",
-            "BatchMode=yes",
-        ])
-        .args(["-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&self.key)
-        .args(["-p", &self.port.to_string()])
-        .arg(format!("{user}@127.0.0.1"));
+            "ServerAliveInterval=5",
+            "ServerAliveCountMax=6",
+        ]
+        .iter()
+        .chain(options)
+        {
+            c.args(["-o", option]);
+        }
+        c.args(["-p", &self.port.to_string()])
+            .arg(format!("{user}@127.0.0.1"));
         c
     }
 
     /// Runs `command` over SSH with the key; `input` on its standard input.
     fn ssh(&self, user: &str, command: &str, input: Option<&str>) -> Result<String, String> {
+        let identity = format!("IdentityFile={}", self.key.display());
         let mut child = self
-            .ssh_command(user)
+            .ssh_command(user, &["BatchMode=yes", "IdentitiesOnly=yes", &identity])
             .arg(command)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -460,24 +461,15 @@ impl Run {
         )
         .unwrap();
         fs::set_permissions(&askpass, fs::Permissions::from_mode(0o700)).unwrap();
-        let out = Command::new("ssh")
-            .args([
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-            ])
-            .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=5"])
-            .args([
-                "-o",
-                "PubkeyAuthentication=no",
-                "-o",
-                "PreferredAuthentications=password",
-            ])
-            .args(["-o", "NumberOfPasswordPrompts=1"])
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6"])
-            .args(["-p", &self.port.to_string()])
-            .arg(format!("{user}@127.0.0.1"))
+        let out = self
+            .ssh_command(
+                user,
+                &[
+                    "PubkeyAuthentication=no",
+                    "PreferredAuthentications=password",
+                    "NumberOfPasswordPrompts=1",
+                ],
+            )
             .arg("true")
             .env("SSH_ASKPASS", &askpass)
             .env("SSH_ASKPASS_REQUIRE", "force")
