@@ -1,14 +1,17 @@
 //! cardsmith writes OS images to SD cards and USB drives, verifies them, reads them back,
 //! and sets up a Raspberry Pi's first boot.
 //!
-//! This binary is a thin face over the crates that do the work: `cli` turns arguments into
-//! their calls and their progress into terminal output; `gui` is the wizard, which runs the
-//! same `cli` verbs on a worker thread. It holds no imaging logic of its own.
+//! This binary is two faces over the crates that do the work, joined by `job`: typed
+//! write, read and erase jobs that report typed events to a sink. `cli` turns arguments
+//! into jobs (and other calls) and events into terminal output; `gui` is the wizard, which
+//! turns the user's choices into the same jobs and runs them on a worker thread. Neither
+//! face holds imaging logic of its own.
 
 rust_i18n::i18n!("../../locales", fallback = "en");
 
 mod cli;
 mod gui;
+mod job;
 #[cfg(test)]
 mod testing;
 

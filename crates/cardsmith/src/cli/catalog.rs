@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use cardsmith_catalog::{
-    find_device, find_os, for_device, load, utc, Cache, Device, Http, Loaded, OsEntry, Say,
+    find_device, find_os, for_device, load, utc, Cache, Device, Http, Loaded, OsEntry,
 };
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use super::report::Reporter;
-use super::Failure;
+use crate::job::{self, Event, Failure, Sink};
 
 /// Where the catalog comes from, and how patient to be with the network.
 #[derive(Args, Clone)]
@@ -38,13 +38,13 @@ impl CatalogArgs {
         reporter: &mut Reporter,
     ) -> Result<Loaded, Failure> {
         let loaded = load(self.repo.as_deref(), http, cache)?;
-        reporter.note(
-            &loaded.describe(),
-            json!({ "event": "catalog", "source": loaded.asked, "description": loaded.describe(),
-                    "fetched_at": loaded.fetched_at() }),
-        );
+        reporter.event(Event::Catalog {
+            source: loaded.asked.clone(),
+            description: loaded.describe(),
+            fetched_at: loaded.fetched_at(),
+        });
         for note in &loaded.notes {
-            reporter.note(note, json!({ "event": "note", "text": note }));
+            reporter.event(Event::note(note.clone()));
         }
         Ok(loaded)
     }
@@ -110,23 +110,44 @@ fn device(loaded: &Loaded, name: Option<&str>) -> Result<Option<Device>, Failure
 }
 
 /// The cache, when there is a place for it; cardsmith works without one.
-pub fn cache_or_warn(reporter: &mut Reporter) -> Option<Cache> {
-    match Cache::open() {
-        Ok(cache) => Some(cache),
-        Err(e) => {
-            let text = format!("no download cache: {e}");
-            reporter.note(&text, json!({ "event": "note", "text": text }));
-            None
-        }
-    }
+fn cache_or_warn(reporter: &mut Reporter) -> Option<Cache> {
+    job::open_cache(None, reporter)
 }
 
-/// Tells what the cache had to put right (an index entry that named no SHA-256…).
-pub fn cache_notes(cache: &Cache, reporter: &mut Reporter) {
-    for text in cache.take_notes() {
-        let text = format!("Download cache: {text}");
-        reporter.note(&text, json!({ "event": "note", "text": text }));
+/// The catalog entry `name` for `write --os` (for `--device`, only when made for it).
+pub fn entry(
+    args: &CatalogArgs,
+    name: &str,
+    device: Option<&str>,
+    reporter: &mut Reporter,
+) -> Result<OsEntry, Failure> {
+    let cache = cache_or_warn(reporter);
+    let loaded = args.load(&args.http()?, cache.as_ref(), reporter)?;
+    let list = match device {
+        Some(d) => {
+            let device = find_device(loaded.catalog.devices(), d)?;
+            let kept = for_device(&loaded.catalog.os_list, &device);
+            if find_os(&kept, name).is_err() {
+                if let Ok((path, entry)) = find_os(&loaded.catalog.os_list, name) {
+                    return Err(cardsmith_catalog::Error::NotForDevice {
+                        os: path,
+                        device: device.name,
+                        tags: entry.devices.clone().unwrap_or_default(),
+                    }
+                    .into());
+                }
+            }
+            kept
+        }
+        None => loaded.catalog.os_list.clone(),
+    };
+    let (path, entry) = find_os(&list, name)?;
+    if entry.url.is_none() {
+        return Err(cardsmith_catalog::Error::NoUrl { name: path }.into());
     }
+    // Refused now, before anything is downloaded.
+    job::catalog_hashes(entry)?;
+    Ok(entry.clone())
 }
 
 pub fn os(command: OsCommand, reporter: &mut Reporter) -> Result<(), Failure> {
@@ -214,7 +235,7 @@ pub fn cache(command: CacheCommand, reporter: &mut Reporter) -> Result<(), Failu
     match command {
         CacheCommand::List { json } => {
             let entries = cache.list();
-            cache_notes(&cache, reporter);
+            job::cache_notes(&cache, reporter);
             if json {
                 print_json(&json!({ "dir": cache.dir(), "entries": entries }));
                 return Ok(());
@@ -241,7 +262,7 @@ pub fn cache(command: CacheCommand, reporter: &mut Reporter) -> Result<(), Failu
         }
         CacheCommand::Clear => {
             let (files, bytes) = cache.clear()?;
-            cache_notes(&cache, reporter);
+            job::cache_notes(&cache, reporter);
             let text = format!(
                 "Removed {files} cached file{} ({}) from {}.",
                 if files == 1 { "" } else { "s" },
@@ -332,16 +353,4 @@ fn customisation(init_format: Option<&str>) -> &'static str {
         "cloudinit-rpi" => "cloud-init for Raspberry Pi OS (user-data, network-config)",
         _ => "none: the image is written as it is",
     }
-}
-
-/// Where download news (a retry, a resume, a damaged cache entry) goes: standard error, or
-/// a JSON event line with `--json`.
-pub fn say(json: bool) -> Say {
-    std::sync::Arc::new(move |text: &str| {
-        if json {
-            println!("{}", json!({ "event": "note", "text": text }));
-        } else {
-            eprintln!("{text}");
-        }
-    })
 }

@@ -11,17 +11,16 @@ use std::path::{Path, PathBuf};
 
 use cardsmith_customize::presets::Presets;
 use cardsmith_customize::{
-    prepare, validate, wifi_psk, PasswordHashes, Prepared, Report, Request, Serial, Settings, Ssh,
-    StaticIp, User, Wifi,
+    prepare, validate, wifi_psk, PasswordHashes, Report, Request, Serial, Settings, Ssh, StaticIp,
+    User, Wifi,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
-use cardsmith_engine::{CancelToken, Format as Packing, Image, Input};
-
 use super::confirm;
-use super::report::{Left, Reporter, Said};
-use super::Failure;
+use super::report::{Reporter, Said};
+use super::Stopped;
+use crate::job::{self, Event, Failure, Left, Run};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SerialMode {
@@ -115,9 +114,6 @@ pub struct CustomArgs {
     /// catalog's, or found from the boot partition)
     #[arg(long, value_name = "FORMAT")]
     pub init_format: Option<String>,
-    /// Settings the wizard prepared (secrets already hashed), instead of the flags.
-    #[arg(skip)]
-    pub prepared: Option<Settings>,
 }
 
 /// A secret from a file, or with `-` from standard input: typed at a hidden prompt when
@@ -182,10 +178,6 @@ impl CustomArgs {
     /// The settings: the preset's, overridden by the flags, with secrets read and hashed.
     /// `None` when nothing is to be set.
     pub fn settings(&self) -> Result<Option<Settings>, Failure> {
-        if let Some(prepared) = &self.prepared {
-            prepared.validate()?;
-            return Ok(Some(prepared.clone()));
-        }
         let mut s = match &self.preset {
             Some(name) => Presets::open()?.load(name)?,
             None => Settings::default(),
@@ -325,61 +317,14 @@ impl SettingsArgs {
     }
 }
 
-/// Tells what a customisation did.
-pub fn said(report: &Report, reporter: &mut Reporter) {
-    let mut text = format!(
-        "Customised the boot partition for {} ({}): {}",
-        report.format.name(),
-        report.why,
-        report.files.join(", ")
-    );
-    if let Some(h) = &report.hostname {
-        text += &format!("; hostname {h}");
+impl CustomArgs {
+    /// The preset whose host-name counter a card's name comes from (not overridden by
+    /// `--hostname`): it moves on after each card.
+    pub fn counting_preset(&self) -> Option<String> {
+        self.preset
+            .clone()
+            .filter(|_| self.settings.hostname.is_none())
     }
-    if let Some(kind) = report.password_hash {
-        text += &format!("; password stored as {kind}");
-    }
-    for effect in &report.effects {
-        text += &format!("\n  {}", effect.describe());
-    }
-    if let Some(d) = &report.disagreement {
-        text += &format!("\nNote: {d}");
-    }
-    for note in &report.notes {
-        text += &format!("\nNote: {note}");
-    }
-    reporter.note(
-        &text,
-        json!({ "event": "customized", "init_format": report.format.name(), "detected": report.detected,
-                "why": report.why, "disagreement": report.disagreement, "notes": report.notes,
-                "effects": report.effects, "files": report.files, "hostname": report.hostname,
-                "password_hash": report.password_hash }),
-    );
-}
-
-/// After a successful write or customisation with a preset whose hostname counts: the next
-/// card gets the next number.
-pub fn advance_preset(
-    args: &CustomArgs,
-    settings: &Settings,
-    reporter: &mut Reporter,
-) -> Result<(), Failure> {
-    let (Some(name), true) = (
-        &args.preset,
-        settings.has_counter() && args.settings.hostname.is_none(),
-    ) else {
-        return Ok(());
-    };
-    // The card is done; a preset that cannot be updated is reported, not a failure.
-    let text = match Presets::open().and_then(|p| p.advance(name, settings.counter)) {
-        Ok(next) => format!("Preset {name}: the next card is number {next}"),
-        Err(e) => format!("Preset {name} was not advanced: {e}"),
-    };
-    reporter.note(
-        &text,
-        json!({ "event": "preset_counter", "preset": name, "text": text }),
-    );
-    Ok(())
 }
 
 #[derive(Args)]
@@ -392,7 +337,7 @@ pub struct CustomizeArgs {
     #[arg(long, value_name = "DATE")]
     release_date: Option<String>,
     #[command(flatten)]
-    allowed: super::device::Permission,
+    allowed: super::PermissionArgs,
     /// Print the result as JSON
     #[arg(long)]
     json: bool,
@@ -404,7 +349,7 @@ impl CustomizeArgs {
     }
 }
 
-pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<(), Failure> {
+pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<(), Stopped> {
     let settings = args.custom.settings()?.ok_or_else(|| {
         Failure::Usage(
             "nothing to set: give settings (--hostname, --user, --ssh, --wifi-ssid, …) or --preset"
@@ -418,39 +363,16 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
         release_date: args.release_date.as_deref(),
     };
     let path = &args.target;
-    let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
-    reporter.left(Left::Untouched);
-    let report = if is_device {
-        // The same checks, question and rule as write and erase: a system drive or a fixed
-        // disk is changed only after its name is typed, whatever --yes says.
-        let incoming = super::device::Incoming::customise();
-        let opened = super::device::open(&args.allowed, path, &incoming, reporter)?;
-        let file = opened.target.file();
-        let prepared = prepare(file, &opened.drive.path, true, request)?;
-        apply(prepared, file, reporter)?
-    } else {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Failure::Refused(format!("cannot open {}: {e}", path.display())))?;
-        // What was opened, not what the path looked like a moment ago: a device reached
-        // through a path swapped meanwhile is only ever changed as a drive, above.
-        if !file.metadata().is_ok_and(|m| m.is_file()) {
-            return Err(Failure::Refused(format!(
-                "{} is not an image file (it changed while it was opened); nothing was changed",
-                path.display()
-            )));
+    let mut run = Run::new(reporter, Left::Untouched);
+    let outcome = customise(&args, path, request, &mut run);
+    let report = run.end(outcome)?;
+    let mut run = Run::new(reporter, Left::Untouched);
+    run.event(Event::Customized(Box::new(job::customised(&report))));
+    if let Some(preset) = args.custom.counting_preset() {
+        if settings.has_counter() {
+            job::advance_preset(&preset, settings.counter, &mut run);
         }
-        let prepared = prepare(&file, path, false, request)?;
-        // The image is about to hold password hashes and Wi-Fi keys.
-        if let Some(mode) = cardsmith_engine::make_private(&file, path)? {
-            made_private(path, mode, reporter);
-        }
-        apply(prepared, &file, reporter)?
-    };
-    said(&report, reporter);
-    advance_preset(&args.custom, &settings, reporter)?;
+    }
     reporter.success(
         Said::Note(&format!("{} is ready for its first boot.", path.display())),
         json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
@@ -458,83 +380,42 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
     Ok(())
 }
 
-/// Before anything is written: whether the image can take the settings, judged from its own
-/// root filesystem as customising it later will. A raw image file is read where it is; a
-/// compressed one, when no format was given, is decoded into a sparse temporary file
-/// first. With a format given (the catalog's, `--init-format`), a compressed or streamed
-/// image is trusted to it until it is written, then inspected there.
-pub fn check_before_writing(
-    image: &Image,
+/// Puts the settings on a card (asked and opened as write and erase do) or an image file.
+fn customise(
+    args: &CustomizeArgs,
+    path: &Path,
     request: Request<'_>,
-    cancel: &CancelToken,
-    reporter: &mut Reporter,
-) -> Result<(), Failure> {
-    // An image read before writing is judged whole by `prepare`; one that is not (a stream
-    // with a format given) is judged by that format now, and by `prepare` once written.
-    let readable = match image.reopen_args() {
-        Some((Input::Path(path), open_as))
-            if image.format() == Packing::Raw || request.format.is_none() =>
-        {
-            Some((path, open_as))
-        }
-        _ => None,
-    };
-    let Some((path, open_as)) = readable else {
-        if let Some(format) = request.format {
-            cardsmith_customize::Format::parse(format)?.takes(request.settings)?;
-        }
-        return Ok(());
-    };
-    if image.format() != Packing::Raw {
-        let text = format!(
-            "Reading the image's filesystems before writing, to see how it takes settings: \
-             decoding {} into a temporary file",
-            path.display()
-        );
-        reporter.note(&text, json!({ "event": "note", "text": text }));
+    run: &mut Run<'_>,
+) -> Result<Report, Failure> {
+    let is_device = fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    if is_device {
+        // The same checks, question and rule as write and erase: a system drive or a fixed
+        // disk is changed only after its name is typed, whatever --yes says.
+        let incoming = job::Incoming::customise();
+        let opened = job::open_drive(&args.allowed.permission(), path, None, &incoming, run)?;
+        let file = opened.target.file();
+        let prepared = prepare(file, &opened.drive.path, true, request)?;
+        return job::apply(prepared, file, run);
     }
-    let again = Image::open(&Input::Path(path.clone()), open_as)?;
-    super::ctrl_c_cancels(true);
-    let file = super::inspect::readable(again, cancel);
-    super::ctrl_c_cancels(false);
-    let file = match file {
-        Ok(file) => file,
-        // No room to decode it here: it is judged on the target once written instead.
-        Err(cardsmith_engine::Error::NoSpace { path, .. }) => {
-            let text = format!(
-                "No room to decode the image in {} before writing: it is inspected once \
-                 written (set TMPDIR to a roomier place to have it checked first)",
-                path.display()
-            );
-            reporter.note(&text, json!({ "event": "note", "text": text }));
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
-    };
-    prepare(&file, &path, false, request)?;
-    Ok(())
-}
-
-/// Writes the prepared settings; from the first byte on, a failure may leave part of them
-/// (and Ctrl-C waits for the few writes rather than ending the process among them).
-fn apply(prepared: Prepared, file: &fs::File, reporter: &mut Reporter) -> Result<Report, Failure> {
-    reporter.left(Left::PartlyCustomised);
-    super::ctrl_c_cancels(true);
-    Ok(prepared.apply(file)?)
-}
-
-/// Tells that an image file others could read was made private before it got secrets.
-pub fn made_private(path: &Path, mode: u32, reporter: &mut Reporter) {
-    let text = format!(
-        "{} could be read by others (mode {mode:o}); it is to hold password hashes and the \
-         Wi-Fi key, so only its owner may read it now (mode {:o})",
-        path.display(),
-        mode & 0o7700
-    );
-    reporter.note(
-        &text,
-        json!({ "event": "made_private", "path": path, "mode_was": mode }),
-    );
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Failure::Refused(format!("cannot open {}: {e}", path.display())))?;
+    // What was opened, not what the path looked like a moment ago: a device reached
+    // through a path swapped meanwhile is only ever changed as a drive, above.
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Failure::Refused(format!(
+            "{} is not an image file (it changed while it was opened); nothing was changed",
+            path.display()
+        )));
+    }
+    let prepared = prepare(&file, path, false, request)?;
+    // The image is about to hold password hashes and Wi-Fi keys.
+    if let Some(mode) = cardsmith_engine::make_private(&file, path)? {
+        job::made_private(path, mode, run);
+    }
+    job::apply(prepared, &file, run)
 }
 
 #[derive(Subcommand)]

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use cardsmith_customize::inspect::{Given, Inspection};
 use cardsmith_customize::{examine, Format};
-use cardsmith_engine::{unpack, CancelToken, Format as Packing, Image, Input};
+use cardsmith_engine::{CancelToken, Format as Packing};
 use clap::Args;
 use serde_json::json;
 
 use super::report::{Reporter, Said};
-use super::{source, Failure};
+use crate::job::{self, Event, Failure, Left, Run, Sink};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -49,8 +49,10 @@ pub(super) fn run(
     let file = if device {
         open_plain("the drive")?
     } else {
-        let (image, _scratch) =
-            source::open_arg(&args.image, &args.catalog, args.json, cancel, reporter)?;
+        let (image, _scratch) = {
+            let mut run = Run::new(reporter, Left::Untouched);
+            job::open_arg(&args.image, args.catalog.http()?, cancel, &mut run)?
+        };
         let local_raw =
             image.format() == Packing::Raw && meta.as_ref().is_some_and(|m| m.is_file());
         if !local_raw {
@@ -63,10 +65,10 @@ pub(super) fn run(
                 },
                 std::env::temp_dir().display()
             );
-            reporter.note(&text, json!({ "event": "note", "text": text }));
+            reporter.event(Event::note(text));
         }
         super::ctrl_c_cancels(true);
-        let file = readable(image, cancel);
+        let file = job::readable(image, cancel);
         super::ctrl_c_cancels(false);
         file?
     };
@@ -116,21 +118,6 @@ pub(super) fn run(
                 "choice": choice_json, "effects": effects_json }),
     );
     Ok(())
-}
-
-/// The image's content as a file to read at random: a raw image file where it is, anything
-/// else (compressed, streamed) decoded into a sparse temporary file that vanishes when
-/// closed.
-pub fn readable(image: Image, cancel: &CancelToken) -> Result<File, cardsmith_engine::Error> {
-    if image.format() == Packing::Raw {
-        if let Some((Input::Path(path), _)) = image.reopen_args() {
-            if fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-                return File::open(&path)
-                    .map_err(|source| cardsmith_engine::Error::Open { path, source });
-            }
-        }
-    }
-    Ok(unpack(image, &std::env::temp_dir(), cancel)?.file)
 }
 
 /// What inspection found, line by line.

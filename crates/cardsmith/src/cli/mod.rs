@@ -1,29 +1,29 @@
-//! The command line: `write`, `verify`, `hash` and `drives`, with human, plain or JSON
-//! output.
+//! The command line: clap arguments turned into jobs (`write`, `read`, `erase`) or into
+//! calls of their own (`verify`, `hash`, `drives`, `os`, `inspect`…), with human, plain or
+//! JSON output through [`report::Reporter`], the terminal's job sink.
 
 mod catalog;
 mod confirm;
 mod custom;
-mod device;
 mod drives;
 pub mod inspect;
 pub(crate) mod report;
-mod source;
 
-use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use cardsmith_engine::{
-    self as engine, units, Algorithm, CancelToken, ChecksumMatch, Error, Image, Input, OpenAs,
-    Target,
+    self as engine, units, Algorithm, CancelToken, Image, Input, OpenAs, Target,
 };
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use confirm::Consent;
-use report::{Left, Reporter, Said};
+use crate::job::{
+    self, Destination, EraseJob, Failure, Left, ReadJob, Run, Source, WriteJob, EXIT_CANCELLED,
+};
+use report::{Reporter, Said};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -55,13 +55,6 @@ Exit codes:
   1    failure (unreadable device, full disk, refused output, ...)
   2    invalid command line
   130  cancelled (Ctrl-C)";
-
-/// Exit code when the target differs from the image.
-pub const EXIT_VERIFY_FAILED: u8 = 3;
-/// Exit code when the image's SHA-256 is not the expected one.
-pub const EXIT_CHECKSUM_MISMATCH: u8 = 4;
-/// Exit code after Ctrl-C, as shells report a SIGINT death.
-pub const EXIT_CANCELLED: u8 = 130;
 
 #[derive(Parser)]
 #[command(
@@ -138,7 +131,7 @@ struct WriteArgs {
     #[arg(long)]
     no_verify: bool,
     #[command(flatten)]
-    allowed: device::Permission,
+    allowed: PermissionArgs,
     /// Overwrite an existing, non-empty target file
     #[arg(long)]
     force: bool,
@@ -155,7 +148,7 @@ struct EraseArgs {
     /// The card (block device) to erase
     target: PathBuf,
     #[command(flatten)]
-    allowed: device::Permission,
+    allowed: PermissionArgs,
     /// Power the drive off through UDisks2 when done, so it can be pulled out
     #[arg(long)]
     eject: bool,
@@ -181,9 +174,6 @@ struct ReadArgs {
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
-    /// The drive the wizard's choice was for.
-    #[arg(skip)]
-    window: Option<cardsmith_drives::Identity>,
 }
 
 #[derive(Args)]
@@ -216,47 +206,50 @@ fn parse_sha256(hex: &str) -> Result<[u8; 32], String> {
     engine::parse_sha256(hex).ok_or_else(|| "expected 64 hexadecimal digits".to_owned())
 }
 
-/// For the wizard: runs `cardsmith VERB ARGV…` (write or read) on the calling (worker)
-/// thread, as a user would type it, with settings already prepared (secrets hashed) and
-/// the confirmation already given in the window; everything it reports goes to `events`.
-pub(crate) fn run_for_window(
-    verb: &str,
-    argv: Vec<String>,
-    prepared: Option<cardsmith_customize::Settings>,
-    name_typed: bool,
-    confirmed: Option<cardsmith_drives::Identity>,
-    cancel: &CancelToken,
-    events: std::sync::mpsc::Sender<report::Event>,
-) {
-    let mut reporter = Reporter::channel(events);
-    let words = ["cardsmith".to_owned(), verb.to_owned()]
-        .into_iter()
-        .chain(argv);
-    let outcome = match Cli::try_parse_from(words) {
-        Ok(Cli {
-            command: Command::Write(mut args),
-        }) => {
-            args.custom.prepared = prepared;
-            args.allowed.given_in_window(name_typed, confirmed);
-            write(*args, cancel, &mut reporter)
+/// What the user allowed on the command line, for the verbs that change a drive (write,
+/// erase, customize).
+#[derive(Args, Clone, Default)]
+pub struct PermissionArgs {
+    /// Do not ask for confirmation (required when standard input is not a terminal; not
+    /// enough for a system drive or a fixed disk, whose name must be typed)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Allow a drive the running system uses (/boot, /home, swap…); its name must still be
+    /// typed at a prompt. The drive holding / is never changed.
+    #[arg(long)]
+    pub allow_system_drive: bool,
+}
+
+impl PermissionArgs {
+    fn permission(&self) -> job::Permission {
+        job::Permission {
+            yes: self.yes,
+            allow_system_drive: self.allow_system_drive,
         }
-        Ok(Cli {
-            command: Command::Read(mut args),
-        }) => {
-            args.window = confirmed;
-            read(args, cancel, &mut reporter)
+    }
+}
+
+/// Why a verb stopped, and what a job left its target as.
+struct Stopped {
+    failure: Failure,
+    left: Option<Left>,
+}
+
+impl<E: Into<Failure>> From<E> for Stopped {
+    fn from(e: E) -> Stopped {
+        Stopped {
+            failure: e.into(),
+            left: None,
         }
-        Ok(Cli {
-            command: Command::Erase(mut args),
-        }) => {
-            args.allowed.given_in_window(name_typed, confirmed);
-            erase(args, &mut reporter)
+    }
+}
+
+impl From<job::Error> for Stopped {
+    fn from(e: job::Error) -> Stopped {
+        Stopped {
+            failure: e.failure,
+            left: Some(e.left),
         }
-        Ok(_) => Err(Failure::Usage(format!("the wizard does not run {verb}"))),
-        Err(e) => Err(Failure::Usage(e.to_string())),
-    };
-    if let Err(failure) = outcome {
-        reporter.failure(&failure.to_string(), failure.exit_code(), failure.offset());
     }
 }
 
@@ -285,74 +278,26 @@ pub fn run() -> ExitCode {
         | Command::Preset(_) => false,
     };
     let mut reporter = Reporter::new(json);
-    let outcome = match cli.command {
+    let outcome: Result<(), Stopped> = match cli.command {
         Command::Write(args) => write(*args, &cancel, &mut reporter),
-        Command::Verify(args) => verify(args, &cancel, &mut reporter),
-        Command::Hash(args) => hash(args, &cancel, &mut reporter),
+        Command::Verify(args) => verify(args, &cancel, &mut reporter).map_err(Stopped::from),
+        Command::Hash(args) => hash(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Read(args) => read(args, &cancel, &mut reporter),
-        Command::Erase(args) => erase(args, &mut reporter),
-        Command::Drives(args) => drives::run(args),
-        Command::Os(command) => catalog::os(command, &mut reporter),
-        Command::Devices(args) => catalog::devices(args, &mut reporter),
-        Command::Cache(command) => catalog::cache(command, &mut reporter),
+        Command::Erase(args) => erase(args, &cancel, &mut reporter),
+        Command::Drives(args) => drives::run(args).map_err(Stopped::from),
+        Command::Os(command) => catalog::os(command, &mut reporter).map_err(Stopped::from),
+        Command::Devices(args) => catalog::devices(args, &mut reporter).map_err(Stopped::from),
+        Command::Cache(command) => catalog::cache(command, &mut reporter).map_err(Stopped::from),
         Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
-        Command::Inspect(args) => inspect::run(args, &cancel, &mut reporter),
-        Command::Preset(command) => custom::preset(command, &mut reporter),
+        Command::Inspect(args) => inspect::run(args, &cancel, &mut reporter).map_err(Stopped::from),
+        Command::Preset(command) => custom::preset(command, &mut reporter).map_err(Stopped::from),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => {
+        Err(Stopped { failure, left }) => {
             let code = failure.exit_code();
-            reporter.failure(&failure.to_string(), code, failure.offset());
+            reporter.failure(&failure.to_string(), code, failure.offset(), left);
             ExitCode::from(code)
-        }
-    }
-}
-
-/// Why a verb failed: an engine error, or a refusal of the command line's own.
-#[derive(Debug, thiserror::Error)]
-enum Failure {
-    #[error(transparent)]
-    Engine(#[from] Error),
-    #[error(transparent)]
-    Drive(#[from] cardsmith_drives::Error),
-    #[error(transparent)]
-    Catalog(#[from] cardsmith_catalog::Error),
-    #[error(transparent)]
-    Customize(#[from] cardsmith_customize::Error),
-    /// A command line clap cannot check by itself.
-    #[error("{0}")]
-    Usage(String),
-    #[error("{0}")]
-    Refused(String),
-    /// What was written did not read back the same.
-    #[error(
-        "{0}. The card did not keep what was written to it (a failing or counterfeit card, or \
-         a bad reader or cable): try another card or reader"
-    )]
-    NotKept(Error),
-}
-
-impl Failure {
-    fn exit_code(&self) -> u8 {
-        match self {
-            Failure::Engine(Error::VerifyMismatch { .. }) | Failure::NotKept(_) => {
-                EXIT_VERIFY_FAILED
-            }
-            Failure::Engine(
-                Error::ChecksumMismatch { .. } | Error::PublishedChecksumMismatch { .. },
-            ) => EXIT_CHECKSUM_MISMATCH,
-            Failure::Engine(Error::Cancelled) => EXIT_CANCELLED,
-            Failure::Usage(_) => 2,
-            _ => 1,
-        }
-    }
-
-    fn offset(&self) -> Option<u64> {
-        match self {
-            Failure::Engine(Error::VerifyMismatch { offset, .. })
-            | Failure::NotKept(Error::VerifyMismatch { offset, .. }) => *offset,
-            _ => None,
         }
     }
 }
@@ -398,237 +343,37 @@ impl WriteArgs {
     }
 }
 
-fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
-    reporter.left(Left::Untouched);
-    let (image_arg, target_path) = args.operands()?;
-    // Settings (and their passwords) are asked for before anything is downloaded or written.
+/// `cardsmith write`: the arguments as a [`WriteJob`]. Settings (and their passwords) are
+/// asked for, and the catalog entry found, before anything is downloaded or written.
+fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Stopped> {
+    let (image_arg, target) = args.operands()?;
     let settings = args.custom.settings()?;
-    let inspect_first = settings.is_some() && args.custom.init_format.is_none();
-    let planned = source::plan(&args, image_arg, inspect_first, cancel, reporter)?;
-    let (init_format, format_by) = match (&args.custom.init_format, &planned.os) {
-        (Some(given), _) => (Some(given.clone()), "--init-format"),
-        (None, Some(entry)) => (entry.init_format.clone(), "the catalog"),
-        (None, None) => (None, ""),
+    let source = match (&args.os, image_arg) {
+        (Some(name), _) => Source::Os(Box::new(catalog::entry(
+            &args.catalog,
+            name,
+            args.device.as_deref(),
+            reporter,
+        )?)),
+        (None, Some(arg)) => Source::from_arg(arg),
+        (None, None) => unreachable!("operands() names the image without --os"),
     };
-    if let Some(s) = &settings {
-        // Refused now, not after a write: an image that takes no settings, or not these.
-        let request = cardsmith_customize::Request {
-            settings: s,
-            format: init_format.as_deref(),
-            format_by,
-            release_date: planned.os.as_ref().and_then(|e| e.release_date.as_deref()),
-        };
-        custom::check_before_writing(&planned.image, request, cancel, reporter)?;
-    }
-    let image = planned.image;
-    // A zip downloaded into a scratch directory must outlive the write.
-    let _scratch = planned.scratch;
-    let input = image.input().to_string();
-    let is_device = std::fs::metadata(&target_path)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    let (target, drive, unmounted) = if is_device {
-        let incoming = device::Incoming::image(&image);
-        let opened = device::open(&args.allowed, &target_path, &incoming, reporter)?;
-        (opened.target, Some(opened.drive), opened.unmounted)
-    } else {
-        // An image file that gets first-boot settings holds password hashes and Wi-Fi keys.
-        let files = engine::NewFiles {
-            private: settings.is_some(),
-            owner: invoking_user(),
-        };
-        (
-            open_file(&args, &target_path, &image, files, reporter)?,
-            None,
-            Vec::new(),
-        )
+    let job = WriteJob {
+        sha256: args.sha256,
+        verify: !args.no_verify,
+        eject: args.eject,
+        permission: args.allowed.permission(),
+        force: args.force,
+        advance_preset: args.custom.counting_preset(),
+        settings,
+        init_format: args.custom.init_format.clone(),
+        cache_dir: None,
+        stall_timeout: Duration::from_secs(args.catalog.stall_timeout),
+        ..WriteJob::new(source, Destination::Path(target))
     };
-    ctrl_c_cancels(true);
-    let options = planned.options;
-    let written = engine::write(image, &target, &options, cancel, &mut |p| {
-        reporter.progress(p)
-    });
-    let report = written
-        .inspect_err(|_| reporter.left(Left::after_write(target.leftover())))
-        .map_err(|e| match e {
-            Error::VerifyMismatch { .. } if is_device => Failure::NotKept(e),
-            e => Failure::Engine(e),
-        })?;
-    let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
-    let checksum = match report.checksum {
-        Some(ChecksumMatch::Image) => "matched the image",
-        Some(ChecksumMatch::StoredFile) => "matched the file as stored",
-        None if published => "matched the catalog",
-        None => "not checked",
-    };
-    let summary = format!(
-        "Wrote {} to {}{}; SHA-256 {checksum}.",
-        units::bytes(report.bytes),
-        target.path().display(),
-        if report.verified {
-            " and verified it"
-        } else {
-            " (not verified)"
-        },
-    );
-    let customized = match &settings {
-        Some(s) => {
-            reporter.left(Left::WithoutSettings);
-            let request = cardsmith_customize::Request {
-                settings: s,
-                format: init_format.as_deref(),
-                format_by,
-                release_date: planned.os.as_ref().and_then(|e| e.release_date.as_deref()),
-            };
-            let report =
-                cardsmith_customize::customize(target.file(), target.path(), is_device, request)
-                    .map_err(|e| {
-                        let done = if report.verified {
-                            "written and verified"
-                        } else {
-                            "written"
-                        };
-                        Failure::Refused(format!(
-                            "the image was {done}, but customising it failed: {e}"
-                        ))
-                    })?;
-            custom::said(&report, reporter);
-            custom::advance_preset(&args.custom, s, reporter)?;
-            Some(report.format.name())
-        }
-        None => None,
-    };
-    drop(target);
-    let cached = match (&planned.pending, &planned.cache) {
-        (Some(pending), Some(cache)) if published || options.expected_sha256.is_some() => {
-            keep_download(pending, cache, report.image_sha256.clone(), reporter)
-        }
-        _ => false,
-    };
-    if let Some(cache) = &planned.cache {
-        catalog::cache_notes(cache, reporter);
-    }
-    let ejected = drive
-        .filter(|_| args.eject)
-        .map(|drive| eject(&drive, reporter));
-    reporter.success(
-        Said::Note(&summary),
-        json!({
-            "command": "write",
-            "image": input,
-            "os": planned.os.as_ref().map(|e| &e.name),
-            "init_format": planned.os.as_ref().and_then(|e| e.init_format.as_ref()),
-            "target": target_path,
-            "bytes": report.bytes,
-            "verified": report.verified,
-            "verify_bypassed_cache": report.verified && report.bypassed_cache,
-            "sha256_matched": report.checksum.map(|c| match c {
-                ChecksumMatch::Image => "image",
-                ChecksumMatch::StoredFile => "stored_file",
-            }),
-            "catalog_sha256_checked": published,
-            "image_sha256": report.image_sha256,
-            "partition_table_reread": report.partitions_reread,
-            "unmounted": unmounted,
-            "customized": customized,
-            "download_cached": cached,
-            "ejected": ejected,
-        }),
-    );
+    let report = job.run(cancel, reporter)?;
+    reporter.report(&report);
     Ok(())
-}
-
-/// Files a checked download in the cache; a failure to do so is reported, not fatal.
-fn keep_download(
-    pending: &cardsmith_catalog::Pending,
-    cache: &cardsmith_catalog::Cache,
-    image_sha256: Option<String>,
-    reporter: &mut Reporter,
-) -> bool {
-    let (text, kept) = match pending.commit(cache, image_sha256) {
-        Ok(Some(entry)) => (
-            format!(
-                "Kept the download in the cache ({})",
-                entry.sha256.get(..12).unwrap_or(&entry.sha256)
-            ),
-            true,
-        ),
-        Ok(None) => match pending.failure() {
-            Some(problem) => (problem, false),
-            None if !pending.is_complete() => (
-                "The download was not cached: it did not arrive whole".to_owned(),
-                false,
-            ),
-            None => (
-                "The download was not cached: it is larger than the cache may hold".to_owned(),
-                false,
-            ),
-        },
-        Err(e) => (format!("The download was not cached: {e}"), false),
-    };
-    reporter.note(&text, json!({ "event": "note", "text": text }));
-    kept
-}
-
-/// A regular file as target: asks before overwriting one that exists.
-fn open_file(
-    args: &WriteArgs,
-    path: &std::path::Path,
-    image: &Image,
-    files: engine::NewFiles,
-    reporter: &mut Reporter,
-) -> Result<Target, Failure> {
-    let existed = path.exists();
-    let target = Target::open_for_write(path, args.force, files)?;
-    if existed && !args.allowed.yes {
-        let question = format!(
-            "Write {} ({} image) to the file {}? Its contents will be replaced.",
-            image.input(),
-            image.format(),
-            target.path().display()
-        );
-        let no_terminal = "standard input is not a terminal, so pass --yes";
-        confirm::obtain(&question, Consent::Yes, no_terminal).map_err(Failure::Refused)?;
-    }
-    if existed && files.private {
-        // The file is about to hold password hashes and the Wi-Fi key.
-        if let Some(mode) = engine::make_private(target.file(), path)? {
-            custom::made_private(path, mode, reporter);
-        }
-    }
-    Ok(target)
-}
-
-/// The person behind `sudo cardsmith …`: files cardsmith creates (image files, backups)
-/// are handed to them, not left to root in their home folder.
-fn invoking_user() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let id = |name| std::env::var(name).ok()?.parse::<u32>().ok();
-    Some((id("SUDO_UID")?, id("SUDO_GID")?)).filter(|&(uid, _)| uid != 0)
-}
-
-/// Powers the drive off after a successful write. A drive that cannot be powered off is
-/// reported, but the write stands.
-fn eject(drive: &cardsmith_drives::Drive, reporter: &mut Reporter) -> bool {
-    match cardsmith_drives::power_off(drive) {
-        Ok(()) => {
-            reporter.note(
-                &format!("Powered off {}: it can be removed.", drive.path.display()),
-                json!({ "event": "ejected", "drive": drive.path }),
-            );
-            true
-        }
-        Err(e) => {
-            reporter.note(
-                &format!("Not ejected: {e}"),
-                json!({ "event": "eject_failed", "drive": drive.path, "error": e.to_string() }),
-            );
-            false
-        }
-    }
 }
 
 fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
@@ -636,7 +381,8 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     let image = Image::open(&input, OpenAs::Detect)?;
     let target = Target::open_for_read(&args.target)?;
     ctrl_c_cancels(true);
-    let report = engine::verify(image, &target, cancel, &mut |p| reporter.progress(p))?;
+    let mut run = Run::new(reporter, Left::Untouched);
+    let report = engine::verify(image, &target, cancel, &mut |p| run.progress(p))?;
     let summary = format!(
         "{} matches {input}: {} compared.",
         target.path().display(),
@@ -655,137 +401,30 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     Ok(())
 }
 
-fn erase(args: EraseArgs, reporter: &mut Reporter) -> Result<(), Failure> {
-    let is_device = std::fs::metadata(&args.target).is_ok_and(|m| m.file_type().is_block_device());
-    if !is_device {
-        return Err(Failure::Refused(format!(
-            "{} is not a block device: erase formats a card",
-            args.target.display()
-        )));
-    }
-    reporter.left(Left::Untouched);
-    let opened = device::open(
-        &args.allowed,
-        &args.target,
-        &device::Incoming::erase(),
-        reporter,
-    )?;
-    let target = opened.target;
-    let size = target.size().unwrap_or(0);
-    // Erasing takes seconds: a Ctrl-C from here on lets it finish rather than end the
-    // process with the card half-formatted.
-    ctrl_c_cancels(true);
-    let formatted = target
-        .prepare()
-        .map_err(Failure::from)
-        .and_then(|()| {
-            cardsmith_customize::format_card(target.file(), size).map_err(|e| {
-                Failure::Refused(format!("formatting {} failed: {e}", args.target.display()))
-            })
-        })
-        .inspect_err(|_| {
-            target.scrub_after_failure();
-            reporter.left(Left::after_write(target.leftover()));
-        })?;
-    let reread = target.reread_partitions();
-    drop(target);
-    let ejected = args.eject.then(|| eject(&opened.drive, reporter));
-    let summary = format!(
-        "Erased {}: one FAT partition of {} (labelled BOOTFS).",
-        args.target.display(),
-        cardsmith_drives::human_size(formatted.len)
-    );
-    reporter.success(
-        Said::Note(&summary),
-        json!({
-            "command": "erase",
-            "target": args.target,
-            "partition_offset": formatted.offset,
-            "partition_bytes": formatted.len,
-            "partition_table_reread": reread,
-            "unmounted": opened.unmounted,
-            "ejected": ejected,
-        }),
-    );
+/// `cardsmith erase`: an [`EraseJob`].
+fn erase(args: EraseArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Stopped> {
+    let job = EraseJob {
+        target: args.target,
+        confirmed: None,
+        permission: args.allowed.permission(),
+        eject: args.eject,
+    };
+    let report = job.run(cancel, reporter)?;
+    reporter.report(&report);
     Ok(())
 }
 
-fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
-    reporter.left(Left::NothingKept);
-    let is_device = std::fs::metadata(&args.source).is_ok_and(|m| m.file_type().is_block_device());
-    let source = if is_device {
-        let handle = cardsmith_drives::open_for_reading(&args.source, args.window.as_ref())?;
-        if !handle.exclusive {
-            let warning = format!(
-                "{} is in use ({}); a mounted filesystem may change while it is read, so the \
-                 backup may not be consistent. Unmount it first for a clean backup.",
-                args.source.display(),
-                handle.in_use.join(", ")
-            );
-            reporter.note(
-                &format!("Warning: {warning}"),
-                json!({ "event": "warning", "warning": warning, "in_use": handle.in_use }),
-            );
-        }
-        Target::reading_device(&args.source, handle.file)?
-    } else {
-        Target::open_for_read(&args.source)?
-    };
-    ctrl_c_cancels(true);
-    let options = engine::ReadOptions {
-        force: args.force,
+/// `cardsmith read`: a [`ReadJob`].
+fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Stopped> {
+    let job = ReadJob {
+        source: args.source,
+        output: args.output,
         allocated_only: args.allocated_only,
-        owner: invoking_user(),
+        force: args.force,
+        confirmed: None,
     };
-    let report = engine::read(&source, &args.output, &options, cancel, &mut |p| {
-        reporter.progress(p)
-    })?;
-    let mut summary = format!(
-        "Read {} from {} into {}",
-        units::bytes(report.bytes),
-        args.source.display(),
-        args.output.display(),
-    );
-    if report.format != engine::OutputFormat::Raw {
-        summary += &format!(
-            " ({}, {} stored)",
-            report.format.name(),
-            units::bytes(report.stored)
-        );
-    }
-    if let Some((table, end)) = report.allocated {
-        summary += &format!(
-            ".\nOnly the partitions: the {} partitions end at {} of {}",
-            table.name(),
-            units::bytes(end),
-            units::bytes(report.source_size)
-        );
-    }
-    summary += &format!(
-        ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
-         compare a card with it with `cardsmith verify {} DEVICE`.",
-        report.sha256,
-        report.checksum_file.display(),
-        args.output.display(),
-        args.output.display(),
-    );
-    reporter.success(
-        Said::Note(&summary),
-        json!({
-            "command": "read",
-            "source": args.source,
-            "output": args.output,
-            "format": report.format.name(),
-            "bytes": report.bytes,
-            "stored_bytes": report.stored,
-            "sha256": report.sha256,
-            "sha256_file": report.checksum_file,
-            "source_bytes": report.source_size,
-            "allocated_only": args.allocated_only,
-            "table": report.allocated.map(|(t, _)| t.name()),
-            "partitions_end": report.allocated.map(|(_, end)| end),
-        }),
-    );
+    let report = job.run(cancel, reporter)?;
+    reporter.report(&report);
     Ok(())
 }
 
@@ -798,7 +437,8 @@ fn hash(args: HashArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
     };
     let image = Image::open(&input, open_as)?;
     ctrl_c_cancels(true);
-    let report = engine::hash(image, args.algorithm, cancel, &mut |p| reporter.progress(p))?;
+    let mut run = Run::new(reporter, Left::Untouched);
+    let report = engine::hash(image, args.algorithm, cancel, &mut |p| run.progress(p))?;
     reporter.success(
         Said::Answer(&format!("{}  {input}", report.hex)),
         json!({

@@ -2,12 +2,15 @@
 //! every few seconds otherwise, or one JSON object per line with `--json`.
 
 use std::io::{IsTerminal, Write};
-use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use cardsmith_engine::{units, Leftover, Phase, Progress};
+use cardsmith_catalog::Say;
+use cardsmith_engine::{units, Phase, Progress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
+
+use super::confirm::{self, Consent};
+use crate::job::{Ask, Event, Left, Needed, Report, Sink};
 
 /// How a result reads for people.
 pub enum Said<'a> {
@@ -21,114 +24,13 @@ enum Mode {
     Bar(Option<ProgressBar>),
     Plain,
     Json,
-    /// Events for a window (the wizard runs a verb on a worker thread).
-    Channel(Sender<Event>),
 }
 
-/// What a verb reports to a window instead of a terminal.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Progress {
-        phase: Phase,
-        done: u64,
-        total: Option<u64>,
-        /// Bytes per second in this phase.
-        rate: f64,
-    },
-    /// A sentence about something that happened (unmounted, cached, customised…).
-    Note(String),
-    /// The verb ended: what to tell the user, and the result fields for the done screen.
-    Finished {
-        ok: bool,
-        text: String,
-        fields: Value,
-    },
-}
-
-/// What a job that failed or was cancelled left behind, so its last words say it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Left {
-    /// Refused or stopped before anything was written.
-    Untouched,
-    /// A card's first MiB was zeroed after a write or erase that did not finish.
-    Zeroed,
-    /// The unfinished image file was removed.
-    FileRemoved,
-    /// The image file that was to be replaced was emptied.
-    FileEmptied,
-    /// Cleaning up after a failure failed too: the target may hold part of the image.
-    PartlyWritten,
-    /// The image is on the target, but the first-boot settings are not (or not all).
-    WithoutSettings,
-    /// customize stopped while it wrote: the boot partition may hold part of the settings.
-    PartlyCustomised,
-    /// A backup: the card was only read; no unfinished file was kept.
-    NothingKept,
-}
-
-impl Left {
-    /// What a failed write left, as the engine tells it.
-    pub fn after_write(leftover: Leftover) -> Left {
-        match leftover {
-            Leftover::Untouched => Left::Untouched,
-            Leftover::FirstMibZeroed => Left::Zeroed,
-            Leftover::FileRemoved => Left::FileRemoved,
-            Leftover::FileEmptied => Left::FileEmptied,
-            Leftover::PartlyWritten => Left::PartlyWritten,
-        }
-    }
-
-    /// The stable name scripts (and the window) match on.
-    pub fn code(self) -> &'static str {
-        match self {
-            Left::Untouched => "untouched",
-            Left::Zeroed => "zeroed",
-            Left::FileRemoved => "file_removed",
-            Left::FileEmptied => "file_emptied",
-            Left::PartlyWritten => "partly_written",
-            Left::WithoutSettings => "without_settings",
-            Left::PartlyCustomised => "partly_customised",
-            Left::NothingKept => "nothing_kept",
-        }
-    }
-
-    pub fn sentence(self) -> &'static str {
-        match self {
-            Left::Untouched => "Nothing was written: what the target holds is as it was.",
-            Left::Zeroed => {
-                "The card was left with its first MiB zeroed, so it boots nothing half-written; \
-                 write or erase it again before using it."
-            }
-            Left::PartlyWritten => {
-                "Cleaning up failed too: the card or file may hold part of what was being \
-                 written. Write or erase it again before using it."
-            }
-            Left::FileRemoved => "The unfinished image file was removed.",
-            Left::FileEmptied => "The image file was emptied: it held an unfinished image.",
-            Left::WithoutSettings => {
-                "The image is on the target, but its first-boot settings are missing or \
-                 incomplete: run `cardsmith customize` on it, or write it again."
-            }
-            Left::PartlyCustomised => {
-                "The boot partition may hold part of the settings: run `cardsmith customize` on \
-                 it again before using it."
-            }
-            Left::NothingKept => {
-                "The card was only read and is unchanged; no unfinished backup was kept (an \
-                 earlier file of that name is as it was)."
-            }
-        }
-    }
-}
-
-/// Turns engine progress events into output; throttles so output costs nothing measurable.
+/// The terminal's [`Sink`]: job events as a bar, lines or JSON; questions asked at the
+/// terminal. Throttles so output costs nothing measurable.
 pub struct Reporter {
     mode: Mode,
-    /// What the job has left on its target so far, should it fail now.
-    left: Option<Left>,
     phase: Option<Phase>,
-    phase_started: Instant,
-    last_event: Instant,
     last_emit: Instant,
 }
 
@@ -144,46 +46,23 @@ impl Reporter {
         } else {
             Mode::Plain
         };
-        let now = Instant::now();
         Reporter {
             mode,
-            left: None,
             phase: None,
-            phase_started: now,
-            last_event: now,
-            last_emit: now,
+            last_emit: Instant::now(),
         }
     }
 
-    /// Reports to a window through `events`.
-    pub fn channel(events: Sender<Event>) -> Reporter {
-        let now = Instant::now();
-        Reporter {
-            mode: Mode::Channel(events),
-            left: None,
-            phase: None,
-            phase_started: now,
-            last_event: now,
-            last_emit: now,
-        }
+    fn json(&self) -> bool {
+        matches!(self.mode, Mode::Json)
     }
 
-    pub fn progress(&mut self, p: Progress) {
+    fn progress(&mut self, p: Progress, rate: u64, event: &Event) {
         let now = Instant::now();
         let new_phase = self.phase != Some(p.phase);
-        if new_phase {
-            // A phase starts where the previous one ended, which is the last event.
-            self.phase = Some(p.phase);
-            self.phase_started = self.last_event;
-        }
-        self.last_event = now;
-        let elapsed = now.duration_since(self.phase_started).as_secs_f64();
-        let rate = if elapsed > 0.0 {
-            p.bytes_done as f64 / elapsed
-        } else {
-            0.0
-        };
+        self.phase = Some(p.phase);
         let finished = p.bytes_total == Some(p.bytes_done);
+        let due = |every| new_phase || finished || now.duration_since(self.last_emit) >= every;
         match &mut self.mode {
             Mode::Bar(bar) => {
                 if new_phase {
@@ -197,32 +76,15 @@ impl Reporter {
                 }
             }
             Mode::Plain => {
-                if new_phase || finished || now.duration_since(self.last_emit) >= PLAIN_EVERY {
+                if due(PLAIN_EVERY) {
                     self.last_emit = now;
-                    eprintln!("{}", plain_line(p, rate));
-                }
-            }
-            Mode::Channel(events) => {
-                if new_phase || finished || now.duration_since(self.last_emit) >= JSON_EVERY {
-                    self.last_emit = now;
-                    let _ = events.send(Event::Progress {
-                        phase: p.phase,
-                        done: p.bytes_done,
-                        total: p.bytes_total,
-                        rate,
-                    });
+                    eprintln!("{}", plain_line(p, rate as f64));
                 }
             }
             Mode::Json => {
-                if new_phase || finished || now.duration_since(self.last_emit) >= JSON_EVERY {
+                if due(JSON_EVERY) {
                     self.last_emit = now;
-                    emit(json!({
-                        "event": "progress",
-                        "phase": p.phase.name(),
-                        "bytes_done": p.bytes_done,
-                        "bytes_total": p.bytes_total,
-                        "rate": rate.round() as u64,
-                    }));
+                    emit(json!(event));
                 }
             }
         }
@@ -236,13 +98,9 @@ impl Reporter {
         }
     }
 
-    /// Something the user should know mid-job (a mount point unmounted, a warning): a line
-    /// on standard error, or a JSON event.
+    /// What a verb that is not a job (cache clear, preset save) tells: a line on standard
+    /// error, or its JSON event.
     pub fn note(&mut self, sentence: &str, event: Value) {
-        if let Mode::Channel(events) = &self.mode {
-            let _ = events.send(Event::Note(sentence.to_owned()));
-            return;
-        }
         match self.mode {
             Mode::Json => emit(event),
             _ => {
@@ -256,13 +114,6 @@ impl Reporter {
     pub fn success(&mut self, said: Said<'_>, mut fields: Value) {
         self.clear_bar();
         match (&self.mode, said) {
-            (Mode::Channel(events), Said::Note(text) | Said::Answer(text)) => {
-                let _ = events.send(Event::Finished {
-                    ok: true,
-                    text: text.to_owned(),
-                    fields,
-                });
-            }
             (Mode::Json, _) => {
                 fields["event"] = json!("result");
                 fields["ok"] = json!(true);
@@ -273,36 +124,97 @@ impl Reporter {
         }
     }
 
-    /// From now on, a failure leaves `left` behind (said after the error).
-    pub fn left(&mut self, left: Left) {
-        self.left = Some(left);
+    /// A job's report.
+    pub fn report(&mut self, report: &Report) {
+        self.success(Said::Note(&report.summary()), json!(report));
     }
 
-    pub fn failure(&mut self, message: &str, exit_code: u8, offset: Option<u64>) {
+    /// A verb that failed: why, and what it left (said after the error).
+    pub fn failure(
+        &mut self,
+        message: &str,
+        exit_code: u8,
+        offset: Option<u64>,
+        left: Option<Left>,
+    ) {
         self.clear_bar();
-        let left = self.left.map(Left::code);
         match &self.mode {
-            Mode::Channel(events) => {
-                let _ = events.send(Event::Finished {
-                    ok: false,
-                    text: message.to_owned(),
-                    fields: json!({ "exit_code": exit_code, "offset": offset, "left": left }),
-                });
-            }
             Mode::Json => emit(json!({
                 "event": "result",
                 "ok": false,
                 "error": message,
                 "exit_code": exit_code,
                 "offset": offset,
-                "left": left,
-                "left_text": self.left.map(Left::sentence),
+                "left": left.map(Left::code),
+                "left_text": left.map(Left::sentence),
             })),
-            _ => match self.left {
+            _ => match left {
                 Some(left) => eprintln!("cardsmith: {message}\n{}", left.sentence()),
                 None => eprintln!("cardsmith: {message}"),
             },
         }
+    }
+}
+
+impl Sink for Reporter {
+    fn event(&mut self, event: Event) {
+        if let Event::Progress {
+            phase,
+            bytes_done,
+            bytes_total,
+            rate,
+        } = event
+        {
+            let p = Progress {
+                phase,
+                bytes_done,
+                bytes_total,
+            };
+            return self.progress(p, rate, &event);
+        }
+        match self.mode {
+            Mode::Json => emit(json!(event)),
+            _ => {
+                self.clear_bar();
+                if let Some(sentence) = event.sentence() {
+                    eprintln!("{sentence}");
+                }
+            }
+        }
+    }
+
+    fn consent(&mut self, ask: &Ask) -> Result<(), String> {
+        self.clear_bar();
+        let (consent, no_terminal) = match ask.needed {
+            Needed::Name => (
+                Consent::Name(&ask.name, ask.verb),
+                format!(
+                    "a system drive or fixed disk is {}d only after its name is typed at a \
+                     prompt (--yes is not enough), and standard input is not a terminal",
+                    ask.verb
+                ),
+            ),
+            Needed::Yes | Needed::Nothing => (
+                Consent::Yes,
+                "standard input is not a terminal, so pass --yes".to_owned(),
+            ),
+        };
+        confirm::obtain(&ask.question, consent, &no_terminal)
+    }
+
+    fn news(&self) -> Say {
+        let json = self.json();
+        std::sync::Arc::new(move |text: &str| {
+            if json {
+                println!("{}", json!(Event::note(text)));
+            } else {
+                eprintln!("{text}");
+            }
+        })
+    }
+
+    fn watching_cancel(&mut self, watching: bool) {
+        super::ctrl_c_cancels(watching);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The wizard: messages, update, view, subscriptions. State and its rules live in
-//! `state`; the work is done by the same code the CLI runs (`cli::run_for_window`, the
-//! drives watcher, the catalog loader) on worker threads.
+//! `state`; the work is done by the same jobs the CLI runs (`job`, through `work`), the
+//! drives watcher and the catalog loader, on worker threads.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,7 +26,8 @@ use super::state::{
     CatalogState, DriveOffer, Field, Inspected, OsChoice, Running, Screen, StorageChoice, Tab,
     Wizard,
 };
-use crate::cli::report::Event;
+use super::work::{self, Job, Kind, Update};
+use crate::job::Left;
 
 /// The languages the wizard speaks, with their names in themselves.
 pub const LANGUAGES: [(&str, &str); 8] = [
@@ -87,7 +88,7 @@ pub enum Message {
     /// The window manager asks to close the window.
     CloseRequested,
     StartRead,
-    Job(Event),
+    Job(Update),
     Cancel,
     Restart,
     Verify(bool),
@@ -355,8 +356,9 @@ impl App {
             Message::ReadOutput(path) => w.read_output = path,
             Message::ReadAllocatedOnly(on) => w.read_allocated_only = on,
             Message::StartRead => {
-                if let Some((drive, argv)) = w.read_job() {
-                    return self.start_job("read", argv, None, false, Some(drive));
+                if let Some(job) = w.read_job() {
+                    let confirmed = job.confirmed.clone();
+                    return self.start_job(Job::Read(job), confirmed, false);
                 }
             }
             Message::Job(event) => {
@@ -394,15 +396,16 @@ impl App {
             Message::Verify(on) => w.verify = on,
             Message::Eject(on) => w.eject = on,
             Message::ClearCache => {
-                self.cache_note = Some(match Cache::open().and_then(|c| c.clear()) {
+                self.cache_note = Some(match self.cache().and_then(|c| c.clear()) {
                     Ok((files, _)) => t!("options.cleared", n = files).into_owned(),
                     Err(e) => e.to_string(),
                 });
             }
             Message::CacheDir(dir) => self.cache_dir = dir,
             Message::UseCacheDir => {
-                // The jobs run the CLI code, which reads the cache location from here.
-                std::env::set_var("CARDSMITH_CACHE", self.cache_dir.trim());
+                // Every job from now on is given this folder.
+                let dir = self.cache_dir.trim();
+                w.cache_dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
                 self.cache_note =
                     Some(t!("options.cache_set", dir = self.cache_dir.trim()).into_owned());
             }
@@ -427,6 +430,7 @@ impl App {
             Message::PickPreset(name) => {
                 self.preset_note = Some(match Presets::open().and_then(|p| p.load(&name)) {
                     Ok(settings) => {
+                        w.preset = settings.has_counter().then(|| name.clone());
                         w.settings = Some(settings);
                         w.apply_settings = true;
                         t!("settings.preset_loaded", name = name).into_owned()
@@ -472,36 +476,30 @@ impl App {
         Task::none()
     }
 
-    /// Runs the write on a worker thread and forwards its events to the window.
+    /// Runs the confirmed write or erase on a worker thread.
     fn start_write(&mut self) -> Task<Message> {
         let w = &self.wizard;
         if !w.confirmed() {
             return Task::none();
         }
-        let Some((verb, argv)) = w.job() else {
+        let Some(job) = w.job() else {
             return Task::none();
         };
-        let prepared = w
-            .settings
-            .clone()
-            .filter(|_| w.apply_settings && verb == "write");
         let name_typed = w.must_type_name().is_some();
         let confirmed = match &w.storage {
             Some(StorageChoice::Drive(d)) => Some(d.identity()),
             _ => None,
         };
-        self.start_job(verb, argv, prepared, name_typed, confirmed)
+        self.start_job(job, confirmed, name_typed)
     }
 
-    /// Runs a CLI verb on a worker thread and forwards its events to the window. A job that
-    /// ends without a result (a panic) still ends the progress screen.
+    /// Runs a job on a worker thread and forwards its updates to the window; `confirmed`
+    /// is the drive the window asked about (and had its name typed for, `name_typed`).
     fn start_job(
         &mut self,
-        verb: &'static str,
-        argv: Vec<String>,
-        prepared: Option<cardsmith_customize::Settings>,
-        name_typed: bool,
+        job: Job,
         confirmed: Option<cardsmith_drives::Identity>,
+        name_typed: bool,
     ) -> Task<Message> {
         let w = &mut self.wizard;
         if w.running.is_some() {
@@ -509,43 +507,20 @@ impl App {
         }
         let cancel = CancelToken::new();
         w.cancel = Some(cancel.clone());
-        w.last_verb = verb;
+        w.last_kind = job.kind();
         w.running = Some(Running::default());
         w.screen = Screen::Progress;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let guard = tx.clone();
-            let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                crate::cli::run_for_window(
-                    verb, argv, prepared, name_typed, confirmed, &cancel, tx,
-                );
-            }));
-            if ran.is_err() {
-                let _ = guard.send(Event::Finished {
-                    ok: false,
-                    text: crashed(verb),
-                    fields: serde_json::Value::Null,
-                });
-            }
-        });
-        let (forward, events) = mpsc::unbounded();
-        std::thread::spawn(move || {
-            let mut finished = false;
-            while let Ok(event) = rx.recv() {
-                finished |= matches!(event, Event::Finished { .. });
-                if forward.unbounded_send(event).is_err() {
-                    return;
-                }
-            }
-            if !finished {
-                let _ = forward.unbounded_send(Event::Finished {
-                    ok: false,
-                    text: crashed(verb),
-                    fields: serde_json::Value::Null,
-                });
-            }
-        });
-        Task::run(events, Message::Job)
+        let crashed = crashed(job.kind());
+        let updates = work::spawn(job, cancel, confirmed, name_typed, crashed);
+        Task::run(updates, Message::Job)
+    }
+
+    /// The download cache the jobs use (Options).
+    fn cache(&self) -> Result<Cache, cardsmith_catalog::Error> {
+        match &self.wizard.cache_dir {
+            Some(dir) => Ok(Cache::at(dir, cardsmith_catalog::DEFAULT_LIMIT)),
+            None => Cache::open(),
+        }
     }
 
     fn read_card(&self) -> Element<'_, Message> {
@@ -1446,23 +1421,23 @@ impl App {
         let Some(o) = &self.wizard.outcome else {
             return text("").into();
         };
-        let verb = self.wizard.last_verb;
-        let title = match (o.ok, o.cancelled, verb) {
+        let kind = self.wizard.last_kind;
+        let title = match (o.ok, o.cancelled, kind) {
             (true, _, _) => t!("done.ok"),
             (false, true, _) => t!("done.cancelled"),
-            (false, false, "read") => t!("done.failed_read"),
-            (false, false, "erase") => t!("done.failed_erase"),
-            (false, false, _) => t!("done.failed"),
+            (false, false, Kind::Read) => t!("done.failed_read"),
+            (false, false, Kind::Erase) => t!("done.failed_erase"),
+            (false, false, Kind::Write) => t!("done.failed"),
         };
         let mut col = column![self.header(title.into_owned()), text(o.text.clone())].spacing(12);
-        if let Some(left) = o.left.as_deref().and_then(left_text) {
+        if let Some(left) = o.left.map(left_text) {
             col = col.push(text(left));
         }
         for note in &o.notes {
             col = col.push(text(note.clone()).size(12));
         }
         let mut buttons = row![].spacing(12);
-        if o.ok && verb == "write" {
+        if o.ok && kind == Kind::Write {
             buttons = buttons.push(
                 button(text(t!("done.another")))
                     .on_press(Message::WriteAnother)
@@ -1474,8 +1449,8 @@ impl App {
                 .on_press(Message::Restart)
                 .style(button::secondary),
         );
-        let on_a_drive = matches!(self.wizard.storage, Some(StorageChoice::Drive(_)))
-            && self.wizard.last_verb != "read";
+        let on_a_drive =
+            matches!(self.wizard.storage, Some(StorageChoice::Drive(_))) && kind != Kind::Read;
         if o.ok && on_a_drive {
             buttons = buttons.push(
                 button(text(t!("done.eject")))
@@ -1500,27 +1475,28 @@ fn warning_text(warning: &cardsmith_drives::Warning) -> String {
     }
 }
 
-/// What a job that did not succeed left behind, by the CLI's `left` code.
-fn left_text(code: &str) -> Option<String> {
-    let text = match code {
-        "untouched" => t!("done.left_untouched"),
-        "zeroed" => t!("done.left_zeroed"),
-        "file_removed" => t!("done.left_file_removed"),
-        "file_emptied" => t!("done.left_file_emptied"),
-        "partly_written" => t!("done.left_partly_written"),
-        "without_settings" => t!("done.left_without_settings"),
-        "nothing_kept" => t!("done.left_nothing_kept"),
-        _ => return None,
-    };
-    Some(text.into_owned())
+/// What a job that did not succeed left behind.
+fn left_text(left: Left) -> String {
+    match left {
+        Left::Untouched => t!("done.left_untouched"),
+        Left::Zeroed => t!("done.left_zeroed"),
+        Left::FileRemoved => t!("done.left_file_removed"),
+        Left::FileEmptied => t!("done.left_file_emptied"),
+        Left::PartlyWritten => t!("done.left_partly_written"),
+        // The window's writes put settings on as part of the job: either way they may be
+        // missing or incomplete.
+        Left::WithoutSettings | Left::PartlyCustomised => t!("done.left_without_settings"),
+        Left::NothingKept => t!("done.left_nothing_kept"),
+    }
+    .into_owned()
 }
 
 /// A job that ended without a result (a panic): what may have become of the card.
-pub(crate) fn crashed(verb: &str) -> String {
-    match verb {
-        "read" => t!("done.crashed_read"),
-        "erase" => t!("done.crashed_erase"),
-        _ => t!("done.crashed"),
+pub(crate) fn crashed(kind: Kind) -> String {
+    match kind {
+        Kind::Read => t!("done.crashed_read"),
+        Kind::Erase => t!("done.crashed_erase"),
+        Kind::Write => t!("done.crashed"),
     }
     .into_owned()
 }

@@ -80,7 +80,7 @@ fn look(what: What, cancel: &CancelToken) -> Inspected {
         Err(e) => return Inspected::None(e.to_string()),
     };
     let label = image.input().to_string();
-    let file = match crate::cli::inspect::readable(image, cancel) {
+    let file = match crate::job::readable(image, cancel) {
         Ok(file) => file,
         Err(e) => return Inspected::Failed(e.to_string()),
     };

@@ -6,6 +6,7 @@ mod app;
 mod host;
 mod inspect;
 mod state;
+mod work;
 
 pub use app::{App, LANGUAGES};
 

@@ -12,7 +12,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use cardsmith_drives::{DevNum, Drive};
 use cardsmith_engine::{CancelToken, Phase};
 
-use crate::cli::report::Event;
+use super::work::{Ended, Job, Kind, Update};
+use crate::job::{Destination, EraseJob, Event, Left, Permission, ReadJob, Source, WriteJob};
 
 /// The wizard's screens, in the order the user meets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,8 +169,10 @@ pub struct Outcome {
     pub text: String,
     pub notes: Vec<String>,
     pub cancelled: bool,
-    /// What a job that did not succeed left behind (the CLI's `left` code), when it said.
-    pub left: Option<String>,
+    /// What a job that did not succeed left behind.
+    pub left: Option<Left>,
+    /// What a write that succeeded did (its settings among it).
+    pub report: Option<crate::job::Report>,
 }
 
 /// "Save to image file…" was given a path that is (or leads to) a block device.
@@ -244,8 +247,12 @@ pub struct Wizard {
     /// The window was closed during a job: it was cancelled, and the program ends when the
     /// job has stopped (so a card is left unbootable, a backup's temporary file removed).
     pub close_when_done: bool,
-    /// The verb of the last job (write, erase, read).
-    pub last_verb: &'static str,
+    /// The kind of the last job.
+    pub last_kind: Kind,
+    /// The download cache's folder (Options); `None`: the user's cache folder.
+    pub cache_dir: Option<PathBuf>,
+    /// The preset whose host-name counter the settings use, to advance after each card.
+    pub preset: Option<String>,
 }
 
 impl Wizard {
@@ -292,7 +299,9 @@ impl Wizard {
             read_output: String::new(),
             read_allocated_only: false,
             close_when_done: false,
-            last_verb: "write",
+            last_kind: Kind::Write,
+            cache_dir: None,
+            preset: None,
         }
     }
 
@@ -352,9 +361,9 @@ impl Wizard {
         }
     }
 
-    /// READ A CARD's job: the drive (as confirmed) and `cardsmith read`'s arguments, once
-    /// a drive and an output file are chosen.
-    pub fn read_job(&self) -> Option<(cardsmith_drives::Identity, Vec<String>)> {
+    /// READ A CARD's job, once a drive and an output file are chosen: that drive, as it
+    /// was listed, and no other.
+    pub fn read_job(&self) -> Option<ReadJob> {
         let drive = self
             .drives
             .iter()
@@ -363,11 +372,13 @@ impl Wizard {
         if output.is_empty() {
             return None;
         }
-        let mut argv = vec![drive.path.display().to_string(), output.to_owned()];
-        if self.read_allocated_only {
-            argv.push("--allocated-only".into());
-        }
-        Some((drive.identity(), argv))
+        Some(ReadJob {
+            source: drive.path.clone(),
+            output: PathBuf::from(output),
+            allocated_only: self.read_allocated_only,
+            force: false,
+            confirmed: Some(drive.identity()),
+        })
     }
 
     /// A drive picked for READ A CARD; an empty output is given a name in the home folder
@@ -391,21 +402,55 @@ impl Wizard {
         }
     }
 
-    /// The verb and command line the job runs.
-    pub fn job(&self) -> Option<(&'static str, Vec<String>)> {
-        match (&self.os, &self.storage) {
-            (Some(OsChoice::Erase), Some(StorageChoice::Drive(drive))) => {
-                let mut argv = vec![drive.path.display().to_string()];
-                if drive.system_uses().is_some() {
-                    argv.push("--allow-system-drive".into());
-                }
-                if self.eject {
-                    argv.push("--eject".into());
-                }
-                Some(("erase", argv))
+    /// What the user chose, as a job: erase the drive, or write the OS to the drive or
+    /// the file (with the settings when they are to be applied).
+    pub fn job(&self) -> Option<Job> {
+        let permission = |drive: &Drive| Permission {
+            yes: true,
+            allow_system_drive: drive.system_uses().is_some(),
+        };
+        match (self.os.as_ref()?, self.storage.as_ref()?) {
+            (OsChoice::Erase, StorageChoice::Drive(drive)) => Some(Job::Erase(EraseJob {
+                target: drive.path.clone(),
+                confirmed: Some(drive.identity()),
+                permission: permission(drive),
+                eject: self.eject,
+            })),
+            (OsChoice::Erase, StorageChoice::File(_)) => None,
+            (os, storage) => {
+                let source = match os {
+                    OsChoice::Catalog { entry, .. } => Source::Os(entry.clone()),
+                    OsChoice::Custom(file) => Source::from_arg(&file.display().to_string()),
+                    OsChoice::Erase => return None,
+                };
+                let (target, permission) = match storage {
+                    StorageChoice::Drive(drive) => (
+                        Destination::Drive {
+                            path: drive.path.clone(),
+                            confirmed: drive.identity(),
+                        },
+                        permission(drive),
+                    ),
+                    StorageChoice::File(file) => (
+                        Destination::File(file.clone()),
+                        Permission {
+                            yes: true,
+                            allow_system_drive: false,
+                        },
+                    ),
+                };
+                let settings = self.settings.clone().filter(|_| self.apply_settings);
+                Some(Job::Write(Box::new(WriteJob {
+                    verify: self.verify,
+                    eject: self.eject && matches!(storage, StorageChoice::Drive(_)),
+                    permission,
+                    force: true,
+                    advance_preset: self.preset.clone().filter(|_| settings.is_some()),
+                    settings,
+                    cache_dir: self.cache_dir.clone(),
+                    ..WriteJob::new(source, target)
+                })))
             }
-            (Some(OsChoice::Erase), _) => None,
-            _ => self.write_args().map(|argv| ("write", argv)),
         }
     }
 
@@ -658,40 +703,6 @@ impl Wizard {
             .map(|(_, e)| e.as_str())
     }
 
-    /// The `cardsmith write` command line the job runs (secrets travel separately, hashed).
-    pub fn write_args(&self) -> Option<Vec<String>> {
-        let mut argv = Vec::new();
-        match self.os.as_ref()? {
-            OsChoice::Catalog { path, .. } => {
-                argv.extend(["--os".to_owned(), path.clone()]);
-                if let Some(loaded) = self.loaded() {
-                    argv.extend(["--repo".to_owned(), loaded.asked.clone()]);
-                }
-            }
-            OsChoice::Custom(file) => argv.push(file.display().to_string()),
-            OsChoice::Erase => return None,
-        }
-        match self.storage.as_ref()? {
-            StorageChoice::Drive(drive) => {
-                argv.push(drive.path.display().to_string());
-                if drive.system_uses().is_some() {
-                    argv.push("--allow-system-drive".into());
-                }
-                if self.eject {
-                    argv.push("--eject".into());
-                }
-            }
-            StorageChoice::File(file) => {
-                argv.push(file.display().to_string());
-                argv.push("--force".into());
-            }
-        }
-        if !self.verify {
-            argv.push("--no-verify".into());
-        }
-        Some(argv)
-    }
-
     /// "Use this file": takes the path as the image file to write, unless it is (or leads
     /// to) a block device, which is only ever written as a drive, chosen in the list.
     pub fn use_file(&mut self) {
@@ -761,35 +772,42 @@ impl Wizard {
         self.screen = Screen::Confirm;
     }
 
-    /// A progress or result event from the job.
-    pub fn on_job(&mut self, event: Event) {
-        match event {
-            Event::Progress {
+    /// An event or the end of the job.
+    pub fn on_job(&mut self, update: Update) {
+        match update {
+            Update::Event(Event::Progress {
                 phase,
-                done,
-                total,
+                bytes_done,
+                bytes_total,
                 rate,
-            } => {
+            }) => {
                 if let Some(r) = &mut self.running {
                     r.phase = Some(phase);
-                    r.done = done;
-                    r.total = total;
-                    r.rate = rate;
+                    r.done = bytes_done;
+                    r.total = bytes_total;
+                    r.rate = rate as f64;
                 }
             }
-            Event::Note(text) => {
-                if let Some(r) = &mut self.running {
-                    r.notes.push(text);
+            Update::Event(event) => {
+                if let (Some(r), Some(sentence)) = (&mut self.running, event.sentence()) {
+                    r.notes.push(sentence);
                 }
             }
-            Event::Finished { ok, text, fields } => {
+            Update::Ended(ended) => {
+                let Ended {
+                    report,
+                    text,
+                    cancelled,
+                    left,
+                } = *ended;
                 let running = self.running.take();
                 self.outcome = Some(Outcome {
-                    ok,
-                    cancelled: !ok && fields["exit_code"] == 130,
-                    left: fields["left"].as_str().map(str::to_owned),
+                    ok: report.is_some(),
+                    cancelled,
+                    left,
                     text,
                     notes: running.map(|r| r.notes).unwrap_or_default(),
+                    report,
                 });
                 self.cancel = None;
                 self.screen = Screen::Done;

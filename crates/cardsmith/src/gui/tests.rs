@@ -1,6 +1,6 @@
 //! The wizard clicked through by visible text in iced_test's simulator, with the bundled
-//! sample catalog and a file as target; the job itself runs for real through
-//! `run_for_window`; every language has every string.
+//! sample catalog and a file as target; the job itself runs for real through the window's
+//! sink (`work`); every language has every string.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,8 @@ use iced_test::{Error, Simulator};
 
 use super::app::{App, Message};
 use super::state::{CatalogState, Screen};
-use crate::cli::report::Event;
+use super::work::{Ended, Job, Kind, Update};
+use crate::job::{Destination, Event, Left, ReadJob, Report, Source, WriteJob};
 
 fn repo() -> String {
     concat!(
@@ -142,16 +143,15 @@ fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
         &app,
         "The OS customisation settings will be applied."
     ));
+    let Some(Job::Write(job)) = app.wizard.job() else {
+        panic!("a write")
+    };
+    assert!(matches!(&job.source, Source::Os(e) if e.name == "cardsmith demo (systemd)"));
+    assert_eq!(job.target, Destination::File(target.clone()));
+    assert!(job.verify && job.force && job.permission.yes);
     assert_eq!(
-        app.wizard.write_args().unwrap(),
-        [
-            "--os",
-            "cardsmith demo (systemd)",
-            "--repo",
-            &repo(),
-            target.to_str().unwrap(),
-            "--force"
-        ]
+        job.settings.as_ref().and_then(|s| s.hostname.as_deref()),
+        Some("lab-pi")
     );
     Ok(())
 }
@@ -168,23 +168,19 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     let cancel = cardsmith_engine::CancelToken::new();
     app.wizard.cancel = Some(cancel.clone());
     app.wizard.screen = Screen::Progress;
-    let _ = app.update(Message::Job(Event::Progress {
+    let _ = app.update(Message::Job(Update::Event(Event::Progress {
         phase: Phase::Write,
-        done: 25 << 20,
-        total: Some(100 << 20),
-        rate: 50e6,
-    }));
+        bytes_done: 25 << 20,
+        bytes_total: Some(100 << 20),
+        rate: 50_000_000,
+    })));
     assert!(shows(&app, "Downloading and writing"));
     assert!(shows(&app, "25% · 26.2 MB · 50.0 MB/s · 2 s left"));
     click(&mut app, "CANCEL")?;
     assert!(cancel.is_cancelled(), "Cancel really stops the job");
     assert!(shows(&app, "Cancelling…"));
     let error = "cancelled (Ctrl-C, or Cancel in the window)";
-    let _ = app.update(Message::Job(Event::Finished {
-        ok: false,
-        text: error.into(),
-        fields: serde_json::json!({ "exit_code": 130, "left": "file_removed" }),
-    }));
+    let _ = app.update(ended(error, true, Some(Left::FileRemoved)));
     assert!(shows(&app, "Cancelled"));
     assert!(shows(&app, "The unfinished image file was removed."));
     assert!(
@@ -195,11 +191,7 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     click(&mut app, "BACK TO START")?;
     app.wizard.running = Some(super::state::Running::default());
     let long = "SHA-256 of the download is 00aa, not 11bb as published; nothing was written to the start of the target. The download is corrupt, or the catalog is wrong";
-    let _ = app.update(Message::Job(Event::Finished {
-        ok: false,
-        text: long.into(),
-        fields: serde_json::Value::Null,
-    }));
+    let _ = app.update(ended(long, false, None));
     assert!(shows(&app, "Writing failed"));
     assert!(shows(&app, long), "the error is shown in full");
     Ok(())
@@ -219,18 +211,14 @@ fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
     assert_eq!(task.units(), 0, "the window stays while the job stops");
     assert!(cancel.is_cancelled(), "closing cancels the job");
     assert!(shows(&app, "Cancelling…"));
-    let task = app.update(Message::Job(Event::Progress {
+    let task = app.update(Message::Job(Update::Event(Event::Progress {
         phase: Phase::Write,
-        done: 1,
-        total: None,
-        rate: 0.0,
-    }));
+        bytes_done: 1,
+        bytes_total: None,
+        rate: 0,
+    })));
     assert_eq!(task.units(), 0);
-    let task = app.update(Message::Job(Event::Finished {
-        ok: false,
-        text: "cancelled".into(),
-        fields: serde_json::json!({ "exit_code": 130 }),
-    }));
+    let task = app.update(ended("cancelled", true, Some(Left::Zeroed)));
     assert_eq!(task.units(), 1, "the program ends once the job has stopped");
 }
 
@@ -238,34 +226,34 @@ fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
 fn the_job_is_the_cli_write_and_reports_to_the_window() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("card.img");
-    let argv: Vec<String> = vec![
-        "--os".into(),
-        "cardsmith demo (systemd)".into(),
-        "--repo".into(),
-        repo(),
-        target.display().to_string(),
-    ];
     let settings = cardsmith_customize::Settings {
         hostname: Some("wizard-pi".into()),
         ..cardsmith_customize::Settings::default()
     };
-    let events = window_job("write", argv, Some(settings));
+    let job = WriteJob {
+        settings: Some(settings),
+        ..WriteJob::new(demo_os(), Destination::File(target.clone()))
+    };
+    let events = window_job(Job::Write(Box::new(job)), None);
     assert!(events.iter().any(|e| matches!(
         e,
-        Event::Progress {
+        Update::Event(Event::Progress {
             phase: Phase::Verify,
             ..
-        }
+        })
     )));
     assert!(
         events
             .iter()
-            .any(|e| matches!(e, Event::Note(n) if n.contains("hostname wizard-pi"))),
+            .any(|e| matches!(e, Update::Event(Event::Customized(c))
+            if c.text.contains("hostname wizard-pi"))),
         "{events:?}"
     );
-    let Some(Event::Finished { ok: true, text, .. }) = events.last() else {
-        panic!("no success: {events:?}");
+    let Some(Update::Ended(end)) = events.last() else {
+        panic!("no end: {events:?}");
     };
+    let text = &end.text;
+    assert!(end.report.is_some(), "no success: {text}");
     assert!(text.contains("verified"), "{text}");
     // The file holds the demo image byte for byte, but for the boot partition, which holds
     // the settings (read back by mtools, not by cardsmith).
@@ -326,24 +314,37 @@ fn mtype(image: &Path, offset: usize, name: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Runs a job as the window does (`cli::run_for_window`, nothing confirmed as a drive),
-/// and returns everything it reported.
-fn window_job(
-    verb: &str,
-    argv: Vec<String>,
-    settings: Option<cardsmith_customize::Settings>,
-) -> Vec<Event> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    crate::cli::run_for_window(
-        verb,
-        argv,
-        settings,
+/// Runs a job as the window does (through its sink; `confirmed` is the drive the window
+/// asked about), and returns everything it reported, its end last.
+fn window_job(job: Job, confirmed: Option<cardsmith_drives::Identity>) -> Vec<Update> {
+    let updates = super::work::spawn(
+        job,
+        cardsmith_engine::CancelToken::new(),
+        confirmed,
         false,
-        None,
-        &cardsmith_engine::CancelToken::new(),
-        tx,
+        "crashed".into(),
     );
-    rx.try_iter().collect()
+    iced::futures::executor::block_on(iced::futures::StreamExt::collect(updates))
+}
+
+/// The bundled catalog's systemd demo OS.
+fn demo_os() -> Source {
+    let http = Http::new(Duration::from_secs(5)).unwrap();
+    let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
+    let (_, entry) =
+        cardsmith_catalog::find_os(&loaded.catalog.os_list, "cardsmith demo (systemd)")
+            .expect("the demo OS");
+    Source::Os(Box::new(entry.clone()))
+}
+
+/// A job's end as the worker sends it.
+fn ended(text: &str, cancelled: bool, left: Option<Left>) -> Message {
+    Message::Job(Update::Ended(Box::new(Ended {
+        report: None,
+        text: text.into(),
+        cancelled,
+        left,
+    })))
 }
 
 /// The keys of a flat `key: "value"` locale file.
@@ -441,15 +442,16 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     );
     // (A toggler's label is not a text widget the simulator can find by its words.)
     let _ = app.update(Message::ReadAllocatedOnly(true));
-    let (identity, argv) = app.wizard.read_job().expect("ready to read");
-    assert_eq!(identity, drive.identity());
+    let job = app.wizard.read_job().expect("ready to read");
     assert_eq!(
-        argv,
-        [
-            drive.path.display().to_string(),
-            app.wizard.read_output.clone(),
-            "--allocated-only".to_owned()
-        ]
+        job,
+        ReadJob {
+            source: drive.path.clone(),
+            output: PathBuf::from(&app.wizard.read_output),
+            allocated_only: true,
+            force: false,
+            confirmed: Some(drive.identity()),
+        }
     );
     app.wizard.drives.clear();
     app.wizard.read_source = None;
@@ -460,16 +462,22 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     std::fs::write(&source, &data).unwrap();
     let out = dir.path().join("backup.img");
-    let argv = vec![source.display().to_string(), out.display().to_string()];
-    let events = window_job("read", argv, None);
-    let Some(Event::Finished {
-        ok: true, fields, ..
-    }) = events.last()
-    else {
-        panic!("no success: {events:?}");
+    let job = ReadJob {
+        source: source.clone(),
+        output: out.clone(),
+        allocated_only: false,
+        force: false,
+        confirmed: None,
+    };
+    let events = window_job(Job::Read(job), None);
+    let Some(Update::Ended(end)) = events.last() else {
+        panic!("no end: {events:?}");
+    };
+    let Some(Report::Read(report)) = &end.report else {
+        panic!("no success: {}", end.text);
     };
     assert_eq!(std::fs::read(&out).unwrap(), data);
-    let sha = fields["sha256"].as_str().unwrap().to_owned();
+    let sha = report.sha256.clone();
     let _ = app.update(Message::Go(Screen::Progress));
     app.wizard.running = Some(super::state::Running::default());
     for e in events {
@@ -680,22 +688,18 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
     let link = dir.path().join("link-to-card");
     std::os::unix::fs::symlink(&card.dev, &link).unwrap();
     for target in [card.dev.clone(), link.display().to_string()] {
-        let argv = vec![
-            "--os".into(),
-            "cardsmith demo (systemd)".into(),
-            "--repo".into(),
-            repo(),
-            target.clone(),
-            "--force".into(),
-        ];
-        // No confirmed drive: the window chose "save to image file".
-        let events = window_job("write", argv, None);
-        let Some(Event::Finished {
-            ok: false, text, ..
-        }) = events.last()
-        else {
-            panic!("{target} was written: {events:?}");
+        // The window chose "save to image file".
+        let job = WriteJob {
+            force: true,
+            ..WriteJob::new(demo_os(), Destination::File(PathBuf::from(&target)))
         };
+        let events = window_job(Job::Write(Box::new(job)), None);
+        let Some(Update::Ended(end)) = events.last() else {
+            panic!("no end: {events:?}");
+        };
+        assert!(end.report.is_none(), "{target} was written: {events:?}");
+        assert_eq!(end.left, Some(Left::Untouched));
+        let text = &end.text;
         assert!(
             text.contains("is a block device, not an image file: nothing was written. Choose it in the drive list"),
             "{text}"
@@ -740,31 +744,32 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
         "The image is written, but its first-boot settings are missing or incomplete: write it again, or customise it.",
         "Cleaning up failed too: the card or file may hold part of what was being written. Write or erase it again before using it.",
     ];
-    let mut end = |verb: &'static str, fields: serde_json::Value| -> Vec<&str> {
-        app.wizard.last_verb = verb;
+    let mut end = |kind: Kind, cancelled: bool, left: Left| -> Vec<&str> {
+        app.wizard.last_kind = kind;
         app.wizard.running = Some(super::state::Running::default());
-        let _ = app.update(Message::Job(Event::Finished {
-            ok: false,
-            text: "the error as the CLI says it".into(),
-            fields,
-        }));
+        let _ = app.update(ended("the error as the job says it", cancelled, Some(left)));
         SAID.into_iter().filter(|t| shows(&app, t)).collect()
     };
-    let json = |code: u8, left: &str| serde_json::json!({ "exit_code": code, "left": left });
-    assert_eq!(end("read", json(130, "nothing_kept")), [SAID[0], SAID[4]]);
-    assert_eq!(end("read", json(1, "nothing_kept")), [SAID[1], SAID[4]]);
-    assert_eq!(end("erase", json(1, "zeroed")), [SAID[2], SAID[5]]);
-    assert_eq!(end("write", json(1, "untouched")), [SAID[3], SAID[6]]);
+    assert_eq!(end(Kind::Read, true, Left::NothingKept), [SAID[0], SAID[4]]);
     assert_eq!(
-        end("write", json(1, "without_settings")),
+        end(Kind::Read, false, Left::NothingKept),
+        [SAID[1], SAID[4]]
+    );
+    assert_eq!(end(Kind::Erase, false, Left::Zeroed), [SAID[2], SAID[5]]);
+    assert_eq!(end(Kind::Write, false, Left::Untouched), [SAID[3], SAID[6]]);
+    assert_eq!(
+        end(Kind::Write, false, Left::WithoutSettings),
         [SAID[3], SAID[7]]
     );
-    assert_eq!(end("write", json(130, "zeroed")), [SAID[0], SAID[5]]);
-    assert_eq!(end("write", json(1, "partly_written")), [SAID[3], SAID[8]]);
+    assert_eq!(end(Kind::Write, true, Left::Zeroed), [SAID[0], SAID[5]]);
+    assert_eq!(
+        end(Kind::Write, false, Left::PartlyWritten),
+        [SAID[3], SAID[8]]
+    );
     // A job that ended without a word (a panic) is described by what it was.
-    assert!(super::app::crashed("read").contains("The card was only read and is unchanged"));
-    assert!(super::app::crashed("erase").contains("half-erased"));
-    assert!(super::app::crashed("write").contains("(or image file) may be half-written"));
+    assert!(super::app::crashed(Kind::Read).contains("The card was only read and is unchanged"));
+    assert!(super::app::crashed(Kind::Erase).contains("half-erased"));
+    assert!(super::app::crashed(Kind::Write).contains("(or image file) may be half-written"));
 }
 
 #[test]
@@ -1097,13 +1102,14 @@ fn write_another_card_keeps_the_os_and_settings_and_counts_on() -> Result<(), Er
         hostname: Some("node{n:02}".into()),
         ..Default::default()
     });
-    app.wizard.last_verb = "write";
+    app.wizard.last_kind = Kind::Write;
     app.wizard.outcome = Some(super::state::Outcome {
         ok: true,
         text: "Wrote it.".into(),
         notes: Vec::new(),
         cancelled: false,
         left: None,
+        report: None,
     });
     app.wizard.screen = Screen::Done;
     click(&mut app, "WRITE ANOTHER CARD")?;

@@ -1,5 +1,6 @@
-//! Writing to a drive: everything between the path the user typed and an opened target.
-//! Find the drive, refuse what must not be erased, ask, unmount, open exclusively.
+//! Changing a drive: everything between the path a job names and an opened target. Find
+//! the drive, refuse what must not be erased, ask through the sink, unmount, open
+//! exclusively.
 
 use std::path::{Path, PathBuf};
 
@@ -7,45 +8,18 @@ use cardsmith_drives::{
     check_same, open_for_writing, unmount_all, Access, Bus, DevNum, Drive, Identity, Snapshot,
 };
 use cardsmith_engine::{Image, Input, Target};
-use serde_json::json;
 
-use super::confirm::{self, Consent};
-use super::drives::list;
-use super::report::Reporter;
-use super::Failure;
+use super::{Ask, Event, Failure, Run};
 
-/// What the user allowed on the command line (or in the wizard), for the verbs that change
-/// a drive (write, erase, customize).
-#[derive(clap::Args, Clone, Default)]
+/// What the user allowed, for the jobs that change a drive (write, erase, customize).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permission {
-    /// Do not ask for confirmation (required when standard input is not a terminal; not
-    /// enough for a system drive or a fixed disk, whose name must be typed)
-    #[arg(long, short = 'y')]
+    /// Consent is already given for a card (`--yes`, or the window's confirmation); not
+    /// enough for a system drive or a fixed disk, whose name must be typed.
     pub yes: bool,
-    /// Allow a drive the running system uses (/boot, /home, swap…); its name must still be
-    /// typed at a prompt. The drive holding / is never changed.
-    #[arg(long)]
+    /// A drive the running system uses (/boot, /home, swap…) may be changed; its name must
+    /// still be typed. The drive holding / is never changed.
     pub allow_system_drive: bool,
-    /// The wizard asked for the drive's name and the user typed it.
-    #[arg(skip)]
-    pub name_typed: bool,
-    /// The wizard's confirmation was for this drive: any other is refused.
-    #[arg(skip)]
-    pub window: Option<Identity>,
-    /// The wizard runs the job: nothing is ever asked on a terminal, and a target the
-    /// window chose as a file is never taken as a drive.
-    #[arg(skip)]
-    pub in_window: bool,
-}
-
-impl Permission {
-    /// The wizard confirmed `confirmed` in its window (and had its name typed when needed).
-    pub fn given_in_window(&mut self, name_typed: bool, confirmed: Option<Identity>) {
-        self.yes = true;
-        self.name_typed = name_typed;
-        self.window = confirmed;
-        self.in_window = true;
-    }
 }
 
 /// What is about to happen to the drive: the sentence the question starts with, what it
@@ -62,6 +36,7 @@ pub struct Incoming {
 const ERASED: &str = "Everything on it will be erased.";
 
 impl Incoming {
+    /// Writing `image` over the drive.
     pub fn image(image: &Image) -> Incoming {
         let source = image.identity().map(|id| {
             let (dev, file) = match (id.rdev, image.input()) {
@@ -79,6 +54,7 @@ impl Incoming {
         }
     }
 
+    /// Erasing the drive.
     pub fn erase() -> Incoming {
         Incoming {
             label: "Erase".into(),
@@ -88,6 +64,7 @@ impl Incoming {
         }
     }
 
+    /// Replacing first-boot files on the drive's boot partition.
     pub fn customise() -> Incoming {
         Incoming {
             label: "Customise".into(),
@@ -105,24 +82,18 @@ pub struct OpenedDrive {
     pub unmounted: Vec<PathBuf>,
 }
 
-pub fn open(
+/// Opens the drive at `path` for `incoming`: the drive `confirmed` (the window's choice)
+/// and no other, when given.
+pub fn open_drive(
     allowed: &Permission,
-    target: &Path,
+    path: &Path,
+    confirmed: Option<&Identity>,
     incoming: &Incoming,
-    reporter: &mut Reporter,
+    run: &mut Run<'_>,
 ) -> Result<OpenedDrive, Failure> {
-    if allowed.in_window && allowed.window.is_none() {
-        // The window chose "save to image file"; a path that is (or leads to) a device
-        // must be chosen in the drive list, where every rule above applies.
-        return Err(Failure::Refused(format!(
-            "{} is a block device, not an image file: nothing was written. Choose it in the \
-             drive list instead (it is checked, named and confirmed there)",
-            target.display()
-        )));
-    }
     let snapshot = Snapshot::capture()?;
-    let drive = snapshot.find(target)?.clone();
-    if let Some(confirmed) = &allowed.window {
+    let drive = snapshot.find(path)?.clone();
+    if let Some(confirmed) = confirmed {
         check_same(confirmed, &drive.identity())?;
     }
     drive.check_writable(allowed.allow_system_drive)?;
@@ -130,15 +101,14 @@ pub fn open(
         snapshot.check_not_holding(&drive, *dev, file.as_deref(), describe)?;
     }
     let access = Access::for_device(&drive.path)?;
-    ask(allowed, incoming, &drive, reporter)?;
+    ask(allowed, incoming, &drive, run)?;
     let unmounted = unmount_all(&drive, &access)?;
     for point in &unmounted {
-        reporter.note(
-            &format!("Unmounted {}", point.display()),
-            json!({ "event": "unmounted", "mountpoint": point }),
-        );
+        run.event(Event::Unmounted {
+            mountpoint: point.clone(),
+        });
     }
-    let identity = allowed.window.clone().unwrap_or_else(|| drive.identity());
+    let identity = confirmed.cloned().unwrap_or_else(|| drive.identity());
     let file = open_for_writing(&identity, &access)?;
     let target = Target::from_device(&drive.path, file)?;
     Ok(OpenedDrive {
@@ -151,21 +121,21 @@ pub fn open(
 /// What a person must do before a drive is changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needed {
-    /// Nothing more: `--yes` (or the window) consented, or the name was typed there.
+    /// Nothing more: consent was given with the job.
     Nothing,
-    /// Answer "yes" at a prompt.
+    /// Answer "yes".
     Yes,
-    /// Type the drive's name at a prompt: a system drive or a fixed internal disk, which
-    /// "yes" out of habit, or `--yes` in a script, must not erase.
+    /// Type the drive's name: a system drive or a fixed internal disk, which "yes" out of
+    /// habit, or `--yes` in a script, must not erase.
     Name,
 }
 
-/// The one rule for every verb that changes a drive (write, erase, customize).
+/// The one rule for every job that changes a drive (write, erase, customize).
 pub fn needed(allowed: &Permission, drive: &Drive) -> Needed {
-    match (drive.needs_name_typed(), allowed.name_typed, allowed.yes) {
-        (true, true, _) | (false, _, true) => Needed::Nothing,
-        (true, false, _) => Needed::Name,
-        (false, _, false) => Needed::Yes,
+    match (drive.needs_name_typed(), allowed.yes) {
+        (true, _) => Needed::Name,
+        (false, true) => Needed::Nothing,
+        (false, false) => Needed::Yes,
     }
 }
 
@@ -175,7 +145,7 @@ fn ask(
     allowed: &Permission,
     incoming: &Incoming,
     drive: &Drive,
-    reporter: &mut Reporter,
+    run: &mut Run<'_>,
 ) -> Result<(), Failure> {
     let mut what = vec![drive.size_human.clone(), drive.description()];
     if drive.bus != Bus::Virtual {
@@ -193,15 +163,19 @@ fn ask(
     );
     let mounted: Vec<PathBuf> = drive.mountpoints().cloned().collect();
     if !mounted.is_empty() {
-        question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
+        question += &format!(
+            "\nMounted now, and unmounted first: {}",
+            mounted
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     let needed = needed(allowed, drive);
     if needed == Needed::Nothing {
         for warning in &drive.warnings {
-            reporter.note(
-                &format!("Warning: {warning}"),
-                json!({ "event": "warning", "warning": warning }),
-            );
+            run.event(Event::warning(warning.to_string()));
         }
         return Ok(());
     }
@@ -220,27 +194,17 @@ fn ask(
             drive.path.display()
         );
     }
-    if allowed.in_window {
-        // The window asked; a worker thread must never wait on a terminal.
-        return Err(Failure::Refused(format!(
-            "{question}\nThe window did not ask for the drive's name; choose the drive again"
-        )));
-    }
-    let (consent, no_terminal) = match needed {
-        Needed::Name => (
-            Consent::Name(&drive.name, incoming.verb),
-            format!(
-                "a system drive or fixed disk is {}d only after its name is typed at a prompt \
-                 (--yes is not enough), and standard input is not a terminal",
-                incoming.verb
-            ),
-        ),
-        _ => (
-            Consent::Yes,
-            "standard input is not a terminal, so pass --yes".to_owned(),
-        ),
+    let ask = Ask {
+        question,
+        needed,
+        drive: Some(drive.identity()),
+        name: drive.name.clone(),
+        verb: incoming.verb,
     };
-    confirm::obtain(&question, consent, &no_terminal).map_err(Failure::Refused)
+    run.sink.watching_cancel(false);
+    let answer = run.sink.consent(&ask);
+    run.sink.watching_cancel(true);
+    answer.map_err(Failure::Refused)
 }
 
 #[cfg(test)]
@@ -252,7 +216,6 @@ mod tests {
         Permission {
             yes,
             allow_system_drive,
-            ..Permission::default()
         }
     }
 
@@ -265,13 +228,6 @@ mod tests {
             for permission in [given(false, false), given(true, false), given(true, true)] {
                 assert_eq!(needed(&permission, &drive), Needed::Name, "{drive:?}");
             }
-            // The window asked for the name and the user typed it.
-            let mut window = given(false, true);
-            window.given_in_window(true, Some(drive.identity()));
-            assert_eq!(needed(&window, &drive), Needed::Nothing);
-            let mut window = given(false, true);
-            window.given_in_window(false, Some(drive.identity()));
-            assert_eq!(needed(&window, &drive), Needed::Name);
         }
     }
 }

@@ -1,0 +1,132 @@
+//! A backup: a card (or any device or file) read back into a raw or compressed image with
+//! its SHA-256.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::PathBuf;
+
+use cardsmith_drives::Identity;
+use cardsmith_engine::{self as engine, units, CancelToken, Target};
+use serde::Serialize;
+
+use super::{invoking_user, Error, Event, Failure, Left, Report, Run, Sink};
+
+/// Read a card into an image file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadJob {
+    /// The card, device or file to read (opened read-only; nothing on it changes).
+    pub source: PathBuf,
+    /// The image to create; its extension picks the format (.img, .img.zst, .img.xz,
+    /// .img.gz).
+    pub output: PathBuf,
+    /// Only up to the end of the last partition.
+    pub allocated_only: bool,
+    /// Replace an existing output file (and its .sha256).
+    pub force: bool,
+    /// The drive the user chose, and no other (the window's choice).
+    pub confirmed: Option<Identity>,
+}
+
+/// What a backup did. Serialised, it is the `--json` result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReadReport {
+    pub source: PathBuf,
+    pub output: PathBuf,
+    pub format: &'static str,
+    pub bytes: u64,
+    pub stored_bytes: u64,
+    pub sha256: String,
+    pub sha256_file: PathBuf,
+    pub source_bytes: u64,
+    pub allocated_only: bool,
+    pub table: Option<&'static str>,
+    pub partitions_end: Option<u64>,
+}
+
+impl ReadReport {
+    /// What was read, where it went, its SHA-256 and how to restore it.
+    pub fn summary(&self) -> String {
+        let mut summary = format!(
+            "Read {} from {} into {}",
+            units::bytes(self.bytes),
+            self.source.display(),
+            self.output.display(),
+        );
+        if self.format != engine::OutputFormat::Raw.name() {
+            summary += &format!(
+                " ({}, {} stored)",
+                self.format,
+                units::bytes(self.stored_bytes)
+            );
+        }
+        if let (Some(table), Some(end)) = (self.table, self.partitions_end) {
+            summary += &format!(
+                ".\nOnly the partitions: the {table} partitions end at {} of {}",
+                units::bytes(end),
+                units::bytes(self.source_bytes)
+            );
+        }
+        summary += &format!(
+            ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
+             compare a card with it with `cardsmith verify {} DEVICE`.",
+            self.sha256,
+            self.sha256_file.display(),
+            self.output.display(),
+            self.output.display(),
+        );
+        summary
+    }
+}
+
+impl ReadJob {
+    /// Reads; `cancel` stops it, and no unfinished file is kept.
+    pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
+        let mut run = Run::new(sink, Left::NothingKept);
+        let outcome = self.go(cancel, &mut run);
+        run.end(outcome.map(Report::Read))
+    }
+
+    fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<ReadReport, Failure> {
+        let is_device =
+            std::fs::metadata(&self.source).is_ok_and(|m| m.file_type().is_block_device());
+        let source = if is_device {
+            let handle = cardsmith_drives::open_for_reading(&self.source, self.confirmed.as_ref())?;
+            if !handle.exclusive {
+                let warning = format!(
+                    "{} is in use ({}); a mounted filesystem may change while it is read, so \
+                     the backup may not be consistent. Unmount it first for a clean backup.",
+                    self.source.display(),
+                    handle.in_use.join(", ")
+                );
+                run.event(Event::Warning {
+                    warning,
+                    in_use: Some(handle.in_use.clone()),
+                });
+            }
+            Target::reading_device(&self.source, handle.file)?
+        } else {
+            Target::open_for_read(&self.source)?
+        };
+        run.sink.watching_cancel(true);
+        let options = engine::ReadOptions {
+            force: self.force,
+            allocated_only: self.allocated_only,
+            owner: invoking_user(),
+        };
+        let report = engine::read(&source, &self.output, &options, cancel, &mut |p| {
+            run.progress(p)
+        })?;
+        Ok(ReadReport {
+            source: self.source,
+            output: self.output,
+            format: report.format.name(),
+            bytes: report.bytes,
+            stored_bytes: report.stored,
+            sha256: report.sha256,
+            sha256_file: report.checksum_file,
+            source_bytes: report.source_size,
+            allocated_only: self.allocated_only,
+            table: report.allocated.map(|(t, _)| t.name()),
+            partitions_end: report.allocated.map(|(_, end)| end),
+        })
+    }
+}

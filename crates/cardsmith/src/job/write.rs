@@ -1,0 +1,433 @@
+//! A write: an image (file, standard input, URL or catalog entry) onto a card or into an
+//! image file, checked against its published SHA-256s, read back, customised, cached,
+//! ejected.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use cardsmith_catalog::{Http, Location, OsEntry, Pending};
+use cardsmith_customize::{Request, Settings};
+use cardsmith_drives::{Drive, Identity};
+use cardsmith_engine::{
+    self as engine, units, CancelToken, ChecksumMatch, Error as EngineError, Image, Input, Target,
+    WriteOptions,
+};
+use serde::Serialize;
+
+use super::custom::{advance_preset, check_before_writing, customised};
+use super::drive::{open_drive, Incoming, Permission};
+use super::source::{cache_notes, is_url, open_cache, plan_download, plan_local, Fetch, Planned};
+use super::{eject, invoking_user, Ask, Customised, Error, Event, Failure, Left, Needed, Report};
+use super::{Run, Sink};
+
+/// What is written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// An image file (raw or compressed; the format is found from its first bytes).
+    File(PathBuf),
+    /// Standard input.
+    Stdin,
+    /// An http(s) URL: streamed, resumed, cached.
+    Url(String),
+    /// A catalog entry: its URL, with its published sizes and SHA-256s enforced.
+    Os(Box<OsEntry>),
+}
+
+impl Source {
+    /// What a command line names: `-`, a URL, or a file.
+    pub fn from_arg(arg: &str) -> Source {
+        if arg == "-" {
+            Source::Stdin
+        } else if is_url(arg) {
+            Source::Url(arg.to_owned())
+        } else {
+            Source::File(PathBuf::from(arg))
+        }
+    }
+}
+
+/// Where it is written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Destination {
+    /// Whatever the path is: a drive when it is a block device (checked, asked, unmounted),
+    /// else an image file to create or replace.
+    Path(PathBuf),
+    /// An image file; a path that is (or leads to) a block device is refused: a drive is
+    /// only ever written as one, chosen as one.
+    File(PathBuf),
+    /// This drive, as the user confirmed it, and no other (a card swapped for another at
+    /// the same path is refused).
+    Drive { path: PathBuf, confirmed: Identity },
+}
+
+impl Destination {
+    /// The path written to.
+    pub fn path(&self) -> &Path {
+        match self {
+            Destination::Path(p) | Destination::File(p) | Destination::Drive { path: p, .. } => p,
+        }
+    }
+}
+
+/// Write an image to a card or a file.
+#[derive(Debug, Clone)]
+pub struct WriteJob {
+    pub source: Source,
+    pub target: Destination,
+    /// The SHA-256 the image (decompressed, or the file as stored) must have.
+    pub sha256: Option<[u8; 32]>,
+    /// Read the target back and compare.
+    pub verify: bool,
+    /// Power the drive off when done.
+    pub eject: bool,
+    /// What the user allowed for a drive.
+    pub permission: Permission,
+    /// Replace an existing, non-empty image file.
+    pub force: bool,
+    /// First-boot settings (secrets already hashed), put on the boot partition after the
+    /// write.
+    pub settings: Option<Settings>,
+    /// The format to write them in; `None`: the catalog's, or what the image runs.
+    pub init_format: Option<String>,
+    /// The preset whose host-name counter this card used: it moves on after success.
+    pub advance_preset: Option<String>,
+    /// The download cache's folder; `None`: `$CARDSMITH_CACHE` or the user's cache folder.
+    pub cache_dir: Option<PathBuf>,
+    /// How long a download may go without a byte before it is resumed.
+    pub stall_timeout: Duration,
+}
+
+impl WriteJob {
+    /// A write of `source` to `target` with the defaults: verify, no eject, nothing asked
+    /// beforehand, no settings.
+    pub fn new(source: Source, target: Destination) -> WriteJob {
+        WriteJob {
+            source,
+            target,
+            sha256: None,
+            verify: true,
+            eject: false,
+            permission: Permission::default(),
+            force: false,
+            settings: None,
+            init_format: None,
+            advance_preset: None,
+            cache_dir: None,
+            stall_timeout: cardsmith_catalog::STALL_TIMEOUT,
+        }
+    }
+}
+
+/// What a write did. Serialised, it is the `--json` result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WriteReport {
+    pub image: String,
+    pub os: Option<String>,
+    /// The catalog's first-boot format for the OS.
+    pub init_format: Option<String>,
+    pub target: PathBuf,
+    pub bytes: u64,
+    pub verified: bool,
+    pub verify_bypassed_cache: bool,
+    /// Which of `--sha256`'s readings matched: "image" or "stored_file".
+    pub sha256_matched: Option<&'static str>,
+    pub catalog_sha256_checked: bool,
+    pub image_sha256: Option<String>,
+    pub partition_table_reread: bool,
+    pub unmounted: Vec<PathBuf>,
+    /// The first-boot format the settings were written in.
+    pub customized: Option<&'static str>,
+    pub download_cached: bool,
+    pub ejected: Option<bool>,
+    /// What customising did, for the window's done screen.
+    #[serde(skip)]
+    pub settings: Option<Customised>,
+}
+
+impl WriteReport {
+    /// "Wrote 2.0 GiB to /dev/sdb and verified it; SHA-256 matched the catalog."
+    pub fn summary(&self) -> String {
+        let checksum = match self.sha256_matched {
+            Some("image") => "matched the image",
+            Some(_) => "matched the file as stored",
+            None if self.catalog_sha256_checked => "matched the catalog",
+            None => "not checked",
+        };
+        format!(
+            "Wrote {} to {}{}; SHA-256 {checksum}.",
+            units::bytes(self.bytes),
+            self.target.display(),
+            if self.verified {
+                " and verified it"
+            } else {
+                " (not verified)"
+            },
+        )
+    }
+}
+
+/// The target, opened: a drive (as it was found) or a file.
+struct Opened {
+    target: Target,
+    drive: Option<Drive>,
+    unmounted: Vec<PathBuf>,
+}
+
+impl WriteJob {
+    /// Writes; `cancel` stops it at the next chunk, leaving the card unbootable or no file.
+    pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
+        let mut run = Run::new(sink, Left::Untouched);
+        let outcome = self.go(cancel, &mut run);
+        run.end(outcome.map(|r| Report::Write(Box::new(r))))
+    }
+
+    fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<WriteReport, Failure> {
+        if let Some(s) = &self.settings {
+            s.validate()?;
+        }
+        let planned = self.plan(cancel, run)?;
+        let os = match &self.source {
+            Source::Os(entry) => Some(entry.as_ref()),
+            _ => None,
+        };
+        let (init_format, format_by) = match (&self.init_format, os) {
+            (Some(f), _) => (Some(f.clone()), "--init-format"),
+            (None, Some(entry)) => (entry.init_format.clone(), "the catalog"),
+            (None, None) => (None, ""),
+        };
+        let request = |settings| Request {
+            settings,
+            format: init_format.as_deref(),
+            format_by,
+            release_date: os.and_then(|e| e.release_date.as_deref()),
+        };
+        if let Some(s) = &self.settings {
+            // Refused now, not after a write: an image that takes no settings, or not these.
+            check_before_writing(&planned.image, request(s), cancel, run)?;
+        }
+        let Planned {
+            image,
+            options,
+            pending,
+            cache,
+            scratch: _scratch, // a zip downloaded into a scratch directory outlives the write
+        } = planned;
+        let input = image.input().to_string();
+        let opened = self.open_target(&image, run)?;
+        let is_device = opened.drive.is_some();
+        let target = opened.target;
+        run.sink.watching_cancel(true);
+        let written = engine::write(image, &target, &options, cancel, &mut |p| run.progress(p));
+        let report = written
+            .inspect_err(|_| run.left = Left::after_write(target.leftover()))
+            .map_err(|e| match e {
+                EngineError::VerifyMismatch { .. } if is_device => Failure::NotKept(e),
+                e => Failure::Engine(e),
+            })?;
+        let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
+        let settings = match &self.settings {
+            Some(s) => {
+                run.left = Left::WithoutSettings;
+                let done = if report.verified {
+                    "written and verified"
+                } else {
+                    "written"
+                };
+                let applied = cardsmith_customize::customize(
+                    target.file(),
+                    target.path(),
+                    is_device,
+                    request(s),
+                )
+                .map_err(|e| {
+                    Failure::Refused(format!(
+                        "the image was {done}, but customising it failed: {e}"
+                    ))
+                })?;
+                let said = customised(&applied);
+                run.event(Event::Customized(Box::new(said.clone())));
+                if let Some(preset) = &self.advance_preset {
+                    if s.has_counter() {
+                        advance_preset(preset, s.counter, run);
+                    }
+                }
+                Some(said)
+            }
+            None => None,
+        };
+        drop(target);
+        let cached = match (&pending, &cache) {
+            (Some(pending), Some(cache)) if published || options.expected_sha256.is_some() => {
+                keep_download(pending, cache, report.image_sha256.clone(), run)
+            }
+            _ => false,
+        };
+        if let Some(cache) = &cache {
+            cache_notes(cache, run.sink);
+        }
+        let ejected = opened
+            .drive
+            .filter(|_| self.eject)
+            .map(|drive| eject(&drive, run));
+        Ok(WriteReport {
+            image: input,
+            os: os.map(|e| e.name.clone()),
+            init_format: os.and_then(|e| e.init_format.clone()),
+            target: self.target.path().to_owned(),
+            bytes: report.bytes,
+            verified: report.verified,
+            verify_bypassed_cache: report.verified && report.bypassed_cache,
+            sha256_matched: report.checksum.map(|c| match c {
+                ChecksumMatch::Image => "image",
+                ChecksumMatch::StoredFile => "stored_file",
+            }),
+            catalog_sha256_checked: published,
+            image_sha256: report.image_sha256,
+            partition_table_reread: report.partitions_reread,
+            unmounted: opened.unmounted,
+            customized: settings.as_ref().map(|s| s.init_format),
+            download_cached: cached,
+            ejected,
+            settings,
+        })
+    }
+
+    /// Opens the image: a local file, or a download (streamed, cached, or fetched whole
+    /// first when settings must be judged and no format says how).
+    fn plan(&self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<Planned, Failure> {
+        let options = WriteOptions {
+            expected_sha256: self.sha256,
+            verify: self.verify,
+            ..WriteOptions::default()
+        };
+        let inspect_first = self.settings.is_some() && self.init_format.is_none();
+        let (location, entry) = match &self.source {
+            Source::File(path) => return plan_local(Input::Path(path.clone()), options, run),
+            Source::Stdin => return plan_local(Input::Stdin, options, run),
+            Source::Url(url) => (Location::parse(url), None),
+            Source::Os(entry) => {
+                let url = entry
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| cardsmith_catalog::Error::NoUrl {
+                        name: entry.name.clone(),
+                    })?;
+                (Location::parse(url), Some(entry.as_ref()))
+            }
+        };
+        let cache = open_cache(self.cache_dir.as_deref(), run.sink);
+        let fetch = Fetch {
+            http: Http::new(self.stall_timeout.max(Duration::from_secs(1)))?,
+            cache: cache.as_ref(),
+            cancel,
+            whole: inspect_first && entry.is_none_or(|e| e.init_format.is_none()),
+        };
+        let (image, pending, scratch, options) =
+            plan_download(&location, entry, options, &fetch, run)?;
+        Ok(Planned {
+            image,
+            options,
+            pending,
+            cache,
+            scratch,
+        })
+    }
+
+    /// The drive (checked, asked, unmounted, opened exclusively) or the file.
+    fn open_target(&self, image: &Image, run: &mut Run<'_>) -> Result<Opened, Failure> {
+        let path = self.target.path();
+        let is_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+        let confirmed = match (&self.target, is_device) {
+            (Destination::File(_), true) => {
+                return Err(Failure::Refused(format!(
+                    "{} is a block device, not an image file: nothing was written. Choose it in \
+                     the drive list instead (it is checked, named and confirmed there)",
+                    path.display()
+                )))
+            }
+            (Destination::Drive { confirmed, .. }, _) => Some(confirmed),
+            (_, false) => return self.open_file(path, image, run),
+            (Destination::Path(_), true) => None,
+        };
+        let incoming = Incoming::image(image);
+        let opened = open_drive(&self.permission, path, confirmed, &incoming, run)?;
+        Ok(Opened {
+            target: opened.target,
+            drive: Some(opened.drive),
+            unmounted: opened.unmounted,
+        })
+    }
+
+    /// A regular file as target: asks before overwriting one that exists.
+    fn open_file(&self, path: &Path, image: &Image, run: &mut Run<'_>) -> Result<Opened, Failure> {
+        // An image file that gets first-boot settings holds password hashes and Wi-Fi keys.
+        let files = engine::NewFiles {
+            private: self.settings.is_some(),
+            owner: invoking_user(),
+        };
+        let existed = path.exists();
+        let target = Target::open_for_write(path, self.force, files)?;
+        if existed && !self.permission.yes {
+            let ask = Ask {
+                question: format!(
+                    "Write {} ({} image) to the file {}? Its contents will be replaced.",
+                    image.input(),
+                    image.format(),
+                    target.path().display()
+                ),
+                needed: Needed::Yes,
+                drive: None,
+                name: String::new(),
+                verb: "replace",
+            };
+            run.sink.watching_cancel(false);
+            let answer = run.sink.consent(&ask);
+            run.sink.watching_cancel(true);
+            answer.map_err(Failure::Refused)?;
+        }
+        if existed && files.private {
+            // The file is about to hold password hashes and the Wi-Fi key.
+            if let Some(mode) = engine::make_private(target.file(), path)? {
+                super::made_private(path, mode, run);
+            }
+        }
+        Ok(Opened {
+            target,
+            drive: None,
+            unmounted: Vec::new(),
+        })
+    }
+}
+
+/// Files a checked download in the cache; a failure to do so is reported, not fatal.
+fn keep_download(
+    pending: &Pending,
+    cache: &cardsmith_catalog::Cache,
+    image_sha256: Option<String>,
+    run: &mut Run<'_>,
+) -> bool {
+    let (text, kept) = match pending.commit(cache, image_sha256) {
+        Ok(Some(entry)) => (
+            format!(
+                "Kept the download in the cache ({})",
+                entry.sha256.get(..12).unwrap_or(&entry.sha256)
+            ),
+            true,
+        ),
+        Ok(None) => match pending.failure() {
+            Some(problem) => (problem, false),
+            None if !pending.is_complete() => (
+                "The download was not cached: it did not arrive whole".to_owned(),
+                false,
+            ),
+            None => (
+                "The download was not cached: it is larger than the cache may hold".to_owned(),
+                false,
+            ),
+        },
+        Err(e) => (format!("The download was not cached: {e}"), false),
+    };
+    run.event(Event::note(text));
+    kept
+}
