@@ -22,6 +22,9 @@
 //!
 //! [`Watcher`] reports drives appearing, leaving and changing, for the GUI.
 //!
+//! [`wifi::connected_ssid`] asks NetworkManager which Wi-Fi network the computer is on, so the
+//! GUI can suggest it when customising an image (never a password: only the SSID is read).
+//!
 //! This crate does not write images (that is cardsmith-engine, which is handed the opened
 //! file), does not prompt, and does not print. Linux only for now: sysfs, mountinfo, ioctls
 //! and UDisks2.
@@ -34,6 +37,7 @@ mod probe;
 mod snapshot;
 mod udisks;
 mod watch;
+pub mod wifi;
 
 pub use drive::{
     human_size, Bus, DevNum, Drive, Kind, Partition, Reason, Volume, Warning, LARGE_DRIVE,
