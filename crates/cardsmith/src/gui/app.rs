@@ -1,214 +1,68 @@
-//! The wizard: messages, update, view, subscriptions. State and its rules live in
-//! `state`; the work is done by the same jobs the CLI runs (`job`, through `work`), the
-//! drives watcher and the catalog loader, on worker threads.
+//! The wizard's router: it hands each message to the screen it belongs to, acts on the
+//! event the screen hands back (move on, start a job), feeds the workers' answers (the
+//! catalog, icons, drives, inspection, the job) into the shared context, and draws the
+//! screen shown. The screens are in `screen/`, the shared data in `context`, the job's
+//! worker in `work`.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, Origin, OFFICIAL};
-use cardsmith_customize::presets::Presets;
-use cardsmith_customize::validate;
+use cardsmith_catalog::{Cache, Fetcher, Http, Loaded, Location, OFFICIAL};
 use cardsmith_drives::{Sources, Watcher};
-use cardsmith_engine::{CancelToken, Phase};
+use cardsmith_engine::CancelToken;
 use iced::futures::channel::mpsc;
-use iced::keyboard;
-use iced::widget::{
-    button, checkbox, column, combo_box, container, image, operation, pick_list, progress_bar, row,
-    rule, scrollable, space, text, text_input, toggler,
-};
-use iced::{Center, Element, Fill, Subscription, Task, Theme};
+use iced::keyboard::{self, key::Named, Key};
+use iced::widget::{container, image, operation, scrollable};
+use iced::{Element, Fill, Subscription, Task, Theme};
 use rust_i18n::t;
 
+use super::context::{CatalogState, Context, Inspected, OsChoice, Selection, StorageChoice};
 use super::host::Host;
 use super::inspect;
-use super::state::{
-    CatalogState, DriveOffer, Field, Inspected, OsChoice, Running, Screen, StorageChoice, Tab,
-    Wizard,
+use super::screen::{
+    confirm, customize, device, done, options, os, progress, read, start, storage, Action, Page,
+    Screen,
 };
-use super::work::{self, Job, Kind, Update};
-use crate::job::Left;
-
-/// The languages the wizard speaks, with their names in themselves.
-pub const LANGUAGES: [(&str, &str); 8] = [
-    ("en", "English"),
-    ("de", "Deutsch"),
-    ("fr", "Français"),
-    ("es", "Español"),
-    ("it", "Italiano"),
-    ("nl", "Nederlands"),
-    ("ja", "日本語"),
-    ("zh-CN", "简体中文"),
-];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Language(pub &'static str, pub &'static str);
-
-impl std::fmt::Display for Language {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.1)
-    }
-}
-
-pub fn languages() -> Vec<Language> {
-    LANGUAGES.iter().map(|(c, n)| Language(c, n)).collect()
-}
+use super::theme::space;
+use super::work::{self, Job, Update};
 
 #[derive(Debug, Clone)]
 pub enum Message {
-    Go(Screen),
+    Start(start::Message),
+    Device(device::Message),
+    Os(os::Message),
+    Storage(storage::Message),
+    Customize(customize::Message),
+    Confirm(confirm::Message),
+    Progress(progress::Message),
+    Done(done::Message),
+    Read(read::Message),
+    Options(options::Message),
     CatalogLoaded(Result<Box<Loaded>, String>),
     Icon(String, Vec<u8>),
     Drive(Box<cardsmith_drives::Event>),
-    PickDevice(String),
-    OpenCategory(String),
-    UpCategory,
-    PickOs(String),
-    Search(String),
-    CustomPath(String),
-    UseCustom,
-    Browse(PathField),
-    Browsed(PathField, Option<PathBuf>),
-    Erase,
-    PickDrive(String),
-    ShowSystem(bool),
-    FilePath(String),
-    UseFile,
-    Next,
-    Customize(bool),
-    EditSettings,
-    Tab(Tab),
-    Form(FormEdit),
-    SaveSettings,
-    TypedName(String),
-    Write,
-    ReadPick(String),
-    ReadOutput(String),
-    ReadAllocatedOnly(bool),
-    /// The window manager asks to close the window.
-    CloseRequested,
-    StartRead,
-    Job(Update),
-    Cancel,
-    Restart,
-    Verify(bool),
-    Eject(bool),
-    ClearCache,
-    CacheDir(String),
-    UseCacheDir,
-    EjectNow,
-    Ejected(String),
-    PickPreset(String),
-    PresetName(String),
-    SavePreset,
-    Language(Language),
-    FocusNext(bool),
-    /// Escape: back to the start (not while a job runs).
-    Escape,
+    /// The Wi-Fi network this computer is on (NetworkManager), to suggest.
+    HostWifi(Option<Vec<u8>>),
     /// What looking inside an OS found, for the OS with this key (`inspect::key`).
     Inspected(String, Box<Inspected>),
-    /// Show or hide the catalog's full description (why it is offline).
-    CatalogDetails(bool),
-    /// After a write: the next card, with the same OS and settings.
-    WriteAnother,
-    /// Show or hide what is typed in the password fields.
-    ShowPasswords(bool),
-}
-
-/// The path fields that have a Browse… button.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathField {
-    /// Use custom: an image to open.
-    CustomImage,
-    /// Save to image file: a file to create.
-    TargetFile,
-    /// READ A CARD: the image to create.
-    ReadOutput,
-}
-
-#[derive(Clone)]
-pub enum FormEdit {
-    Hostname(String),
-    User(String),
-    Password(String),
-    Ssh(bool),
-    SshPasswordAuth(bool),
-    SshKeys(String),
-    Ssid(String),
-    WifiPassword(String),
-    WifiHidden(bool),
-    Ssid2(String),
-    WifiPassword2(String),
-    StaticEthernet(String),
-    StaticWifi(String),
-    Country(String),
-    Timezone(String),
-    Keymap(String),
-    Sudo(bool),
-    /// Add the SSH keys found on this computer.
-    AddMyKeys,
-}
-
-/// Typed passwords never reach a log through `{:?}` (a message is printed when iced
-/// traces it).
-impl std::fmt::Debug for FormEdit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            FormEdit::Password(_) => f.write_str("Password(hidden)"),
-            FormEdit::WifiPassword(_) => f.write_str("WifiPassword(hidden)"),
-            FormEdit::WifiPassword2(_) => f.write_str("WifiPassword2(hidden)"),
-            FormEdit::Ssid2(s) => write!(f, "Ssid2({s:?})"),
-            FormEdit::StaticEthernet(s) => write!(f, "StaticEthernet({s:?})"),
-            FormEdit::StaticWifi(s) => write!(f, "StaticWifi({s:?})"),
-            FormEdit::Hostname(s) => write!(f, "Hostname({s:?})"),
-            FormEdit::User(s) => write!(f, "User({s:?})"),
-            FormEdit::Ssh(b) => write!(f, "Ssh({b})"),
-            FormEdit::SshPasswordAuth(b) => write!(f, "SshPasswordAuth({b})"),
-            FormEdit::SshKeys(s) => write!(f, "SshKeys({s:?})"),
-            FormEdit::Ssid(s) => write!(f, "Ssid({s:?})"),
-            FormEdit::WifiHidden(b) => write!(f, "WifiHidden({b})"),
-            FormEdit::Country(s) => write!(f, "Country({s:?})"),
-            FormEdit::Timezone(s) => write!(f, "Timezone({s:?})"),
-            FormEdit::Keymap(s) => write!(f, "Keymap({s:?})"),
-            FormEdit::Sudo(b) => write!(f, "Sudo({b})"),
-            FormEdit::AddMyKeys => f.write_str("AddMyKeys"),
-        }
-    }
+    Job(Update),
+    /// Tab (forward) or Shift-Tab (back) through the controls.
+    Focus(bool),
+    /// Escape: one step back (not while a job runs).
+    Escape,
+    /// Enter outside a text field: the screen's main button.
+    Enter,
+    /// The window manager asks to close the window.
+    CloseRequested,
 }
 
 pub struct App {
-    pub wizard: Wizard,
-    /// Device and OS icons by their URL as the catalog gives it.
-    pub icons: HashMap<String, image::Handle>,
-    pub cache_note: Option<String>,
-    pub cache_dir: String,
-    pub preset_name: String,
-    pub preset_note: Option<String>,
-    /// The saved presets, read when the editor opens (not on every redraw).
-    pub preset_list: Vec<String>,
-    /// Searchable lists for the fields that take one of a known set of values.
-    pub pickers: Pickers,
-}
-
-/// The searchable lists of the settings editor: the values the checks accept.
-pub struct Pickers {
-    pub country: combo_box::State<String>,
-    pub timezone: combo_box::State<String>,
-    pub keymap: combo_box::State<String>,
-}
-
-impl Pickers {
-    /// The lists, each showing the form's value to start with.
-    fn new(form: &super::state::Form) -> Pickers {
-        let owned = |list: &mut dyn Iterator<Item = &'static str>, value: &String| {
-            combo_box::State::with_selection(list.map(str::to_owned).collect(), Some(value))
-        };
-        Pickers {
-            country: owned(&mut validate::countries(), &form.country),
-            timezone: owned(&mut validate::timezones(), &form.timezone),
-            keymap: owned(&mut validate::keymaps(), &form.keymap),
-        }
-    }
+    pub ctx: Context,
+    pub sel: Selection,
+    pub screen: Screen,
+    /// The window was closed during a job: it was cancelled, and the program ends when the
+    /// job has stopped (so a card is left unbootable, a backup's temporary file removed).
+    pub close_when_done: bool,
 }
 
 impl App {
@@ -216,20 +70,11 @@ impl App {
     /// settings form prefilled from `host`.
     pub fn new(language: String, repo: Option<String>, host: Host) -> (App, Task<Message>) {
         rust_i18n::set_locale(&language);
-        let cache_dir = Cache::open()
-            .map(|c| c.dir().display().to_string())
-            .unwrap_or_default();
-        let wizard = Wizard::new(language, host);
-        let pickers = Pickers::new(&wizard.form);
         let app = App {
-            wizard,
-            icons: HashMap::new(),
-            cache_note: None,
-            cache_dir,
-            preset_name: String::new(),
-            preset_note: None,
-            preset_list: Vec::new(),
-            pickers,
+            ctx: Context::new(language, host),
+            sel: Selection::default(),
+            screen: Screen::Start(start::State::default()),
+            close_when_done: false,
         };
         (app, load_catalog(repo))
     }
@@ -238,362 +83,326 @@ impl App {
         t!("app.title").into_owned()
     }
 
+    /// Shows `page` with its state fresh.
+    pub fn go(&mut self, page: Page) {
+        self.screen = match page {
+            Page::Start => Screen::Start(start::State::default()),
+            Page::Device => Screen::Device,
+            Page::Os => Screen::Os(os::State::default()),
+            Page::Storage => Screen::Storage(storage::State::new(&self.sel)),
+            Page::Customize => {
+                Screen::Customize(Box::new(customize::State::new(&self.ctx, &self.sel)))
+            }
+            Page::Confirm => Screen::Confirm(confirm::State::default()),
+            Page::Read => Screen::Read(read::State::default()),
+            Page::Options => Screen::Options(options::State::new(&self.ctx)),
+            // Shown by a job starting or ending, never by going there.
+            Page::Progress | Page::Done => return,
+        };
+    }
+
     pub fn update(&mut self, message: Message) -> Task<Message> {
-        let w = &mut self.wizard;
-        match message {
-            Message::Go(screen) => w.screen = screen,
-            Message::CatalogLoaded(Ok(loaded)) => {
-                let icons = icon_urls(&loaded);
-                w.catalog = CatalogState::Ready(loaded);
-                return load_icons(icons);
-            }
-            Message::Icon(url, bytes) => {
-                self.icons.insert(url, image::Handle::from_bytes(bytes));
-            }
-            Message::CatalogLoaded(Err(e)) => w.catalog = CatalogState::Failed(e),
-            Message::Inspected(key, found) => {
-                // An answer for an OS chosen before is dropped.
-                if w.os.as_ref().map(inspect::key) == Some(key.clone()) {
-                    w.inspected = Some((key, *found));
-                }
-            }
-            Message::Drive(event) => w.on_drive(*event),
-            Message::PickDevice(name) => {
-                w.device = Some(name);
-                w.os_path.clear();
-                w.screen = Screen::Start;
-            }
-            Message::OpenCategory(name) => w.os_path.push(name),
-            Message::UpCategory => {
-                w.os_path.pop();
-            }
-            Message::PickOs(path) => {
-                if let Some((_, entry)) = w.os_entries().into_iter().find(|(p, _)| *p == path) {
-                    w.os = Some(OsChoice::Catalog {
-                        path,
-                        entry: Box::new(entry),
-                    });
-                    w.screen = Screen::Start;
-                    return w.inspect_os();
-                }
-            }
-            Message::Search(s) => w.search = s,
-            Message::CustomPath(p) => w.custom_path = p,
-            Message::UseCustom => {
-                if !w.custom_path.trim().is_empty() {
-                    w.os = Some(OsChoice::Custom(PathBuf::from(w.custom_path.trim())));
-                    w.screen = Screen::Start;
-                    return w.inspect_os();
-                }
-            }
-            Message::PickDrive(name) => w.pick_drive(&name),
-            Message::ShowSystem(on) => w.show_system = on,
-            Message::FilePath(p) => {
-                w.file_path = p;
-                w.file_is_drive = None;
-            }
-            Message::UseFile => w.use_file(),
-            Message::Next => {
-                if w.ready() {
-                    // Erasing takes no settings: straight to the confirmation.
-                    if w.os == Some(OsChoice::Erase) {
-                        w.apply_settings = false;
-                        w.enter_confirm();
-                    } else {
-                        w.screen = Screen::AskCustomize;
+        let (ctx, sel) = (&mut self.ctx, &mut self.sel);
+        match (message, &mut self.screen) {
+            (Message::Start(m), Screen::Start(s)) => {
+                let action = s.update(m, sel);
+                return self.act(action, Message::Start, |app, event| {
+                    match event {
+                        start::Event::Go(page) => app.go(page),
+                        // Erasing takes no settings: straight to the confirmation.
+                        start::Event::Next if app.sel.os == Some(OsChoice::Erase) => {
+                            app.sel.apply_settings = false;
+                            app.go(Page::Confirm);
+                        }
+                        start::Event::Next => app.go(Page::Customize),
                     }
-                }
-            }
-            Message::Browse(field) => {
-                // The desktop's file dialog (through its portal) on a worker thread; where
-                // there is none, the path field stays the way in.
-                let (tx, rx) = iced::futures::channel::oneshot::channel();
-                std::thread::spawn(move || {
-                    let dialog = rfd::FileDialog::new();
-                    let picked = match field {
-                        PathField::CustomImage => dialog.pick_file(),
-                        PathField::TargetFile | PathField::ReadOutput => dialog.save_file(),
-                    };
-                    let _ = tx.send(picked);
+                    Task::none()
                 });
-                return Task::perform(rx, move |r| Message::Browsed(field, r.ok().flatten()));
             }
-            Message::Browsed(field, Some(path)) => {
-                let text = path.display().to_string();
-                match field {
-                    PathField::CustomImage => w.custom_path = text,
-                    PathField::TargetFile => {
-                        w.file_path = text;
-                        w.file_is_drive = None;
+            (Message::Device(m), Screen::Device) => {
+                let action = device::update(m, sel);
+                return self.act(action, Message::Device, |app, _| app.back());
+            }
+            (Message::Os(m), Screen::Os(s)) => {
+                let action = s.update(m, ctx, sel);
+                return self.act(action, Message::Os, |app, event| match event {
+                    os::Event::Picked(choice) => {
+                        app.sel.os = Some(choice);
+                        app.go(Page::Start);
+                        app.inspect_os()
                     }
-                    PathField::ReadOutput => w.read_output = text,
+                    os::Event::Back => {
+                        app.go(Page::Start);
+                        Task::none()
+                    }
+                });
+            }
+            (Message::Storage(m), Screen::Storage(s)) => {
+                let action = s.update(m, ctx, sel);
+                return self.act(action, Message::Storage, |app, _| app.back());
+            }
+            (Message::Customize(m), Screen::Customize(s)) => {
+                let action = s.update(m, ctx, sel);
+                return self.act(action, Message::Customize, |app, event| {
+                    match event {
+                        customize::Event::Confirm => app.go(Page::Confirm),
+                        customize::Event::Back => app.go(Page::Start),
+                    }
+                    Task::none()
+                });
+            }
+            (Message::Confirm(m), Screen::Confirm(s)) => {
+                let action = s.update(m, sel);
+                return self.act(action, Message::Confirm, |app, event| match event {
+                    confirm::Event::Write { name_typed } => app.start_write(name_typed),
+                    confirm::Event::Back => {
+                        app.go(Page::Start);
+                        Task::none()
+                    }
+                });
+            }
+            (Message::Progress(m), Screen::Progress(s)) => {
+                let _ = s.update(m);
+            }
+            (Message::Done(m), Screen::Done(s)) => {
+                let action = s.update(m, sel);
+                return self.act(action, Message::Done, |app, event| {
+                    match event {
+                        done::Event::Another => {
+                            app.sel.next_card();
+                            app.go(Page::Storage);
+                        }
+                        done::Event::Restart => app.go(Page::Start),
+                    }
+                    Task::none()
+                });
+            }
+            (Message::Read(m), Screen::Read(s)) => {
+                let action = s.update(m, ctx);
+                return self.act(action, Message::Read, |app, event| match event {
+                    read::Event::Start(job) => {
+                        let confirmed = job.confirmed.clone();
+                        app.start_job(Job::Read(job), confirmed, false)
+                    }
+                    read::Event::Back => {
+                        app.go(Page::Start);
+                        Task::none()
+                    }
+                });
+            }
+            (Message::Options(m), Screen::Options(s)) => {
+                let action = s.update(m, ctx);
+                return self.act(action, Message::Options, |app, _| app.back());
+            }
+            (Message::CatalogLoaded(Ok(loaded)), _) => {
+                let icons = icon_urls(&loaded);
+                ctx.catalog = CatalogState::Ready(loaded);
+                return load_icons(icons, ctx.cache().ok());
+            }
+            (Message::CatalogLoaded(Err(e)), _) => ctx.catalog = CatalogState::Failed(e),
+            (Message::Icon(url, bytes), _) => {
+                ctx.icons.insert(url, image::Handle::from_bytes(bytes));
+            }
+            (Message::HostWifi(ssid), screen) => {
+                ctx.host.wifi_ssid = ssid;
+                // An editor opened before the answer came gets it, unless typed over.
+                if let (Screen::Customize(s), None) = (screen, &sel.settings) {
+                    if s.form.ssid.is_empty() {
+                        if let Some(ssid) = &ctx.host.wifi_ssid {
+                            s.form.ssid = String::from_utf8_lossy(ssid).into_owned();
+                        }
+                    }
                 }
             }
-            Message::Browsed(_, None) => {}
-            Message::Erase => {
-                w.os = Some(OsChoice::Erase);
-                w.screen = Screen::Start;
+            // An answer for an OS chosen before is dropped (below).
+            (Message::Inspected(key, found), _)
+                if sel.os.as_ref().map(inspect::key).as_ref() == Some(&key) =>
+            {
+                ctx.inspected = Some((key, *found));
             }
-            Message::Customize(apply) => {
-                w.apply_settings = apply && w.settings.is_some();
-                w.enter_confirm();
-            }
-            Message::EditSettings => {
-                self.preset_list = Presets::open().map(|p| p.list()).unwrap_or_default();
-                w.screen = Screen::Settings;
-            }
-            Message::Tab(tab) => w.tab = tab,
-            Message::Form(edit) => edit_form(w, edit),
-            Message::SaveSettings => {
-                if w.settings_from_form() {
-                    w.apply_settings = w.settings.is_some();
-                    w.screen = Screen::AskCustomize;
+            (Message::Drive(event), _) => self.on_drive(*event),
+            (Message::Job(update), Screen::Progress(s)) => {
+                if let Some(ended) = s.on_update(update) {
+                    let notes = std::mem::take(&mut s.notes);
+                    self.screen = Screen::Done(done::State {
+                        kind: s.kind,
+                        ended,
+                        notes,
+                        ejected: None,
+                    });
+                    if self.close_when_done {
+                        return iced::exit();
+                    }
                 }
             }
-            Message::TypedName(s) => w.typed_name = s,
-            Message::Write => return self.start_write(),
-            Message::ReadPick(name) => w.pick_read_source(name),
-            Message::ReadOutput(path) => w.read_output = path,
-            Message::ReadAllocatedOnly(on) => w.read_allocated_only = on,
-            Message::StartRead => {
-                if let Some(job) = w.read_job() {
-                    let confirmed = job.confirmed.clone();
-                    return self.start_job(Job::Read(job), confirmed, false);
-                }
-            }
-            Message::Job(event) => {
-                w.on_job(event);
-                if w.close_when_done && w.running.is_none() {
-                    return iced::exit();
-                }
-            }
-            Message::CloseRequested => {
-                if w.running.is_none() {
-                    return iced::exit();
-                }
+            (Message::CloseRequested, Screen::Progress(s)) => {
                 // A job is running: stop it the way Cancel does, and end once it has
                 // stopped (killing it mid-write would skip the cleanup).
-                w.close_when_done = true;
-                if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
-                    cancel.cancel();
-                    r.cancelling = true;
-                }
+                self.close_when_done = true;
+                s.cancel();
             }
-            Message::Cancel => {
-                if let (Some(cancel), Some(r)) = (&w.cancel, &mut w.running) {
-                    cancel.cancel();
-                    r.cancelling = true;
-                }
-            }
-            Message::Restart => {
-                w.outcome = None;
-                w.typed_name.clear();
-                w.screen = Screen::Start;
-            }
-            Message::WriteAnother => w.write_another(),
-            Message::CatalogDetails(on) => w.catalog_details = on,
-            Message::ShowPasswords(on) => w.show_passwords = on,
-            Message::Verify(on) => w.verify = on,
-            Message::Eject(on) => w.eject = on,
-            Message::ClearCache => {
-                self.cache_note = Some(match self.cache().and_then(|c| c.clear()) {
-                    Ok((files, _)) => t!("options.cleared", n = files).into_owned(),
-                    Err(e) => e.to_string(),
-                });
-            }
-            Message::CacheDir(dir) => self.cache_dir = dir,
-            Message::UseCacheDir => {
-                // Every job from now on is given this folder.
-                let dir = self.cache_dir.trim();
-                w.cache_dir = (!dir.is_empty()).then(|| PathBuf::from(dir));
-                self.cache_note =
-                    Some(t!("options.cache_set", dir = self.cache_dir.trim()).into_owned());
-            }
-            Message::EjectNow => {
-                if let Some(StorageChoice::Drive(drive)) = w.storage.clone() {
-                    let (tx, rx) = iced::futures::channel::oneshot::channel();
-                    std::thread::spawn(move || {
-                        let said = match cardsmith_drives::power_off(&drive) {
-                            Ok(()) => t!("done.ejected").into_owned(),
-                            Err(e) => e.to_string(),
-                        };
-                        let _ = tx.send(said);
-                    });
-                    return Task::perform(rx, |r| Message::Ejected(r.unwrap_or_default()));
-                }
-            }
-            Message::Ejected(text) => {
-                if let Some(o) = &mut w.outcome {
-                    o.notes.push(text);
-                }
-            }
-            Message::PickPreset(name) => {
-                self.preset_note = Some(match Presets::open().and_then(|p| p.load(&name)) {
-                    Ok(settings) => {
-                        w.preset = settings.has_counter().then(|| name.clone());
-                        w.settings = Some(settings);
-                        w.apply_settings = true;
-                        t!("settings.preset_loaded", name = name).into_owned()
-                    }
-                    Err(e) => e.to_string(),
-                });
-            }
-            Message::PresetName(name) => self.preset_name = name,
-            Message::SavePreset => {
-                let name = self.preset_name.trim().to_owned();
-                if w.settings_from_form() {
-                    self.preset_note = Some(match (&w.settings, Presets::open()) {
-                        (Some(s), Ok(presets)) => match presets.save(&name, s) {
-                            Ok(_) => {
-                                self.preset_list = presets.list();
-                                t!("settings.preset_saved", name = name).into_owned()
-                            }
-                            Err(e) => e.to_string(),
-                        },
-                        (None, _) => t!("settings.nothing_to_save").into_owned(),
-                        (_, Err(e)) => e.to_string(),
-                    });
-                }
-            }
-            Message::Language(Language(code, _)) => {
-                rust_i18n::set_locale(code);
-                w.language = code.to_owned();
-            }
-            Message::Escape => {
-                if w.running.is_none() && w.screen != Screen::Start {
-                    w.typed_name.clear();
-                    w.screen = Screen::Start;
-                }
-            }
-            Message::FocusNext(back) => {
+            (Message::CloseRequested, _) => return iced::exit(),
+            (Message::Focus(back), _) => {
                 return if back {
                     operation::focus_previous()
                 } else {
                     operation::focus_next()
                 }
             }
+            (Message::Escape, _) => {
+                if let Some(back) = self.back_message() {
+                    return self.update(back);
+                }
+            }
+            (Message::Enter, _) => {
+                if let Some(main) = self.main_message() {
+                    return self.update(main);
+                }
+            }
+            // A message for a screen no longer shown (a late file dialog…) is dropped.
+            _ => {}
         }
         Task::none()
     }
 
-    /// Runs the confirmed write or erase on a worker thread.
-    fn start_write(&mut self) -> Task<Message> {
-        let w = &self.wizard;
-        if !w.confirmed() {
-            return Task::none();
+    /// Carries out what a screen's update asked for: its own work, mapped back to it, or
+    /// the event, handled by `on_event`.
+    fn act<M: Send + 'static, E>(
+        &mut self,
+        action: Action<M, E>,
+        wrap: fn(M) -> Message,
+        on_event: impl FnOnce(&mut App, E) -> Task<Message>,
+    ) -> Task<Message> {
+        match action {
+            Action::None => Task::none(),
+            Action::Run(task) => task.map(wrap),
+            Action::Event(event) => on_event(self, event),
         }
-        let Some(job) = w.job() else {
+    }
+
+    /// Back to the start.
+    fn back(&mut self) -> Task<Message> {
+        self.go(Page::Start);
+        Task::none()
+    }
+
+    /// Escape: the screen's Back.
+    fn back_message(&self) -> Option<Message> {
+        Some(match &self.screen {
+            Screen::Device => Message::Device(device::Message::Back),
+            Screen::Os(_) => Message::Os(os::Message::Back),
+            Screen::Storage(_) => Message::Storage(storage::Message::Back),
+            Screen::Customize(_) => Message::Customize(customize::Message::Back),
+            Screen::Confirm(_) => Message::Confirm(confirm::Message::Back),
+            Screen::Read(_) => Message::Read(read::Message::Back),
+            Screen::Options(_) => Message::Options(options::Message::Back),
+            Screen::Start(_) | Screen::Progress(_) | Screen::Done(_) => return None,
+        })
+    }
+
+    /// Enter: the screen's main button, when it may be pressed.
+    fn main_message(&self) -> Option<Message> {
+        Some(match &self.screen {
+            Screen::Start(_) => Message::Start(start::Message::Next),
+            Screen::Confirm(_) => Message::Confirm(confirm::Message::Write),
+            Screen::Customize(s) if s.editing => Message::Customize(customize::Message::Save),
+            Screen::Read(_) => Message::Read(read::Message::Start),
+            Screen::Done(s) if s.ok() && s.kind == work::Kind::Write => {
+                Message::Done(done::Message::Another)
+            }
+            Screen::Done(_) => Message::Done(done::Message::Restart),
+            _ => return None,
+        })
+    }
+
+    /// Starts looking inside the OS chosen now (see `gui::inspect`).
+    fn inspect_os(&mut self) -> Task<Message> {
+        let Some(os) = &self.sel.os else {
             return Task::none();
         };
-        let name_typed = w.must_type_name().is_some();
-        let confirmed = match &w.storage {
-            Some(StorageChoice::Drive(d)) => Some(d.identity()),
-            _ => None,
+        self.ctx.inspected = Some((inspect::key(os), Inspected::Looking));
+        // One decode at a time: the one for the OS chosen before stops.
+        if let Some(old) = self.ctx.inspect_cancel.take() {
+            old.cancel();
+        }
+        let cancel = CancelToken::new();
+        self.ctx.inspect_cancel = Some(cancel.clone());
+        inspect::start(os, self.ctx.cache_dir.clone(), cancel)
+    }
+
+    /// Runs the confirmed write or erase.
+    fn start_write(&mut self, name_typed: bool) -> Task<Message> {
+        let Some(job) = self.sel.job(&self.ctx) else {
+            return Task::none();
         };
+        let confirmed = self.sel.drive().map(|d| d.identity());
         self.start_job(job, confirmed, name_typed)
     }
 
     /// Runs a job on a worker thread and forwards its updates to the window; `confirmed`
     /// is the drive the window asked about (and had its name typed for, `name_typed`).
-    fn start_job(
+    pub fn start_job(
         &mut self,
         job: Job,
         confirmed: Option<cardsmith_drives::Identity>,
         name_typed: bool,
     ) -> Task<Message> {
-        let w = &mut self.wizard;
-        if w.running.is_some() {
+        if matches!(self.screen, Screen::Progress(_)) {
             return Task::none(); // one job at a time
         }
         let cancel = CancelToken::new();
-        w.cancel = Some(cancel.clone());
-        w.last_kind = job.kind();
-        w.running = Some(Running::default());
-        w.screen = Screen::Progress;
-        let crashed = crashed(job.kind());
+        let crashed = done::crashed(job.kind());
+        self.screen = Screen::Progress(progress::State::new(&job, cancel.clone()));
         let updates = work::spawn(job, cancel, confirmed, name_typed, crashed);
         Task::run(updates, Message::Job)
     }
 
-    /// The download cache the jobs use (Options).
-    fn cache(&self) -> Result<Cache, cardsmith_catalog::Error> {
-        match &self.wizard.cache_dir {
-            Some(dir) => Ok(Cache::at(dir, cardsmith_catalog::DEFAULT_LIMIT)),
-            None => Cache::open(),
+    /// The drives watcher said something changed. A chosen drive that left, or now holds
+    /// another card, must be chosen (and confirmed) again.
+    fn on_drive(&mut self, event: cardsmith_drives::Event) {
+        use cardsmith_drives::Event as E;
+        let drives = &mut self.ctx.drives;
+        let lost = match event {
+            E::Added(d) | E::Changed(d) => {
+                let changed = matches!(&self.sel.storage, Some(StorageChoice::Drive(s))
+                    if s.name == d.name && s.identity() != d.identity());
+                match drives.iter_mut().find(|x| x.name == d.name) {
+                    Some(slot) => *slot = d,
+                    None => {
+                        drives.push(d);
+                        drives.sort_by(|a, b| a.name.cmp(&b.name));
+                    }
+                }
+                changed
+            }
+            E::Removed(d) => {
+                drives.retain(|x| x.name != d.name);
+                self.sel.drive().is_some_and(|s| s.name == d.name)
+            }
+        };
+        if lost {
+            self.sel.storage = None;
+            if matches!(self.screen.page(), Page::Customize | Page::Confirm) {
+                self.go(Page::Start);
+            }
         }
-    }
-
-    fn read_card(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let mut list = column![
-            self.header(t!("read.title").into_owned()),
-            toggler(w.show_system)
-                .label(t!("storage.show_system"))
-                .on_toggle(Message::ShowSystem),
-        ]
-        .spacing(10);
-        let drives: Vec<_> = w
-            .drives
-            .iter()
-            .filter(|d| d.size > 0 && (d.offered || w.show_system))
-            .collect();
-        if drives.is_empty() {
-            list = list.push(text(t!("storage.none")));
-        }
-        for d in drives {
-            let chosen = w.read_source.as_deref() == Some(d.name.as_str());
-            let label = format!(
-                "{}{} — {} ({})",
-                if chosen { "✔ " } else { "" },
-                d.description(),
-                d.size_human,
-                d.path.display()
-            );
-            list = list.push(
-                button(text(label))
-                    .on_press(Message::ReadPick(d.name.clone()))
-                    .width(Fill)
-                    .style(button::secondary),
-            );
-        }
-        let ready = w.read_job().is_some();
-        list.push(text(t!("read.output")))
-            .push(path_row(
-                "",
-                &w.read_output,
-                "read-output",
-                Message::ReadOutput,
-                PathField::ReadOutput,
-                None,
-            ))
-            .push(
-                toggler(w.read_allocated_only)
-                    .label(t!("read.allocated_only"))
-                    .on_toggle(Message::ReadAllocatedOnly),
-            )
-            .push(
-                row![
-                    button(text(t!("read.start")))
-                        .on_press_maybe(ready.then_some(Message::StartRead))
-                        .style(button::primary),
-                    self.back(),
-                ]
-                .spacing(12),
-            )
-            .into()
     }
 
     pub fn subscription(&self) -> Subscription<Message> {
         let keys = keyboard::listen().filter_map(|event| match event {
             keyboard::Event::KeyPressed {
-                key: keyboard::Key::Named(keyboard::key::Named::Tab),
+                key: Key::Named(Named::Tab),
                 modifiers,
                 ..
-            } => Some(Message::FocusNext(modifiers.shift())),
+            } => Some(Message::Focus(modifiers.shift())),
             keyboard::Event::KeyPressed {
-                key: keyboard::Key::Named(keyboard::key::Named::Escape),
+                key: Key::Named(Named::Escape),
                 ..
             } => Some(Message::Escape),
+            keyboard::Event::KeyPressed {
+                key: Key::Named(Named::Enter),
+                ..
+            } => Some(Message::Enter),
             _ => None,
         });
         let drives = Subscription::run(watch_drives).map(|e| Message::Drive(Box::new(e)));
@@ -602,942 +411,30 @@ impl App {
     }
 
     pub fn view(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let body = match w.screen {
-            Screen::Start => self.start(),
-            Screen::Device => self.device(),
-            Screen::Os => self.os(),
-            Screen::Storage => self.storage(),
-            Screen::AskCustomize => self.ask_customize(),
-            Screen::Settings => self.settings_editor(),
-            Screen::Confirm => self.confirm(),
-            Screen::Progress => self.progress(),
-            Screen::Done => self.done(),
-            Screen::Read => self.read_card(),
-            Screen::Options => self.options(),
+        let (ctx, sel) = (&self.ctx, &self.sel);
+        let body = match &self.screen {
+            Screen::Start(s) => s.view(ctx, sel).map(Message::Start),
+            Screen::Device => device::view(ctx, sel).map(Message::Device),
+            Screen::Os(s) => s.view(ctx, sel).map(Message::Os),
+            Screen::Storage(s) => s.view(ctx, sel).map(Message::Storage),
+            Screen::Customize(s) => s.view(ctx, sel).map(Message::Customize),
+            Screen::Confirm(s) => s.view(ctx, sel).map(Message::Confirm),
+            Screen::Progress(s) => s.view().map(Message::Progress),
+            Screen::Done(s) => s.view(ctx, sel).map(Message::Done),
+            Screen::Read(s) => s.view(ctx).map(Message::Read),
+            Screen::Options(s) => s.view(ctx).map(Message::Options),
         };
         container(scrollable(body).height(Fill))
-            .padding(20)
+            .padding(space::PADDING)
             .width(Fill)
             .height(Fill)
             .into()
-    }
-
-    fn header<'a>(&self, title: String) -> Element<'a, Message> {
-        column![text(title).size(24), rule::horizontal(1)]
-            .spacing(8)
-            .into()
-    }
-
-    /// A catalog icon, or the bundled one while it loads (or when it cannot be had).
-    fn icon(&self, url: Option<&str>) -> Element<'_, Message> {
-        let handle = url
-            .and_then(|u| self.icons.get(u).cloned())
-            .unwrap_or_else(|| image::Handle::from_bytes(FALLBACK_ICON));
-        image(handle).width(40).height(40).into()
-    }
-
-    fn back(&self) -> Element<'_, Message> {
-        button(text(t!("nav.back")))
-            .on_press(Message::Go(Screen::Start))
-            .style(button::secondary)
-            .into()
-    }
-
-    fn start(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let device = w
-            .device
-            .clone()
-            .unwrap_or_else(|| t!("start.choose_device").into_owned());
-        let os = match &w.os {
-            Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
-            Some(OsChoice::Custom(p)) => p.display().to_string(),
-            Some(OsChoice::Erase) => t!("os.erase").into_owned(),
-            None => t!("start.choose_os").into_owned(),
-        };
-        let storage = match &w.storage {
-            Some(StorageChoice::Drive(d)) => format!("{} ({})", d.description(), d.size_human),
-            Some(StorageChoice::File(p)) => p.display().to_string(),
-            None => t!("start.choose_storage").into_owned(),
-        };
-        let choice = |label: String, caption: String, screen| {
-            column![
-                text(caption).size(14),
-                button(text(label)).on_press(Message::Go(screen)).width(260),
-            ]
-            .spacing(4)
-            .align_x(Center)
-        };
-        // Offline is said in one friendly line; the reason (a DNS error…) behind Details.
-        let (catalog_line, details) = match &w.catalog {
-            CatalogState::Loading => (t!("start.catalog_loading").into_owned(), None),
-            CatalogState::Ready(l) => match &l.origin {
-                Origin::Cached { fetched_at, .. } => (
-                    t!(
-                        "start.offline_cached",
-                        date = cardsmith_catalog::utc(*fetched_at)
-                    )
-                    .into_owned(),
-                    Some(l.describe()),
-                ),
-                Origin::Bundled { .. } => {
-                    (t!("start.offline_sample").into_owned(), Some(l.describe()))
-                }
-                _ => (l.describe(), None),
-            },
-            CatalogState::Failed(e) => (
-                t!("start.catalog_unavailable").into_owned(),
-                Some(t!("start.catalog_failed", error = e).into_owned()),
-            ),
-        };
-        let mut catalog = row![text(catalog_line).size(12)].spacing(8).align_y(Center);
-        if details.is_some() {
-            catalog = catalog.push(
-                checkbox(w.catalog_details)
-                    .label(t!("start.details"))
-                    .size(14)
-                    .text_size(12)
-                    .on_toggle(Message::CatalogDetails),
-            );
-        }
-        let details = details.filter(|_| w.catalog_details).unwrap_or_default();
-        column![
-            row![
-                text(t!("app.title")).size(28),
-                space::horizontal(),
-                button(text(t!("options.title")))
-                    .on_press(Message::Go(Screen::Options))
-                    .style(button::secondary),
-            ]
-            .align_y(Center),
-            text(t!("start.intro")),
-            row![
-                choice(device, t!("start.device").into_owned(), Screen::Device),
-                choice(os, t!("start.os").into_owned(), Screen::Os),
-                choice(storage, t!("start.storage").into_owned(), Screen::Storage),
-            ]
-            .spacing(16),
-            row![
-                button(text(t!("start.next")))
-                    .on_press_maybe(w.ready().then_some(Message::Next))
-                    .style(button::primary)
-                    .width(160),
-                button(text(t!("start.read_card")))
-                    .on_press(Message::Go(Screen::Read))
-                    .style(button::secondary),
-            ]
-            .spacing(16),
-            catalog,
-            text(details).size(12),
-        ]
-        .spacing(18)
-        .align_x(Center)
-        .width(Fill)
-        .into()
-    }
-
-    /// Verify, eject, the download cache and the language: set once, not on every run.
-    fn options(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let current = languages().into_iter().find(|l| l.0 == w.language);
-        column![
-            self.header(t!("options.title").into_owned()),
-            row![
-                text(t!("options.language")),
-                pick_list(languages(), current, Message::Language),
-            ]
-            .spacing(8)
-            .align_y(Center),
-            checkbox(w.verify)
-                .label(t!("options.verify"))
-                .on_toggle(Message::Verify),
-            checkbox(w.eject)
-                .label(t!("options.eject"))
-                .on_toggle(Message::Eject),
-            row![
-                text(t!("options.cache_dir")),
-                text_input("", &self.cache_dir)
-                    .id("cache-dir")
-                    .on_input(Message::CacheDir)
-                    .on_submit(Message::UseCacheDir)
-                    .padding(6),
-                button(text(t!("options.use_cache_dir")))
-                    .on_press(Message::UseCacheDir)
-                    .style(button::secondary),
-            ]
-            .spacing(8)
-            .align_y(Center),
-            button(text(t!("options.clear_cache")))
-                .on_press(Message::ClearCache)
-                .style(button::secondary),
-            text(self.cache_note.clone().unwrap_or_default()).size(12),
-            self.back(),
-        ]
-        .spacing(16)
-        .into()
-    }
-
-    fn device(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let mut list = column![self.header(t!("device.title").into_owned())].spacing(10);
-        match w.loaded() {
-            Some(loaded) => {
-                for d in loaded.catalog.devices() {
-                    let label = row![
-                        self.icon(d.icon.as_deref()),
-                        column![
-                            text(d.name.clone()).size(16),
-                            text(d.description.clone().unwrap_or_default()).size(12),
-                        ],
-                    ]
-                    .spacing(12)
-                    .align_y(Center);
-                    list = list.push(
-                        button(label)
-                            .on_press(Message::PickDevice(d.name.clone()))
-                            .width(Fill)
-                            .style(button::secondary),
-                    );
-                }
-            }
-            None => list = list.push(text(t!("start.catalog_loading"))),
-        }
-        list.push(self.back()).into()
-    }
-
-    fn os(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let mut list = column![
-            self.header(t!("os.title").into_owned()),
-            text_input(&t!("os.search"), &w.search)
-                .id("search")
-                .on_input(Message::Search)
-                .padding(8),
-        ]
-        .spacing(10);
-        if !w.os_path.is_empty() && w.search.trim().is_empty() {
-            list = list.push(
-                button(text(format!("← {}", w.os_path.join(" / "))))
-                    .on_press(Message::UpCategory)
-                    .style(button::secondary),
-            );
-        }
-        for (path, e) in w.os_entries() {
-            let mut meta = Vec::new();
-            if let Some(date) = &e.release_date {
-                meta.push(t!("os.released", date = date).into_owned());
-            }
-            if let Some(size) = e.image_download_size {
-                meta.push(
-                    t!("os.download", size = cardsmith_drives::human_size(size)).into_owned(),
-                );
-            }
-            let words = column![
-                text(if e.subitems.is_some() {
-                    format!("{} ›", e.name)
-                } else {
-                    e.name.clone()
-                })
-                .size(16),
-                text(e.description.clone().unwrap_or_default()).size(12),
-                text(meta.join(" · ")).size(11),
-            ];
-            let label = row![self.icon(e.icon.as_deref()), words]
-                .spacing(12)
-                .align_y(Center);
-            let message = if e.subitems.is_some() {
-                Message::OpenCategory(e.name.clone())
-            } else {
-                Message::PickOs(path)
-            };
-            list = list.push(
-                button(label)
-                    .on_press(message)
-                    .width(Fill)
-                    .style(button::secondary),
-            );
-        }
-        list.push(rule::horizontal(1))
-            .push(
-                button(column![
-                    text(t!("os.erase")).size(16),
-                    text(t!("os.erase_note")).size(12)
-                ])
-                .on_press(Message::Erase)
-                .width(Fill)
-                .style(button::secondary),
-            )
-            .push(text(t!("os.custom")).size(16))
-            .push(path_row(
-                &t!("os.custom_path"),
-                &w.custom_path,
-                "custom-path",
-                Message::CustomPath,
-                PathField::CustomImage,
-                Some((t!("os.use_custom").into_owned(), Message::UseCustom)),
-            ))
-            .push(self.back())
-            .into()
-    }
-
-    fn storage(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let mut list = column![
-            self.header(t!("storage.title").into_owned()),
-            toggler(w.show_system)
-                .label(t!("storage.show_system"))
-                .on_toggle(Message::ShowSystem),
-        ]
-        .spacing(10);
-        let drives = w.storage_drives();
-        if drives.is_empty() {
-            list = list.push(text(t!("storage.none")));
-        }
-        for d in drives {
-            let mut lines = column![
-                text(format!("{} — {}", d.description(), d.size_human)).size(16),
-                text(d.path.display().to_string()).size(12),
-            ];
-            for reason in &d.not_offered {
-                lines = lines.push(text(reason.to_string()).size(11));
-            }
-            for warning in &d.warnings {
-                lines = lines.push(text(warning_text(warning)).size(12).style(text::danger));
-            }
-            let small = w.too_small(d);
-            if let Some(size) = small {
-                lines = lines.push(
-                    text(t!(
-                        "storage.too_small",
-                        size = cardsmith_drives::human_size(size)
-                    ))
-                    .size(11),
-                );
-            }
-            let pick = small.is_none().then(|| Message::PickDrive(d.name.clone()));
-            list = list.push(
-                button(lines)
-                    .on_press_maybe(pick)
-                    .width(Fill)
-                    .style(button::secondary),
-            );
-        }
-        list = list
-            .push(rule::horizontal(1))
-            .push(text(t!("storage.to_file")).size(16))
-            .push(path_row(
-                &t!("storage.file_path"),
-                &w.file_path,
-                "file-path",
-                Message::FilePath,
-                PathField::TargetFile,
-                Some((t!("storage.use_file").into_owned(), Message::UseFile)),
-            ));
-        if let Some(refused) = &w.file_is_drive {
-            list = list.push(
-                text(t!("storage.file_is_drive", path = refused.path.display()))
-                    .style(text::danger),
-            );
-            list = list.push(match &refused.drive {
-                DriveOffer::Choose { name, label } => Element::from(
-                    button(text(t!("storage.choose_drive", drive = label)))
-                        .on_press(Message::PickDrive(name.clone()))
-                        .style(button::primary),
-                ),
-                DriveOffer::Forbidden(reason) => {
-                    text(t!("storage.drive_cannot", reason = reason)).into()
-                }
-                DriveOffer::Unlisted => text(t!("storage.drive_unlisted")).into(),
-            });
-        }
-        list.push(self.back()).into()
-    }
-
-    /// What looking inside the chosen OS found: how it takes settings, and what each does.
-    fn inspection(&self) -> Element<'_, Message> {
-        let mut col = column![].spacing(2);
-        match self.wizard.inspection() {
-            None => {}
-            Some(Inspected::Looking) => col = col.push(text(t!("inspect.looking")).size(13)),
-            Some(Inspected::Later { format }) => {
-                let format = format.clone().unwrap_or_else(|| "?".into());
-                col = col.push(text(t!("inspect.later", format = format)).size(13));
-            }
-            Some(Inspected::Found {
-                os,
-                format,
-                why,
-                note,
-                effects,
-            }) => {
-                let os = os
-                    .clone()
-                    .unwrap_or_else(|| t!("inspect.this_image").into_owned());
-                col = col
-                    .push(text(t!("inspect.found", os = os, format = format, why = why)).size(13));
-                if let Some(note) = note {
-                    col = col.push(text(note.clone()).size(12).style(text::warning));
-                }
-                for effect in effects {
-                    let line = text(format!("• {}", effect.describe())).size(12);
-                    col = col.push(match effect.refused {
-                        Some(_) => line.style(text::secondary),
-                        None => line,
-                    });
-                }
-            }
-            Some(Inspected::None(why)) => {
-                col = col.push(
-                    text(t!("inspect.none", why = why))
-                        .size(13)
-                        .style(text::danger),
-                )
-            }
-            Some(Inspected::Failed(e)) => {
-                col = col.push(
-                    text(t!("inspect.failed", error = e))
-                        .size(13)
-                        .style(text::warning),
-                )
-            }
-        }
-        col.into()
-    }
-
-    fn ask_customize(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let takes_none = matches!(w.inspection(), Some(Inspected::None(_)));
-        let can_apply = w.settings.is_some() && !takes_none;
-        column![
-            self.header(t!("ask.title").into_owned()),
-            self.inspection(),
-            text(t!("ask.question")),
-            row![
-                button(text(t!("ask.edit")))
-                    .on_press_maybe((!takes_none).then_some(Message::EditSettings)),
-                button(text(t!("ask.yes")))
-                    .on_press_maybe(can_apply.then_some(Message::Customize(true)))
-                    .style(button::primary),
-                button(text(t!("ask.no")))
-                    .on_press(Message::Customize(false))
-                    .style(button::secondary),
-            ]
-            .spacing(12),
-            self.back(),
-        ]
-        .spacing(16)
-        .into()
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn field<'a>(
-        &'a self,
-        id: &'static str,
-        label: String,
-        value: &'a str,
-        field: Field,
-        edit: fn(String) -> FormEdit,
-        secret: bool,
-    ) -> Element<'a, Message> {
-        // A secret already hashed is not shown again; the field says it is kept.
-        let kept = match (field, &self.wizard.settings) {
-            (Field::Password, Some(s)) if s.user.is_some() => t!("settings.secret_kept"),
-            (Field::WifiPassword, Some(s)) if !s.wifi.is_empty() => t!("settings.secret_kept"),
-            (Field::WifiPassword2, Some(s)) if s.wifi.len() > 1 => t!("settings.secret_kept"),
-            _ => "".into(),
-        };
-        // A setting the chosen image cannot take is shown greyed out, with the reason.
-        let refused = self.wizard.refused(setting_of(field));
-        let input = text_input(&kept, value)
-            .id(id)
-            .on_input_maybe(refused.is_none().then_some(move |s| Message::Form(edit(s))))
-            .secure(secret && !self.wizard.show_passwords)
-            .padding(6);
-        self.labelled(label, input.into(), field)
-    }
-
-    /// A form control under its label, with why the image cannot take it (when it cannot)
-    /// and what is wrong with its value (when something is).
-    fn labelled<'a>(
-        &'a self,
-        label: String,
-        control: Element<'a, Message>,
-        field: Field,
-    ) -> Element<'a, Message> {
-        let mut col = column![text(label).size(13), control].spacing(4);
-        if let Some(why) = self.wizard.refused(setting_of(field)) {
-            col = col.push(
-                text(t!("inspect.refused", why = why))
-                    .size(12)
-                    .style(text::secondary),
-            );
-        }
-        if let Some(error) = self.wizard.error(field) {
-            col = col.push(text(error.to_owned()).size(12).style(text::danger));
-        }
-        col.into()
-    }
-
-    /// A field that takes one of a known list (time zone, keyboard layout, country):
-    /// typing searches the list, and only a listed value can be picked.
-    fn picker<'a>(
-        &'a self,
-        label: String,
-        state: &'a combo_box::State<String>,
-        value: &'a String,
-        field: Field,
-        edit: fn(String) -> FormEdit,
-    ) -> Element<'a, Message> {
-        let control = match self.wizard.refused(setting_of(field)) {
-            // Greyed out: a text field that takes no input.
-            Some(_) => text_input("", value).padding(6).into(),
-            None => combo_box(state, &t!("settings.search"), Some(value), move |v| {
-                Message::Form(edit(v))
-            })
-            .padding(6)
-            .into(),
-        };
-        self.labelled(label, control, field)
-    }
-
-    /// The SSH keys this computer has, offered: one click adds them (and turns SSH on).
-    fn offered_keys(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let missing = w
-            .offered_keys
-            .iter()
-            .filter(|k| !w.form.ssh_keys.lines().any(|l| l.trim() == k.as_str()))
-            .count();
-        if missing == 0 || w.refused("ssh").is_some() {
-            return column![].into();
-        }
-        button(text(t!("settings.add_my_keys", count = missing)))
-            .on_press(Message::Form(FormEdit::AddMyKeys))
-            .style(button::secondary)
-            .into()
-    }
-
-    fn settings_editor(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let f = &w.form;
-        let tabs = row![
-            button(text(t!("settings.general"))).on_press(Message::Tab(Tab::General)),
-            button(text(t!("settings.services"))).on_press(Message::Tab(Tab::Services)),
-            button(text(t!("settings.options"))).on_press(Message::Tab(Tab::Options)),
-        ]
-        .spacing(8);
-        let body: Element<'_, Message> = match w.tab {
-            Tab::General => column![
-                self.field(
-                    "hostname",
-                    t!("settings.hostname").into_owned(),
-                    &f.hostname,
-                    Field::Hostname,
-                    FormEdit::Hostname,
-                    false
-                ),
-                self.field(
-                    "user",
-                    t!("settings.user").into_owned(),
-                    &f.user,
-                    Field::User,
-                    FormEdit::User,
-                    false
-                ),
-                self.field(
-                    "password",
-                    t!("settings.password").into_owned(),
-                    &f.password,
-                    Field::Password,
-                    FormEdit::Password,
-                    true
-                ),
-                checkbox(w.show_passwords)
-                    .label(t!("settings.show_passwords"))
-                    .on_toggle(Message::ShowPasswords),
-                self.field(
-                    "ssid",
-                    t!("settings.ssid").into_owned(),
-                    &f.ssid,
-                    Field::Ssid,
-                    FormEdit::Ssid,
-                    false
-                ),
-                self.field(
-                    "wifi-password",
-                    t!("settings.wifi_password").into_owned(),
-                    &f.wifi_password,
-                    Field::WifiPassword,
-                    FormEdit::WifiPassword,
-                    true
-                ),
-                checkbox(f.wifi_hidden)
-                    .label(t!("settings.wifi_hidden"))
-                    .on_toggle_maybe(
-                        w.refused("wifi")
-                            .is_none()
-                            .then_some(|b| Message::Form(FormEdit::WifiHidden(b)))
-                    ),
-                self.field(
-                    "ssid-2",
-                    t!("settings.ssid2").into_owned(),
-                    &f.ssid2,
-                    Field::Ssid2,
-                    FormEdit::Ssid2,
-                    false
-                ),
-                self.field(
-                    "wifi-password-2",
-                    t!("settings.wifi_password2").into_owned(),
-                    &f.wifi_password2,
-                    Field::WifiPassword2,
-                    FormEdit::WifiPassword2,
-                    true
-                ),
-                self.picker(
-                    t!("settings.country").into_owned(),
-                    &self.pickers.country,
-                    &f.country,
-                    Field::Country,
-                    FormEdit::Country,
-                ),
-                self.picker(
-                    t!("settings.timezone").into_owned(),
-                    &self.pickers.timezone,
-                    &f.timezone,
-                    Field::Timezone,
-                    FormEdit::Timezone,
-                ),
-                self.picker(
-                    t!("settings.keymap").into_owned(),
-                    &self.pickers.keymap,
-                    &f.keymap,
-                    Field::Keymap,
-                    FormEdit::Keymap,
-                ),
-            ]
-            .spacing(8)
-            .into(),
-            Tab::Services => column![
-                checkbox(f.ssh).label(t!("settings.ssh")).on_toggle_maybe(
-                    w.refused("ssh")
-                        .is_none()
-                        .then_some(|b| Message::Form(FormEdit::Ssh(b)))
-                ),
-                checkbox(f.ssh_password_auth)
-                    .label(t!("settings.ssh_password"))
-                    .on_toggle_maybe(
-                        w.refused("ssh")
-                            .is_none()
-                            .then_some(|b| Message::Form(FormEdit::SshPasswordAuth(b)))
-                    ),
-                self.field(
-                    "ssh-keys",
-                    t!("settings.ssh_keys").into_owned(),
-                    &f.ssh_keys,
-                    Field::SshKeys,
-                    FormEdit::SshKeys,
-                    false
-                ),
-                self.offered_keys(),
-            ]
-            .spacing(8)
-            .into(),
-            Tab::Options => column![
-                checkbox(f.passwordless_sudo)
-                    .label(t!("settings.sudo"))
-                    .on_toggle(|b| Message::Form(FormEdit::Sudo(b))),
-                self.field(
-                    "static-ethernet",
-                    t!("settings.static_ethernet").into_owned(),
-                    &f.static_ethernet,
-                    Field::StaticEthernet,
-                    FormEdit::StaticEthernet,
-                    false
-                ),
-                self.field(
-                    "static-wifi",
-                    t!("settings.static_wifi").into_owned(),
-                    &f.static_wifi,
-                    Field::StaticWifi,
-                    FormEdit::StaticWifi,
-                    false
-                ),
-            ]
-            .spacing(8)
-            .into(),
-        };
-        let presets = self.preset_list.clone();
-        let save_as = (!self.preset_name.trim().is_empty()).then_some(Message::SavePreset);
-        let preset_row = row![
-            pick_list(presets, None::<String>, Message::PickPreset)
-                .placeholder(t!("settings.preset_pick")),
-            text_input(&t!("settings.preset_name"), &self.preset_name)
-                .id("preset-name")
-                .on_input(Message::PresetName)
-                .padding(6),
-            button(text(t!("settings.save_as")))
-                .on_press_maybe(save_as)
-                .style(button::secondary),
-        ]
-        .spacing(8)
-        .align_y(Center);
-        column![
-            self.header(t!("settings.title").into_owned()),
-            self.inspection(),
-            preset_row,
-            text(self.preset_note.clone().unwrap_or_default()).size(12),
-            tabs,
-            body,
-            row![
-                button(text(t!("settings.save")))
-                    .on_press(Message::SaveSettings)
-                    .style(button::primary),
-                button(text(t!("nav.back")))
-                    .on_press(Message::Go(Screen::AskCustomize))
-                    .style(button::secondary),
-            ]
-            .spacing(12),
-        ]
-        .spacing(14)
-        .into()
-    }
-
-    fn confirm(&self) -> Element<'_, Message> {
-        let w = &self.wizard;
-        let what = match &w.os {
-            Some(OsChoice::Catalog { entry, .. }) => entry.name.clone(),
-            Some(OsChoice::Custom(p)) => p.display().to_string(),
-            Some(OsChoice::Erase) => String::new(),
-            None => String::new(),
-        };
-        let target = match &w.storage {
-            Some(StorageChoice::Drive(d)) => t!(
-                "confirm.drive",
-                model = d.description(),
-                size = d.size_human,
-                path = d.path.display()
-            )
-            .into_owned(),
-            Some(StorageChoice::File(p)) => t!("confirm.file", path = p.display()).into_owned(),
-            None => String::new(),
-        };
-        let mut col = column![
-            self.header(t!("confirm.title").into_owned()),
-            text(if w.os == Some(OsChoice::Erase) {
-                t!("confirm.erase").into_owned()
-            } else {
-                t!("confirm.question", os = what).into_owned()
-            }),
-            text(target).size(18),
-            text(t!("confirm.erased")),
-        ]
-        .spacing(14);
-        if let Some(StorageChoice::Drive(d)) = &w.storage {
-            for warning in &d.warnings {
-                col = col.push(text(warning_text(warning)).style(text::danger));
-            }
-        }
-        if w.apply_settings {
-            col = col.push(text(t!("confirm.with_settings")));
-        }
-        if let Some(name) = w.must_type_name() {
-            col = col
-                .push(text(t!("confirm.type_name", name = name)).style(text::danger))
-                .push(
-                    text_input(name, &w.typed_name)
-                        .id("typed-name")
-                        .on_input(Message::TypedName)
-                        .padding(8),
-                );
-        }
-        col.push(
-            row![
-                button(text(t!("confirm.write")))
-                    .on_press_maybe(w.confirmed().then_some(Message::Write))
-                    .style(button::danger),
-                button(text(t!("nav.back")))
-                    .on_press(Message::Go(Screen::Start))
-                    .style(button::secondary),
-            ]
-            .spacing(12),
-        )
-        .into()
-    }
-
-    fn progress(&self) -> Element<'_, Message> {
-        let Some(r) = &self.wizard.running else {
-            return text("").into();
-        };
-        let phase = match r.phase {
-            None => t!("progress.starting"),
-            Some(Phase::Write) => t!("progress.writing"),
-            Some(Phase::Finish) => t!("progress.finishing"),
-            Some(Phase::Verify) => t!("progress.verifying"),
-            Some(Phase::Hash) => t!("progress.hashing"),
-            Some(Phase::Read) => t!("progress.reading"),
-        };
-        let fraction = r.total.filter(|&t| t > 0).map(|t| r.done as f32 / t as f32);
-        let mut stats = format!(
-            "{} · {:.1} MB/s",
-            cardsmith_drives::human_size(r.done),
-            r.rate / 1e6
-        );
-        if let Some(frac) = fraction {
-            stats = format!("{:.0}% · {stats}", frac * 100.0);
-            if let Some(eta) = r
-                .total
-                .filter(|_| r.rate > 0.0)
-                .map(|t| (t.saturating_sub(r.done)) as f64 / r.rate)
-            {
-                stats += &format!(" · {}", t!("progress.eta", secs = eta.round() as u64));
-            }
-        }
-        let mut col = column![
-            self.header(t!("progress.title").into_owned()),
-            text(phase).size(18),
-            progress_bar(0.0..=1.0, fraction.unwrap_or(0.0)),
-            text(stats),
-        ]
-        .spacing(14);
-        for note in &r.notes {
-            col = col.push(text(note.clone()).size(12));
-        }
-        let cancel = if r.cancelling {
-            t!("progress.cancelling")
-        } else {
-            t!("progress.cancel")
-        };
-        col.push(
-            button(text(cancel))
-                .on_press_maybe((!r.cancelling).then_some(Message::Cancel))
-                .style(button::danger),
-        )
-        .into()
-    }
-
-    fn done(&self) -> Element<'_, Message> {
-        let Some(o) = &self.wizard.outcome else {
-            return text("").into();
-        };
-        let kind = self.wizard.last_kind;
-        let title = match (o.ok, o.cancelled, kind) {
-            (true, _, _) => t!("done.ok"),
-            (false, true, _) => t!("done.cancelled"),
-            (false, false, Kind::Read) => t!("done.failed_read"),
-            (false, false, Kind::Erase) => t!("done.failed_erase"),
-            (false, false, Kind::Write) => t!("done.failed"),
-        };
-        let mut col = column![self.header(title.into_owned()), text(o.text.clone())].spacing(12);
-        if let Some(left) = o.left.map(left_text) {
-            col = col.push(text(left));
-        }
-        for note in &o.notes {
-            col = col.push(text(note.clone()).size(12));
-        }
-        let mut buttons = row![].spacing(12);
-        if o.ok && kind == Kind::Write {
-            buttons = buttons.push(
-                button(text(t!("done.another")))
-                    .on_press(Message::WriteAnother)
-                    .style(button::primary),
-            );
-        }
-        buttons = buttons.push(
-            button(text(t!("done.again")))
-                .on_press(Message::Restart)
-                .style(button::secondary),
-        );
-        let on_a_drive =
-            matches!(self.wizard.storage, Some(StorageChoice::Drive(_))) && kind != Kind::Read;
-        if o.ok && on_a_drive {
-            buttons = buttons.push(
-                button(text(t!("done.eject")))
-                    .on_press(Message::EjectNow)
-                    .style(button::secondary),
-            );
-        }
-        col.push(buttons).into()
     }
 
     pub fn theme(&self) -> Option<Theme> {
         None // follow the system's light or dark
     }
 }
-
-/// A drive warning in the window's language.
-fn warning_text(warning: &cardsmith_drives::Warning) -> String {
-    match warning {
-        cardsmith_drives::Warning::Large { size } => {
-            t!("drive.large", size = cardsmith_drives::human_size(*size)).into_owned()
-        }
-    }
-}
-
-/// What a job that did not succeed left behind.
-fn left_text(left: Left) -> String {
-    match left {
-        Left::Untouched => t!("done.left_untouched"),
-        Left::Zeroed => t!("done.left_zeroed"),
-        Left::FileRemoved => t!("done.left_file_removed"),
-        Left::FileEmptied => t!("done.left_file_emptied"),
-        Left::PartlyWritten => t!("done.left_partly_written"),
-        // The window's writes put settings on as part of the job: either way they may be
-        // missing or incomplete.
-        Left::WithoutSettings | Left::PartlyCustomised => t!("done.left_without_settings"),
-        Left::NothingKept => t!("done.left_nothing_kept"),
-    }
-    .into_owned()
-}
-
-/// A job that ended without a result (a panic): what may have become of the card.
-pub(crate) fn crashed(kind: Kind) -> String {
-    match kind {
-        Kind::Read => t!("done.crashed_read"),
-        Kind::Erase => t!("done.crashed_erase"),
-        Kind::Write => t!("done.crashed"),
-    }
-    .into_owned()
-}
-
-fn edit_form(w: &mut Wizard, edit: FormEdit) {
-    let f = &mut w.form;
-    match edit {
-        FormEdit::AddMyKeys => {
-            for key in &w.offered_keys {
-                if !f.ssh_keys.lines().any(|l| l.trim() == key.as_str()) {
-                    if !f.ssh_keys.is_empty() && !f.ssh_keys.ends_with('\n') {
-                        f.ssh_keys.push('\n');
-                    }
-                    f.ssh_keys += key;
-                    f.ssh_keys.push('\n');
-                }
-            }
-            f.ssh = true;
-        }
-        FormEdit::Hostname(s) => f.hostname = s,
-        FormEdit::User(s) => f.user = s,
-        FormEdit::Password(s) => f.password = s,
-        FormEdit::Ssh(b) => f.ssh = b,
-        FormEdit::SshPasswordAuth(b) => f.ssh_password_auth = b,
-        FormEdit::SshKeys(s) => f.ssh_keys = s,
-        FormEdit::Ssid(s) => f.ssid = s,
-        FormEdit::WifiPassword(s) => f.wifi_password = s,
-        FormEdit::WifiHidden(b) => f.wifi_hidden = b,
-        FormEdit::Ssid2(s) => f.ssid2 = s,
-        FormEdit::WifiPassword2(s) => f.wifi_password2 = s,
-        FormEdit::StaticEthernet(s) => f.static_ethernet = s,
-        FormEdit::StaticWifi(s) => f.static_wifi = s,
-        FormEdit::Country(s) => f.country = s,
-        FormEdit::Timezone(s) => f.timezone = s,
-        FormEdit::Keymap(s) => f.keymap = s,
-        FormEdit::Sudo(b) => f.passwordless_sudo = b,
-    }
-}
-
-/// Shown for a device or OS whose icon cannot be fetched (offline).
-const FALLBACK_ICON: &[u8] = include_bytes!("../../../../os-list-sample/demo-icon.png");
 
 /// Every icon the catalog names, resolved against the catalog's location.
 pub(crate) fn icon_urls(loaded: &Loaded) -> Vec<(String, Location)> {
@@ -1571,19 +468,19 @@ pub(crate) fn icon_urls(loaded: &Loaded) -> Vec<(String, Location)> {
 }
 
 /// Fetches icons on a worker thread: from the icon cache, else the network (then cached),
-/// else nothing (the bundled icon stays).
-fn load_icons(icons: Vec<(String, Location)>) -> Task<Message> {
+/// else nothing (the tile with the entry's initial stays).
+fn load_icons(icons: Vec<(String, Location)>, cache: Option<Cache>) -> Task<Message> {
     if icons.is_empty() {
         return Task::none();
     }
     let (tx, rx) = mpsc::unbounded();
     std::thread::spawn(move || {
-        let dir = Cache::open().ok().map(|c| c.dir().join("icons"));
+        let dir = cache.map(|c| c.dir().join("icons"));
         let fetcher = Http::new(Duration::from_secs(10))
             .ok()
             .map(|http| Fetcher { http });
         for (url, location) in icons {
-            let key = dir
+            let key: Option<PathBuf> = dir
                 .as_ref()
                 .map(|d| d.join(cardsmith_engine::to_hex(&sha2_digest(url.as_bytes()))));
             let cached = key.as_ref().and_then(|k| std::fs::read(k).ok());
@@ -1634,6 +531,16 @@ fn load_catalog(repo: Option<String>) -> Task<Message> {
     })
 }
 
+/// The Wi-Fi network this computer is on, asked of NetworkManager on a worker thread
+/// (its password is never asked for).
+pub fn ask_host_wifi() -> Task<Message> {
+    let (tx, rx) = iced::futures::channel::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(cardsmith_drives::wifi::connected_ssid());
+    });
+    Task::perform(rx, |r| Message::HostWifi(r.ok().flatten()))
+}
+
 /// The drives crate's watcher as a stream of events.
 fn watch_drives() -> impl iced::futures::Stream<Item = cardsmith_drives::Event> {
     let (tx, rx) = mpsc::unbounded();
@@ -1650,51 +557,4 @@ fn watch_drives() -> impl iced::futures::Stream<Item = cardsmith_drives::Event> 
         }
     });
     rx
-}
-
-/// A path field with its Browse… button and, when given, the button that
-/// takes the path (also pressed by Enter in the field).
-fn path_row<'a>(
-    placeholder: &str,
-    value: &str,
-    id: &'static str,
-    on_input: fn(String) -> Message,
-    field: PathField,
-    take: Option<(String, Message)>,
-) -> Element<'a, Message> {
-    let mut input = text_input(placeholder, value)
-        .id(id)
-        .on_input(on_input)
-        .padding(8);
-    if let Some((_, message)) = &take {
-        input = input.on_submit(message.clone());
-    }
-    let mut line = row![
-        input,
-        button(text(t!("nav.browse")))
-            .on_press(Message::Browse(field))
-            .style(button::secondary),
-    ]
-    .spacing(8);
-    if let Some((label, message)) = take {
-        line = line.push(button(text(label)).on_press(message));
-    }
-    line.into()
-}
-
-/// The setting a form field belongs to, as inspection names it.
-fn setting_of(field: Field) -> &'static str {
-    match field {
-        Field::Hostname => "hostname",
-        Field::User | Field::Password => "user",
-        Field::SshKeys => "ssh",
-        Field::Ssid
-        | Field::WifiPassword
-        | Field::Ssid2
-        | Field::WifiPassword2
-        | Field::Country => "wifi",
-        Field::StaticEthernet | Field::StaticWifi => "static_ip",
-        Field::Timezone => "timezone",
-        Field::Keymap => "keymap",
-    }
 }

@@ -17,6 +17,9 @@ pub struct Host {
     pub user: Option<String>,
     /// Public keys from `~/.ssh/*.pub`, one line each.
     pub ssh_keys: Vec<String>,
+    /// The Wi-Fi network the computer is on (NetworkManager's answer, which comes a
+    /// moment after the window opens); never its password.
+    pub wifi_ssid: Option<Vec<u8>>,
 }
 
 impl Host {
@@ -46,6 +49,7 @@ impl Host {
                 .find_map(|v| env(v))
                 .filter(|u| validate::user(u).is_ok()),
             ssh_keys: home.map(ssh_keys).unwrap_or_default(),
+            wifi_ssid: None,
         }
     }
 }
@@ -154,6 +158,7 @@ mod tests {
                 country: Some("AT".into()),
                 user: Some("kim".into()),
                 ssh_keys: vec![KEY.into()],
+                wifi_ssid: None,
             }
         );
         // /etc/timezone wins; what does not validate is not suggested.

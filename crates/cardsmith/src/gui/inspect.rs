@@ -11,7 +11,7 @@ use cardsmith_engine::{CancelToken, Image, Input, OpenAs};
 use iced::Task;
 
 use super::app::Message;
-use super::state::{Inspected, OsChoice};
+use super::context::{Inspected, OsChoice};
 
 /// What the wizard knows about the chosen OS's name, so a late answer for an OS no longer
 /// chosen is dropped.
@@ -25,7 +25,7 @@ pub fn key(os: &OsChoice) -> String {
 
 /// Inspects `os` on a worker thread; the answer comes back as [`Message::Inspected`].
 /// `cancel` stops it (a decode into a temporary file) when another OS is chosen.
-pub fn start(os: &OsChoice, cancel: CancelToken) -> Task<Message> {
+pub fn start(os: &OsChoice, cache_dir: Option<PathBuf>, cancel: CancelToken) -> Task<Message> {
     let key = key(os);
     let what = match os {
         OsChoice::Catalog { entry, .. } => What::Catalog(entry.clone()),
@@ -34,7 +34,7 @@ pub fn start(os: &OsChoice, cancel: CancelToken) -> Task<Message> {
     };
     let (tx, rx) = iced::futures::channel::oneshot::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(look(what, &cancel));
+        let _ = tx.send(look(what, cache_dir.as_deref(), &cancel));
     });
     Task::perform(rx, move |found| {
         let found = found.unwrap_or_else(|_| Inspected::Failed("the inspection stopped".into()));
@@ -46,8 +46,10 @@ pub fn start(os: &OsChoice, cancel: CancelToken) -> Task<Message> {
 #[cfg(test)]
 pub fn look_now(os: &OsChoice) -> Inspected {
     match os {
-        OsChoice::Catalog { entry, .. } => look(What::Catalog(entry.clone()), &CancelToken::new()),
-        OsChoice::Custom(path) => look(What::File(path.clone()), &CancelToken::new()),
+        OsChoice::Catalog { entry, .. } => {
+            look(What::Catalog(entry.clone()), None, &CancelToken::new())
+        }
+        OsChoice::Custom(path) => look(What::File(path.clone()), None, &CancelToken::new()),
         OsChoice::Erase => Inspected::Later { format: None },
     }
 }
@@ -57,7 +59,7 @@ enum What {
     File(PathBuf),
 }
 
-fn look(what: What, cancel: &CancelToken) -> Inspected {
+fn look(what: What, cache_dir: Option<&std::path::Path>, cancel: &CancelToken) -> Inspected {
     let (image, given) = match what {
         What::File(path) => match Image::open(&Input::Path(path), OpenAs::Detect) {
             Ok(image) => (image, None),
@@ -65,7 +67,7 @@ fn look(what: What, cancel: &CancelToken) -> Inspected {
         },
         What::Catalog(entry) => {
             let given = entry.init_format.clone();
-            match local_image(&entry) {
+            match local_image(&entry, cache_dir) {
                 Ok(Some(image)) => (image, given),
                 Ok(None) => return Inspected::Later { format: given },
                 Err(e) => return Inspected::Failed(e),
@@ -109,12 +111,18 @@ fn look(what: What, cancel: &CancelToken) -> Inspected {
 /// The catalog image if it is on this computer already: a file the catalog names, one
 /// bundled with cardsmith, or a download in the cache. `None`: it is still to be
 /// downloaded (never done here: the write streams it).
-fn local_image(entry: &OsEntry) -> Result<Option<Image>, String> {
+fn local_image(
+    entry: &OsEntry,
+    cache_dir: Option<&std::path::Path>,
+) -> Result<Option<Image>, String> {
     let Some(url) = entry.url.as_deref() else {
         return Ok(None);
     };
     let location = Location::parse(url);
-    let cache = Cache::open().ok();
+    let cache = match cache_dir {
+        Some(dir) => Some(Cache::at(dir, cardsmith_catalog::DEFAULT_LIMIT)),
+        None => Cache::open().ok(),
+    };
     if let Location::Url(_) = location {
         let Some(cache) = &cache else { return Ok(None) };
         let found = cache.find(

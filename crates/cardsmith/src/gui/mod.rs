@@ -1,17 +1,52 @@
 //! The wizard: `cardsmith` with no arguments on a desktop. Choose device, OS and storage,
-//! optionally the first-boot settings, confirm, watch the progress. It runs the same code
-//! as the CLI (`cardsmith write …` on a worker thread), so it adds no imaging logic.
+//! optionally the first-boot settings, confirm, watch the progress. It runs the same jobs
+//! as the CLI (`job`, on a worker thread), so it adds no imaging logic.
+//!
+//! `app` routes messages to the screens (`screen/`, one module each, with their own
+//! state, messages, update and view); `context` holds the shared data and the user's
+//! `Selection`; `theme` and `widget` are how it looks; `work` runs a job for the window;
+//! `host` and `inspect` prefill the settings and look inside the chosen image.
 
 mod app;
+mod context;
 mod host;
 mod inspect;
-mod state;
+mod screen;
+mod theme;
+mod widget;
 mod work;
 
-pub use app::{App, LANGUAGES};
+pub use app::App;
 
-#[cfg(test)]
-mod tests;
+/// The languages the wizard speaks (Raspberry Pi Imager's set), with their names in
+/// themselves.
+pub const LANGUAGES: [(&str, &str); 25] = [
+    ("en", "English"),
+    ("bn", "বাংলা"),
+    ("ca", "Català"),
+    ("cs", "Čeština"),
+    ("de", "Deutsch"),
+    ("es", "Español"),
+    ("fr", "Français"),
+    ("ga", "Gaeilge"),
+    ("he", "עברית"),
+    ("hu", "Magyar"),
+    ("it", "Italiano"),
+    ("ja", "日本語"),
+    ("ka", "ქართული"),
+    ("ko", "한국어"),
+    ("nl", "Nederlands"),
+    ("pl", "Polski"),
+    ("pt-BR", "Português (Brasil)"),
+    ("ro", "Română"),
+    ("ru", "Русский"),
+    ("sk", "Slovenčina"),
+    ("sl", "Slovenščina"),
+    ("tr", "Türkçe"),
+    ("uk", "Українська"),
+    ("zh-CN", "简体中文"),
+    ("zh-TW", "繁體中文"),
+];
 
 /// Whether a display server is there to open a window on (winit panics without one).
 pub fn has_display() -> bool {
@@ -22,23 +57,39 @@ pub fn has_display() -> bool {
 
 /// The language to start in: the system's when the wizard speaks it, English otherwise.
 pub fn system_language() -> String {
-    let locale = cardsmith_catalog::user_locale();
-    let lang = locale.split('_').next().unwrap_or("");
-    if locale.starts_with("zh") {
-        return "zh-CN".into();
+    language_for(&cardsmith_catalog::user_locale()).to_owned()
+}
+
+/// The wizard's language for a POSIX locale name (`pt_BR.UTF-8`, `zh_TW`, `de_AT`).
+fn language_for(locale: &str) -> &'static str {
+    let locale = locale.split(['.', '@']).next().unwrap_or("");
+    let lang = locale.split(['_', '-']).next().unwrap_or("");
+    match lang {
+        // Traditional characters in Taiwan, Hong Kong and Macau, and where asked for.
+        "zh" if ["TW", "HK", "MO", "Hant"]
+            .iter()
+            .any(|r| locale.contains(r)) =>
+        {
+            "zh-TW"
+        }
+        "zh" => "zh-CN",
+        "pt" => "pt-BR",
+        _ => LANGUAGES
+            .iter()
+            .find(|(code, _)| *code == lang)
+            .map_or("en", |(code, _)| code),
     }
-    LANGUAGES
-        .iter()
-        .find(|(code, _)| *code == lang)
-        .map_or("en", |(code, _)| code)
-        .to_owned()
 }
 
 /// Opens the window. `CARDSMITH_REPO` points the wizard at another catalog.
 pub fn run() -> iced::Result {
     let repo = std::env::var("CARDSMITH_REPO").ok();
     iced::application(
-        move || App::new(system_language(), repo.clone(), host::Host::this_computer()),
+        move || {
+            let (app, loading) =
+                App::new(system_language(), repo.clone(), host::Host::this_computer());
+            (app, iced::Task::batch([loading, app::ask_host_wifi()]))
+        },
         App::update,
         App::view,
     )
@@ -50,4 +101,28 @@ pub fn run() -> iced::Result {
     .window_size((900.0, 700.0))
     .centered()
     .run()
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod language_tests {
+    #[test]
+    fn the_system_locale_picks_the_language() {
+        for (locale, code) in [
+            ("de_AT.UTF-8", "de"),
+            ("pt_BR.UTF-8", "pt-BR"),
+            ("pt_PT", "pt-BR"),
+            ("zh_TW.UTF-8", "zh-TW"),
+            ("zh_HK", "zh-TW"),
+            ("zh_CN.UTF-8", "zh-CN"),
+            ("ko_KR.UTF-8", "ko"),
+            ("sr_RS@latin", "en"),
+            ("C", "en"),
+            ("", "en"),
+        ] {
+            assert_eq!(super::language_for(locale), code, "{locale}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The wizard clicked through by visible text in iced_test's simulator, with the bundled
-//! sample catalog and a file as target; the job itself runs for real through the window's
-//! sink (`work`); every language has every string.
+//! sample catalog and files as targets. Each screen's update is tested on its own, and the
+//! whole flow runs real jobs through the window's sink (`work`), the tasks the app returns
+//! run as the iced runtime would run them. Every language has every string.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,12 @@ use std::time::Duration;
 use cardsmith_catalog::{load, Http};
 use cardsmith_engine::Phase;
 use iced::widget::Id;
+use iced::Task;
 use iced_test::{Error, Simulator};
 
 use super::app::{App, Message};
-use super::state::{CatalogState, Screen};
+use super::context::{CatalogState, Inspected, OsChoice, StorageChoice};
+use super::screen::{self, customize, options, Page, Screen};
 use super::work::{Ended, Job, Kind, Update};
 use crate::job::{Destination, Event, Left, ReadJob, Report, Source, WriteJob};
 
@@ -36,36 +39,59 @@ fn one_locale_at_a_time() -> MutexGuard<'static, ()> {
 /// A wizard in English with the bundled catalog loaded, as if the worker had finished, and
 /// the locale held until the guard is dropped (every view depends on it).
 fn wizard() -> (MutexGuard<'static, ()>, App) {
+    wizard_on(super::host::Host::default())
+}
+
+/// The same, on a computer that suggests `host`.
+fn wizard_on(host: super::host::Host) -> (MutexGuard<'static, ()>, App) {
     let guard = one_locale_at_a_time();
     rust_i18n::set_locale("en");
-    let (mut app, _) = App::new("en".into(), Some(repo()), Default::default());
+    let (mut app, _) = App::new("en".into(), Some(repo()), host);
     let http = Http::new(Duration::from_secs(5)).unwrap();
     let loaded = load(Some(&repo()), &http, None).expect("the sample catalog loads");
-    app.wizard.catalog = CatalogState::Ready(Box::new(loaded));
+    app.ctx.catalog = CatalogState::Ready(Box::new(loaded));
     (guard, app)
 }
 
 /// The wizard's view in a simulated window as tall as the longest screen.
 fn simulator(view: iced::Element<'_, Message>) -> Simulator<'_, Message> {
-    Simulator::with_size(iced::Settings::default(), (1000.0, 1600.0), view)
+    Simulator::with_size(iced::Settings::default(), (1000.0, 1800.0), view)
 }
 
-/// Clicks the widget showing `label` and feeds the resulting messages to the app.
+/// Runs what `update` returned as the runtime would: every message it produces goes back
+/// to the app (a job's updates until it ends), and so on.
+fn run(app: &mut App, task: Task<Message>) {
+    let Some(stream) = iced_runtime::task::into_stream(task) else {
+        return;
+    };
+    let actions: Vec<_> =
+        iced::futures::executor::block_on(iced::futures::StreamExt::collect::<Vec<_>>(stream));
+    for action in actions {
+        if let iced_runtime::Action::Output(message) = action {
+            let next = app.update(message);
+            run(app, next);
+        }
+    }
+}
+
+/// Clicks the widget showing `label` and feeds the resulting messages to the app, running
+/// what they start.
 fn click(app: &mut App, label: &str) -> Result<(), Error> {
     let mut ui = simulator(app.view());
     ui.click(label)?;
     let messages: Vec<Message> = ui.into_messages().collect();
     assert!(!messages.is_empty(), "clicking {label:?} did nothing");
     for m in messages {
-        let _ = app.update(m);
+        let task = app.update(m);
+        run(app, task);
     }
     Ok(())
 }
 
 /// Types into the text input `field`.
-fn type_into(app: &mut App, field: Id, text: &str) -> Result<(), Error> {
+fn type_into(app: &mut App, field: &'static str, text: &str) -> Result<(), Error> {
     let mut ui = simulator(app.view());
-    ui.click(field)?;
+    ui.click(Id::new(field))?;
     ui.typewrite(text);
     for m in ui.into_messages() {
         let _ = app.update(m);
@@ -77,27 +103,45 @@ fn shows(app: &App, text: &str) -> bool {
     simulator(app.view()).find(text).is_ok()
 }
 
+fn page(app: &App) -> Page {
+    app.screen.page()
+}
+
+/// The settings editor's state (the editor must be shown).
+fn editor(app: &mut App) -> &mut customize::State {
+    match &mut app.screen {
+        Screen::Customize(s) => s,
+        _ => panic!("not on the customisation screen"),
+    }
+}
+
+/// Opens the settings editor directly.
+fn open_editor(app: &mut App) {
+    app.go(Page::Customize);
+    let _ = app.update(Message::Customize(customize::Message::Edit));
+}
+
 fn choose_everything(app: &mut App, target: &Path) -> Result<(), Error> {
     click(app, "CHOOSE DEVICE")?;
-    assert_eq!(app.wizard.screen, Screen::Device);
+    assert_eq!(page(app), Page::Device);
     click(app, "Raspberry Pi 4")?;
-    assert_eq!(app.wizard.device.as_deref(), Some("Raspberry Pi 4"));
+    assert_eq!(app.sel.device.as_deref(), Some("Raspberry Pi 4"));
     assert!(
         shows(app, "Raspberry Pi 4"),
         "the start screen names the device"
     );
 
     click(app, "CHOOSE OS")?;
-    assert_eq!(app.wizard.screen, Screen::Os);
+    assert_eq!(page(app), Page::Os);
     assert!(shows(app, "Other demos ›"), "categories are listed");
     click(app, "cardsmith demo (systemd)")?;
     assert!(shows(app, "cardsmith demo (systemd)"));
 
     click(app, "CHOOSE STORAGE")?;
-    assert_eq!(app.wizard.screen, Screen::Storage);
-    type_into(app, Id::new("file-path"), &target.display().to_string())?;
+    assert_eq!(page(app), Page::Storage);
+    type_into(app, "file-path", &target.display().to_string())?;
     click(app, "Use this file")?;
-    assert_eq!(app.wizard.screen, Screen::Start);
+    assert_eq!(page(app), Page::Start);
     Ok(())
 }
 
@@ -119,31 +163,31 @@ fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
 
     choose_everything(&mut app, &target)?;
     click(&mut app, "NEXT")?;
-    assert_eq!(app.wizard.screen, Screen::AskCustomize);
+    assert_eq!(page(&app), Page::Customize);
     click(&mut app, "EDIT SETTINGS")?;
-    type_into(&mut app, Id::new("hostname"), "bad_name")?;
+    type_into(&mut app, "hostname", "bad_name")?;
     click(&mut app, "SAVE")?;
-    assert_eq!(
-        app.wizard.screen,
-        Screen::Settings,
+    assert!(
+        editor(&mut app).editing,
         "a bad host name keeps the editor open"
     );
     assert!(
         shows(&app, "hostname \"bad_name\" is not valid: only letters a-z, digits and hyphens are allowed (no dots, spaces or underscores)"),
         "the message stands next to the field"
     );
-    app.wizard.form.hostname.clear();
-    type_into(&mut app, Id::new("hostname"), "lab-pi")?;
+    editor(&mut app).form.hostname.clear();
+    type_into(&mut app, "hostname", "lab-pi")?;
     click(&mut app, "SAVE")?;
-    assert_eq!(app.wizard.screen, Screen::AskCustomize);
+    assert!(!editor(&mut app).editing);
     click(&mut app, "YES")?;
-    assert_eq!(app.wizard.screen, Screen::Confirm);
+    assert_eq!(page(&app), Page::Confirm);
     assert!(shows(&app, &format!("the file {}", target.display())));
     assert!(shows(
         &app,
         "The OS customisation settings will be applied."
     ));
-    let Some(Job::Write(job)) = app.wizard.job() else {
+    assert!(shows(&app, "This card's host name: lab-pi"));
+    let Some(Job::Write(job)) = app.sel.job(&app.ctx) else {
         panic!("a write")
     };
     assert!(matches!(&job.source, Source::Os(e) if e.name == "cardsmith demo (systemd)"));
@@ -156,26 +200,154 @@ fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
     Ok(())
 }
 
+/// The bundled systemd demo image, decompressed by xz (not by cardsmith).
+fn demo_image() -> Vec<u8> {
+    let out = std::process::Command::new("xz")
+        .args(["-dc"])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../os-list-sample/demo-systemd.img.xz"
+        ))
+        .output()
+        .expect("xz (xz-utils) is needed");
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// The first MBR partition's byte offset and length.
+fn first_partition(image: &[u8]) -> (usize, usize) {
+    let entry = &image[0x1BE..0x1CE];
+    let lba = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize;
+    let sectors = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize;
+    (lba * 512, sectors * 512)
+}
+
+/// A file from the FAT partition at `offset` of `image`, as mtools reads it.
+fn mtype(image: &Path, offset: usize, name: &str) -> String {
+    let out = std::process::Command::new("mtype")
+        .arg("-i")
+        .arg(format!("{}@@{offset}", image.display()))
+        .arg(format!("::{name}"))
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .output()
+        .expect("mtype (mtools) is needed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Checks a written file: the demo image byte for byte but for the boot partition, which
+/// holds the settings (read back by mtools, not by cardsmith) naming `hostname`.
+fn check_written(target: &Path, hostname: &str) {
+    let written = std::fs::read(target).unwrap();
+    let image = demo_image();
+    assert_eq!(written.len(), image.len());
+    let (start, len) = first_partition(&image);
+    assert_eq!(
+        written[..start],
+        image[..start],
+        "before the boot partition"
+    );
+    assert_eq!(
+        written[start + len..],
+        image[start + len..],
+        "after the boot partition"
+    );
+    let script = mtype(target, start, "firstrun.sh");
+    assert!(script.contains(hostname), "{script}");
+}
+
 #[test]
-fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
+fn the_whole_flow_writes_a_card_file_and_another_with_the_next_host_name() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("node-a.img");
+    let second = dir.path().join("node-b.img");
+    let (_locale, mut app) = wizard();
+    choose_everything(&mut app, &first)?;
+    click(&mut app, "NEXT")?;
+    click(&mut app, "EDIT SETTINGS")?;
+    type_into(&mut app, "hostname", "node{n:02}")?;
+    click(&mut app, "SAVE")?;
+    assert!(!editor(&mut app).editing, "{:?}", editor(&mut app).errors);
+    click(&mut app, "YES")?;
+    assert!(shows(&app, "This card's host name: node00"));
+    // WRITE starts the job; `click` runs it to its end as the runtime would.
+    click(&mut app, "WRITE")?;
+    assert_eq!(page(&app), Page::Done);
+    assert!(shows(&app, "Done"));
+    let Screen::Done(done) = &app.screen else {
+        unreachable!()
+    };
+    let Some(Report::Write(report)) = &done.ended.report else {
+        panic!("{}", done.ended.text)
+    };
+    assert!(report.verified);
+    assert_eq!(report.customized, Some("systemd"));
+    assert!(shows(&app, &done.ended.text.clone()), "what was written");
+    assert!(shows(&app, "This card's host name: node00"), "what was set");
+    check_written(&first, "node00");
+
+    // The next card: same OS and settings, the counter one on, a target of its own.
+    click(&mut app, "WRITE ANOTHER CARD")?;
+    assert_eq!(page(&app), Page::Storage);
+    assert!(
+        matches!(&app.sel.os, Some(OsChoice::Catalog { entry, .. }) if entry.name == "cardsmith demo (systemd)"),
+        "the OS stays chosen"
+    );
+    type_into(&mut app, "file-path", &second.display().to_string())?;
+    click(&mut app, "Use this file")?;
+    assert_eq!(page(&app), Page::Start);
+    click(&mut app, "NEXT")?;
+    assert_eq!(page(&app), Page::Customize);
+    click(&mut app, "YES")?;
+    assert!(shows(&app, "This card's host name: node01"));
+    click(&mut app, "WRITE")?;
+    assert_eq!(page(&app), Page::Done);
+    check_written(&second, "node01");
+    check_written(&first, "node00");
+    Ok(())
+}
+
+#[test]
+fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Error> {
     let dir = tempfile::tempdir().unwrap();
     let (_locale, mut app) = wizard();
-    choose_everything(&mut app, &dir.path().join("card.img"))?;
-    click(&mut app, "NEXT")?;
-    click(&mut app, "NO")?;
-    // Start the job by hand, so the test owns its events.
-    app.wizard.running = Some(super::state::Running::default());
+    let job = WriteJob {
+        settings: Some(Default::default()),
+        ..WriteJob::new(demo_os(), Destination::File(dir.path().join("card.img")))
+    };
     let cancel = cardsmith_engine::CancelToken::new();
-    app.wizard.cancel = Some(cancel.clone());
-    app.wizard.screen = Screen::Progress;
+    app.screen = Screen::Progress(screen::progress::State::new(
+        &Job::Write(Box::new(job)),
+        cancel.clone(),
+    ));
+    for step in [
+        "Downloading and writing",
+        "Verifying",
+        "Putting the settings on the boot partition",
+    ] {
+        assert!(shows(&app, step), "{step}");
+    }
+    assert!(shows(&app, "Cancelling removes the unfinished image file."));
     let _ = app.update(Message::Job(Update::Event(Event::Progress {
         phase: Phase::Write,
         bytes_done: 25 << 20,
         bytes_total: Some(100 << 20),
         rate: 50_000_000,
     })));
-    assert!(shows(&app, "Downloading and writing"));
     assert!(shows(&app, "25% · 26.2 MB · 50.0 MB/s · 2 s left"));
+    let _ = app.update(Message::Job(Update::Event(Event::Progress {
+        phase: Phase::Verify,
+        bytes_done: 50 << 20,
+        bytes_total: Some(100 << 20),
+        rate: 100_000_000,
+    })));
+    assert!(shows(&app, "Done"), "the write step is over");
+    assert!(shows(&app, "50% · 52.4 MB · 100.0 MB/s · 1 s left"));
+    assert!(shows(&app, "Waiting"), "customising is still to come");
     click(&mut app, "CANCEL")?;
     assert!(cancel.is_cancelled(), "Cancel really stops the job");
     assert!(shows(&app, "Cancelling…"));
@@ -183,14 +355,49 @@ fn progress_events_cancel_and_errors_are_shown() -> Result<(), Error> {
     let _ = app.update(ended(error, true, Some(Left::FileRemoved)));
     assert!(shows(&app, "Cancelled"));
     assert!(shows(&app, "The unfinished image file was removed."));
-    assert!(
-        !shows(&app, "The card was left with its first MiB zeroed: it boots nothing half-written. Write or erase it again before using it."),
-        "a file target has no first MiB zeroed to speak of"
-    );
 
-    click(&mut app, "BACK TO START")?;
-    app.wizard.running = Some(super::state::Running::default());
+    // A card is left zeroed; a backup keeps nothing.
+    let drive = crate::testing::card(32_000_000_000);
+    let to_card = WriteJob::new(
+        demo_os(),
+        Destination::Drive {
+            path: drive.path.clone(),
+            confirmed: drive.identity(),
+        },
+    );
+    app.screen = Screen::Progress(screen::progress::State::new(
+        &Job::Write(Box::new(to_card)),
+        cardsmith_engine::CancelToken::new(),
+    ));
+    assert!(shows(
+        &app,
+        "Cancelling leaves the card with its first MiB zeroed, so it boots nothing half-written."
+    ));
+    let backup = ReadJob {
+        source: drive.path.clone(),
+        output: dir.path().join("b.img"),
+        allocated_only: false,
+        force: false,
+        confirmed: None,
+    };
+    app.screen = Screen::Progress(screen::progress::State::new(
+        &Job::Read(backup),
+        cardsmith_engine::CancelToken::new(),
+    ));
+    assert!(shows(&app, "Reading the card"));
+    assert!(shows(
+        &app,
+        "Cancelling keeps no unfinished backup; the card is only read and stays as it is."
+    ));
+
     let long = "SHA-256 of the download is 00aa, not 11bb as published; nothing was written to the start of the target. The download is corrupt, or the catalog is wrong";
+    app.screen = Screen::Progress(screen::progress::State::new(
+        &Job::Write(Box::new(WriteJob::new(
+            demo_os(),
+            Destination::File(dir.path().join("x.img")),
+        ))),
+        cardsmith_engine::CancelToken::new(),
+    ));
     let _ = app.update(ended(long, false, None));
     assert!(shows(&app, "Writing failed"));
     assert!(shows(&app, long), "the error is shown in full");
@@ -203,10 +410,12 @@ fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
     // No job: the window closes at once (the exit task has one unit of work).
     assert_eq!(app.update(Message::CloseRequested).units(), 1);
 
-    app.wizard.running = Some(super::state::Running::default());
     let cancel = cardsmith_engine::CancelToken::new();
-    app.wizard.cancel = Some(cancel.clone());
-    app.wizard.screen = Screen::Progress;
+    let job = Job::Write(Box::new(WriteJob::new(
+        demo_os(),
+        Destination::File("/nonexistent/x.img".into()),
+    )));
+    app.screen = Screen::Progress(screen::progress::State::new(&job, cancel.clone()));
     let task = app.update(Message::CloseRequested);
     assert_eq!(task.units(), 0, "the window stays while the job stops");
     assert!(cancel.is_cancelled(), "closing cancels the job");
@@ -252,66 +461,9 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
     let Some(Update::Ended(end)) = events.last() else {
         panic!("no end: {events:?}");
     };
-    let text = &end.text;
-    assert!(end.report.is_some(), "no success: {text}");
-    assert!(text.contains("verified"), "{text}");
-    // The file holds the demo image byte for byte, but for the boot partition, which holds
-    // the settings (read back by mtools, not by cardsmith).
-    let written = std::fs::read(&target).unwrap();
-    let image = demo_image();
-    assert_eq!(written.len(), image.len());
-    let (start, len) = first_partition(&image);
-    assert_eq!(
-        written[..start],
-        image[..start],
-        "before the boot partition"
-    );
-    assert_eq!(
-        written[start + len..],
-        image[start + len..],
-        "after the boot partition"
-    );
-    let script = mtype(&target, start, "firstrun.sh");
-    assert!(script.contains("wizard-pi"), "{script}");
-}
-
-/// The bundled systemd demo image, decompressed by xz (not by cardsmith).
-fn demo_image() -> Vec<u8> {
-    let out = std::process::Command::new("xz")
-        .args(["-dc"])
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../os-list-sample/demo-systemd.img.xz"
-        ))
-        .output()
-        .expect("xz (xz-utils) is needed");
-    assert!(out.status.success());
-    out.stdout
-}
-
-/// The first MBR partition's byte offset and length.
-fn first_partition(image: &[u8]) -> (usize, usize) {
-    let entry = &image[0x1BE..0x1CE];
-    let lba = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize;
-    let sectors = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize;
-    (lba * 512, sectors * 512)
-}
-
-/// A file from the FAT partition at `offset` of `image`, as mtools reads it.
-fn mtype(image: &Path, offset: usize, name: &str) -> String {
-    let out = std::process::Command::new("mtype")
-        .arg("-i")
-        .arg(format!("{}@@{offset}", image.display()))
-        .arg(format!("::{name}"))
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .output()
-        .expect("mtype (mtools) is needed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert!(end.report.is_some(), "no success: {}", end.text);
+    assert!(end.text.contains("verified"), "{}", end.text);
+    check_written(&target, "wizard-pi");
 }
 
 /// Runs a job as the window does (through its sink; `confirmed` is the drive the window
@@ -357,10 +509,46 @@ fn keys(path: &Path) -> BTreeSet<String> {
         .collect()
 }
 
+/// The keys the wizard's code asks for: every `t!("key"` in its sources.
+fn keys_used() -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    let mut dirs = vec![PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/gui"
+    ))];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            if path.ends_with("tests.rs") {
+                continue;
+            }
+            let source = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in source.match_indices("t!(") {
+                let before = source[..at].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue; // format!(, println!(, …
+                }
+                let rest = source[at + 3..].trim_start();
+                if let Some(quoted) = rest.strip_prefix('"') {
+                    used.insert(quoted.split('"').next().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    used
+}
+
 #[test]
 fn every_language_has_every_string() {
     let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../locales"));
     let english = keys(&dir.join("en.yml"));
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, super::LANGUAGES.len(), "a locale file per language");
+    assert_eq!(super::LANGUAGES.len(), 25);
     for (code, _) in super::LANGUAGES {
         let file = dir.join(format!("{code}.yml"));
         assert!(file.exists(), "no {}", file.display());
@@ -380,31 +568,32 @@ fn every_language_has_every_string() {
             assert!(!bare, "{code}: a placeholder without % in {line:?}");
         }
     }
-    // Every key the code asks for exists.
-    let source =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/gui/app.rs")).unwrap();
-    let mut used = 0;
-    for (at, _) in source.match_indices("t!(\"") {
-        let before = source[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
-            continue; // format!(", println!(", …
-        }
-        let key = source[at + 4..].split('"').next().unwrap();
-        assert!(
-            english.contains(key),
-            "the code uses {key:?}, which en.yml lacks"
-        );
-        used += 1;
-    }
-    assert!(used > 50, "found only {used} translated strings");
+    // Every key the code asks for exists, and every key is asked for.
+    let used = keys_used();
+    let unknown: Vec<_> = used.difference(&english).collect();
+    assert!(unknown.is_empty(), "en.yml lacks {unknown:?}");
+    let unused: Vec<_> = english.difference(&used).collect();
+    assert!(unused.is_empty(), "no code asks for {unused:?}");
 }
 
 #[test]
 fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
-    let _ = app.update(Message::Language(super::app::Language("de", "Deutsch")));
+    app.go(Page::Options);
+    let german = options::Language("de", "Deutsch");
+    let _ = app.update(Message::Options(options::Message::Language(german)));
+    app.go(Page::Start);
     assert!(shows(&app, "GERÄT WÄHLEN"));
-    let _ = app.update(Message::Language(super::app::Language("en", "English")));
+    app.go(Page::Options);
+    let korean = options::Language("ko", "한국어");
+    let _ = app.update(Message::Options(options::Message::Language(korean)));
+    assert_eq!(app.ctx.language, "ko");
+    app.go(Page::Start);
+    assert!(!shows(&app, "CHOOSE DEVICE"), "Korean is not English");
+    app.go(Page::Options);
+    let english = options::Language("en", "English");
+    let _ = app.update(Message::Options(options::Message::Language(english)));
+    app.go(Page::Start);
     assert!(shows(&app, "CHOOSE DEVICE"));
     Ok(())
 }
@@ -413,50 +602,48 @@ fn the_language_can_be_changed_in_the_app() -> Result<(), Error> {
 fn read_a_card_is_the_cli_read() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
     click(&mut app, "READ A CARD")?;
-    assert_eq!(app.wizard.screen, Screen::Read);
+    assert_eq!(page(&app), Page::Read);
     assert!(shows(&app, "Read a card into an image file"));
     assert!(shows(
         &app,
         "Backup file to create: .img (raw), .img.zst, .img.xz or .img.gz"
     ));
-    assert!(app.wizard.read_job().is_none(), "nothing chosen yet");
+    let Screen::Read(read) = &app.screen else {
+        unreachable!()
+    };
+    assert!(read.job(&app.ctx).is_none(), "nothing chosen yet");
 
     // Picking a drive proposes a zstd backup in the home folder; the toggle asks for only
     // the partitions. (No read is started here: the drive is made up.)
     let drive = crate::testing::card(32_000_000_000);
-    app.wizard.drives = vec![drive.clone()];
-    let label = format!(
-        "{} — {} ({})",
-        drive.description(),
-        drive.size_human,
-        drive.path.display()
-    );
-    click(&mut app, &label)?;
-    assert_eq!(app.wizard.read_source.as_deref(), Some(drive.name.as_str()));
+    app.ctx.drives = vec![drive.clone()];
+    click(
+        &mut app,
+        &format!("{} — {}", drive.description(), drive.size_human),
+    )?;
+    let _ = app.update(Message::Read(screen::read::Message::AllocatedOnly(true)));
+    let Screen::Read(read) = &app.screen else {
+        unreachable!()
+    };
+    assert_eq!(read.source.as_deref(), Some(drive.name.as_str()));
     assert!(
-        app.wizard
-            .read_output
+        read.output
             .ends_with(&format!("{}-backup.img.zst", drive.name)),
         "{}",
-        app.wizard.read_output
+        read.output
     );
-    // (A toggler's label is not a text widget the simulator can find by its words.)
-    let _ = app.update(Message::ReadAllocatedOnly(true));
-    let job = app.wizard.read_job().expect("ready to read");
     assert_eq!(
-        job,
+        read.job(&app.ctx).expect("ready to read"),
         ReadJob {
             source: drive.path.clone(),
-            output: PathBuf::from(&app.wizard.read_output),
+            output: PathBuf::from(&read.output),
             allocated_only: true,
             force: false,
             confirmed: Some(drive.identity()),
         }
     );
-    app.wizard.drives.clear();
-    app.wizard.read_source = None;
 
-    // The job behind READ: `cardsmith read SOURCE OUTPUT`, here from a file.
+    // The job behind READ, here from a file, its end shown as the window shows it.
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("card.bin");
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -469,36 +656,38 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
         force: false,
         confirmed: None,
     };
-    let events = window_job(Job::Read(job), None);
-    let Some(Update::Ended(end)) = events.last() else {
-        panic!("no end: {events:?}");
+    let updates = window_job(Job::Read(job.clone()), None);
+    let Some(Update::Ended(end)) = updates.last() else {
+        panic!("no end: {updates:?}");
     };
     let Some(Report::Read(report)) = &end.report else {
         panic!("no success: {}", end.text);
     };
     assert_eq!(std::fs::read(&out).unwrap(), data);
     let sha = report.sha256.clone();
-    let _ = app.update(Message::Go(Screen::Progress));
-    app.wizard.running = Some(super::state::Running::default());
-    for e in events {
-        let _ = app.update(Message::Job(e));
+    app.screen = Screen::Progress(screen::progress::State::new(
+        &Job::Read(job),
+        cardsmith_engine::CancelToken::new(),
+    ));
+    for u in updates {
+        let _ = app.update(Message::Job(u));
     }
     assert!(shows(&app, "Done"));
-    let text = app.wizard.outcome.as_ref().unwrap().text.clone();
+    let Screen::Done(done) = &app.screen else {
+        unreachable!()
+    };
+    assert!(done.ended.text.contains(&sha), "{}", done.ended.text);
     assert!(
-        text.contains(&sha),
-        "the done screen names the SHA-256: {text}"
+        !shows(&app, "WRITE ANOTHER CARD"),
+        "a backup is not a write"
     );
     Ok(())
 }
 
 #[test]
-fn icons_resolve_against_the_catalog_and_fall_back_offline() {
-    let (_locale, app) = wizard();
-    let Some(loaded) = app.wizard.loaded() else {
-        panic!("loaded")
-    };
-    let urls = super::app::icon_urls(loaded);
+fn icons_resolve_against_the_catalog_and_fall_back_to_a_tile() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    let urls = super::app::icon_urls(app.ctx.loaded().unwrap());
     assert_eq!(urls.len(), 1, "{urls:?}");
     let (name, location) = &urls[0];
     assert!(name.ends_with("os-list-sample/demo-icon.png"), "{name}");
@@ -506,6 +695,10 @@ fn icons_resolve_against_the_catalog_and_fall_back_offline() {
         panic!("{location:?}")
     };
     assert!(path.exists(), "{}", path.display());
+    // Before (or without) the icon, the entry shows a tile with its initial.
+    click(&mut app, "CHOOSE OS")?;
+    assert!(shows(&app, "C"), "the demo's tile");
+    Ok(())
 }
 
 #[test]
@@ -514,16 +707,25 @@ fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
     click(&mut app, "CHOOSE OS")?;
     click(&mut app, "Erase")?;
-    assert_eq!(app.wizard.os, Some(super::state::OsChoice::Erase));
+    assert_eq!(app.sel.os, Some(OsChoice::Erase));
     click(&mut app, "CHOOSE STORAGE")?;
     type_into(
         &mut app,
-        Id::new("file-path"),
+        "file-path",
         &dir.path().join("x.img").display().to_string(),
     )?;
     click(&mut app, "Use this file")?;
-    assert!(!app.wizard.ready(), "a file cannot be erased as a card");
-    assert!(app.wizard.job().is_none());
+    assert!(!app.sel.ready(), "a file cannot be erased as a card");
+    assert!(app.sel.job(&app.ctx).is_none());
+    // With a drive, NEXT goes straight to the confirmation.
+    let drive = crate::testing::card(32_000_000_000);
+    app.sel.storage = Some(StorageChoice::Drive(Box::new(drive.clone())));
+    click(&mut app, "NEXT")?;
+    assert_eq!(page(&app), Page::Confirm);
+    assert!(shows(&app, "Erase and format as FAT32:"));
+    assert!(
+        matches!(app.sel.job(&app.ctx), Some(Job::Erase(e)) if e.confirmed == Some(drive.identity()))
+    );
     Ok(())
 }
 
@@ -532,10 +734,9 @@ fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
     let drive = crate::testing::card(32_000_000_000);
     let (_locale, mut app) = wizard();
     let choose = |app: &mut App| {
-        app.wizard.drives = vec![drive.clone()];
-        app.wizard.storage = Some(super::state::StorageChoice::Drive(Box::new(drive.clone())));
-        app.wizard.typed_name = drive.name.clone();
-        app.wizard.screen = Screen::Confirm;
+        app.ctx.drives = vec![drive.clone()];
+        app.sel.storage = Some(StorageChoice::Drive(Box::new(drive.clone())));
+        app.go(Page::Confirm);
     };
     choose(&mut app);
     let mut mounted = drive.clone();
@@ -544,9 +745,10 @@ fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
         mounted,
     ))));
     assert!(
-        app.wizard.storage.is_some(),
+        app.sel.storage.is_some(),
         "a mount change is the same drive"
     );
+    assert_eq!(page(&app), Page::Confirm);
     let mut other = drive.clone();
     other.size += 4096;
     other.serial = Some("ANOTHER-CARD".into());
@@ -554,16 +756,15 @@ fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
         other,
     ))));
     assert!(
-        app.wizard.storage.is_none(),
+        app.sel.storage.is_none(),
         "another card in the reader is not the one confirmed"
     );
-    assert!(app.wizard.typed_name.is_empty());
-    assert_eq!(app.wizard.screen, Screen::Start);
+    assert_eq!(page(&app), Page::Start);
     choose(&mut app);
     let _ = app.update(Message::Drive(Box::new(cardsmith_drives::Event::Removed(
         drive.clone(),
     ))));
-    assert!(app.wizard.storage.is_none());
+    assert!(app.sel.storage.is_none());
 }
 
 /// A loop device over a file this test made, detached again when dropped.
@@ -610,27 +811,29 @@ fn device_node(dir: &Path, name: &str, dev: cardsmith_drives::DevNum) -> PathBuf
     path
 }
 
+fn storage(app: &mut App) -> &mut screen::storage::State {
+    match &mut app.screen {
+        Screen::Storage(s) => s,
+        _ => panic!("not on the storage screen"),
+    }
+}
+
 #[test]
 fn a_file_path_that_is_a_drive_is_refused_and_the_drive_list_offered() -> Result<(), Error> {
     let dir = tempfile::tempdir().unwrap();
     let (_locale, mut app) = wizard();
     let card = crate::testing::card(32_000_000_000);
-    app.wizard.drives = vec![card.clone()];
+    app.ctx.drives = vec![card.clone()];
     let node = device_node(dir.path(), "sdz", card.dev);
     let link = dir.path().join("by-id-link");
     std::os::unix::fs::symlink(&node, &link).unwrap();
     click(&mut app, "CHOOSE STORAGE")?;
     for path in [&node, &link] {
-        app.wizard.file_path.clear();
-        type_into(&mut app, Id::new("file-path"), &path.display().to_string())?;
+        storage(&mut app).file_path.clear();
+        type_into(&mut app, "file-path", &path.display().to_string())?;
         click(&mut app, "Use this file")?;
-        assert_eq!(
-            app.wizard.storage,
-            None,
-            "{} taken as a file",
-            path.display()
-        );
-        assert_eq!(app.wizard.screen, Screen::Storage);
+        assert_eq!(app.sel.storage, None, "{} taken as a file", path.display());
+        assert_eq!(page(&app), Page::Storage);
         assert!(shows(
             &app,
             &format!(
@@ -643,15 +846,17 @@ fn a_file_path_that_is_a_drive_is_refused_and_the_drive_list_offered() -> Result
     let offer = "Choose Generic STORAGE DEVICE (/dev/sdz) in the drive list";
     click(&mut app, offer)?;
     assert_eq!(
-        app.wizard.storage,
-        Some(super::state::StorageChoice::Drive(Box::new(card.clone())))
+        app.sel.storage,
+        Some(StorageChoice::Drive(Box::new(card.clone())))
     );
-    assert_eq!(app.wizard.screen, Screen::Start);
+    assert_eq!(page(&app), Page::Start);
 
     // A device the list does not show, and one that may never be written.
-    let _ = app.update(Message::Go(Screen::Storage));
-    app.wizard.drives.clear();
-    let _ = app.update(Message::UseFile);
+    app.go(Page::Storage);
+    storage(&mut app).file_path = node.display().to_string();
+    app.ctx.drives.clear();
+    let use_file = || Message::Storage(screen::storage::Message::UseFile);
+    let _ = app.update(use_file());
     assert!(shows(
         &app,
         "It is not among the drives cardsmith lists: choose a drive from the list, or a file path."
@@ -661,21 +866,18 @@ fn a_file_path_that_is_a_drive_is_refused_and_the_drive_list_offered() -> Result
     root.not_offered = vec![cardsmith_drives::Reason::Root {
         uses: vec!["/".into()],
     }];
-    app.wizard.drives = vec![root];
-    let _ = app.update(Message::UseFile);
+    app.ctx.drives = vec![root];
+    let _ = app.update(use_file());
     assert!(shows(
         &app,
         "That drive cannot be written: system drive: it holds the running system (/)"
     ));
     // A plain file is still a file.
-    app.wizard.file_path.clear();
+    storage(&mut app).file_path.clear();
     let file = dir.path().join("card.img");
-    type_into(&mut app, Id::new("file-path"), &file.display().to_string())?;
+    type_into(&mut app, "file-path", &file.display().to_string())?;
     click(&mut app, "Use this file")?;
-    assert_eq!(
-        app.wizard.storage,
-        Some(super::state::StorageChoice::File(file))
-    );
+    assert_eq!(app.sel.storage, Some(StorageChoice::File(file)));
     Ok(())
 }
 
@@ -699,10 +901,9 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
         };
         assert!(end.report.is_none(), "{target} was written: {events:?}");
         assert_eq!(end.left, Some(Left::Untouched));
-        let text = &end.text;
         assert!(
-            text.contains("is a block device, not an image file: nothing was written. Choose it in the drive list"),
-            "{text}"
+            end.text.contains("is a block device, not an image file: nothing was written. Choose it in the drive list"),
+            "{}", end.text
         );
     }
     assert!(
@@ -712,21 +913,74 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
 }
 
 #[test]
+fn the_window_answers_only_for_the_drive_it_confirmed() {
+    use crate::job::{Ask, Needed, Sink};
+    let card = crate::testing::card(32_000_000_000);
+    let (tx, _rx) = std::sync::mpsc::channel();
+    let ask = |needed| Ask {
+        question: "Write it?".into(),
+        needed,
+        drive: Some(card.identity()),
+        name: card.name.clone(),
+        verb: "erase",
+    };
+    let mut sink = super::work::WindowSink::new(tx.clone(), Some(card.identity()), false);
+    assert_eq!(sink.consent(&ask(Needed::Yes)), Ok(()));
+    assert!(sink.consent(&ask(Needed::Name)).is_err(), "no name typed");
+    let mut typed = super::work::WindowSink::new(tx.clone(), Some(card.identity()), true);
+    assert_eq!(typed.consent(&ask(Needed::Name)), Ok(()));
+    let mut other = card.clone();
+    other.serial = Some("ANOTHER".into());
+    let mut elsewhere = super::work::WindowSink::new(tx, Some(other.identity()), true);
+    let refused = elsewhere.consent(&ask(Needed::Yes)).unwrap_err();
+    assert!(refused.contains("not the drive confirmed"), "{refused}");
+}
+
+#[test]
 fn a_large_drive_is_warned_about_in_the_list_and_before_consent() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
     let big = crate::testing::card(256_000_000_000);
-    app.wizard.drives = vec![big.clone()];
+    app.ctx.drives = vec![big.clone()];
     let warning = "Warning: this drive is 256 GB, larger than SD cards and USB sticks usually are. Make sure it is not a backup or data disk.";
     click(&mut app, "CHOOSE OS")?;
     click(&mut app, "cardsmith demo (systemd)")?;
     click(&mut app, "CHOOSE STORAGE")?;
     assert!(shows(&app, warning), "in the drive list");
-    app.wizard.pick_drive(&big.name);
+    click(
+        &mut app,
+        &format!("{} — {}", big.description(), big.size_human),
+    )?;
     click(&mut app, "NEXT")?;
     click(&mut app, "NO")?;
-    assert_eq!(app.wizard.screen, Screen::Confirm);
+    assert_eq!(page(&app), Page::Confirm);
     assert!(shows(&app, warning), "on the confirmation, before WRITE");
     assert!(shows(&app, "WRITE"));
+    Ok(())
+}
+
+#[test]
+fn a_system_drive_needs_its_name_typed_before_write() -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    let disk = crate::testing::fixed_disk(500_000_000_000);
+    app.sel.os = Some(OsChoice::Erase);
+    app.sel.storage = Some(StorageChoice::Drive(Box::new(disk.clone())));
+    app.go(Page::Confirm);
+    let mut ui = simulator(app.view());
+    ui.click("WRITE")?;
+    assert_eq!(ui.into_messages().count(), 0, "WRITE waits for the name");
+    type_into(&mut app, "typed-name", "sdx")?;
+    let mut ui = simulator(app.view());
+    ui.click("WRITE")?;
+    assert_eq!(
+        ui.into_messages().count(),
+        0,
+        "another name is not the name"
+    );
+    let Screen::Confirm(c) = &mut app.screen else {
+        unreachable!()
+    };
+    c.typed_name = format!("/dev/{}", disk.name);
+    assert!(c.confirmed(&app.sel));
     Ok(())
 }
 
@@ -745,9 +999,17 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
         "Cleaning up failed too: the card or file may hold part of what was being written. Write or erase it again before using it.",
     ];
     let mut end = |kind: Kind, cancelled: bool, left: Left| -> Vec<&str> {
-        app.wizard.last_kind = kind;
-        app.wizard.running = Some(super::state::Running::default());
-        let _ = app.update(ended("the error as the job says it", cancelled, Some(left)));
+        app.screen = Screen::Done(screen::done::State {
+            kind,
+            ended: Ended {
+                report: None,
+                text: "the error as the job says it".into(),
+                cancelled,
+                left: Some(left),
+            },
+            notes: Vec::new(),
+            ejected: None,
+        });
         SAID.into_iter().filter(|t| shows(&app, t)).collect()
     };
     assert_eq!(end(Kind::Read, true, Left::NothingKept), [SAID[0], SAID[4]]);
@@ -767,71 +1029,74 @@ fn each_job_end_says_what_became_of_the_card_and_the_file() {
         [SAID[3], SAID[8]]
     );
     // A job that ended without a word (a panic) is described by what it was.
-    assert!(super::app::crashed(Kind::Read).contains("The card was only read and is unchanged"));
-    assert!(super::app::crashed(Kind::Erase).contains("half-erased"));
-    assert!(super::app::crashed(Kind::Write).contains("(or image file) may be half-written"));
+    use screen::done::crashed;
+    assert!(crashed(Kind::Read).contains("The card was only read and is unchanged"));
+    assert!(crashed(Kind::Erase).contains("half-erased"));
+    assert!(crashed(Kind::Write).contains("(or image file) may be half-written"));
 }
 
 #[test]
 fn typed_passwords_are_dropped_once_hashed_and_never_printed() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
-    app.wizard.screen = Screen::Settings;
-    type_into(&mut app, Id::new("user"), "alice")?;
-    type_into(&mut app, Id::new("password"), "typed-secret-1")?;
-    type_into(&mut app, Id::new("ssid"), "home")?;
-    type_into(&mut app, Id::new("wifi-password"), "typed-wifi-2")?;
+    open_editor(&mut app);
+    type_into(&mut app, "user", "alice")?;
+    type_into(&mut app, "password", "typed-secret-1")?;
+    type_into(&mut app, "ssid", "home")?;
+    type_into(&mut app, "wifi-password", "typed-wifi-2")?;
+    use customize::FormEdit;
     let shown = format!(
         "{:?} {:?} {:?}",
-        app.wizard.form,
-        Message::Form(super::app::FormEdit::Password("typed-secret-1".into())),
-        Message::Form(super::app::FormEdit::WifiPassword("typed-wifi-2".into())),
+        editor(&mut app).form,
+        Message::Customize(customize::Message::Form(FormEdit::Password(
+            "typed-secret-1".into()
+        ))),
+        Message::Customize(customize::Message::Form(FormEdit::WifiPassword(
+            "typed-wifi-2".into()
+        ))),
     );
     assert!(
         !shown.contains("typed-secret-1") && !shown.contains("typed-wifi-2"),
         "{shown}"
     );
     click(&mut app, "SAVE")?;
+    assert!(!editor(&mut app).editing, "{:?}", editor(&mut app).errors);
     assert_eq!(
-        app.wizard.screen,
-        Screen::AskCustomize,
-        "{:?}",
-        app.wizard.errors
-    );
-    assert_eq!(
-        app.wizard.form.password, "",
+        editor(&mut app).form.password,
+        "",
         "the typed password is not kept"
     );
-    assert_eq!(app.wizard.form.wifi_password, "");
-    let first = app.wizard.settings.clone().unwrap();
+    assert_eq!(editor(&mut app).form.wifi_password, "");
+    let first = app.sel.settings.clone().unwrap();
     assert!(!format!("{first:?}").contains(&first.wifi[0].psk));
 
     // Back in the editor, the empty fields keep what was hashed...
     click(&mut app, "EDIT SETTINGS")?;
     assert!(shows(&app, "Saved (hashed): leave empty to keep it"));
     click(&mut app, "SAVE")?;
-    assert_eq!(app.wizard.settings.as_ref(), Some(&first));
-    // ... also after a save refused for another field and put right.
+    assert_eq!(app.sel.settings.as_ref(), Some(&first));
+    // ... also when the editor is opened again later (its form comes from the settings)...
+    app.go(Page::Start);
+    open_editor(&mut app);
+    assert_eq!(editor(&mut app).form.user, "alice");
+    assert_eq!(editor(&mut app).form.ssid, "home");
+    click(&mut app, "SAVE")?;
+    assert_eq!(app.sel.settings.as_ref(), Some(&first));
+    // ... and after a save refused for another field and put right.
     click(&mut app, "EDIT SETTINGS")?;
-    app.wizard.form.hostname = "bad_name".into();
+    editor(&mut app).form.hostname = "bad_name".into();
     click(&mut app, "SAVE")?;
-    assert_eq!(app.wizard.screen, Screen::Settings);
-    app.wizard.form.hostname.clear();
+    assert!(editor(&mut app).editing);
+    editor(&mut app).form.hostname.clear();
     click(&mut app, "SAVE")?;
-    assert_eq!(
-        app.wizard.screen,
-        Screen::AskCustomize,
-        "{:?}",
-        app.wizard.errors
-    );
-    assert_eq!(app.wizard.settings.as_ref(), Some(&first));
+    assert!(!editor(&mut app).editing, "{:?}", editor(&mut app).errors);
+    assert_eq!(app.sel.settings.as_ref(), Some(&first));
     // ... but a Wi-Fi key belongs to its network: another name needs the password again.
     click(&mut app, "EDIT SETTINGS")?;
-    app.wizard.form.ssid = "office".into();
+    editor(&mut app).form.ssid = "office".into();
     click(&mut app, "SAVE")?;
-    assert_eq!(app.wizard.screen, Screen::Settings);
-    assert!(app
-        .wizard
-        .error(super::state::Field::WifiPassword)
+    assert!(editor(&mut app).editing);
+    assert!(editor(&mut app)
+        .error(customize::Field::WifiPassword)
         .is_some());
     Ok(())
 }
@@ -883,19 +1148,23 @@ fn os_image(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 }
 
 /// "Use custom" with `path`, and the inspection's answer delivered as the worker would.
-fn use_custom(app: &mut App, path: &Path) {
-    app.wizard.custom_path = path.display().to_string();
-    let _ = app.update(Message::UseCustom);
-    let os = app.wizard.os.clone().unwrap();
-    assert_eq!(
-        app.wizard.inspection(),
-        Some(&super::state::Inspected::Looking)
-    );
+fn use_custom(app: &mut App, path: &Path) -> Result<(), Error> {
+    click(app, "CHOOSE OS")?;
+    click(
+        app,
+        "Use custom: an image file (.img, .xz, .gz, .bz2, .zst, .zip)",
+    )?;
+    type_into(app, "custom-path", &path.display().to_string())?;
+    let task = app.update(Message::Os(screen::os::Message::UseCustom));
+    drop(task); // the worker's answer is delivered below, looked up here
+    let os = app.sel.os.clone().unwrap();
+    assert_eq!(app.ctx.inspection(Some(&os)), Some(&Inspected::Looking));
     let found = super::inspect::look_now(&os);
     let _ = app.update(Message::Inspected(
         super::inspect::key(&os),
         Box::new(found),
     ));
+    Ok(())
 }
 
 #[test]
@@ -916,16 +1185,16 @@ fn the_chosen_image_is_looked_into_and_what_it_cannot_take_is_greyed_out() -> Re
         ],
     );
     let (_locale, mut app) = wizard();
-    use_custom(&mut app, &image);
+    use_custom(&mut app, &image)?;
     assert!(
         matches!(
-            app.wizard.inspection(),
-            Some(super::state::Inspected::Found { format, .. }) if format == "systemd"
+            app.ctx.inspection(app.sel.os.as_ref()),
+            Some(Inspected::Found { format, .. }) if format == "systemd"
         ),
         "{:?}",
-        app.wizard.inspection()
+        app.ctx.inspection(app.sel.os.as_ref())
     );
-    app.wizard.screen = Screen::AskCustomize;
+    app.go(Page::Customize);
     assert!(shows(
         &app,
         "My Distro 3 takes settings as systemd (systemd runs firstrun.sh (no cloud-init)):"
@@ -945,18 +1214,19 @@ fn the_chosen_image_is_looked_into_and_what_it_cannot_take_is_greyed_out() -> Re
     ui.click("Enable SSH")?;
     assert_eq!(ui.into_messages().count(), 0, "the SSH box is greyed out");
     // A catalog image on this computer is looked into too, with the catalog's format.
-    let (_, entry) = app
-        .wizard
-        .os_entries()
-        .into_iter()
-        .find(|(p, _)| p.ends_with("cardsmith demo (cloud-init)"))
-        .unwrap();
-    let os = super::state::OsChoice::Catalog {
+    let list = app.ctx.os_list(None);
+    let entry = list
+        .iter()
+        .flat_map(|e| e.subitems.iter().flatten().chain(std::iter::once(e)))
+        .find(|e| e.name == "cardsmith demo (cloud-init)")
+        .unwrap()
+        .clone();
+    let os = OsChoice::Catalog {
         path: "demo".into(),
         entry: Box::new(entry),
     };
     match super::inspect::look_now(&os) {
-        super::state::Inspected::Found { format, why, .. } => {
+        Inspected::Found { format, why, .. } => {
             assert_eq!(format, "cloudinit-rpi");
             assert_eq!(why, "the catalog says cloudinit-rpi");
         }
@@ -974,8 +1244,8 @@ fn an_image_that_takes_no_settings_cannot_be_customised_in_the_wizard() -> Resul
         &[("etc/os-release", "NAME=\"LibreELEC\"\n")],
     );
     let (_locale, mut app) = wizard();
-    use_custom(&mut app, &image);
-    app.wizard.screen = Screen::AskCustomize;
+    use_custom(&mut app, &image)?;
+    app.go(Page::Customize);
     assert!(shows(
         &app,
         "This image cannot take first-boot settings: LibreELEC cannot take first-boot settings: it has neither systemd nor cloud-init, so nothing would apply them on its first boot; write it without settings"
@@ -986,40 +1256,35 @@ fn an_image_that_takes_no_settings_cannot_be_customised_in_the_wizard() -> Resul
         assert_eq!(ui.into_messages().count(), 0, "{label} is greyed out");
     }
     click(&mut app, "NO")?;
-    assert!(!app.wizard.apply_settings);
+    assert!(!app.sel.apply_settings);
     Ok(())
 }
 
 #[test]
 fn two_networks_and_fixed_addresses_are_set_in_the_editor() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
-    app.wizard.screen = Screen::Settings;
-    type_into(&mut app, Id::new("ssid"), "home")?;
-    type_into(&mut app, Id::new("wifi-password"), "first-password")?;
-    type_into(&mut app, Id::new("ssid-2"), "office")?;
-    type_into(&mut app, Id::new("wifi-password-2"), "second-password")?;
+    open_editor(&mut app);
+    type_into(&mut app, "ssid", "home")?;
+    type_into(&mut app, "wifi-password", "first-password")?;
+    type_into(&mut app, "ssid-2", "office")?;
+    type_into(&mut app, "wifi-password-2", "second-password")?;
     click(&mut app, "Options")?;
-    type_into(&mut app, Id::new("static-ethernet"), "192.168.1.0/24")?;
+    type_into(&mut app, "static-ethernet", "192.168.1.0/24")?;
     click(&mut app, "SAVE")?;
-    assert_eq!(app.wizard.screen, Screen::Settings);
+    assert!(editor(&mut app).editing);
     assert!(shows(
         &app,
         "static IP \"192.168.1.0/24\" is not valid: 192.168.1.0 is the network's own or its broadcast address on a /24"
     ));
-    app.wizard.form.static_ethernet.clear();
+    editor(&mut app).form.static_ethernet.clear();
     type_into(
         &mut app,
-        Id::new("static-ethernet"),
+        "static-ethernet",
         "192.168.1.50/24,192.168.1.1,1.1.1.1",
     )?;
     click(&mut app, "SAVE")?;
-    assert_eq!(
-        app.wizard.screen,
-        Screen::AskCustomize,
-        "{:?}",
-        app.wizard.errors
-    );
-    let s = app.wizard.settings.clone().unwrap();
+    assert!(!editor(&mut app).editing, "{:?}", editor(&mut app).errors);
+    let s = app.sel.settings.clone().unwrap();
     let ssids: Vec<&[u8]> = s.wifi.iter().map(|w| w.ssid.as_slice()).collect();
     assert_eq!(ssids, [&b"home"[..], b"office"], "the first is preferred");
     assert_eq!(
@@ -1029,6 +1294,11 @@ fn two_networks_and_fixed_addresses_are_set_in_the_editor() -> Result<(), Error>
     assert_eq!(s.static_ip.len(), 1);
     assert_eq!(s.static_ip[0].cidr(), "192.168.1.50/24");
     assert_eq!(s.static_ip[0].dns, [std::net::Ipv4Addr::new(1, 1, 1, 1)]);
+    // Opened again, the editor shows them as saved.
+    app.go(Page::Customize);
+    let f = &editor(&mut app).form;
+    assert_eq!((f.ssid.as_str(), f.ssid2.as_str()), ("home", "office"));
+    assert_eq!(f.static_ethernet, "192.168.1.50/24,192.168.1.1,1.1.1.1");
     Ok(())
 }
 
@@ -1041,10 +1311,11 @@ fn the_form_starts_from_this_computer_and_offers_its_ssh_keys() -> Result<(), Er
         country: Some("AT".into()),
         user: Some("kim".into()),
         ssh_keys: vec![key.into()],
+        wifi_ssid: None,
     };
-    let (_locale, mut app) = wizard();
-    app.wizard = super::state::Wizard::new("en".into(), host);
-    let f = &app.wizard.form;
+    let (_locale, mut app) = wizard_on(host);
+    open_editor(&mut app);
+    let f = &editor(&mut app).form;
     assert_eq!(
         (
             f.timezone.as_str(),
@@ -1058,22 +1329,34 @@ fn the_form_starts_from_this_computer_and_offers_its_ssh_keys() -> Result<(), Er
         f.ssh_keys.is_empty() && !f.ssh,
         "keys are offered, not added"
     );
-    app.wizard.screen = Screen::Settings;
+    assert!(f.ssid.is_empty(), "no network known yet");
+    // NetworkManager's answer arrives: the open editor gets the network, no password.
+    let _ = app.update(Message::HostWifi(Some(b"Cafe \xff Net".to_vec())));
+    let f = &editor(&mut app).form;
+    assert_eq!(f.ssid, "Cafe \u{fffd} Net");
+    assert!(
+        f.wifi_password.is_empty(),
+        "its password is never suggested"
+    );
     click(&mut app, "Services")?;
     click(&mut app, "Add my SSH keys (1 found in ~/.ssh)")?;
-    assert_eq!(app.wizard.form.ssh_keys.trim(), key);
-    assert!(app.wizard.form.ssh, "adding keys turns SSH on");
+    assert_eq!(editor(&mut app).form.ssh_keys.trim(), key);
+    assert!(editor(&mut app).form.ssh, "adding keys turns SSH on");
     assert!(
         !shows(&app, "Add my SSH keys (1 found in ~/.ssh)"),
         "nothing left to add"
     );
+    // A form opened later starts with the network too.
+    app.go(Page::Start);
+    open_editor(&mut app);
+    assert_eq!(editor(&mut app).form.ssid, "Cafe \u{fffd} Net");
     Ok(())
 }
 
 #[test]
 fn offline_is_one_friendly_line_with_the_reason_behind_details() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
-    if let CatalogState::Ready(loaded) = &mut app.wizard.catalog {
+    if let CatalogState::Ready(loaded) = &mut app.ctx.catalog {
         loaded.origin = cardsmith_catalog::Origin::Bundled {
             error: "dns error: failed to lookup address information".into(),
         };
@@ -1087,48 +1370,17 @@ fn offline_is_one_friendly_line_with_the_reason_behind_details() -> Result<(), E
         .is_ok();
     assert!(!raw, "the raw error is not on the start screen");
     click(&mut app, "Details")?;
-    let loaded = app.wizard.loaded().unwrap().describe();
+    let loaded = app.ctx.loaded().unwrap().describe();
     assert!(loaded.contains("dns error"), "{loaded}");
     assert!(shows(&app, &loaded), "Details shows the whole reason");
     Ok(())
 }
 
 #[test]
-fn write_another_card_keeps_the_os_and_settings_and_counts_on() -> Result<(), Error> {
-    let (_locale, mut app) = wizard();
-    let dir = tempfile::tempdir().unwrap();
-    choose_everything(&mut app, &dir.path().join("first.img"))?;
-    app.wizard.settings = Some(cardsmith_customize::Settings {
-        hostname: Some("node{n:02}".into()),
-        ..Default::default()
-    });
-    app.wizard.last_kind = Kind::Write;
-    app.wizard.outcome = Some(super::state::Outcome {
-        ok: true,
-        text: "Wrote it.".into(),
-        notes: Vec::new(),
-        cancelled: false,
-        left: None,
-        report: None,
-    });
-    app.wizard.screen = Screen::Done;
-    click(&mut app, "WRITE ANOTHER CARD")?;
-    assert_eq!(app.wizard.screen, Screen::Storage, "a card of its own next");
-    assert!(app.wizard.storage.is_none() && app.wizard.outcome.is_none());
-    assert!(
-        matches!(&app.wizard.os, Some(super::state::OsChoice::Catalog { entry, .. }) if entry.name == "cardsmith demo (systemd)"),
-        "the OS stays chosen"
-    );
-    let settings = app.wizard.settings.as_ref().unwrap();
-    assert_eq!(settings.hostname_now().unwrap().as_deref(), Some("node02"));
-    Ok(())
-}
-
-#[test]
 fn passwords_are_hidden_until_shown() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
-    app.wizard.screen = Screen::Settings;
-    type_into(&mut app, Id::new("password"), "visible-now")?;
+    open_editor(&mut app);
+    type_into(&mut app, "password", "visible-now")?;
     assert!(!shows(&app, "visible-now"), "hidden while typed");
     click(&mut app, "Show passwords")?;
     assert!(shows(&app, "visible-now"), "shown on request");
@@ -1143,7 +1395,7 @@ fn options_live_on_their_own_screen_not_the_start_screen() -> Result<(), Error> 
         "not on the start screen"
     );
     click(&mut app, "OPTIONS")?;
-    assert_eq!(app.wizard.screen, Screen::Options);
+    assert_eq!(page(&app), Page::Options);
     for label in [
         "Verify after writing",
         "Eject when done",
@@ -1153,17 +1405,34 @@ fn options_live_on_their_own_screen_not_the_start_screen() -> Result<(), Error> 
         assert!(shows(&app, label), "{label}");
     }
     click(&mut app, "Verify after writing")?;
-    assert!(!app.wizard.verify);
+    assert!(!app.ctx.verify);
+    // The cache folder is a field of the jobs, not of the process's environment.
+    let dir = tempfile::tempdir().unwrap();
+    let Screen::Options(o) = &mut app.screen else {
+        unreachable!()
+    };
+    o.cache_dir = dir.path().display().to_string();
+    let _ = app.update(Message::Options(options::Message::UseCacheDir));
+    assert_eq!(app.ctx.cache_dir.as_deref(), Some(dir.path()));
+    assert!(std::env::var_os("CARDSMITH_CACHE").is_none());
     click(&mut app, "Back")?;
-    assert_eq!(app.wizard.screen, Screen::Start);
+    assert_eq!(page(&app), Page::Start);
+    app.sel.os = Some(OsChoice::Custom("/x.img".into()));
+    app.sel.storage = Some(StorageChoice::File("/y.img".into()));
+    let Some(Job::Write(job)) = app.sel.job(&app.ctx) else {
+        panic!()
+    };
+    assert_eq!(job.cache_dir.as_deref(), Some(dir.path()));
+    assert!(!job.verify);
     Ok(())
 }
 
 #[test]
 fn time_zone_keymap_and_country_are_picked_from_searchable_lists() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
+    open_editor(&mut app);
     // The lists are exactly what the checks accept, so nothing picked can be refused.
-    let p = &app.pickers;
+    let p = &editor(&mut app).pickers;
     for (list, check) in [
         (
             &p.timezone,
@@ -1180,21 +1449,117 @@ fn time_zone_keymap_and_country_are_picked_from_searchable_lists() -> Result<(),
     assert!(p.timezone.options().iter().any(|z| z == "Asia/Tokyo"));
     // (iced_test reaches a combo box's label but not the box, so the pick is delivered as
     // the box delivers it.)
-    app.wizard.screen = Screen::Settings;
     assert!(shows(&app, "Time zone (such as Europe/London)"));
-    let _ = app.update(Message::Form(super::app::FormEdit::Timezone(
-        "Asia/Tokyo".into(),
+    let _ = app.update(Message::Customize(customize::Message::Form(
+        customize::FormEdit::Timezone("Asia/Tokyo".into()),
     )));
     click(&mut app, "SAVE")?;
+    assert!(!editor(&mut app).editing, "{:?}", editor(&mut app).errors);
     assert_eq!(
-        app.wizard.screen,
-        Screen::AskCustomize,
-        "{:?}",
-        app.wizard.errors
-    );
-    assert_eq!(
-        app.wizard.settings.as_ref().unwrap().timezone.as_deref(),
+        app.sel
+            .settings
+            .as_ref()
+            .and_then(|s| s.timezone.as_deref()),
         Some("Asia/Tokyo")
     );
     Ok(())
+}
+
+#[test]
+fn escape_goes_back_and_enter_presses_the_main_button() -> Result<(), Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let (_locale, mut app) = wizard();
+    for page_shown in [
+        Page::Device,
+        Page::Os,
+        Page::Storage,
+        Page::Read,
+        Page::Options,
+    ] {
+        app.go(page_shown);
+        let _ = app.update(Message::Escape);
+        assert_eq!(page(&app), Page::Start, "Escape on {page_shown:?}");
+    }
+    // In the editor, Escape closes the editor first.
+    open_editor(&mut app);
+    let _ = app.update(Message::Escape);
+    assert_eq!(page(&app), Page::Customize);
+    assert!(!editor(&mut app).editing);
+    let _ = app.update(Message::Escape);
+    assert_eq!(page(&app), Page::Start);
+    // Enter is NEXT once everything is chosen, and nothing before.
+    let _ = app.update(Message::Enter);
+    assert_eq!(page(&app), Page::Start);
+    choose_everything(&mut app, &dir.path().join("e.img"))?;
+    let _ = app.update(Message::Enter);
+    assert_eq!(page(&app), Page::Customize);
+    // Tab moves the focus (a widget operation for the runtime).
+    assert!(app.update(Message::Focus(false)).units() > 0);
+    Ok(())
+}
+
+#[test]
+fn a_loaded_preset_fills_the_form_and_its_counter_moves_on() -> Result<(), Error> {
+    let home = tempfile::tempdir().unwrap();
+    let _config = EnvGuard::set("XDG_CONFIG_HOME", home.path());
+    let (_locale, mut app) = wizard();
+    let presets = cardsmith_customize::presets::Presets::open().unwrap();
+    let saved = cardsmith_customize::Settings {
+        hostname: Some("rack{n:02}".into()),
+        counter: 7,
+        timezone: Some("Europe/Paris".into()),
+        ..Default::default()
+    };
+    presets.save("rack", &saved).unwrap();
+    open_editor(&mut app);
+    let _ = app.update(Message::Customize(customize::Message::PickPreset(
+        "rack".into(),
+    )));
+    let f = &editor(&mut app).form;
+    assert_eq!(
+        (f.hostname.as_str(), f.timezone.as_str()),
+        ("rack{n:02}", "Europe/Paris")
+    );
+    assert_eq!(app.sel.preset.as_deref(), Some("rack"));
+    app.sel.os = Some(OsChoice::Custom("/x.img".into()));
+    app.sel.storage = Some(StorageChoice::File("/y.img".into()));
+    let Some(Job::Write(job)) = app.sel.job(&app.ctx) else {
+        panic!()
+    };
+    assert_eq!(job.advance_preset.as_deref(), Some("rack"));
+    assert_eq!(
+        job.settings
+            .as_ref()
+            .unwrap()
+            .hostname_now()
+            .unwrap()
+            .as_deref(),
+        Some("rack07")
+    );
+    Ok(())
+}
+
+/// Sets an environment variable for one test, and puts it back.
+struct EnvGuard(&'static str, Option<std::ffi::OsString>);
+
+impl EnvGuard {
+    fn set(name: &'static str, value: &Path) -> EnvGuard {
+        let old = std::env::var_os(name);
+        // SAFETY: the tests that change the environment hold the locale lock, one at a
+        // time, and read it only through Presets::open on this thread.
+        unsafe { std::env::set_var(name, value) };
+        EnvGuard(name, old)
+    }
+}
+
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        // SAFETY: as in `set`.
+        unsafe {
+            match &self.1 {
+                Some(v) => std::env::set_var(self.0, v),
+                None => std::env::remove_var(self.0),
+            }
+        }
+    }
 }
