@@ -9,6 +9,7 @@
 
 mod app;
 mod context;
+mod fonts;
 mod host;
 mod inspect;
 mod screen;
@@ -84,10 +85,12 @@ fn language_for(locale: &str) -> &'static str {
 /// Opens the window. `CARDSMITH_REPO` points the wizard at another catalog.
 pub fn run() -> iced::Result {
     let repo = std::env::var("CARDSMITH_REPO").ok();
-    iced::application(
+    let language = system_language();
+    let start_in = language.clone();
+    let mut application = iced::application(
         move || {
             let (app, loading) =
-                App::new(system_language(), repo.clone(), host::Host::this_computer());
+                App::new(start_in.clone(), repo.clone(), host::Host::this_computer());
             (app, iced::Task::batch([loading, app::ask_host_wifi()]))
         },
         App::update,
@@ -99,8 +102,12 @@ pub fn run() -> iced::Result {
     // Closing the window during a job cancels it first (see Message::CloseRequested).
     .exit_on_close_request(false)
     .window_size((900.0, 700.0))
-    .centered()
-    .run()
+    .centered();
+    // Every language renders whatever fonts the desktop has (see `fonts`).
+    for font in fonts::for_language(&language) {
+        application = application.font(font);
+    }
+    application.run()
 }
 
 #[cfg(test)]
