@@ -13,7 +13,7 @@ use cardsmith_engine::CancelToken;
 use iced::futures::channel::mpsc;
 use iced::keyboard::{self, key::Named, Key};
 use iced::widget::{container, image, operation, scrollable};
-use iced::{Element, Fill, Subscription, Task, Theme};
+use iced::{Element, Fill, Padding, Subscription, Task, Theme};
 use rust_i18n::t;
 
 use super::context::{CatalogState, Context, Inspected, OsChoice, Selection, StorageChoice};
@@ -407,7 +407,13 @@ impl App {
         });
         let drives = Subscription::run(watch_drives).map(|e| Message::Drive(Box::new(e)));
         let close = iced::window::close_requests().map(|_| Message::CloseRequested);
-        Subscription::batch([drives, keys, close])
+        // The progress screen's rates and times left follow the clock, not just the job.
+        let tick = match self.screen {
+            Screen::Progress(_) => iced::time::every(Duration::from_secs(1))
+                .map(|now| Message::Progress(progress::Message::Tick(now))),
+            _ => Subscription::none(),
+        };
+        Subscription::batch([drives, keys, close, tick])
     }
 
     pub fn view(&self) -> Element<'_, Message> {
@@ -424,6 +430,8 @@ impl App {
             Screen::Read(s) => s.view(ctx).map(Message::Read),
             Screen::Options(s) => s.view(ctx).map(Message::Options),
         };
+        // The scroll bar gets a lane of its own rather than covering the fields.
+        let body = container(body).padding(Padding::ZERO.right(space::SCROLLBAR));
         container(scrollable(body).height(Fill))
             .padding(space::PADDING)
             .width(Fill)

@@ -339,6 +339,10 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
         rate: 50_000_000,
     })));
     assert!(shows(&app, "25% · 26.2 MB · 50.0 MB/s · 2 s left"));
+    // Nothing more comes for 100 s (a stalled download): the rate falls with the clock.
+    let later = std::time::Instant::now() + Duration::from_secs(100);
+    let _ = app.update(Message::Progress(screen::progress::Message::Tick(later)));
+    assert!(shows(&app, "25% · 26.2 MB · 0.3 MB/s · 300 s left"));
     let _ = app.update(Message::Job(Update::Event(Event::Progress {
         phase: Phase::Verify,
         bytes_done: 50 << 20,

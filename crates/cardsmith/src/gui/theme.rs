@@ -35,6 +35,8 @@ pub mod space {
     pub const CARD: u16 = 12;
     /// Inside a text field.
     pub const FIELD: u16 = 8;
+    /// Kept free for the scroll bar, right of a screen.
+    pub const SCROLLBAR: f32 = 16.0;
 }
 
 /// A catalog icon's side.

@@ -606,10 +606,20 @@ impl State {
                         .then_some(move |b| Message::Form(edit(b))),
                 )
             };
+        // The open tab stands out; the others are quiet.
+        let tab = |label, tab| {
+            button(text(label))
+                .on_press(Message::Tab(tab))
+                .style(if self.tab == tab {
+                    button::primary
+                } else {
+                    button::secondary
+                })
+        };
         let tabs = row![
-            button(text(t!("settings.general"))).on_press(Message::Tab(Tab::General)),
-            button(text(t!("settings.services"))).on_press(Message::Tab(Tab::Services)),
-            button(text(t!("settings.options"))).on_press(Message::Tab(Tab::Options)),
+            tab(t!("settings.general"), Tab::General),
+            tab(t!("settings.services"), Tab::Services),
+            tab(t!("settings.options"), Tab::Options),
         ]
         .spacing(8);
         let body: Column<'a, Message> = match self.tab {
@@ -755,11 +765,13 @@ impl State {
         ]
         .spacing(8)
         .align_y(Center);
-        widget::screen(t!("settings.title").into_owned())
+        let mut col = widget::screen(t!("settings.title").into_owned())
             .push(inspection(ctx, sel))
-            .push(preset_row)
-            .push(text(self.preset_note.clone().unwrap_or_default()).size(size::SMALL))
-            .push(tabs)
+            .push(preset_row);
+        if let Some(note) = &self.preset_note {
+            col = col.push(text(note.clone()).size(size::SMALL));
+        }
+        col.push(tabs)
             .push(body.spacing(space::LIST))
             .push(widget::buttons([
                 button(text(t!("settings.save")))

@@ -33,6 +33,9 @@ pub struct Bar {
     pub rate: u64,
     pub finished: bool,
     pub started: bool,
+    /// When the step's first progress came: its rate is counted from there, also while
+    /// nothing comes (a stalled download's rate falls, its time left grows).
+    pub since: Option<std::time::Instant>,
 }
 
 /// What cancelling now leaves.
@@ -60,6 +63,8 @@ pub struct State {
 #[derive(Debug, Clone)]
 pub enum Message {
     Cancel,
+    /// A second passed.
+    Tick(std::time::Instant),
 }
 
 impl State {
@@ -96,6 +101,16 @@ impl State {
     pub fn update(&mut self, message: Message) -> Action<Message, ()> {
         match message {
             Message::Cancel => self.cancel(),
+            Message::Tick(now) => {
+                for (_, bar) in &mut self.steps {
+                    if let (Some(since), false) = (bar.since, bar.finished) {
+                        let secs = now.saturating_duration_since(since).as_secs_f64();
+                        if secs > 1.0 {
+                            bar.rate = (bar.done as f64 / secs) as u64;
+                        }
+                    }
+                }
+            }
         }
         Action::None
     }
@@ -134,6 +149,7 @@ impl State {
                     if *s == step {
                         before = false;
                         bar.started = true;
+                        bar.since.get_or_insert_with(std::time::Instant::now);
                         bar.done = bytes_done;
                         bar.total = bytes_total;
                         bar.rate = rate;
@@ -144,13 +160,14 @@ impl State {
                     }
                 }
             }
-            Update::Event(event) => {
-                if matches!(event, Event::Customized(_)) {
-                    for (_, bar) in &mut self.steps {
-                        bar.started = true;
-                        bar.finished = true;
-                    }
+            // What customising did is the done screen's summary, not a note.
+            Update::Event(Event::Customized(_)) => {
+                for (_, bar) in &mut self.steps {
+                    bar.started = true;
+                    bar.finished = true;
                 }
+            }
+            Update::Event(event) => {
                 if let Some(sentence) = event.sentence() {
                     self.notes.push(sentence);
                 }
