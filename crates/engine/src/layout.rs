@@ -99,7 +99,7 @@ pub fn plan(disk: &Target) -> Result<Allocated, Error> {
     }
 }
 
-type ReadFn<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
+pub(crate) type ReadFn<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
 
 /// Why a table cannot be used: what is wrong with it, or a read that failed.
 enum Unusable {
@@ -264,11 +264,11 @@ fn chs(lba: u64) -> [u8; 3] {
     ]
 }
 
-fn le64(b: &[u8], at: usize) -> u64 {
+pub(crate) fn le64(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-fn le32(b: &[u8], at: usize) -> u32 {
+pub(crate) fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
 }
 
@@ -279,12 +279,25 @@ fn seal(header: &mut [u8], size: usize) {
     header[16..20].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocated, Unusable> {
+/// A GPT read and checked: its primary header, partition array, and where things are.
+struct Gpt {
+    header: Vec<u8>,
+    /// The header's own size (bytes 12-15).
+    size: usize,
+    array: Vec<u8>,
+    entries_lba: u64,
+    array_sectors: u64,
+    /// Every partition's first and last LBA.
+    parts: Vec<(u64, u64)>,
+}
+
+/// Reads and checks the GPT whose header is at LBA 1 (`ss`-byte sectors).
+fn gpt_read(read: &mut ReadFn<'_>, disk: u64, ss: u64) -> Result<Gpt, Unusable> {
     let bad = |what: &str| Unusable::Table(format!("its GPT {what}"));
     // Every number below comes from the disk: a damaged or hostile table must give an
     // error naming the field, never a panic and never an arithmetic wrap that makes a
     // short image look complete.
-    let mut header = read(ss, ss as usize)?;
+    let header = read(ss, ss as usize)?;
     if header.len() < 92 {
         return Err(bad(&format!(
             "header at byte {ss} is cut short: the disk ends {} bytes into it (a header has 92)",
@@ -338,7 +351,7 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
             array_end.saturating_sub(1)
         )));
     }
-    let mut last = None::<u64>;
+    let mut parts = Vec::new();
     for (i, e) in array.chunks(entry_size as usize).enumerate() {
         if e[..16].iter().all(|&b| b == 0) {
             continue;
@@ -357,8 +370,29 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
                 i + 1
             )));
         }
-        last = last.max(Some(last_lba));
+        parts.push((first_lba, last_lba));
     }
+    Ok(Gpt {
+        header,
+        size,
+        array,
+        entries_lba,
+        array_sectors,
+        parts,
+    })
+}
+
+fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocated, Unusable> {
+    let bad = |what: &str| Unusable::Table(format!("its GPT {what}"));
+    let Gpt {
+        mut header,
+        size,
+        array,
+        array_sectors,
+        parts,
+        ..
+    } = gpt_read(read, disk, ss)?;
+    let last = parts.iter().map(|&(_, last)| last).max();
     let last = last.ok_or_else(|| bad("lists no partitions"))?;
     let partitions_end = last
         .checked_add(1)
@@ -410,9 +444,85 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
     Ok(plan)
 }
 
+/// A disk's partitions and the bytes its partition table itself takes.
+pub(crate) struct Table {
+    pub kind: TableKind,
+    /// Each partition's first byte and length.
+    pub parts: Vec<(u64, u64)>,
+    /// Byte ranges of the table's own structures: the first sector, extended boot
+    /// records, GPT headers and arrays (primary and backup).
+    pub meta: Vec<(u64, u64)>,
+}
+
+/// The partitions of the disk behind `read` (`disk` bytes, `sector`-byte sectors), checked
+/// as [`plan`] checks them. `Err` says why the first sector is not a usable table.
+pub(crate) fn table(read: &mut ReadFn<'_>, disk: u64, sector: u64) -> Result<Table, String> {
+    let unusable = |u: Unusable| match u {
+        Unusable::Table(detail) => detail,
+        Unusable::Io(e) => e.to_string(),
+    };
+    // The same checks as a plan: a table that could not be planned is not listed either.
+    let plan = plan_inner(read, disk, sector).map_err(unusable)?;
+    let mut table = Table {
+        kind: plan.table,
+        parts: Vec::new(),
+        meta: vec![(0, 512)],
+    };
+    match plan.table {
+        TableKind::Mbr => {
+            let mbr = read(0, 512).map_err(|e| e.to_string())?;
+            for e in mbr_entries(&mbr) {
+                if e.kind == 0 || e.sectors == 0 {
+                    continue;
+                }
+                if !is_extended(e.kind) {
+                    table.parts.push((e.start * sector, e.sectors * sector));
+                    continue;
+                }
+                // The chain was walked (and found sound) by the plan above.
+                let mut ebr = e.start;
+                for _ in 0..1024 {
+                    let record = read(ebr * sector, 512).map_err(|e| e.to_string())?;
+                    table.meta.push((ebr * sector, sector));
+                    let [logical, next, ..] = mbr_entries(&record);
+                    if logical.kind != 0 && logical.sectors > 0 {
+                        let start = (ebr + logical.start) * sector;
+                        table.parts.push((start, logical.sectors * sector));
+                    }
+                    if next.kind == 0 || next.sectors == 0 {
+                        break;
+                    }
+                    ebr = e.start + next.start;
+                }
+            }
+        }
+        TableKind::Gpt => {
+            let ss = [sector, 512, 4096]
+                .into_iter()
+                .find(|&ss| read(ss, 8).is_ok_and(|h| h.starts_with(b"EFI PART")))
+                .unwrap_or(sector);
+            let gpt = gpt_read(read, disk, ss).map_err(unusable)?;
+            table.meta.push((ss, ss));
+            table
+                .meta
+                .push((gpt.entries_lba * ss, gpt.array_sectors * ss));
+            // The backup header and the array before it, where the primary says it is.
+            let alternate = le64(&gpt.header, 32);
+            if alternate > gpt.array_sectors && (alternate + 1).saturating_mul(ss) <= disk {
+                let backup = alternate - gpt.array_sectors;
+                table.meta.push((backup * ss, (gpt.array_sectors + 1) * ss));
+            }
+            for (first, last) in gpt.parts {
+                table.parts.push((first * ss, (last - first + 1) * ss));
+            }
+        }
+    }
+    Ok(table)
+}
+
 /// Reads `len` bytes at `offset` through an aligned buffer (the disk may be open with
 /// O_DIRECT). Fewer bytes come back only at the end of the disk.
-fn read_bytes(disk: &Target, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_bytes(disk: &Target, offset: u64, len: usize) -> Result<Vec<u8>, Error> {
     let start = offset - offset % ALIGN as u64;
     let skip = (offset - start) as usize;
     let mut buf = AlignedBuf::new(skip + len);

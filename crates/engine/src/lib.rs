@@ -38,6 +38,7 @@ mod scratch;
 mod size;
 mod target;
 pub mod units;
+mod usage;
 mod verify;
 mod write;
 
@@ -52,5 +53,6 @@ pub use read::{checksum_path, read, OutputFormat, ReadOptions, ReadReport};
 pub use scratch::{unpack, Unpacked};
 pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};
+pub use usage::{usage_of, Filesystem, PartUsage, Usage};
 pub use verify::{verify, VerifyReport};
 pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

@@ -1,0 +1,709 @@
+//! Which bytes of a disk image or a card hold something: the allocation map that lets a
+//! write, verify or backup move only what filesystems use.
+//!
+//! Always in use: the first MiB (boot code, the partition table, a bootloader's gap) and
+//! the table's own structures (extended boot records, both GPT headers and arrays). Inside
+//! each partition: ext2/3/4 from its block bitmaps (a BLOCK_UNINIT group counts its
+//! superblock backup, descriptor blocks, bitmaps and inode table), FAT12/16/32 from its
+//! allocation table (plus the reserved sectors, the FATs and a FAT12/16 root directory),
+//! Linux swap from its header page only. Any other filesystem, and one whose metadata does
+//! not hold together, counts as fully used, with a note naming the offset and the field;
+//! so does a journal that still needs recovery. Space outside partitions is unused. A disk
+//! with no partition table is looked at as one filesystem.
+//!
+//! Every number comes from the disk and is checked before it is used: a damaged or hostile
+//! filesystem makes its partition count as fully used, never a panic, never a short map.
+//! No crate reads these structures for us (`ext4-view` and `fatfs` keep their bitmaps and
+//! tables private), so they are read here, after the kernel's ext4 documentation and
+//! Microsoft's FAT specification.
+
+use crate::layout::{self, ReadFn};
+use crate::Error;
+
+/// The first MiB, always in use.
+const HEAD: u64 = 1 << 20;
+
+/// Where the used bytes of a disk are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Usage {
+    /// The disk's (or image's) size in bytes.
+    pub size: u64,
+    /// Byte ranges in use, `(start, end)` with `end` exclusive, sorted, not touching.
+    pub ranges: Vec<(u64, u64)>,
+    /// The partition table, when there is one.
+    pub table: Option<crate::TableKind>,
+    /// What each partition (or the whole disk, without a table) was found to be.
+    pub parts: Vec<PartUsage>,
+}
+
+/// One partition's share of the map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartUsage {
+    /// Its first byte on the disk.
+    pub start: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// What it holds.
+    pub filesystem: Filesystem,
+    /// Its bytes in use.
+    pub used: u64,
+    /// Why it counts as fully used, when it does not for what it is.
+    pub note: Option<String>,
+}
+
+/// What a partition holds, as far as the map is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filesystem {
+    /// ext2, ext3 or ext4: from its block bitmaps.
+    Ext,
+    /// FAT12, FAT16 or FAT32 (the number): from its allocation table.
+    Fat(u8),
+    /// Linux swap: its header page.
+    Swap,
+    /// Something else (or damaged): all of it.
+    Other,
+}
+
+impl Filesystem {
+    /// "ext4", "FAT32", "swap", "unknown".
+    pub fn name(self) -> String {
+        match self {
+            Filesystem::Ext => "ext2/3/4".into(),
+            Filesystem::Fat(0) => "FAT".into(),
+            Filesystem::Fat(bits) => format!("FAT{bits}"),
+            Filesystem::Swap => "swap".into(),
+            Filesystem::Other => "unknown".into(),
+        }
+    }
+}
+
+impl Usage {
+    /// The bytes in use.
+    pub fn used(&self) -> u64 {
+        self.ranges.iter().map(|(a, b)| b - a).sum()
+    }
+
+    /// Whether any byte of `start..end` is in use.
+    pub fn touches(&self, start: u64, end: u64) -> bool {
+        let i = self.ranges.partition_point(|&(_, e)| e <= start);
+        self.ranges.get(i).is_some_and(|&(s, _)| s < end)
+    }
+}
+
+/// The map of `disk` (a device or an image file, opened for reading).
+pub fn usage_of(disk: &crate::Target) -> Result<Usage, Error> {
+    let size = disk.size().unwrap_or(0);
+    let mut read = |offset: u64, len: usize| layout::read_bytes(disk, offset, len);
+    usage(&mut read, size, disk.sector_size())
+}
+
+/// The map of the disk behind `read` (`size` bytes, `sector`-byte logical sectors).
+pub(crate) fn usage(read: &mut ReadFn<'_>, size: u64, sector: u64) -> Result<Usage, Error> {
+    let mut ranges = vec![(0, HEAD.min(size))];
+    let mut parts = Vec::new();
+    let mut kind = None;
+    match layout::table(read, size, sector) {
+        Ok(table) => {
+            kind = Some(table.kind);
+            ranges.extend(table.meta.iter().map(|&(s, l)| (s, s.saturating_add(l))));
+            for (start, len) in table.parts {
+                // A partition reaching past the disk was refused by the table's checks;
+                // clamp anyway, so nothing here can point outside it.
+                let len = len.min(size.saturating_sub(start));
+                let part = partition(read, start, len)?;
+                ranges.extend(part.1);
+                parts.push(part.0);
+            }
+        }
+        // No partition table: perhaps a filesystem on the whole disk (a "superfloppy").
+        Err(_) => {
+            let part = partition(read, 0, size)?;
+            ranges.extend(part.1);
+            parts.push(part.0);
+        }
+    }
+    Ok(Usage {
+        size,
+        ranges: merge(ranges, size),
+        table: kind,
+        parts,
+    })
+}
+
+/// One partition: what it is, and its used ranges on the disk. Only read errors are
+/// errors; anything wrong with the filesystem makes all of it count.
+fn partition(
+    read: &mut ReadFn<'_>,
+    start: u64,
+    len: u64,
+) -> Result<(PartUsage, Vec<(u64, u64)>), Error> {
+    let mut at = |offset: u64, want: usize| -> Result<Vec<u8>, Error> {
+        if offset.saturating_add(want as u64) > len {
+            return Ok(Vec::new());
+        }
+        read(start + offset, want)
+    };
+    let found = match ext(&mut at, len)? {
+        Some(found) => Some((Filesystem::Ext, found)),
+        None => match fat(&mut at, len)? {
+            Some((bits, found)) => Some((Filesystem::Fat(bits), found)),
+            None => swap(&mut at)?.map(|found| (Filesystem::Swap, found)),
+        },
+    };
+    let whole = vec![(start, start + len)];
+    let (filesystem, ranges, note) = match found {
+        Some((fs, Ok(ranges))) => {
+            let on_disk: Vec<(u64, u64)> = ranges
+                .into_iter()
+                .map(|(a, b)| (start + a.min(len), start + b.min(len)))
+                .filter(|(a, b)| a < b)
+                .collect();
+            (fs, on_disk, None)
+        }
+        Some((fs, Err(why))) => (fs, whole, Some(why)),
+        None => (Filesystem::Other, whole, None),
+    };
+    let ranges = merge(ranges, start + len);
+    let used = ranges.iter().map(|(a, b)| b - a).sum();
+    let part = PartUsage {
+        start,
+        len,
+        filesystem,
+        used,
+        note,
+    };
+    Ok((part, ranges))
+}
+
+/// Sorts ranges, joins those that touch or overlap, and clips them to `size`.
+fn merge(mut ranges: Vec<(u64, u64)>, size: u64) -> Vec<(u64, u64)> {
+    ranges.retain(|&(a, b)| a < b && a < size);
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        let b = b.min(size);
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// Reads inside one partition: `len` bytes at `offset`, or none when that would pass its
+/// end.
+type PartRead<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
+
+/// A filesystem's used ranges (partition offsets), or why they cannot be trusted.
+type Found = Result<Vec<(u64, u64)>, String>;
+
+fn le16(b: &[u8], at: usize) -> u64 {
+    u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+fn le32(b: &[u8], at: usize) -> u64 {
+    u64::from(layout::le32(b, at))
+}
+
+// ext2/3/4 -----------------------------------------------------------------------------
+
+const EXT_MAGIC: u64 = 0xEF53;
+const INCOMPAT_RECOVER: u64 = 0x4;
+const INCOMPAT_JOURNAL_DEV: u64 = 0x8;
+const INCOMPAT_META_BG: u64 = 0x10;
+const INCOMPAT_64BIT: u64 = 0x80;
+/// The incompatible features whose meaning for the bitmaps is known: filetype, recover,
+/// journal_dev, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode, dirdata, csum_seed,
+/// largedir, inline_data, encrypt, casefold.
+const INCOMPAT_KNOWN: u64 = 0x2
+    | 0x4
+    | 0x8
+    | 0x10
+    | 0x40
+    | 0x80
+    | 0x100
+    | 0x200
+    | 0x400
+    | 0x1000
+    | 0x2000
+    | 0x4000
+    | 0x8000
+    | 0x10000
+    | 0x20000;
+const RO_SPARSE_SUPER: u64 = 0x1;
+const RO_GDT_CSUM: u64 = 0x10;
+const RO_BIGALLOC: u64 = 0x200;
+const RO_METADATA_CSUM: u64 = 0x400;
+const COMPAT_SPARSE_SUPER2: u64 = 0x200;
+const BG_BLOCK_UNINIT: u64 = 0x2;
+
+/// ext2/3/4, when the superblock's magic says so.
+fn ext(at: &mut PartRead<'_>, len: u64) -> Result<Option<Found>, Error> {
+    let sb = at(1024, 1024)?;
+    if sb.len() < 1024 || le16(&sb, 0x38) != EXT_MAGIC {
+        return Ok(None);
+    }
+    Ok(Some(ext_used(at, &sb, len)?))
+}
+
+fn ext_used(at: &mut PartRead<'_>, sb: &[u8], len: u64) -> Result<Found, Error> {
+    let damaged = |offset: u64, field: &str, why: String| {
+        Ok(Err(format!(
+            "ext superblock field {field} (byte {} of the partition) {why}",
+            1024 + offset
+        )))
+    };
+    let incompat = le32(sb, 0x60);
+    let ro = le32(sb, 0x64);
+    let compat = le32(sb, 0x5C);
+    if incompat & INCOMPAT_RECOVER != 0 {
+        return Ok(Err(
+            "its journal needs recovery (the filesystem was not cleanly unmounted), so its \
+             bitmaps may be stale"
+                .into(),
+        ));
+    }
+    if incompat & INCOMPAT_JOURNAL_DEV != 0 {
+        return Ok(Err("it is an external journal device".into()));
+    }
+    if incompat & !INCOMPAT_KNOWN != 0 {
+        return damaged(
+            0x60,
+            "s_feature_incompat",
+            format!("has unknown features {:#x}", incompat & !INCOMPAT_KNOWN),
+        );
+    }
+    if ro & RO_BIGALLOC != 0 {
+        return Ok(Err("it uses bigalloc clusters".into()));
+    }
+    let log = le32(sb, 0x18);
+    if log > 6 {
+        return damaged(
+            0x18,
+            "s_log_block_size",
+            format!("is {log} (over 64 KiB blocks)"),
+        );
+    }
+    let bs = 1024u64 << log;
+    let wide = incompat & INCOMPAT_64BIT != 0;
+    let blocks = le32(sb, 0x4) | if wide { le32(sb, 0x150) << 32 } else { 0 };
+    if blocks == 0 || blocks.saturating_mul(bs) > len {
+        return damaged(
+            0x4,
+            "s_blocks_count",
+            format!("says {blocks} blocks of {bs} bytes, more than the partition's {len} bytes"),
+        );
+    }
+    let first = le32(sb, 0x14);
+    if first >= blocks || first > 1 {
+        return damaged(0x14, "s_first_data_block", format!("is {first}"));
+    }
+    let per_group = le32(sb, 0x20);
+    if per_group == 0 || per_group > 8 * bs {
+        return damaged(
+            0x20,
+            "s_blocks_per_group",
+            format!("is {per_group}, not between 1 and {}", 8 * bs),
+        );
+    }
+    let desc_size = if wide { le16(sb, 0xFE) } else { 32 };
+    if desc_size < 32 || !desc_size.is_power_of_two() || desc_size > bs || (wide && desc_size < 64)
+    {
+        return damaged(0xFE, "s_desc_size", format!("is {desc_size}"));
+    }
+    let inodes_per_group = le32(sb, 0x28);
+    let inode_size = if le32(sb, 0x4C) == 0 {
+        128
+    } else {
+        le16(sb, 0x58)
+    };
+    if inode_size < 128 || inode_size > bs || inodes_per_group > 8 * bs {
+        return damaged(0x58, "s_inode_size", format!("is {inode_size}"));
+    }
+    let table_blocks = (inodes_per_group * inode_size).div_ceil(bs);
+    let groups = (blocks - first).div_ceil(per_group);
+    let per_desc_block = bs / desc_size;
+    let desc_blocks = groups.div_ceil(per_desc_block);
+    let meta_bg = incompat & INCOMPAT_META_BG != 0;
+    let first_meta_bg = if meta_bg {
+        le32(sb, 0x104)
+    } else {
+        desc_blocks
+    };
+    let reserved_gdt = le16(sb, 0xCE);
+    let backups = [le32(sb, 0x24C), le32(sb, 0x250)];
+    let has_super = |g: u64| -> bool {
+        if g == 0 {
+            return true;
+        }
+        if compat & COMPAT_SPARSE_SUPER2 != 0 {
+            return backups.contains(&g);
+        }
+        if ro & RO_SPARSE_SUPER == 0 {
+            return true;
+        }
+        g == 1 || [3u64, 5, 7].iter().any(|&b| is_power_of(g, b))
+    };
+    let group_start = |g: u64| first + g * per_group;
+    // The descriptor blocks: in the table after group 0's superblock, and with meta_bg
+    // (beyond s_first_meta_bg) in the first group of each meta group.
+    let desc_block = |i: u64| -> u64 {
+        if !meta_bg || i < first_meta_bg {
+            first + 1 + i
+        } else {
+            let g = i * per_desc_block;
+            group_start(g) + u64::from(has_super(g))
+        }
+    };
+    let csum = ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0;
+    // Blocks in use, as runs of block numbers (sorted and joined below).
+    let mut used: Vec<(u64, u64)> = vec![(0, first + 1)];
+    let mut descs = Vec::with_capacity(desc_blocks as usize);
+    for i in 0..desc_blocks {
+        let b = desc_block(i);
+        if b >= blocks {
+            return damaged(
+                0x104,
+                "s_first_meta_bg",
+                format!("puts descriptor block {i} at block {b}, past the filesystem's end"),
+            );
+        }
+        let data = at(b * bs, bs as usize)?;
+        if data.len() < bs as usize {
+            return Ok(Err(format!(
+                "descriptor block {i} (block {b}) is cut short"
+            )));
+        }
+        used.push((b, b + 1));
+        descs.push(data);
+    }
+    for g in 0..groups {
+        let d = &descs[(g / per_desc_block) as usize];
+        let o = ((g % per_desc_block) * desc_size) as usize;
+        let field = |lo: usize, hi: usize| {
+            le32(d, o + lo)
+                | if desc_size >= 64 {
+                    le32(d, o + hi) << 32
+                } else {
+                    0
+                }
+        };
+        let (bitmap, inode_bitmap, table) = (field(0, 0x20), field(4, 0x24), field(8, 0x28));
+        let flags = le16(d, o + 0x12);
+        let where_ = |what: &str| {
+            format!(
+                "group {g}'s {what} (descriptor at byte {} of the partition) lies past the \
+                 filesystem's end",
+                desc_block(g / per_desc_block) * bs + o as u64
+            )
+        };
+        if bitmap >= blocks {
+            return Ok(Err(where_("block bitmap")));
+        }
+        if inode_bitmap >= blocks {
+            return Ok(Err(where_("inode bitmap")));
+        }
+        if table.saturating_add(table_blocks) > blocks {
+            return Ok(Err(where_("inode table")));
+        }
+        // Its own metadata is in use wherever it lies (flex_bg puts it elsewhere).
+        used.push((bitmap, bitmap + 1));
+        used.push((inode_bitmap, inode_bitmap + 1));
+        used.push((table, table + table_blocks));
+        let start = group_start(g);
+        let count = per_group.min(blocks - start);
+        if csum && flags & BG_BLOCK_UNINIT != 0 {
+            // Never written: only the superblock backup and descriptor copies are there.
+            if has_super(g) {
+                used.push((start, start + 1));
+                let in_meta = meta_bg && g / per_desc_block >= first_meta_bg;
+                if !in_meta {
+                    let table_len = if meta_bg {
+                        first_meta_bg
+                    } else {
+                        desc_blocks + reserved_gdt
+                    };
+                    used.push((start + 1, (start + 1 + table_len).min(blocks)));
+                }
+            }
+            if meta_bg && g / per_desc_block >= first_meta_bg {
+                let index = g % per_desc_block;
+                if index == 0 || index == 1 || index == per_desc_block - 1 {
+                    let b = start + u64::from(has_super(g));
+                    used.push((b, b + 1));
+                }
+            }
+            continue;
+        }
+        let bits = at(bitmap * bs, bs as usize)?;
+        if bits.len() < bs as usize {
+            return Ok(Err(format!("group {g}'s block bitmap is cut short")));
+        }
+        let mut run: Option<u64> = None;
+        for i in 0..count {
+            let set = bits[(i / 8) as usize] & (1 << (i % 8)) != 0;
+            match (set, run) {
+                (true, None) => run = Some(i),
+                (false, Some(r)) => {
+                    used.push((start + r, start + i));
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = run {
+            used.push((start + r, start + count));
+        }
+    }
+    let bytes = used
+        .into_iter()
+        .map(|(a, b)| (a * bs, b.min(blocks) * bs))
+        .collect();
+    // Block 0 holds the boot block and (with 1 KiB blocks) sits before group 0: the
+    // bytes up to the superblock's end are in use either way.
+    Ok(Ok(merge(bytes, blocks * bs)
+        .into_iter()
+        .chain(std::iter::once((0, 2048)))
+        .collect()))
+}
+
+/// Whether `n` is a power of `base` (1 is not, here).
+fn is_power_of(mut n: u64, base: u64) -> bool {
+    if n < base {
+        return false;
+    }
+    while n % base == 0 {
+        n /= base;
+    }
+    n == 1
+}
+
+// FAT ----------------------------------------------------------------------------------
+
+/// FAT12/16/32, when the boot sector reads as one.
+fn fat(at: &mut PartRead<'_>, len: u64) -> Result<Option<(u8, Found)>, Error> {
+    let boot = at(0, 512)?;
+    if boot.len() < 512 || !matches!(boot[0], 0xEB | 0xE9) {
+        return Ok(None);
+    }
+    let sector = le16(&boot, 0x0B);
+    let per_cluster = u64::from(boot[0x0D]);
+    let reserved = le16(&boot, 0x0E);
+    let fats = u64::from(boot[0x10]);
+    let plausible = matches!(sector, 512 | 1024 | 2048 | 4096)
+        && per_cluster.is_power_of_two()
+        && reserved >= 1
+        && (1..=4).contains(&fats);
+    if !plausible {
+        return Ok(None);
+    }
+    let damaged = |offset: usize, field: &str, why: String| -> Found {
+        Err(format!(
+            "FAT boot sector field {field} (byte {offset} of the partition) {why}"
+        ))
+    };
+    let root_entries = le16(&boot, 0x11);
+    let fat_size = match le16(&boot, 0x16) {
+        0 => le32(&boot, 0x24),
+        n => n,
+    };
+    let total = match le16(&boot, 0x13) {
+        0 => le32(&boot, 0x20),
+        n => n,
+    };
+    if fat_size == 0 {
+        return Ok(Some((0, damaged(0x24, "BPB_FATSz32", "is 0".into()))));
+    }
+    if total.saturating_mul(sector) > len {
+        return Ok(Some((
+            0,
+            damaged(
+                0x20,
+                "BPB_TotSec",
+                format!("says {total} sectors, more than the partition's {len} bytes"),
+            ),
+        )));
+    }
+    let root_sectors = (root_entries * 32).div_ceil(sector);
+    let data = reserved + fats * fat_size + root_sectors;
+    if data >= total {
+        return Ok(Some((
+            0,
+            damaged(
+                0x16,
+                "BPB_FATSz",
+                format!("puts the data area at sector {data}, past the {total} sectors"),
+            ),
+        )));
+    }
+    let clusters = (total - data) / per_cluster;
+    let bits: u8 = if clusters < 4085 {
+        12
+    } else if clusters < 65525 {
+        16
+    } else {
+        32
+    };
+    let active = if bits == 32 && boot[0x28] & 0x80 != 0 {
+        u64::from(boot[0x28] & 0x0F)
+    } else {
+        0
+    };
+    if active >= fats {
+        return Ok(Some((
+            bits,
+            damaged(
+                0x28,
+                "BPB_ExtFlags",
+                format!("names FAT {active} of {fats}"),
+            ),
+        )));
+    }
+    let entries = clusters + 2;
+    let table_len = match bits {
+        12 => (entries * 3).div_ceil(2),
+        16 => entries * 2,
+        _ => entries * 4,
+    };
+    if table_len > fat_size * sector {
+        return Ok(Some((
+            bits,
+            damaged(
+                0x16,
+                "BPB_FATSz",
+                format!(
+                    "gives the FAT {} bytes, too few for {clusters} clusters",
+                    fat_size * sector
+                ),
+            ),
+        )));
+    }
+    let table = at((reserved + active * fat_size) * sector, table_len as usize)?;
+    if table.len() < table_len as usize {
+        return Ok(Some((bits, Err("the FAT is cut short".into()))));
+    }
+    let cluster_bytes = per_cluster * sector;
+    let data_at = data * sector;
+    let mut used = vec![(0, data_at)];
+    let mut run: Option<u64> = None;
+    for n in 2..entries {
+        let value = match bits {
+            12 => {
+                let v = le16(&table, (n + n / 2) as usize);
+                if n % 2 == 0 {
+                    v & 0xFFF
+                } else {
+                    v >> 4
+                }
+            }
+            16 => le16(&table, (n * 2) as usize),
+            _ => le32(&table, (n * 4) as usize) & 0x0FFF_FFFF,
+        };
+        let bad = match bits {
+            12 => 0xFF7,
+            16 => 0xFFF7,
+            _ => 0x0FFF_FFF7,
+        };
+        let in_use = value != 0 && value != bad;
+        let at_byte = data_at + (n - 2) * cluster_bytes;
+        match (in_use, run) {
+            (true, None) => run = Some(at_byte),
+            (false, Some(r)) => {
+                used.push((r, at_byte));
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(r) = run {
+        used.push((r, data_at + clusters * cluster_bytes));
+    }
+    Ok(Some((bits, Ok(used))))
+}
+
+// swap ---------------------------------------------------------------------------------
+
+/// Linux swap: its header page, for the page sizes mkswap uses.
+fn swap(at: &mut PartRead<'_>) -> Result<Option<Found>, Error> {
+    for page in [4096u64, 8192, 16384, 32768, 65536] {
+        let tail = at(page - 10, 10)?;
+        if tail == b"SWAPSPACE2" {
+            return Ok(Some(Ok(vec![(0, page)])));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_and_clip() {
+        assert_eq!(
+            merge(vec![(10, 20), (0, 5), (5, 7), (15, 30), (40, 50)], 45),
+            [(0, 7), (10, 30), (40, 45)]
+        );
+        let u = Usage {
+            size: 100,
+            ranges: vec![(0, 10), (20, 30)],
+            table: None,
+            parts: Vec::new(),
+        };
+        assert!(u.touches(5, 6) && u.touches(25, 40) && !u.touches(10, 20));
+        assert_eq!(u.used(), 20);
+    }
+
+    #[test]
+    fn backup_superblocks_sit_in_powers_of_3_5_7() {
+        let found: Vec<u64> = (2..60)
+            .filter(|&g| is_power_of(g, 3) || is_power_of(g, 5) || is_power_of(g, 7))
+            .collect();
+        assert_eq!(found, [3, 5, 7, 9, 25, 27, 49]);
+    }
+
+    /// Hostile bytes anywhere in the metadata never panic and never give a map that
+    /// leaves out a partition's metadata area.
+    #[test]
+    fn corrupted_metadata_never_panics() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3000 {
+            let mut disk = vec![0u8; 4 << 20];
+            // A plausible MBR with one partition at 1 MiB.
+            disk[0x1BE + 4] = if round % 2 == 0 { 0x83 } else { 0x0C };
+            disk[0x1BE + 8..0x1BE + 12].copy_from_slice(&2048u32.to_le_bytes());
+            disk[0x1BE + 12..0x1BE + 16].copy_from_slice(&6144u32.to_le_bytes());
+            disk[510] = 0x55;
+            disk[511] = 0xAA;
+            let part = 1 << 20;
+            if round % 2 == 0 {
+                disk[part + 1024 + 0x38..part + 1024 + 0x3A]
+                    .copy_from_slice(&0xEF53u16.to_le_bytes());
+            } else {
+                disk[part] = 0xEB;
+                disk[part + 0x0B..part + 0x0D].copy_from_slice(&512u16.to_le_bytes());
+                disk[part + 0x0D] = 4;
+                disk[part + 0x0E] = 1;
+                disk[part + 0x10] = 2;
+            }
+            for _ in 0..(next() % 64) {
+                let at = part + (next() % 8192) as usize;
+                disk[at] = next() as u8;
+            }
+            let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
+                let start = (offset as usize).min(disk.len());
+                let end = start.saturating_add(len).min(disk.len());
+                Ok(disk[start..end].to_vec())
+            };
+            let map = usage(&mut read, 4 << 20, 512).expect("reads never fail here");
+            assert!(map.touches(0, 1), "round {round}");
+            assert!(map.ranges.iter().all(|&(a, b)| a < b && b <= 4 << 20));
+        }
+    }
+}
