@@ -244,6 +244,15 @@ pub enum Error {
         detail: String,
     },
 
+    /// A block map (`.bmap`) that cannot be used: what is wrong with it.
+    #[error("the block map {what} cannot be used: {detail}")]
+    Bmap {
+        /// The map's file or URL.
+        what: String,
+        /// What is wrong, naming the element.
+        detail: String,
+    },
+
     /// A backup's output file exists and `--force` was not given.
     #[error("{path} already exists; pass --force to replace it (it stays as it is until the new image is complete)")]
     OutputExists {

@@ -61,6 +61,16 @@ pub fn parse_sha256(hex: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
+/// Bytes from hexadecimal digits (an even number of them), `None` otherwise.
+pub(crate) fn parse_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() % 2 != 0 || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+        .collect()
+}
+
 /// The result of hashing an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HashReport {

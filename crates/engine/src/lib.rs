@@ -25,6 +25,7 @@
 
 #![warn(missing_docs)]
 
+mod bmap;
 mod buffer;
 mod error;
 mod format;
@@ -42,6 +43,7 @@ mod usage;
 mod verify;
 mod write;
 
+pub use bmap::{Bmap, BmapRange, RangeChecksum, BMAP_BLOCK};
 pub use error::Error;
 pub use format::Format;
 pub use hash::{hash, parse_sha256, to_hex, Algorithm, HashReport};
@@ -53,6 +55,6 @@ pub use read::{checksum_path, read, OutputFormat, ReadOptions, ReadReport};
 pub use scratch::{unpack, Unpacked};
 pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};
-pub use usage::{usage_of, Filesystem, PartUsage, Usage};
+pub use usage::{usage_of, usage_of_file, Filesystem, PartUsage, Usage};
 pub use verify::{verify, VerifyReport};
 pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

@@ -2,6 +2,7 @@
 //! calls of their own (`verify`, `hash`, `drives`, `os`, `inspect`…), with human, plain or
 //! JSON output through [`report::Reporter`], the terminal's job sink.
 
+mod bmap;
 mod catalog;
 mod confirm;
 mod custom;
@@ -97,6 +98,10 @@ enum Command {
     Cache(catalog::CacheCommand),
     /// Show what an image or card runs on its first boot, and what each setting would do
     Inspect(inspect::InspectArgs),
+    /// Write the block map of an image (bmaptool's .bmap, format 2.0) from what its
+    /// filesystems use
+    #[command(after_help = EXIT_CODES)]
+    Bmap(bmap::BmapArgs),
     /// Put first-boot settings (host name, user, SSH, Wi-Fi…) on a written card or image file
     Customize(Box<custom::CustomizeArgs>),
     /// Named settings for whole clusters
@@ -271,6 +276,7 @@ pub fn run() -> ExitCode {
         Command::Erase(a) => a.json,
         Command::Customize(a) => a.json(),
         Command::Inspect(a) => a.json,
+        Command::Bmap(a) => a.json,
         Command::Drives(_)
         | Command::Os(_)
         | Command::Devices(_)
@@ -290,6 +296,7 @@ pub fn run() -> ExitCode {
         Command::Cache(command) => catalog::cache(command, &mut reporter).map_err(Stopped::from),
         Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
         Command::Inspect(args) => inspect::run(args, &cancel, &mut reporter).map_err(Stopped::from),
+        Command::Bmap(args) => bmap::run(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Preset(command) => custom::preset(command, &mut reporter).map_err(Stopped::from),
     };
     match outcome {
