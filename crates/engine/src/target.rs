@@ -454,6 +454,23 @@ impl Target {
         Ok(())
     }
 
+    /// A file target at least `len` bytes long (a write that skipped the image's unused
+    /// tail leaves it shorter): the rest reads as zeros and takes no space.
+    pub(crate) fn ensure_len(&self, len: u64) -> Result<(), Error> {
+        if self.kind != TargetKind::File {
+            return Ok(());
+        }
+        let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if now < len {
+            self.file.set_len(len).map_err(|source| Error::Write {
+                path: self.path.clone(),
+                offset: now,
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Truncates a file target to nothing.
     fn empty(&self) -> Result<(), Error> {
         self.file.set_len(0).map_err(|source| Error::Write {

@@ -5,8 +5,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
-use xxhash_rust::xxh3::xxh3_64;
 
+use crate::bmap::Bmap;
 use crate::buffer::AlignedBuf;
 use crate::format::Format;
 use crate::hash::to_hex;
@@ -29,6 +29,10 @@ pub struct WriteOptions {
     pub stored_sha256: Option<[u8; 32]>,
     /// Read the target back and compare after writing.
     pub verify: bool,
+    /// Write (and verify) only the blocks this map names; the rest of the target keeps
+    /// what it held. Its ranges' checksums, when it has them, are checked before the
+    /// first chunk is committed.
+    pub map: Option<Bmap>,
 }
 
 /// Which bytes the expected SHA-256 matched.
@@ -55,6 +59,10 @@ pub struct WriteReport {
     pub bypassed_cache: bool,
     /// Whether the kernel re-read the partition table.
     pub partitions_reread: bool,
+    /// Bytes written to the target (all of `bytes` without a map).
+    pub written: u64,
+    /// Bytes read back and compared.
+    pub verified_bytes: u64,
 }
 
 /// Writes `image` to `target`. On any failure or cancellation the target is left so it cannot
@@ -66,7 +74,7 @@ pub fn write(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<WriteReport, Error> {
-    if let Err(e) = check_before_writing(&image, target) {
+    if let Err(e) = check_before_writing(&image, target).and_then(|()| check_map(&image, options)) {
         target.abandon();
         return Err(e);
     }
@@ -103,6 +111,27 @@ fn check_before_writing(image: &Image, target: &Target) -> Result<(), Error> {
     Ok(())
 }
 
+/// With a map whose image size is not the image's, nothing is written.
+fn check_map(image: &Image, options: &WriteOptions) -> Result<(), Error> {
+    let (Some(map), Some(size)) = (&options.map, image.size()) else {
+        return Ok(());
+    };
+    if size.kind == SizeKind::Exact && size.bytes != map.image_size {
+        return Err(map_size_error(map, size.bytes));
+    }
+    Ok(())
+}
+
+fn map_size_error(map: &Bmap, image: u64) -> Error {
+    Error::Bmap {
+        what: "given".into(),
+        detail: format!(
+            "it is for an image of {} bytes, and this image has {image}: it belongs to another image",
+            map.image_size
+        ),
+    }
+}
+
 fn write_and_verify(
     image: Image,
     target: &Target,
@@ -123,14 +152,22 @@ fn write_and_verify(
         bytes_done: written.len,
         bytes_total: Some(written.len),
     });
-    target.write_at(&written.first[..written.first_len], 0)?;
+    for (start, end) in pieces(options.map.as_ref(), 0, written.first_len) {
+        target.write_at(&written.first[start..end], start as u64)?;
+    }
+    target.ensure_len(written.len)?;
     target.sync()?;
 
+    let mut verified_bytes = 0;
     if options.verify {
         target.drop_cache();
-        let bad_chunk = read_back(target, &mut written, cancel, progress)?;
+        let bad_chunk = read_back(target, &mut written, options, cancel, progress)?;
+        verified_bytes = written.written;
         if let Some(index) = bad_chunk {
-            let reopened = reopen.map(|(input, open_as)| Image::open(&input, open_as));
+            // Bytes outside the map are not the image's: only a full image pins it down.
+            let reopened = reopen
+                .filter(|_| options.map.is_none())
+                .map(|(input, open_as)| Image::open(&input, open_as));
             return Err(locate_mismatch(reopened, target, index, cancel));
         }
     }
@@ -141,12 +178,103 @@ fn write_and_verify(
         verified: options.verify,
         bypassed_cache: target.reads_bypass_cache(),
         partitions_reread: target.reread_partitions(),
+        written: written.written,
+        verified_bytes,
     })
+}
+
+/// The parts of the chunk at `offset` (`len` bytes) to write, as `(start, end)` within
+/// it: all of it without a map, else where it meets the map's ranges.
+fn pieces(map: Option<&Bmap>, offset: u64, len: usize) -> Vec<(usize, usize)> {
+    let Some(map) = map else {
+        return vec![(0, len)];
+    };
+    let end = offset + len as u64;
+    let first = map.ranges.partition_point(|r| map.span(r).1 <= offset);
+    map.ranges[first..]
+        .iter()
+        .map(|r| map.span(r))
+        .take_while(|&(a, _)| a < end)
+        .map(|(a, b)| {
+            (
+                (a.max(offset) - offset) as usize,
+                (b.min(end) - offset) as usize,
+            )
+        })
+        .filter(|(a, b)| a < b)
+        .collect()
+}
+
+/// Checks a map's range checksums as the image streams past.
+struct RangeCheck<'a> {
+    map: &'a Bmap,
+    /// The range being hashed, and its hasher.
+    current: Option<(usize, Box<dyn sha2::digest::DynDigest>)>,
+    /// The first range whose bytes are not the map's.
+    failed: Option<usize>,
+}
+
+impl<'a> RangeCheck<'a> {
+    fn new(map: &'a Bmap) -> RangeCheck<'a> {
+        RangeCheck {
+            map,
+            current: None,
+            failed: None,
+        }
+    }
+
+    /// Bytes `offset..` of the image, all inside one mapped range.
+    fn feed(&mut self, offset: u64, data: &[u8]) {
+        let map = self.map;
+        let Some(kind) = map.checksum else { return };
+        let index = map.ranges.partition_point(|r| map.span(r).1 <= offset);
+        let Some(range) = map.ranges.get(index) else {
+            return;
+        };
+        if range.digest.is_none() {
+            return;
+        }
+        if self.current.as_ref().map(|c| c.0) != Some(index) {
+            let hasher: Box<dyn sha2::digest::DynDigest> = match kind {
+                crate::bmap::RangeChecksum::Sha1 => Box::new(sha1::Sha1::new()),
+                crate::bmap::RangeChecksum::Sha256 => Box::new(Sha256::new()),
+            };
+            self.current = Some((index, hasher));
+        }
+        let (_, hasher) = self.current.as_mut().expect("set above");
+        hasher.update(data);
+        if offset + data.len() as u64 == map.span(range).1 {
+            let (_, hasher) = self.current.take().expect("set above");
+            let digest = hasher.finalize();
+            if Some(&digest[..]) != range.digest.as_deref() && self.failed.is_none() {
+                self.failed = Some(index);
+            }
+        }
+    }
+
+    /// The error for a range whose bytes differ from the map's checksum, if one did.
+    fn outcome(&self) -> Result<(), Error> {
+        let Some(index) = self.failed else {
+            return Ok(());
+        };
+        let r = &self.map.ranges[index];
+        let (a, b) = self.map.span(r);
+        Err(Error::Bmap {
+            what: "given".into(),
+            detail: format!(
+                "blocks {}-{} (bytes {a}..{b}) of the image do not have the checksum the map gives them: the map belongs to another image, or the image is damaged. \
+                 Nothing was written to the start of the target",
+                r.first, r.last
+            ),
+        })
+    }
 }
 
 /// What the streaming phase leaves behind: everything but the first chunk is on the target.
 struct Written {
     len: u64,
+    /// Bytes written (or, for the first chunk, to be written): the mapped ones.
+    written: u64,
     first: AlignedBuf,
     first_len: usize,
     /// A fast hash of every chunk as written, for the read-back comparison.
@@ -169,8 +297,11 @@ fn write_stream(
     let hash_stored = want_stored && !raw;
     let decoding = Decoding::start(image, hash_stored, 0, cancel);
     let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
+    let map = options.map.as_ref();
+    let mut checks = map.map(RangeCheck::new);
     let mut written = Written {
         len: 0,
+        written: 0,
         first: AlignedBuf::new(CHUNK),
         first_len: 0,
         chunk_sums: Vec::new(),
@@ -188,12 +319,23 @@ fn write_stream(
                     target: capacity,
                 });
             }
-            written.chunk_sums.push(xxh3_64(chunk.data()));
+            let parts = pieces(map, chunk.offset, chunk.len);
+            let mut sum = xxhash_rust::xxh3::Xxh3::new();
+            for &(a, b) in &parts {
+                let data = &chunk.data()[a..b];
+                sum.update(data);
+                written.written += (b - a) as u64;
+                if let Some(checks) = &mut checks {
+                    checks.feed(chunk.offset + a as u64, data);
+                }
+                if chunk.offset != 0 {
+                    target.write_at(data, chunk.offset + a as u64)?;
+                }
+            }
+            written.chunk_sums.push(sum.digest());
             if chunk.offset == 0 {
                 written.first[..chunk.len].copy_from_slice(chunk.data());
                 written.first_len = chunk.len;
-            } else {
-                target.write_at(chunk.data(), chunk.offset)?;
             }
             written.len = chunk.end();
             progress(Progress {
@@ -218,6 +360,14 @@ fn write_stream(
     let summary = decoding.finish(outcome)?;
     if summary.len == 0 {
         return Err(Error::EmptyImage);
+    }
+    if let Some(map) = map {
+        if summary.len != map.image_size {
+            return Err(map_size_error(map, summary.len));
+        }
+    }
+    if let Some(checks) = &checks {
+        checks.outcome()?;
     }
     written.decoded_sha256 = decoded_sha256;
     // A raw image is stored as it decodes.
@@ -288,10 +438,12 @@ fn check_sha256(expected: [u8; 32], written: &Written) -> Result<ChecksumMatch, 
     })
 }
 
-/// Reads every chunk back and compares its fast hash; returns the first chunk that differs.
+/// Reads every chunk back (with a map, its mapped parts) and compares its fast hash;
+/// returns the first chunk that differs.
 fn read_back(
     target: &Target,
     written: &mut Written,
+    options: &WriteOptions,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<usize>, Error> {
@@ -300,8 +452,17 @@ fn read_back(
         cancel.check()?;
         let offset = (index * CHUNK) as u64;
         let len = (written.len - offset).min(CHUNK as u64) as usize;
-        let got = target.read_at(buf, len, offset)?;
-        if got < len || xxh3_64(&buf[..len]) != *expected {
+        let parts = pieces(options.map.as_ref(), offset, len);
+        let mut sum = xxhash_rust::xxh3::Xxh3::new();
+        for (a, b) in parts {
+            // Each part starts on a block boundary, so the aligned buffer serves as it is.
+            let got = target.read_at(buf, b - a, offset + a as u64)?;
+            if got < b - a {
+                return Ok(Some(index));
+            }
+            sum.update(&buf[..b - a]);
+        }
+        if sum.digest() != *expected {
             return Ok(Some(index));
         }
         progress(Progress {
