@@ -174,3 +174,223 @@ fn a_map_naming_a_damaged_filesystem_counts_all_of_it_and_says_why() {
         "{note}"
     );
 }
+
+/// The byte ranges a .bmap names (read here from its XML, not by cardsmith).
+fn mapped_ranges(bmap: &str) -> Vec<(u64, u64)> {
+    let number = |tag: &str| -> u64 {
+        let at = bmap.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+        bmap[at..]
+            .split('<')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (size, block) = (number("ImageSize"), number("BlockSize"));
+    bmap.lines()
+        .filter(|l| l.contains("<Range"))
+        .map(|l| {
+            let inner = l
+                .split('>')
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .trim();
+            let (a, b) = inner.split_once('-').unwrap_or((inner, inner));
+            let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+            (a * block, ((b + 1) * block).min(size))
+        })
+        .collect()
+}
+
+/// A card (a loop device over a file filled with 0xAA) a little larger than `len`.
+fn card(dir: &Path, len: u64) -> (std::path::PathBuf, LoopDevice) {
+    let backing = dir.join("card.bin");
+    fs::write(&backing, vec![0xAAu8; (len + 4 * MIB as u64) as usize]).unwrap();
+    let dev = LoopDevice::attach(&backing);
+    (backing, dev)
+}
+
+#[test]
+fn a_card_gets_only_the_used_blocks_and_its_free_space_keeps_what_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, files) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let result = lines.last().unwrap();
+    let written = result["bytes_written"].as_u64().unwrap();
+    assert_eq!(result["bytes"], size);
+    assert!(written < size / 3, "{result}");
+    assert_eq!(result["bytes_skipped"], size - written);
+    assert_eq!(result["bytes_verified"], written);
+    assert_eq!(result["block_map"], "the image's filesystems");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["event"] == "block_map" && l["mapped_bytes"] == written),
+        "{lines:?}"
+    );
+    drop(dev);
+    // Every file is there, both filesystems check clean (their free space holds 0xAA,
+    // which neither tool reads).
+    check_copy(dir.path(), &backing, &files);
+    // The free space was skipped: every block outside the map still holds 0xAA.
+    let map_out = cardsmith(&["bmap", image.to_str().unwrap()]);
+    assert!(map_out.status.success(), "{}", stderr(&map_out));
+    let ranges = mapped_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
+    let card = fs::read(&backing).unwrap();
+    let mut at = 0;
+    let mut skipped = 0u64;
+    for &(a, b) in ranges.iter().chain(std::iter::once(&(size, size))) {
+        let gap = &card[at as usize..a as usize];
+        assert!(
+            gap.iter().all(|&x| x == 0xAA),
+            "bytes {at}..{a} were written"
+        );
+        skipped += a - at;
+        at = b;
+    }
+    assert_eq!(
+        skipped,
+        size - written,
+        "the map cardsmith wrote by is the bmap's"
+    );
+}
+
+#[test]
+fn all_blocks_writes_everything_and_a_map_for_another_image_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, _) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--all-blocks",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["bytes_written"], size);
+    assert_eq!(result["block_map"], serde_json::Value::Null);
+    let card = fs::read(&backing).unwrap();
+    assert!(
+        card[..size as usize] == fs::read(&image).unwrap()[..],
+        "every byte written"
+    );
+
+    // A map made by bmaptool for another image: refused before anything is written.
+    let other = dir.path().join("other.img");
+    fs::write(&other, vec![7u8; 3 * MIB]).unwrap();
+    run(Command::new("bmaptool")
+        .args(["create", "-o"])
+        .arg(dir.path().join("other.bmap"))
+        .arg(&other));
+    let before = fs::read(&backing).unwrap();
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--bmap",
+        dir.path().join("other.bmap").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("it belongs to another image"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("Nothing was written"),
+        "{}",
+        stderr(&out)
+    );
+    drop(dev);
+    assert!(
+        fs::read(&backing).unwrap() == before,
+        "the card is as it was"
+    );
+}
+
+#[test]
+fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, files) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    // bmaptool's own map of a sparse copy holding only the used blocks.
+    let map_out = cardsmith(&["bmap", image.to_str().unwrap()]);
+    assert!(map_out.status.success());
+    let ranges = mapped_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
+    fs::remove_file(dir.path().join("os.img.bmap")).unwrap();
+    let sparse = dir.path().join("sparse.img");
+    let src = fs::read(&image).unwrap();
+    let f = fs::File::create(&sparse).unwrap();
+    f.set_len(size).unwrap();
+    for &(a, b) in &ranges {
+        std::os::unix::fs::FileExt::write_all_at(&f, &src[a as usize..b as usize], a).unwrap();
+    }
+    drop(f);
+    run(Command::new("bmaptool")
+        .args(["create", "-o"])
+        .arg(dir.path().join("sparse.img.bmap"))
+        .arg(&sparse));
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        sparse.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = json_lines(&out).pop().unwrap();
+    assert!(
+        result["block_map"]
+            .as_str()
+            .unwrap()
+            .ends_with("sparse.img.bmap"),
+        "{result}"
+    );
+    drop(dev);
+    check_copy(dir.path(), &backing, &files);
+
+    // The same map over an image changed in a mapped block: refused before the card's
+    // start is written.
+    let f = fs::OpenOptions::new().write(true).open(&sparse).unwrap();
+    let (a, b) = ranges[ranges.len() - 1];
+    std::os::unix::fs::FileExt::write_all_at(&f, b"changed", (a + b) / 2).unwrap();
+    drop(f);
+    let dev = LoopDevice::attach(&backing);
+    let out = cardsmith(&[
+        "write",
+        sparse.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("do not have the checksum the map gives them"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("first MiB zeroed"),
+        "{}",
+        stderr(&out)
+    );
+}

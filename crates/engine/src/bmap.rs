@@ -111,6 +111,11 @@ impl Bmap {
         read: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
         what: &str,
     ) -> Result<Bmap, Error> {
+        Bmap::hashed(usage, Bmap::ranges_of(usage), read, what)
+    }
+
+    /// The block ranges covering every used byte of `usage`.
+    fn ranges_of(usage: &Usage) -> Vec<BmapRange> {
         let bs = BMAP_BLOCK;
         let mut ranges: Vec<BmapRange> = Vec::new();
         for &(a, b) in &usage.ranges {
@@ -124,6 +129,17 @@ impl Bmap {
                 }),
             }
         }
+        ranges
+    }
+
+    /// `ranges` with the SHA-256 of each, read through `read`.
+    fn hashed(
+        usage: &Usage,
+        ranges: Vec<BmapRange>,
+        read: &mut dyn FnMut(u64, &mut [u8]) -> io::Result<()>,
+        what: &str,
+    ) -> Result<Bmap, Error> {
+        let bs = BMAP_BLOCK;
         let mut map = Bmap {
             image_size: usage.size,
             block_size: bs,
@@ -144,6 +160,17 @@ impl Bmap {
             r.digest = Some(hasher.finalize().to_vec());
         }
         Ok(map)
+    }
+
+    /// The map of an image from its allocation map, without checksums: for a map worked
+    /// out from the image itself, where a checksum would only say what it was made from.
+    pub fn from_usage_unhashed(usage: &Usage) -> Bmap {
+        Bmap {
+            image_size: usage.size,
+            block_size: BMAP_BLOCK,
+            checksum: None,
+            ranges: Bmap::ranges_of(usage),
+        }
     }
 
     /// The map as bmaptool 2.0 writes it, with its file checksum.

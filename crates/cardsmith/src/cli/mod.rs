@@ -22,11 +22,29 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::job::{
-    self, Destination, EraseJob, Failure, Left, ReadJob, Run, Source, WriteJob, EXIT_CANCELLED,
+    self, Blocks, Destination, EraseJob, Failure, Left, ReadJob, Run, Source, WriteJob,
+    EXIT_CANCELLED,
 };
 use report::{Reporter, Said};
 
 const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    failure (bad image, unreadable file, refused target, I/O error, ...)
+  2    invalid command line
+  3    verification failed: the target differs from the image
+  4    a SHA-256 did not match (--sha256, or the catalog's)
+  130  cancelled (Ctrl-C)";
+
+const WRITE_HELP: &str = "\
+Used blocks only: with a block map (IMAGE.bmap beside the image, as bmaptool looks for it,
+or --bmap FILE) or, for a raw image, its own filesystems (ext2/3/4 bitmaps, FAT tables,
+swap headers; the partition table and the first MiB always), every byte any filesystem in
+the image uses is written and verified, and the rest of the card keeps what it held, as
+with bmaptool. Another or damaged filesystem is written whole. A compressed or downloaded
+image without a map is written whole. The whole image's SHA-256 is checked as always.
+--all-blocks writes every block.
+
 Exit codes:
   0    success
   1    failure (bad image, unreadable file, refused target, I/O error, ...)
@@ -72,7 +90,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write an image (raw, .xz, .gz, .bz2, .zst or .zip) to a block device or a file
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = WRITE_HELP)]
     Write(Box<WriteArgs>),
     /// Compare an image with what is on a device or in a file
     #[command(after_help = EXIT_CODES)]
@@ -143,6 +161,14 @@ struct WriteArgs {
     /// Power the drive off through UDisks2 when done, so it can be pulled out
     #[arg(long)]
     eject: bool,
+    /// Write only the blocks this block map (bmaptool's .bmap, 1.x or 2.0) names, checking
+    /// each range's checksum (default: IMAGE.bmap beside the image, else a raw image's own
+    /// filesystems)
+    #[arg(long, value_name = "FILE", conflicts_with = "all_blocks")]
+    bmap: Option<PathBuf>,
+    /// Write every block of the image, used or not
+    #[arg(long)]
+    all_blocks: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -376,6 +402,11 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         init_format: args.custom.init_format.clone(),
         cache_dir: None,
         stall_timeout: Duration::from_secs(args.catalog.stall_timeout),
+        blocks: match (&args.bmap, args.all_blocks) {
+            (Some(file), _) => Blocks::Bmap(file.clone()),
+            (None, true) => Blocks::All,
+            (None, false) => Blocks::Used,
+        },
         ..WriteJob::new(source, Destination::Path(target))
     };
     let report = job.run(cancel, reporter)?;

@@ -27,7 +27,7 @@ pub use drive::{open_drive, Incoming, Needed, Permission};
 pub use erase::EraseJob;
 pub use read::ReadJob;
 pub use source::{cache_notes, catalog_hashes, open_arg, open_cache};
-pub use write::{Destination, Source, WriteJob};
+pub use write::{Blocks, Destination, Source, WriteJob};
 
 /// Where a job's events and questions go.
 pub trait Sink {
@@ -96,6 +96,13 @@ pub enum Event {
     Cached { url: String, path: PathBuf },
     /// A checksum file beside the image is checked.
     ChecksumFile { path: PathBuf, sha256: String },
+    /// Only the blocks a map names are written and verified.
+    BlockMap {
+        /// A `.bmap` file, or "the image's filesystems".
+        from: String,
+        mapped_bytes: u64,
+        image_bytes: u64,
+    },
     /// An image file was made private before it got secrets.
     MadePrivate { path: PathBuf, mode_was: u32 },
     /// The first-boot settings are on the boot partition.
@@ -160,6 +167,16 @@ impl Event {
                 "Checking the image against {} (SHA-256 {}…)",
                 path.display(),
                 sha256.get(..12).unwrap_or(sha256)
+            ),
+            Event::BlockMap {
+                from,
+                mapped_bytes,
+                image_bytes,
+            } => format!(
+                "Writing only the blocks the image's filesystems use: {} of {} (map: {from}); \
+                 the rest of the target keeps what it holds",
+                cardsmith_engine::units::bytes(*mapped_bytes),
+                cardsmith_engine::units::bytes(*image_bytes)
             ),
             Event::MadePrivate { path, mode_was } => format!(
                 "{} could be read by others (mode {mode_was:o}); it is to hold password hashes \

@@ -10,8 +10,8 @@ use cardsmith_catalog::{Http, Location, OsEntry, Pending};
 use cardsmith_customize::{Request, Settings};
 use cardsmith_drives::{Drive, Identity};
 use cardsmith_engine::{
-    self as engine, units, CancelToken, ChecksumMatch, Error as EngineError, Image, Input, Target,
-    WriteOptions,
+    self as engine, units, Bmap, CancelToken, ChecksumMatch, Error as EngineError, Image, Input,
+    Target, WriteOptions,
 };
 use serde::Serialize;
 
@@ -70,6 +70,20 @@ impl Destination {
     }
 }
 
+/// Which blocks of the image are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Blocks {
+    /// Those its filesystems use: from a `.bmap` beside the image (as bmaptool looks for
+    /// it), else worked out from a raw image's own filesystems; everything when neither
+    /// can be had (a compressed or downloaded image without a map).
+    #[default]
+    Used,
+    /// Those this `.bmap` names.
+    Bmap(PathBuf),
+    /// Every block, as dd would.
+    All,
+}
+
 /// Write an image to a card or a file.
 #[derive(Debug, Clone)]
 pub struct WriteJob {
@@ -96,6 +110,8 @@ pub struct WriteJob {
     pub cache_dir: Option<PathBuf>,
     /// How long a download may go without a byte before it is resumed.
     pub stall_timeout: Duration,
+    /// Which blocks are written and verified.
+    pub blocks: Blocks,
 }
 
 impl WriteJob {
@@ -115,6 +131,7 @@ impl WriteJob {
             advance_preset: None,
             cache_dir: None,
             stall_timeout: cardsmith_catalog::STALL_TIMEOUT,
+            blocks: Blocks::Used,
         }
     }
 }
@@ -140,13 +157,23 @@ pub struct WriteReport {
     pub customized: Option<&'static str>,
     pub download_cached: bool,
     pub ejected: Option<bool>,
+    /// Bytes written to the target: all of `bytes`, or with a block map the mapped ones.
+    pub bytes_written: u64,
+    /// Bytes of the image not written (unused by its filesystems).
+    pub bytes_skipped: u64,
+    /// Bytes read back and compared.
+    pub bytes_verified: u64,
+    /// Where the block map came from ("os.img.bmap", "the image's filesystems"), when one
+    /// was used.
+    pub block_map: Option<String>,
     /// What customising did, for the window's done screen.
     #[serde(skip)]
     pub settings: Option<Customised>,
 }
 
 impl WriteReport {
-    /// "Wrote 2.0 GiB to /dev/sdb and verified it; SHA-256 matched the catalog."
+    /// "Wrote 2.0 GiB to /dev/sdb and verified it; SHA-256 matched the catalog.", with
+    /// a block map: "Wrote the 412 MiB the filesystems use of 2.0 GiB (1.6 GiB skipped) …".
     pub fn summary(&self) -> String {
         let checksum = match self.sha256_matched {
             Some("image") => "matched the image",
@@ -154,9 +181,17 @@ impl WriteReport {
             None if self.catalog_sha256_checked => "matched the catalog",
             None => "not checked",
         };
+        let what = match &self.block_map {
+            Some(_) if self.bytes_skipped > 0 => format!(
+                "the {} its filesystems use of {} ({} skipped)",
+                units::bytes(self.bytes_written),
+                units::bytes(self.bytes),
+                units::bytes(self.bytes_skipped)
+            ),
+            _ => units::bytes(self.bytes),
+        };
         format!(
-            "Wrote {} to {}{}; SHA-256 {checksum}.",
-            units::bytes(self.bytes),
+            "Wrote {what} to {}{}; SHA-256 {checksum}.",
             self.target.display(),
             if self.verified {
                 " and verified it"
@@ -208,11 +243,13 @@ impl WriteJob {
         }
         let Planned {
             image,
-            options,
+            mut options,
             pending,
             cache,
             scratch: _scratch, // a zip downloaded into a scratch directory outlives the write
         } = planned;
+        let block_map = self.block_map(&image, run)?;
+        options.map = block_map.as_ref().map(|(map, _)| map.clone());
         let input = image.input().to_string();
         let opened = self.open_target(&image, run)?;
         let is_device = opened.drive.is_some();
@@ -289,8 +326,70 @@ impl WriteJob {
             customized: settings.as_ref().map(|s| s.init_format),
             download_cached: cached,
             ejected,
+            bytes_written: report.written,
+            bytes_skipped: report.bytes.saturating_sub(report.written),
+            bytes_verified: report.verified_bytes,
+            block_map: block_map.map(|(_, from)| from),
             settings,
         })
+    }
+
+    /// The block map to write with, and where it came from; `None`: every block.
+    fn block_map(
+        &self,
+        image: &Image,
+        run: &mut Run<'_>,
+    ) -> Result<Option<(Bmap, String)>, Failure> {
+        let read_map = |path: &Path| -> Result<Bmap, Failure> {
+            let data = std::fs::read(path).map_err(|e| {
+                Failure::Refused(format!("cannot read the block map {}: {e}", path.display()))
+            })?;
+            Ok(Bmap::parse(&data, &path.display().to_string())?)
+        };
+        let local = match image.input() {
+            Input::Path(path) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => {
+                Some(path.clone())
+            }
+            _ => None,
+        };
+        let (map, from) = match &self.blocks {
+            Blocks::All => return Ok(None),
+            Blocks::Bmap(path) => (read_map(path)?, path.display().to_string()),
+            Blocks::Used => match local.as_deref().and_then(bmap_beside) {
+                Some(path) => (read_map(&path)?, path.display().to_string()),
+                None => match local.filter(|_| image.format() == engine::Format::Raw) {
+                    Some(path) => {
+                        let file = std::fs::File::open(&path).map_err(|e| {
+                            Failure::Refused(format!("cannot read {}: {e}", path.display()))
+                        })?;
+                        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                        let usage =
+                            engine::usage_of_file(&file, size, &path.display().to_string())?;
+                        for part in usage.parts.iter().filter(|p| p.note.is_some()) {
+                            run.event(Event::note(format!(
+                                "Partition at byte {} ({}) is written whole: {}",
+                                part.start,
+                                part.filesystem.name(),
+                                part.note.as_deref().unwrap_or_default()
+                            )));
+                        }
+                        let map = Bmap::from_usage_unhashed(&usage);
+                        if map.mapped_bytes() == map.image_size {
+                            // Nothing to skip: written as it is.
+                            return Ok(None);
+                        }
+                        (map, "the image's filesystems".to_owned())
+                    }
+                    None => return Ok(None),
+                },
+            },
+        };
+        run.event(Event::BlockMap {
+            from: from.clone(),
+            mapped_bytes: map.mapped_bytes(),
+            image_bytes: map.image_size,
+        });
+        Ok(Some((map, from)))
     }
 
     /// Opens the image: a local file, or a download (streamed, cached, or fetched whole
@@ -397,6 +496,20 @@ impl WriteJob {
             drive: None,
             unmounted: Vec::new(),
         })
+    }
+}
+
+/// The `.bmap` bmaptool would find for `image`: `IMAGE.bmap`, then with one extension
+/// after another taken off (`os.img.xz.bmap`, `os.img.bmap`).
+fn bmap_beside(image: &Path) -> Option<PathBuf> {
+    let name = image.file_name()?.to_string_lossy().into_owned();
+    let mut stem = name.as_str();
+    loop {
+        let candidate = image.with_file_name(format!("{stem}.bmap"));
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        stem = stem.rsplit_once('.')?.0;
     }
 }
 
