@@ -178,10 +178,13 @@ fn every_format_round_trips_through_the_system_tools() {
         ("card.img.gz", Some("gzip")),
     ] {
         let out_path = backups.join(name);
-        let out = cardsmith(&["read", a.dev.arg(), s(&out_path), "--json"]);
+        // Every block: the whole card round-trips (the used-blocks default is tested on
+        // its own below).
+        let out = cardsmith(&["read", a.dev.arg(), s(&out_path), "--all-blocks", "--json"]);
         assert_ok(&out);
         let done = result(&out);
         assert_eq!(done["bytes"], 64 * MIB, "{name}");
+        assert_eq!(done["bytes_read"], 64 * MIB, "{name}");
         assert_eq!(done["stored_bytes"], fs::metadata(&out_path).unwrap().len());
         // Decompressed by the system's tool into the name the .sha256 file gives.
         let plain = backups.join("card.img");
@@ -422,6 +425,7 @@ fn an_existing_backup_is_replaced_only_with_force() {
         [
             "a.card",
             "b.img",
+            "b.img.bmap",
             "b.img.gz",
             "b.img.gz.sha256",
             "c.img.sha256"
@@ -694,4 +698,115 @@ fn a_backup_is_private_and_belongs_to_the_user_behind_sudo() {
     assert_ok(&out);
     assert_eq!(owned(&theirs), (0o600, 65534, 65534));
     assert_eq!(owned(&dir.path().join("theirs.img.sha256")).1, 65534);
+}
+
+/// Runs a tool that must succeed, returning what it printed.
+fn tool_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_backup_reads_only_what_the_filesystems_use_and_restores_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // An OS-like card about a quarter full, its free space holding old data (0xAA).
+    let root = dir.path().join("root");
+    let mut files = Vec::new();
+    for i in 0..20u32 {
+        let data: Vec<u8> = (0..(2_500_000 + i * 1000))
+            .map(|j| (j * 29 + i) as u8)
+            .collect();
+        let name = format!("home/pi/file{i}.bin");
+        fs::create_dir_all(root.join("home/pi")).unwrap();
+        fs::write(root.join(&name), &data).unwrap();
+        files.push((name, data));
+    }
+    let image = dir.path().join("os.img");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
+    tool_ok(
+        Command::new(script)
+            .arg(&image)
+            .args(["64", "160"])
+            .arg(&root),
+    );
+    let size = fs::metadata(&image).unwrap().len();
+    let a = card(dir.path(), "a.card", size as usize);
+    assert_ok(&cardsmith(&["write", s(&image), a.dev.arg(), "--yes"]));
+
+    let backup = dir.path().join("backup.img.zst");
+    let out = cardsmith(&["read", a.dev.arg(), s(&backup), "--json"]);
+    assert_ok(&out);
+    let done = result(&out);
+    let read = done["bytes_read"].as_u64().unwrap();
+    assert_eq!(done["bytes"], size);
+    assert!(read < size / 2 && read > size / 8, "{done}");
+    assert_eq!(done["bytes_skipped"], size - read);
+    let bmap = dir.path().join("backup.img.bmap");
+    assert_eq!(done["bmap_file"], s(&bmap));
+    let said = stderr(&cardsmith(&[
+        "read",
+        a.dev.arg(),
+        s(&dir.path().join("again.img.gz")),
+    ]));
+    assert!(
+        said.contains("its filesystems use") && said.contains("unused, zeros in the image"),
+        "{said}"
+    );
+
+    // The decompressed image checks against its .sha256 (zeros where nothing was used).
+    let plain = dir.path().join("backup.img");
+    decompress("zstd", &backup, &plain);
+    let checked = sha256sum_check(&dir.path().join("backup.img.zst.sha256"));
+    assert_eq!(checked.trim(), "backup.img: OK");
+    let card_bytes = fs::read(&a.backing).unwrap();
+    let backup_bytes = fs::read(&plain).unwrap();
+    assert!(
+        backup_bytes
+            .iter()
+            .zip(&card_bytes)
+            .any(|(b, c)| *b == 0 && *c == OLD),
+        "the old data in the free space was not read"
+    );
+    fs::remove_file(&plain).unwrap();
+
+    // Restored onto another card by cardsmith, and by bmaptool with the map beside it.
+    let b = card(dir.path(), "b.card", size as usize);
+    assert_ok(&cardsmith(&["write", s(&backup), b.dev.arg(), "--yes"]));
+    let copy = dir.path().join("bmaptool.img");
+    tool_ok(Command::new("bmaptool").arg("copy").arg(&backup).arg(&copy));
+    for restored in [&b.backing, &copy] {
+        let data = fs::read(restored).unwrap();
+        let entry = &data[0x1BE + 16..0x1BE + 32];
+        let at = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize * 512;
+        let len = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize * 512;
+        let part = dir.path().join("root.part");
+        fs::write(&part, &data[at..at + len]).unwrap();
+        tool_ok(Command::new("e2fsck").arg("-fn").arg(&part));
+        for (name, content) in &files {
+            let got = Command::new("debugfs")
+                .args(["-R", &format!("cat /{name}")])
+                .arg(&part)
+                .output()
+                .unwrap();
+            assert!(got.stdout == *content, "{name} in {}", restored.display());
+        }
+    }
+
+    // A raw backup keeps its unused space as holes.
+    let raw = dir.path().join("raw.img");
+    assert_ok(&cardsmith(&["read", a.dev.arg(), s(&raw)]));
+    let meta = fs::metadata(&raw).unwrap();
+    assert_eq!(meta.len(), size);
+    use std::os::unix::fs::MetadataExt;
+    assert!(
+        meta.blocks() * 512 < size / 2,
+        "{} bytes allocated",
+        meta.blocks() * 512
+    );
 }

@@ -51,7 +51,7 @@ pub use image::{FileIdentity, Image, Input, OpenAs};
 pub use layout::{Allocated, TableKind};
 pub use pipeline::CHUNK;
 pub use progress::{CancelToken, Phase, Progress};
-pub use read::{checksum_path, read, OutputFormat, ReadOptions, ReadReport};
+pub use read::{bmap_path, checksum_path, read, OutputFormat, ReadOptions, ReadReport};
 pub use scratch::{unpack, Unpacked};
 pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};

@@ -22,6 +22,7 @@ use std::sync::mpsc::sync_channel;
 
 use sha2::{Digest, Sha256};
 
+use crate::bmap::Bmap;
 use crate::buffer::{AlignedBuf, Pool, ALIGN};
 use crate::hash::to_hex;
 use crate::image::FileIdentity;
@@ -87,6 +88,10 @@ pub struct ReadOptions {
     pub force: bool,
     /// Only up to the end of the last partition (see [`Allocated`]).
     pub allocated_only: bool,
+    /// Read only the blocks the source's filesystems use (see [`crate::usage_of`]); the
+    /// rest of the image is zeros (a hole in a raw file), and `OUT.bmap` (bmaptool's
+    /// format 2.0, each range with its SHA-256) is written beside it.
+    pub used_only: bool,
     /// Who the backup and its .sha256 belong to (see [`NewFiles::owner`]). The backup is
     /// always private (0600): it holds the card's password hashes and Wi-Fi keys.
     pub owner: Option<(u32, u32)>,
@@ -109,6 +114,19 @@ pub struct ReadReport {
     pub allocated: Option<(TableKind, u64)>,
     /// The size of the device (or file) read from.
     pub source_size: u64,
+    /// Bytes read from the source (all of `bytes`, or with `used_only` the used ones).
+    pub read_bytes: u64,
+    /// With `used_only`: the block map written beside the image.
+    pub bmap_file: Option<PathBuf>,
+}
+
+/// The `.bmap` file that goes with `out`: its name without a compression suffix
+/// (`card.img.zst` gives `card.img.bmap`), where `bmaptool copy` looks for it.
+pub fn bmap_path(out: &Path, format: OutputFormat) -> PathBuf {
+    let name = uncompressed_name(out, format);
+    let mut name = PathBuf::from(name).into_os_string();
+    name.push(".bmap");
+    out.with_file_name(name)
 }
 
 /// The `.sha256` file that goes with `out`.
@@ -169,6 +187,33 @@ fn read_from(
         None
     };
     let total = plan.as_ref().map_or(source_size, Allocated::len);
+    // The blocks to read: what the filesystems use, within the image, plus a new GPT's
+    // tail (written from memory after the copy).
+    let map = if options.used_only {
+        let usage = crate::usage_of(source)?;
+        let mut ranges: Vec<(u64, u64)> = usage
+            .ranges
+            .iter()
+            .map(|&(a, b)| (a, b.min(plan.as_ref().map_or(total, |p| p.copy))))
+            .filter(|(a, b)| a < b)
+            .collect();
+        if let Some(p) = plan.as_ref().filter(|p| !p.tail.is_empty()) {
+            ranges.push((p.copy, total));
+        }
+        let clipped = crate::Usage {
+            size: total,
+            ranges,
+            table: usage.table,
+            parts: usage.parts,
+        };
+        Some(Bmap::from_usage_unhashed(&clipped))
+    } else {
+        None
+    };
+    let bmap_file = map.as_ref().map(|_| bmap_path(out, format));
+    if let Some(path) = &bmap_file {
+        check_replaceable(path, options.force)?;
+    }
     let dir = match out.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -211,9 +256,11 @@ fn read_from(
         offset: 0,
         source: e,
     })?;
-    let hash = copy(
+    let mut map = map;
+    let (hash, read_bytes) = copy(
         medium,
         plan.as_ref(),
+        map.as_mut(),
         total,
         &mut sink,
         out,
@@ -226,6 +273,17 @@ fn read_from(
         .map_err(|e| sink_error(cancel, out, written, e))?;
     cancel.check()?;
 
+    // The block map goes beside the image, under its final name once all is in place.
+    let bmap_tmp = match (&map, &bmap_file) {
+        (Some(map), Some(path)) => {
+            let (tmp, mut f) = temps.create(path, shared)?;
+            f.write_all(map.to_xml().as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| output_error(path, 0, e))?;
+            Some(tmp)
+        }
+        _ => None,
+    };
     let line = sha256sum_line(&hash, &uncompressed_name(out, format));
     let (sums_tmp, mut sums_file) = temps.create(&sums, shared)?;
     sums_file
@@ -263,6 +321,9 @@ fn read_from(
     if let Some(aside) = old_sums {
         let _ = fs::remove_file(aside);
     }
+    if let (Some(tmp), Some(path)) = (&bmap_tmp, &bmap_file) {
+        place(tmp, path, options.force)?;
+    }
     temps.paths.clear();
     sync_dir(&dir);
     Ok(ReadReport {
@@ -273,6 +334,8 @@ fn read_from(
         checksum_file: sums,
         allocated: plan.map(|p| (p.table, p.partitions_end)),
         source_size,
+        read_bytes,
+        bmap_file,
     })
 }
 
@@ -311,31 +374,68 @@ fn file_kind(meta: &fs::Metadata) -> &'static str {
 }
 
 /// Reads the device on a thread of its own while this thread hashes, compresses and writes;
-/// returns the image's SHA-256.
+/// returns the image's SHA-256 and the bytes read from the device. With a map, only its
+/// ranges are read (the rest of each chunk is zeros), and its ranges get their SHA-256.
+#[allow(clippy::too_many_arguments)]
 fn copy(
     source: &dyn Medium,
     plan: Option<&Allocated>,
+    map: Option<&mut Bmap>,
     total: u64,
     sink: &mut Sink,
     out: &Path,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
-) -> Result<String, Error> {
+) -> Result<(String, u64), Error> {
     let copy_len = plan.map_or(total, |p| p.copy);
     let Pool { free, returns } = Pool::new(4, CHUNK);
     let (tx, rx) = sync_channel::<Chunk>(2);
     let mut hasher = Sha256::new();
+    let pieces_of = |offset: u64, len: usize| match map.as_deref() {
+        None => vec![(0, len)],
+        Some(map) => crate::write::pieces(Some(map), offset, len),
+    };
+    let read_bytes = std::sync::atomic::AtomicU64::new(0);
+    let mut digests = map.as_deref().map(RangeDigests::new);
     std::thread::scope(|scope| {
+        let read_bytes = &read_bytes;
+        let pieces_of = &pieces_of;
         scope.spawn(move || {
             let mut offset = 0u64;
+            let mut scratch = AlignedBuf::new(CHUNK);
             while offset < copy_len {
                 let Ok(mut buf) = free.recv() else { return };
                 let want = (copy_len - offset).min(CHUNK as u64) as usize;
-                let result = cancel
-                    .check()
-                    .and_then(|()| source.read_at(&mut buf, want, offset))
-                    .map_err(|e| first_bad_block(source, &mut buf, want, offset, e))
-                    .and_then(|got| ended_early(source, got, want, offset + got as u64));
+                let pieces = pieces_of(offset, want);
+                let whole = pieces.len() == 1 && pieces[0] == (0, want);
+                let result = if whole {
+                    cancel
+                        .check()
+                        .and_then(|()| source.read_at(&mut buf, want, offset))
+                        .map_err(|e| first_bad_block(source, &mut buf, want, offset, e))
+                        .and_then(|got| ended_early(source, got, want, offset + got as u64))
+                        .inspect(|&got| {
+                            read_bytes.fetch_add(got as u64, std::sync::atomic::Ordering::Relaxed);
+                        })
+                } else {
+                    // Only the used parts are read; the rest of the chunk is zeros.
+                    buf[..want].fill(0);
+                    let mut outcome = cancel.check().map(|()| want);
+                    for &(a, b) in &pieces {
+                        let at = offset + a as u64;
+                        outcome = outcome
+                            .and_then(|_| source.read_at(&mut scratch, b - a, at))
+                            .map_err(|e| first_bad_block(source, &mut scratch, b - a, at, e))
+                            .and_then(|got| ended_early(source, got, b - a, at + got as u64))
+                            .map(|_| want);
+                        if outcome.is_err() {
+                            break;
+                        }
+                        buf[a..b].copy_from_slice(&scratch[..b - a]);
+                        read_bytes.fetch_add((b - a) as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    outcome
+                };
                 let stop = result.is_err();
                 if tx.send(result.map(|got| (buf, got, offset))).is_err() || stop {
                     return;
@@ -352,6 +452,7 @@ fn copy(
             copy_len,
             total,
             &mut hasher,
+            digests.as_mut(),
             sink,
             out,
             cancel,
@@ -361,6 +462,9 @@ fn copy(
     if let Some(tail) = plan.map(|p| &p.tail).filter(|t| !t.is_empty()) {
         cancel.check()?;
         hasher.update(tail);
+        if let Some(d) = digests.as_mut() {
+            d.feed(copy_len, tail);
+        }
         sink.write_all(tail, cancel)
             .map_err(|e| sink_error(cancel, out, sink.written(), e))?;
         progress(Progress {
@@ -369,7 +473,49 @@ fn copy(
             bytes_total: Some(total),
         });
     }
-    Ok(to_hex(&hasher.finalize()))
+    if let (Some(map), Some(d)) = (map, digests) {
+        d.finish(map);
+    }
+    Ok((
+        to_hex(&hasher.finalize()),
+        read_bytes.load(std::sync::atomic::Ordering::Relaxed),
+    ))
+}
+
+/// The SHA-256 of each range of a map, computed as the image streams past.
+struct RangeDigests {
+    /// Each range's bytes (start, end).
+    spans: Vec<(u64, u64)>,
+    hashers: Vec<Sha256>,
+}
+
+impl RangeDigests {
+    fn new(map: &Bmap) -> RangeDigests {
+        RangeDigests {
+            spans: map.byte_ranges(),
+            hashers: vec![Sha256::new(); map.ranges.len()],
+        }
+    }
+
+    /// The image's bytes `offset..offset + data.len()`.
+    fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        let first = self.spans.partition_point(|&(_, b)| b <= offset);
+        for (i, &(a, b)) in self.spans.iter().enumerate().skip(first) {
+            if a >= end {
+                break;
+            }
+            let (from, to) = (a.max(offset), b.min(end));
+            self.hashers[i].update(&data[(from - offset) as usize..(to - offset) as usize]);
+        }
+    }
+
+    fn finish(self, map: &mut Bmap) {
+        map.checksum = Some(crate::bmap::RangeChecksum::Sha256);
+        for (range, hasher) in map.ranges.iter_mut().zip(self.hashers) {
+            range.digest = Some(hasher.finalize().to_vec());
+        }
+    }
 }
 
 type Chunk = Result<(AlignedBuf, usize, u64), Error>;
@@ -382,6 +528,7 @@ fn consume(
     copy_len: u64,
     total: u64,
     hasher: &mut Sha256,
+    mut digests: Option<&mut RangeDigests>,
     sink: &mut Sink,
     out: &Path,
     cancel: &CancelToken,
@@ -395,6 +542,9 @@ fn consume(
             plan.patch(offset, &mut buf[..got]);
         }
         hasher.update(&buf[..got]);
+        if let Some(d) = digests.as_deref_mut() {
+            d.feed(offset, &buf[..got]);
+        }
         sink.write_all(&buf[..got], cancel)
             .map_err(|e| sink_error(cancel, out, sink.written(), e))?;
         done += got as u64;
@@ -641,6 +791,22 @@ impl Counting {
     fn new(file: File) -> Counting {
         Counting { file, written: 0 }
     }
+
+    /// Writes `data`, leaving holes where whole 64 KiB blocks are zeros (a raw backup's
+    /// unused space takes no room).
+    fn write_sparse(&mut self, data: &[u8]) -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        const HOLE: usize = 64 << 10;
+        for block in data.chunks(HOLE) {
+            if block.len() == HOLE && block.iter().all(|&b| b == 0) {
+                self.file.seek(SeekFrom::Current(HOLE as i64))?;
+                self.written += HOLE as u64;
+            } else {
+                self.write_all(block)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Write for Counting {
@@ -761,7 +927,7 @@ impl Sink {
     /// Feeds `data` to the encoder; a cancel stops a long wait on the encoder's threads.
     fn write_all(&mut self, data: &[u8], cancel: &CancelToken) -> io::Result<()> {
         match self {
-            Sink::Raw(w) => w.write_all(data),
+            Sink::Raw(w) => w.write_sparse(data),
             Sink::Zstd(w) => w.write_all(data),
             Sink::Xz(w) => w.write_all(data, cancel),
             Sink::Gzip(w) => w.write_all(data),
@@ -780,7 +946,11 @@ impl Sink {
     /// Ends the stream, flushes the file to the medium, returns its length.
     fn finish(self, cancel: &CancelToken) -> io::Result<u64> {
         let out = match self {
-            Sink::Raw(w) => w,
+            Sink::Raw(w) => {
+                // Zeros at the end were skipped: the file still has the image's length.
+                w.file.set_len(w.written)?;
+                w
+            }
             Sink::Zstd(w) => w.finish()?,
             Sink::Xz(w) => w.finish(cancel)?,
             Sink::Gzip(w) => w.finish()?,
@@ -897,6 +1067,7 @@ mod tests {
         let options = ReadOptions {
             force: true,
             allocated_only: false,
+            used_only: false,
             owner: None,
         };
         let err = read_from(
@@ -932,6 +1103,7 @@ mod tests {
         let options = ReadOptions {
             force: true,
             allocated_only: false,
+            used_only: false,
             owner: None,
         };
         let err = read(&card, &out, &options, &cancel, &mut |p| {

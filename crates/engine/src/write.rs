@@ -185,7 +185,7 @@ fn write_and_verify(
 
 /// The parts of the chunk at `offset` (`len` bytes) to write, as `(start, end)` within
 /// it: all of it without a map, else where it meets the map's ranges.
-fn pieces(map: Option<&Bmap>, offset: u64, len: usize) -> Vec<(usize, usize)> {
+pub(crate) fn pieces(map: Option<&Bmap>, offset: u64, len: usize) -> Vec<(usize, usize)> {
     let Some(map) = map else {
         return vec![(0, len)];
     };

@@ -54,6 +54,13 @@ Exit codes:
   130  cancelled (Ctrl-C)";
 
 const READ_HELP: &str = "\
+Used blocks only: the blocks the card's filesystems use are read (ext2/3/4 bitmaps, FAT
+tables, swap headers; the partition table and the first MiB always; another or damaged
+filesystem whole); the rest of the image is zeros, a hole in a raw file and almost
+nothing compressed. OUTPUT.bmap (bmaptool's format 2.0, each range with its SHA-256) is
+written beside it, named without a compression suffix, where bmaptool looks for it.
+--all-blocks reads every block.
+
 The extension of OUTPUT picks the format: .img (raw), .img.zst (zstd, multi-threaded),
 .img.xz (xz, multi-threaded and multi-block), .img.gz (gzip). OUTPUT.sha256 holds the
 SHA-256 of the uncompressed image in sha256sum format. The image is written under a
@@ -199,9 +206,12 @@ struct ReadArgs {
     /// fits a smaller card
     #[arg(long)]
     allocated_only: bool,
-    /// Replace an existing output file (and its .sha256)
+    /// Replace an existing output file (and its .sha256 and .bmap)
     #[arg(long)]
     force: bool,
+    /// Read every block of the card, not only those its filesystems use
+    #[arg(long)]
+    all_blocks: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -459,6 +469,7 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
         output: args.output,
         allocated_only: args.allocated_only,
         force: args.force,
+        all_blocks: args.all_blocks,
         confirmed: None,
     };
     let report = job.run(cancel, reporter)?;

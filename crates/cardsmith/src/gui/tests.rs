@@ -382,6 +382,7 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
         output: dir.path().join("b.img"),
         allocated_only: false,
         force: false,
+        all_blocks: false,
         confirmed: None,
     };
     app.screen = Screen::Progress(screen::progress::State::new(
@@ -643,6 +644,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
             output: PathBuf::from(&read.output),
             allocated_only: true,
             force: false,
+            all_blocks: false,
             confirmed: Some(drive.identity()),
         }
     );
@@ -658,6 +660,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
         output: out.clone(),
         allocated_only: false,
         force: false,
+        all_blocks: false,
         confirmed: None,
     };
     let updates = window_job(Job::Read(job.clone()), None);

@@ -20,8 +20,10 @@ pub struct ReadJob {
     pub output: PathBuf,
     /// Only up to the end of the last partition.
     pub allocated_only: bool,
-    /// Replace an existing output file (and its .sha256).
+    /// Replace an existing output file (and its .sha256 and .bmap).
     pub force: bool,
+    /// Read every block, not only those the card's filesystems use.
+    pub all_blocks: bool,
     /// The drive the user chose, and no other (the window's choice).
     pub confirmed: Option<Identity>,
 }
@@ -40,6 +42,12 @@ pub struct ReadReport {
     pub allocated_only: bool,
     pub table: Option<&'static str>,
     pub partitions_end: Option<u64>,
+    /// Bytes read from the card.
+    pub bytes_read: u64,
+    /// Bytes not read (unused by the card's filesystems), zeros in the image.
+    pub bytes_skipped: u64,
+    /// The block map written beside the image.
+    pub bmap_file: Option<PathBuf>,
 }
 
 impl ReadReport {
@@ -64,6 +72,16 @@ impl ReadReport {
                 units::bytes(end),
                 units::bytes(self.source_bytes)
             );
+        }
+        if self.bytes_skipped > 0 {
+            summary += &format!(
+                ".\nRead the {} its filesystems use; {} unused, zeros in the image",
+                units::bytes(self.bytes_read),
+                units::bytes(self.bytes_skipped)
+            );
+        }
+        if let Some(bmap) = &self.bmap_file {
+            summary += &format!(" (block map: {})", bmap.display());
         }
         summary += &format!(
             ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
@@ -110,6 +128,7 @@ impl ReadJob {
         let options = engine::ReadOptions {
             force: self.force,
             allocated_only: self.allocated_only,
+            used_only: !self.all_blocks,
             owner: invoking_user(),
         };
         let report = engine::read(&source, &self.output, &options, cancel, &mut |p| {
@@ -127,6 +146,9 @@ impl ReadJob {
             allocated_only: self.allocated_only,
             table: report.allocated.map(|(t, _)| t.name()),
             partitions_end: report.allocated.map(|(_, end)| end),
+            bytes_read: report.read_bytes,
+            bytes_skipped: report.bytes.saturating_sub(report.read_bytes),
+            bmap_file: report.bmap_file,
         })
     }
 }

@@ -85,6 +85,7 @@ impl State {
             output: PathBuf::from(output),
             allocated_only: self.allocated_only,
             force: false,
+            all_blocks: false,
             confirmed: Some(drive.identity()),
         })
     }
