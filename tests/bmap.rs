@@ -394,3 +394,60 @@ fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_compressed_image_without_a_map_skips_what_its_metadata_said_was_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, files) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    run(Command::new("xz").args(["-k", "-T2"]).arg(&image));
+    let xz = dir.path().join("os.img.xz");
+    // The full map, from the raw image, for the check below (not beside the .xz).
+    let map_out = cardsmith(&[
+        "bmap",
+        image.to_str().unwrap(),
+        dir.path().join("full.bmap").to_str().unwrap(),
+    ]);
+    assert!(map_out.status.success(), "{}", stderr(&map_out));
+    let used = mapped_ranges(&fs::read_to_string(dir.path().join("full.bmap")).unwrap());
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        xz.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = json_lines(&out).pop().unwrap();
+    let written = result["bytes_written"].as_u64().unwrap();
+    assert!(
+        written < size / 2,
+        "metadata came before the data it describes: {result}"
+    );
+    assert_eq!(result["bytes_verified"], written);
+    assert_eq!(
+        result["block_map"],
+        "the image's filesystems, as it streamed"
+    );
+    drop(dev);
+    check_copy(dir.path(), &backing, &files);
+    // Every used block was written (the card equals the image there); what was skipped
+    // still holds 0xAA and lies outside the used ranges.
+    let card = fs::read(&backing).unwrap();
+    let src = fs::read(&image).unwrap();
+    for &(a, b) in &used {
+        assert!(
+            card[a as usize..b as usize] == src[a as usize..b as usize],
+            "used bytes {a}..{b}"
+        );
+    }
+    let skipped = card[..size as usize]
+        .chunks(4096)
+        .filter(|c| c.iter().all(|&x| x == 0xAA))
+        .count();
+    assert!(
+        skipped as u64 * 4096 >= size - written,
+        "{skipped} blocks untouched"
+    );
+}

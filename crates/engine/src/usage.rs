@@ -157,12 +157,20 @@ fn partition(
         }
         read(start + offset, want)
     };
-    let found = match ext(&mut at, len)? {
-        Some(found) => Some((Filesystem::Ext, found)),
-        None => match fat(&mut at, len)? {
-            Some((bits, found)) => Some((Filesystem::Fat(bits), found)),
-            None => swap(&mut at)?.map(|found| (Filesystem::Swap, found)),
-        },
+    let looked = (|| -> Result<_, Error> {
+        Ok(match ext(&mut at, len)? {
+            Some(found) => Some((Filesystem::Ext, found)),
+            None => match fat(&mut at, len)? {
+                Some((bits, found)) => Some((Filesystem::Fat(bits), found)),
+                None => swap(&mut at)?.map(|found| (Filesystem::Swap, found)),
+            },
+        })
+    })();
+    let found = match looked {
+        Ok(found) => found,
+        // Streaming: its metadata has not come past yet; all of it counts for now.
+        Err(e) if is_not_yet(&e) => Some((Filesystem::Other, Err("not seen yet".to_owned()))),
+        Err(e) => return Err(e),
     };
     let whole = vec![(start, start + len)];
     let (filesystem, ranges, note) = match found {
@@ -187,6 +195,178 @@ fn partition(
         note,
     };
     Ok((part, ranges))
+}
+
+/// The error a streaming reader gives for bytes that have not come past yet (or went past
+/// unkept): what depends on them counts as used.
+fn not_yet(offset: u64) -> Error {
+    Error::read(
+        "the image as it streams",
+        offset,
+        std::io::Error::from(std::io::ErrorKind::WouldBlock),
+    )
+}
+
+fn is_not_yet(e: &Error) -> bool {
+    matches!(e, Error::Read { source, .. } if source.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+/// The allocation map of an image as it streams past, for a write without a map: what
+/// the partition table and the filesystems' metadata say, as far as they have come by.
+/// Bytes count as unused only when metadata already seen says so; anything not yet known
+/// counts as used. The metadata wanted is kept as it passes (a few MiB at most: bitmaps,
+/// descriptors, FATs); nothing else is.
+pub(crate) struct StreamMap {
+    /// The image's size, when known (else the largest a table may claim).
+    size: u64,
+    /// Bytes asked for by the parsers, by (offset, length), and what has come of them.
+    kept: std::collections::BTreeMap<(u64, usize), Vec<u8>>,
+    /// Asked for and not yet complete: (offset, length).
+    wanted: Vec<(u64, usize)>,
+    /// Asked for after they had gone past: can never be had.
+    lost: std::collections::BTreeSet<(u64, usize)>,
+    /// The latest map, and whether new metadata arrived since.
+    map: Option<Usage>,
+    fresh: bool,
+    /// The chunk just fed, which also answers what is asked for while it is here.
+    current: Option<(u64, Vec<u8>)>,
+}
+
+impl StreamMap {
+    pub(crate) fn new(size: Option<u64>) -> StreamMap {
+        StreamMap {
+            size: size.unwrap_or(u64::MAX / 2),
+            kept: Default::default(),
+            wanted: Vec::new(),
+            lost: Default::default(),
+            map: None,
+            fresh: true,
+            current: None,
+        }
+    }
+
+    /// The image's bytes at `offset`, as they stream past, in order.
+    pub(crate) fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        let mut done = Vec::new();
+        for (i, &(at, len)) in self.wanted.iter().enumerate() {
+            let want_end = at + len as u64;
+            if want_end <= offset || at >= end {
+                continue;
+            }
+            let buf = self.kept.entry((at, len)).or_insert_with(|| vec![0; len]);
+            let (from, to) = (at.max(offset), want_end.min(end));
+            buf[(from - at) as usize..(to - at) as usize]
+                .copy_from_slice(&data[(from - offset) as usize..(to - offset) as usize]);
+            if want_end <= end {
+                done.push(i);
+            }
+        }
+        if !done.is_empty() {
+            for i in done.into_iter().rev() {
+                self.wanted.swap_remove(i);
+            }
+            self.fresh = true;
+        }
+        // The current chunk can also answer what is asked for while it is here.
+        self.current = Some((offset, data.to_vec()));
+    }
+
+    /// The parts of the chunk at `offset` (`len` bytes, just fed) to write, as
+    /// `(start, end)` within it: all but what is known to be unused, in whole 4 KiB
+    /// blocks.
+    pub(crate) fn pieces(&mut self, offset: u64, len: usize) -> Vec<(usize, usize)> {
+        if self.fresh {
+            self.fresh = false;
+            self.refresh();
+        }
+        self.current = None;
+        let Some(map) = &self.map else {
+            return vec![(0, len)];
+        };
+        let end = offset + len as u64;
+        let block = crate::bmap::BMAP_BLOCK;
+        let first = map.ranges.partition_point(|&(_, b)| b <= offset);
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for &(a, b) in map.ranges[first..].iter().take_while(|&&(a, _)| a < end) {
+            // Out to whole blocks: a block holding any used byte is written.
+            let a = (a / block * block).max(offset);
+            let b = b.div_ceil(block).saturating_mul(block).min(end);
+            let (a, b) = ((a - offset) as usize, (b - offset) as usize);
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
+    }
+
+    /// Works the map out again from what has been kept.
+    fn refresh(&mut self) {
+        let current = self.current.take();
+        let kept = &self.kept;
+        let wanted = &self.wanted;
+        let lost = &self.lost;
+        let mut asked = Vec::new();
+        // What the chunk here answered is kept too: the next refresh asks for it again.
+        let mut served = Vec::new();
+        let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
+            // Kept and complete (a wanted entry is still filling).
+            if let Some(bytes) = kept
+                .get(&(offset, len))
+                .filter(|_| !wanted.contains(&(offset, len)))
+            {
+                return Ok(bytes.clone());
+            }
+            if let Some((at, data)) = &current {
+                let end = at + data.len() as u64;
+                if offset >= *at && offset + len as u64 <= end {
+                    let from = (offset - at) as usize;
+                    let bytes = data[from..from + len].to_vec();
+                    served.push(((offset, len), bytes.clone()));
+                    return Ok(bytes);
+                }
+            }
+            if !lost.contains(&(offset, len)) {
+                asked.push((offset, len));
+            }
+            Err(not_yet(offset))
+        };
+        self.map = usage(&mut read, self.size, 512).ok();
+        self.kept.extend(served);
+        self.current = current;
+        // What was asked for and is still ahead is kept as it comes; what is behind (or
+        // only partly here) can never be had whole, unless the chunk now here holds it.
+        let seen_end = self
+            .current
+            .as_ref()
+            .map_or(0, |(at, d)| at + d.len() as u64);
+        for (offset, len) in asked {
+            if self.kept.contains_key(&(offset, len)) || self.wanted.contains(&(offset, len)) {
+                continue;
+            }
+            if offset + len as u64 <= seen_end
+                && self.current.as_ref().is_none_or(|(at, _)| offset < *at)
+            {
+                self.lost.insert((offset, len));
+                continue;
+            }
+            let mut buf = vec![0; len];
+            if let Some((at, data)) = &self.current {
+                let end = at + data.len() as u64;
+                if offset < *at {
+                    self.lost.insert((offset, len));
+                    continue;
+                }
+                if offset < end {
+                    let n = (end - offset) as usize;
+                    buf[..n].copy_from_slice(&data[(offset - at) as usize..]);
+                }
+            }
+            self.kept.insert((offset, len), buf);
+            self.wanted.push((offset, len));
+        }
+    }
 }
 
 /// Sorts ranges, joins those that touch or overlap, and clips them to `size`.
@@ -449,7 +629,15 @@ fn ext_used(at: &mut PartRead<'_>, sb: &[u8], len: u64) -> Result<Found, Error> 
             }
             continue;
         }
-        let bits = at(bitmap * bs, bs as usize)?;
+        let bits = match at(bitmap * bs, bs as usize) {
+            // Streaming: this group's bitmap has not come past yet. What is known holds;
+            // from this group on everything counts, until it has.
+            Err(e) if is_not_yet(&e) => {
+                used.push((start, blocks));
+                break;
+            }
+            other => other?,
+        };
         if bits.len() < bs as usize {
             return Ok(Err(format!("group {g}'s block bitmap is cut short")));
         }
@@ -719,5 +907,51 @@ mod tests {
             assert!(map.touches(0, 1), "round {round}");
             assert!(map.ranges.iter().all(|&(a, b)| a < b && b <= 4 << 20));
         }
+    }
+
+    /// Streamed in 4 MiB chunks, an OS-like image (1 KiB-block ext4 with flex_bg, whose
+    /// second flex group's bitmaps lie 128 MiB in) is written wherever the full map says
+    /// a byte is used, and skips most of its free space.
+    #[test]
+    fn a_streamed_map_writes_every_used_byte() {
+        let dir = std::env::temp_dir().join(format!("cardsmith-stream-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("root/srv")).unwrap();
+        std::fs::write(dir.join("root/srv/data"), vec![7u8; 3 << 20]).unwrap();
+        let image = dir.join("os.img");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
+        let made = std::process::Command::new(script)
+            .arg(&image)
+            .args(["64", "200"])
+            .arg(dir.join("root"))
+            .status()
+            .expect("scripts/os-image (mtools, dosfstools, e2fsprogs, fdisk)");
+        assert!(made.success());
+        let data = std::fs::read(&image).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let size = data.len() as u64;
+        let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
+            let start = (offset as usize).min(data.len());
+            Ok(data[start..(start + len).min(data.len())].to_vec())
+        };
+        let full = usage(&mut read, size, 512).unwrap();
+        let mut stream = StreamMap::new(Some(size));
+        let mut written = Vec::new();
+        for (i, chunk) in data.chunks(4 << 20).enumerate() {
+            let at = (i * (4 << 20)) as u64;
+            stream.feed(at, chunk);
+            for (a, b) in stream.pieces(at, chunk.len()) {
+                written.push((at + a as u64, at + b as u64));
+            }
+        }
+        let written = merge(written, size);
+        for &(a, b) in &full.ranges {
+            let i = written.partition_point(|&(_, e)| e <= a);
+            assert!(
+                written.get(i).is_some_and(|&(s, e)| s <= a && e >= b),
+                "used bytes {a}..{b} were not written"
+            );
+        }
+        let total: u64 = written.iter().map(|(a, b)| b - a).sum();
+        assert!(total < size / 2, "{total} of {size} written");
     }
 }

@@ -33,6 +33,9 @@ pub struct WriteOptions {
     /// what it held. Its ranges' checksums, when it has them, are checked before the
     /// first chunk is committed.
     pub map: Option<Bmap>,
+    /// Without a map: work one out from the image's partition table and filesystem
+    /// metadata as they stream past, and skip what it already knows to be unused.
+    pub map_as_it_streams: bool,
 }
 
 /// Which bytes the expected SHA-256 matched.
@@ -152,7 +155,8 @@ fn write_and_verify(
         bytes_done: written.len,
         bytes_total: Some(written.len),
     });
-    for (start, end) in pieces(options.map.as_ref(), 0, written.first_len) {
+    let first_parts = written.parts.first().cloned().unwrap_or_default();
+    for (start, end) in first_parts {
         target.write_at(&written.first[start..end], start as u64)?;
     }
     target.ensure_len(written.len)?;
@@ -161,12 +165,12 @@ fn write_and_verify(
     let mut verified_bytes = 0;
     if options.verify {
         target.drop_cache();
-        let bad_chunk = read_back(target, &mut written, options, cancel, progress)?;
+        let bad_chunk = read_back(target, &mut written, cancel, progress)?;
         verified_bytes = written.written;
         if let Some(index) = bad_chunk {
             // Bytes outside the map are not the image's: only a full image pins it down.
             let reopened = reopen
-                .filter(|_| options.map.is_none())
+                .filter(|_| options.map.is_none() && !options.map_as_it_streams)
                 .map(|(input, open_as)| Image::open(&input, open_as));
             return Err(locate_mismatch(reopened, target, index, cancel));
         }
@@ -279,6 +283,8 @@ struct Written {
     first_len: usize,
     /// A fast hash of every chunk as written, for the read-back comparison.
     chunk_sums: Vec<u64>,
+    /// The parts of each chunk written (`(start, end)` within it).
+    parts: Vec<Vec<(usize, usize)>>,
     decoded_sha256: Option<[u8; 32]>,
     stored_sha256: Option<[u8; 32]>,
 }
@@ -291,6 +297,7 @@ fn write_stream(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Written, Error> {
     let total = image.size().map(|s| s.bytes);
+    let image_exact = image.size().is_some_and(|s| s.kind == SizeKind::Exact);
     let raw = image.format() == Format::Raw;
     let want_stored = options.expected_sha256.is_some() || options.stored_sha256.is_some();
     let want_sha256 = want_stored || options.image_sha256.is_some();
@@ -299,12 +306,15 @@ fn write_stream(
     let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
     let map = options.map.as_ref();
     let mut checks = map.map(RangeCheck::new);
+    let mut streaming = (map.is_none() && options.map_as_it_streams)
+        .then(|| crate::usage::StreamMap::new(total.filter(|_| image_exact)));
     let mut written = Written {
         len: 0,
         written: 0,
         first: AlignedBuf::new(CHUNK),
         first_len: 0,
         chunk_sums: Vec::new(),
+        parts: Vec::new(),
         decoded_sha256: None,
         stored_sha256: None,
     };
@@ -319,7 +329,13 @@ fn write_stream(
                     target: capacity,
                 });
             }
-            let parts = pieces(map, chunk.offset, chunk.len);
+            let parts = match &mut streaming {
+                Some(stream) => {
+                    stream.feed(chunk.offset, chunk.data());
+                    stream.pieces(chunk.offset, chunk.len)
+                }
+                None => pieces(map, chunk.offset, chunk.len),
+            };
             let mut sum = xxhash_rust::xxh3::Xxh3::new();
             for &(a, b) in &parts {
                 let data = &chunk.data()[a..b];
@@ -333,6 +349,7 @@ fn write_stream(
                 }
             }
             written.chunk_sums.push(sum.digest());
+            written.parts.push(parts);
             if chunk.offset == 0 {
                 written.first[..chunk.len].copy_from_slice(chunk.data());
                 written.first_len = chunk.len;
@@ -443,7 +460,6 @@ fn check_sha256(expected: [u8; 32], written: &Written) -> Result<ChecksumMatch, 
 fn read_back(
     target: &Target,
     written: &mut Written,
-    options: &WriteOptions,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Option<usize>, Error> {
@@ -452,9 +468,8 @@ fn read_back(
         cancel.check()?;
         let offset = (index * CHUNK) as u64;
         let len = (written.len - offset).min(CHUNK as u64) as usize;
-        let parts = pieces(options.map.as_ref(), offset, len);
         let mut sum = xxhash_rust::xxh3::Xxh3::new();
-        for (a, b) in parts {
+        for &(a, b) in &written.parts[index] {
             // Each part starts on a block boundary, so the aligned buffer serves as it is.
             let got = target.read_at(buf, b - a, offset + a as u64)?;
             if got < b - a {

@@ -42,7 +42,9 @@ or --bmap FILE) or, for a raw image, its own filesystems (ext2/3/4 bitmaps, FAT 
 swap headers; the partition table and the first MiB always), every byte any filesystem in
 the image uses is written and verified, and the rest of the card keeps what it held, as
 with bmaptool. Another or damaged filesystem is written whole. A compressed or downloaded
-image without a map is written whole. The whole image's SHA-256 is checked as always.
+image without a map gets one as it streams past: a range is skipped only when metadata
+already seen (the partition table, ext4 bitmaps, FATs) says it is unused, and anything
+not yet known is written. The whole image's SHA-256 is checked as always.
 --all-blocks writes every block.
 
 Exit codes:

@@ -250,6 +250,8 @@ impl WriteJob {
         } = planned;
         let block_map = self.block_map(&image, run)?;
         options.map = block_map.as_ref().map(|(map, _)| map.clone());
+        // No map to be had before writing: one is worked out as the image streams past.
+        options.map_as_it_streams = block_map.is_none() && self.blocks == Blocks::Used;
         let input = image.input().to_string();
         let opened = self.open_target(&image, run)?;
         let is_device = opened.drive.is_some();
@@ -329,7 +331,10 @@ impl WriteJob {
             bytes_written: report.written,
             bytes_skipped: report.bytes.saturating_sub(report.written),
             bytes_verified: report.verified_bytes,
-            block_map: block_map.map(|(_, from)| from),
+            block_map: block_map.map(|(_, from)| from).or_else(|| {
+                (options.map_as_it_streams && report.written < report.bytes)
+                    .then(|| "the image's filesystems, as it streamed".to_owned())
+            }),
             settings,
         })
     }
