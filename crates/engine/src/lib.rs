@@ -56,5 +56,5 @@ pub use scratch::{unpack, Unpacked};
 pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};
 pub use usage::{usage_of, usage_of_file, Filesystem, PartUsage, Usage};
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_blocks, Blocks as VerifyBlocks, VerifyReport};
 pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};

@@ -1,6 +1,7 @@
 //! Comparing an image with what is on a target, byte for byte, reading the target with
 //! O_DIRECT so the page cache cannot answer for the medium.
 
+use crate::bmap::Bmap;
 use crate::buffer::AlignedBuf;
 use crate::image::Image;
 use crate::pipeline::{Decoding, CHUNK};
@@ -11,8 +12,10 @@ use crate::Error;
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Bytes compared: the whole decoded image.
+    /// The decoded image's length.
     pub bytes: u64,
+    /// Bytes compared: all of `bytes`, or with a map the mapped ones.
+    pub compared: u64,
     /// Whether the target was read with O_DIRECT (otherwise its cache was dropped first).
     pub bypassed_cache: bool,
 }
@@ -25,9 +28,42 @@ pub fn verify(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VerifyReport, Error> {
-    let bytes = compare(image, target, 0, cancel, progress)?;
+    verify_blocks(image, target, Blocks::All, cancel, progress)
+}
+
+/// Which bytes a verification compares.
+pub enum Blocks<'a> {
+    /// Every byte of the image.
+    All,
+    /// Those the map names (a card written with it keeps other bytes).
+    Map(&'a Bmap),
+    /// Those the image's own metadata says are used, worked out as it streams past.
+    AsItStreams,
+}
+
+/// Compares the decoded `image` with `target` where `blocks` says.
+pub fn verify_blocks(
+    image: Image,
+    target: &Target,
+    blocks: Blocks<'_>,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<VerifyReport, Error> {
+    if let (Blocks::Map(map), Some(size)) = (&blocks, image.size()) {
+        if size.kind == crate::size::SizeKind::Exact && size.bytes != map.image_size {
+            return Err(Error::Bmap {
+                what: "given".into(),
+                detail: format!(
+                    "it is for an image of {} bytes, and this image has {}",
+                    map.image_size, size.bytes
+                ),
+            });
+        }
+    }
+    let (bytes, compared) = compare_blocks(image, target, 0, blocks, cancel, progress)?;
     Ok(VerifyReport {
         bytes,
+        compared,
         bypassed_cache: target.reads_bypass_cache(),
     })
 }
@@ -57,26 +93,54 @@ pub(crate) fn compare(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<u64, Error> {
+    compare_blocks(image, target, skip, Blocks::All, cancel, progress).map(|(len, _)| len)
+}
+
+/// [`compare`] where `blocks` says; returns the image's length and the bytes compared.
+fn compare_blocks(
+    image: Image,
+    target: &Target,
+    skip: u64,
+    blocks: Blocks<'_>,
+    cancel: &CancelToken,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(u64, u64), Error> {
     let total = image.size().map(|s| s.bytes);
+    let exact = image
+        .size()
+        .is_some_and(|s| s.kind == crate::size::SizeKind::Exact);
     let decoding = Decoding::start(image, false, skip, cancel);
     let mut theirs = AlignedBuf::new(CHUNK);
+    let mut stream = matches!(blocks, Blocks::AsItStreams)
+        .then(|| crate::usage::StreamMap::new(total.filter(|_| exact)));
+    let mut compared = 0u64;
     let outcome = (|| {
         while let Some(chunk) = decoding.next()? {
-            let got = target.read_at(&mut theirs, chunk.len, chunk.offset)?;
-            if let Some(i) = first_difference(chunk.data(), &theirs[..got]) {
-                return Err(mismatch_at(
-                    target,
-                    chunk.offset + i as u64,
-                    "the content differs",
-                ));
-            }
-            if got < chunk.len {
-                let end = chunk.offset + got as u64;
-                return Err(mismatch_at(
-                    target,
-                    end,
-                    "the target ends before the image does",
-                ));
+            let parts = match (&blocks, &mut stream) {
+                (_, Some(stream)) => {
+                    stream.feed(chunk.offset, chunk.data());
+                    stream.pieces(chunk.offset, chunk.len)
+                }
+                (Blocks::Map(map), None) => {
+                    crate::write::pieces(Some(map), chunk.offset, chunk.len)
+                }
+                _ => vec![(0, chunk.len)],
+            };
+            for (a, b) in parts {
+                let at = chunk.offset + a as u64;
+                let got = target.read_at(&mut theirs, b - a, at)?;
+                if let Some(i) = first_difference(&chunk.data()[a..b], &theirs[..got]) {
+                    return Err(mismatch_at(target, at + i as u64, "the content differs"));
+                }
+                if got < b - a {
+                    let end = at + got as u64;
+                    return Err(mismatch_at(
+                        target,
+                        end,
+                        "the target ends before the image does",
+                    ));
+                }
+                compared += (b - a) as u64;
             }
             progress(Progress {
                 phase: Phase::Verify,
@@ -91,6 +155,17 @@ pub(crate) fn compare(
     if len == 0 {
         return Err(Error::EmptyImage);
     }
+    if let Blocks::Map(map) = &blocks {
+        if len != map.image_size {
+            return Err(Error::Bmap {
+                what: "given".into(),
+                detail: format!(
+                    "it is for an image of {} bytes, and this image has {len}",
+                    map.image_size
+                ),
+            });
+        }
+    }
     if let (TargetKind::File, Some(file_len)) = (target.kind(), target.size()) {
         if file_len > len {
             return Err(mismatch_at(
@@ -100,7 +175,7 @@ pub(crate) fn compare(
             ));
         }
     }
-    Ok(len)
+    Ok((len, compared))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::job::{
-    self, Blocks, Destination, EraseJob, Failure, Left, ReadJob, Run, Source, WriteJob,
+    self, Blocks, Destination, EraseJob, Failure, Left, MapChoice, ReadJob, Run, Source, WriteJob,
     EXIT_CANCELLED,
 };
 use report::{Reporter, Said};
@@ -225,6 +225,13 @@ struct VerifyArgs {
     image: String,
     /// The block device or file to compare with the image
     target: PathBuf,
+    /// Compare only the blocks this block map names (default: as write: IMAGE.bmap beside
+    /// the image, else what the image's filesystems use)
+    #[arg(long, value_name = "FILE", conflicts_with = "all_blocks")]
+    bmap: Option<PathBuf>,
+    /// Compare every byte of the image, used or not
+    #[arg(long)]
+    all_blocks: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -431,13 +438,34 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     let image = Image::open(&input, OpenAs::Detect)?;
     let target = Target::open_for_read(&args.target)?;
     ctrl_c_cancels(true);
+    let blocks = match (&args.bmap, args.all_blocks) {
+        (Some(file), _) => Blocks::Bmap(file.clone()),
+        (None, true) => Blocks::All,
+        (None, false) => Blocks::Used,
+    };
     let mut run = Run::new(reporter, Left::Untouched);
-    let report = engine::verify(image, &target, cancel, &mut |p| run.progress(p))?;
-    let summary = format!(
-        "{} matches {input}: {} compared.",
-        target.path().display(),
-        units::bytes(report.bytes)
-    );
+    let choice = job::choose_map(&image, &blocks, &mut run)?;
+    let which = match &choice {
+        MapChoice::Map(map, _) => engine::VerifyBlocks::Map(map),
+        MapChoice::AsItStreams => engine::VerifyBlocks::AsItStreams,
+        MapChoice::All => engine::VerifyBlocks::All,
+    };
+    let report = engine::verify_blocks(image, &target, which, cancel, &mut |p| run.progress(p))?;
+    let summary = if report.compared < report.bytes {
+        format!(
+            "{} matches {input} in every block its filesystems use: {} compared, {} unused \
+             left out.",
+            target.path().display(),
+            units::bytes(report.compared),
+            units::bytes(report.bytes - report.compared)
+        )
+    } else {
+        format!(
+            "{} matches {input}: {} compared.",
+            target.path().display(),
+            units::bytes(report.bytes)
+        )
+    };
     reporter.success(
         Said::Note(&summary),
         json!({
@@ -445,6 +473,7 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
             "image": input.to_string(),
             "target": target.path(),
             "bytes": report.bytes,
+            "bytes_compared": report.compared,
             "bypassed_cache": report.bypassed_cache,
         }),
     );

@@ -27,7 +27,7 @@ pub use drive::{open_drive, Incoming, Needed, Permission};
 pub use erase::EraseJob;
 pub use read::ReadJob;
 pub use source::{cache_notes, catalog_hashes, open_arg, open_cache};
-pub use write::{Blocks, Destination, Source, WriteJob};
+pub use write::{choose_map, Blocks, Destination, MapChoice, Source, WriteJob};
 
 /// Where a job's events and questions go.
 pub trait Sink {

@@ -248,10 +248,14 @@ impl WriteJob {
             cache,
             scratch: _scratch, // a zip downloaded into a scratch directory outlives the write
         } = planned;
-        let block_map = self.block_map(&image, run)?;
-        options.map = block_map.as_ref().map(|(map, _)| map.clone());
+        let choice = choose_map(&image, &self.blocks, run)?;
         // No map to be had before writing: one is worked out as the image streams past.
-        options.map_as_it_streams = block_map.is_none() && self.blocks == Blocks::Used;
+        options.map_as_it_streams = choice == MapChoice::AsItStreams;
+        let block_map = match choice {
+            MapChoice::Map(map, from) => Some((map, from)),
+            _ => None,
+        };
+        options.map = block_map.as_ref().map(|(map, _)| map.clone());
         let input = image.input().to_string();
         let opened = self.open_target(&image, run)?;
         let is_device = opened.drive.is_some();
@@ -337,64 +341,6 @@ impl WriteJob {
             }),
             settings,
         })
-    }
-
-    /// The block map to write with, and where it came from; `None`: every block.
-    fn block_map(
-        &self,
-        image: &Image,
-        run: &mut Run<'_>,
-    ) -> Result<Option<(Bmap, String)>, Failure> {
-        let read_map = |path: &Path| -> Result<Bmap, Failure> {
-            let data = std::fs::read(path).map_err(|e| {
-                Failure::Refused(format!("cannot read the block map {}: {e}", path.display()))
-            })?;
-            Ok(Bmap::parse(&data, &path.display().to_string())?)
-        };
-        let local = match image.input() {
-            Input::Path(path) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => {
-                Some(path.clone())
-            }
-            _ => None,
-        };
-        let (map, from) = match &self.blocks {
-            Blocks::All => return Ok(None),
-            Blocks::Bmap(path) => (read_map(path)?, path.display().to_string()),
-            Blocks::Used => match local.as_deref().and_then(bmap_beside) {
-                Some(path) => (read_map(&path)?, path.display().to_string()),
-                None => match local.filter(|_| image.format() == engine::Format::Raw) {
-                    Some(path) => {
-                        let file = std::fs::File::open(&path).map_err(|e| {
-                            Failure::Refused(format!("cannot read {}: {e}", path.display()))
-                        })?;
-                        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-                        let usage =
-                            engine::usage_of_file(&file, size, &path.display().to_string())?;
-                        for part in usage.parts.iter().filter(|p| p.note.is_some()) {
-                            run.event(Event::note(format!(
-                                "Partition at byte {} ({}) is written whole: {}",
-                                part.start,
-                                part.filesystem.name(),
-                                part.note.as_deref().unwrap_or_default()
-                            )));
-                        }
-                        let map = Bmap::from_usage_unhashed(&usage);
-                        if map.mapped_bytes() == map.image_size {
-                            // Nothing to skip: written as it is.
-                            return Ok(None);
-                        }
-                        (map, "the image's filesystems".to_owned())
-                    }
-                    None => return Ok(None),
-                },
-            },
-        };
-        run.event(Event::BlockMap {
-            from: from.clone(),
-            mapped_bytes: map.mapped_bytes(),
-            image_bytes: map.image_size,
-        });
-        Ok(Some((map, from)))
     }
 
     /// Opens the image: a local file, or a download (streamed, cached, or fetched whole
@@ -502,6 +448,72 @@ impl WriteJob {
             unmounted: Vec::new(),
         })
     }
+}
+
+/// Which blocks a write (or verify) of an image moves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MapChoice {
+    /// Those this map names; where it came from.
+    Map(Bmap, String),
+    /// Those the image's metadata says are used, as it streams past.
+    AsItStreams,
+    /// Every block.
+    All,
+}
+
+/// The map for `image` as `blocks` asks: a given `.bmap`, one beside the image, one
+/// worked out from a raw image's filesystems, or (compressed, downloaded) one as it
+/// streams. A map from a file or the image says so through a `block_map` event.
+pub fn choose_map(image: &Image, blocks: &Blocks, run: &mut Run<'_>) -> Result<MapChoice, Failure> {
+    let read_map = |path: &Path| -> Result<Bmap, Failure> {
+        let data = std::fs::read(path).map_err(|e| {
+            Failure::Refused(format!("cannot read the block map {}: {e}", path.display()))
+        })?;
+        Ok(Bmap::parse(&data, &path.display().to_string())?)
+    };
+    let local = match image.input() {
+        Input::Path(path) if std::fs::metadata(path).is_ok_and(|m| m.is_file()) => {
+            Some(path.clone())
+        }
+        _ => None,
+    };
+    let (map, from) = match blocks {
+        Blocks::All => return Ok(MapChoice::All),
+        Blocks::Bmap(path) => (read_map(path)?, path.display().to_string()),
+        Blocks::Used => match local.as_deref().and_then(bmap_beside) {
+            Some(path) => (read_map(&path)?, path.display().to_string()),
+            None => match local.filter(|_| image.format() == engine::Format::Raw) {
+                Some(path) => {
+                    let file = std::fs::File::open(&path).map_err(|e| {
+                        Failure::Refused(format!("cannot read {}: {e}", path.display()))
+                    })?;
+                    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+                    let usage = engine::usage_of_file(&file, size, &path.display().to_string())?;
+                    for part in usage.parts.iter().filter(|p| p.note.is_some()) {
+                        run.event(Event::note(format!(
+                            "Partition at byte {} ({}) is written whole: {}",
+                            part.start,
+                            part.filesystem.name(),
+                            part.note.as_deref().unwrap_or_default()
+                        )));
+                    }
+                    let map = Bmap::from_usage_unhashed(&usage);
+                    if map.mapped_bytes() == map.image_size {
+                        // Nothing to skip: written as it is.
+                        return Ok(MapChoice::AsItStreams);
+                    }
+                    (map, "the image's filesystems".to_owned())
+                }
+                None => return Ok(MapChoice::AsItStreams),
+            },
+        },
+    };
+    run.event(Event::BlockMap {
+        from: from.clone(),
+        mapped_bytes: map.mapped_bytes(),
+        image_bytes: map.image_size,
+    });
+    Ok(MapChoice::Map(map, from))
 }
 
 /// The `.bmap` bmaptool would find for `image`: `IMAGE.bmap`, then with one extension
