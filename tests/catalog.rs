@@ -882,3 +882,100 @@ fn a_web_catalog_cannot_name_local_files_as_icons() {
     assert_eq!(doc["devices"][0]["icon"], server.url("/lists/icons/pi.png"));
     assert_eq!(doc["devices"][1]["icon"], Value::Null);
 }
+
+#[test]
+fn a_catalog_block_map_is_fetched_and_written_by() {
+    let server = Server::start();
+    let bench = Bench::new();
+    let (xz, raw) = demo();
+    // The map, made by bmaptool from the image with its free space turned into holes.
+    let image = bench.path("demo.img");
+    write_file(&image, &raw);
+    tool("fallocate", &["--dig-holes", image.to_str().unwrap()]);
+    let map_path = bench.path("demo.img.bmap");
+    tool(
+        "bmaptool",
+        &[
+            "create",
+            "-o",
+            map_path.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ],
+    );
+    let map = fs::read(&map_path).unwrap();
+    server.serve("/demo.img.xz", xz.clone());
+    server.serve("/demo.img.bmap", map.clone());
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(&catalog_for("Demo", "demo.img.xz", &xz, &raw)).unwrap();
+    doc["os_list"][0]["bmap_url"] = json!("demo.img.bmap");
+    server.serve("/os.json", serde_json::to_vec(&doc).unwrap());
+    let repo = server.url("/os.json");
+    let (backing, dev) = card(&bench, 64 * MIB);
+    let out = bench.run(&[
+        "write",
+        "--os",
+        "Demo",
+        "--repo",
+        &repo,
+        dev.arg(),
+        "--yes",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["block_map"], server.url("/demo.img.bmap"));
+    let written = result["bytes_written"].as_u64().unwrap();
+    assert!(written < raw.len() as u64 / 4, "{result}");
+    assert_eq!(server.requests("/demo.img.bmap").len(), 1);
+    // Where bmaptool's map says data is, the card holds the image; elsewhere still 0xAA.
+    let card = fs::read(&backing).unwrap();
+    let text = String::from_utf8_lossy(&map);
+    let mut untouched = 0;
+    let mut mapped = vec![false; raw.len().div_ceil(4096)];
+    for line in text.lines().filter(|l| l.contains("<Range")) {
+        let inner = line
+            .split('>')
+            .nth(1)
+            .unwrap()
+            .split('<')
+            .next()
+            .unwrap()
+            .trim();
+        let (a, b) = inner.split_once('-').unwrap_or((inner, inner));
+        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
+        mapped[a..=b].fill(true);
+    }
+    for (block, is_mapped) in mapped.iter().enumerate() {
+        let at = block * 4096;
+        let end = (at + 4096).min(raw.len());
+        if *is_mapped {
+            assert!(card[at..end] == raw[at..end], "mapped block {block}");
+        } else if card[at..end].iter().all(|&b| b == 0xAA) {
+            untouched += 1;
+        }
+    }
+    assert!(
+        untouched * 4096 >= raw.len() - written as usize - 2 * MIB,
+        "{untouched}"
+    );
+
+    // A map for another image: refused, the card's first MiB zeroed or untouched.
+    let mut other = doc.clone();
+    other["os_list"][0]["bmap_url"] = json!("other.bmap");
+    let small = bench.path("other.img");
+    write_file(&small, &vec![1u8; 8192]);
+    let other_map = bench.path("other.bmap");
+    tool(
+        "bmaptool",
+        &[
+            "create",
+            "-o",
+            other_map.to_str().unwrap(),
+            small.to_str().unwrap(),
+        ],
+    );
+    server.serve("/other.bmap", fs::read(&other_map).unwrap());
+    server.serve("/os.json", serde_json::to_vec(&other).unwrap());
+    let out = bench.run(&["write", "--os", "Demo", "--repo", &repo, dev.arg(), "--yes"]);
+    assert_fails(&out, 1, &["it belongs to another image"]);
+}

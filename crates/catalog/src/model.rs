@@ -87,6 +87,9 @@ pub struct OsEntry {
     pub image_download_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_format: Option<String>,
+    /// A block map (bmaptool's .bmap) of the decompressed image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bmap_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

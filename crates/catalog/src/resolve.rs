@@ -94,6 +94,18 @@ impl Walk<'_> {
             }
             entry.url = Some(location.to_string());
         }
+        if let Some(map) = entry.bmap_url.take() {
+            let location = base.join(&map);
+            if base.may_name(&location) {
+                entry.bmap_url = Some(location.to_string());
+            } else {
+                self.out.notes.push(format!(
+                    "{:?}'s block map is left out: a catalog from the web may not name the \
+                     local file {location}",
+                    entry.name
+                ));
+            }
+        }
         if let Some(children) = &mut entry.subitems {
             self.list(children, base);
             return true;

@@ -248,7 +248,10 @@ impl WriteJob {
             cache,
             scratch: _scratch, // a zip downloaded into a scratch directory outlives the write
         } = planned;
-        let choice = choose_map(&image, &self.blocks, run)?;
+        let choice = match self.catalog_map(run)? {
+            Some(choice) => choice,
+            None => choose_map(&image, &self.blocks, run)?,
+        };
         // No map to be had before writing: one is worked out as the image streams past.
         options.map_as_it_streams = choice == MapChoice::AsItStreams;
         let block_map = match choice {
@@ -341,6 +344,38 @@ impl WriteJob {
             }),
             settings,
         })
+    }
+
+    /// The catalog's block map for the OS (`bmap_url`), when it names one and used blocks
+    /// are asked for. One that cannot be fetched leaves the map to be worked out as the
+    /// image streams; one that does not hold together refuses the write.
+    fn catalog_map(&self, run: &mut Run<'_>) -> Result<Option<MapChoice>, Failure> {
+        let (Blocks::Used, Source::Os(entry)) = (&self.blocks, &self.source) else {
+            return Ok(None);
+        };
+        let Some(url) = entry.bmap_url.as_deref() else {
+            return Ok(None);
+        };
+        let fetcher = cardsmith_catalog::Fetcher {
+            http: Http::new(self.stall_timeout.max(Duration::from_secs(1)))?,
+        };
+        let data = match fetcher.fetch(&Location::parse(url), 64 << 20) {
+            Ok(data) => data,
+            Err(e) => {
+                run.event(Event::note(format!(
+                    "The catalog's block map {url} could not be had ({e}); the map is worked \
+                     out as the image streams instead"
+                )));
+                return Ok(Some(MapChoice::AsItStreams));
+            }
+        };
+        let map = Bmap::parse(&data, url)?;
+        run.event(Event::BlockMap {
+            from: url.to_owned(),
+            mapped_bytes: map.mapped_bytes(),
+            image_bytes: map.image_size,
+        });
+        Ok(Some(MapChoice::Map(map, url.to_owned())))
     }
 
     /// Opens the image: a local file, or a download (streamed, cached, or fetched whole
