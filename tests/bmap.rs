@@ -451,3 +451,42 @@ fn a_compressed_image_without_a_map_skips_what_its_metadata_said_was_free() {
         "{skipped} blocks untouched"
     );
 }
+
+#[test]
+fn discard_trims_the_skipped_ranges_of_a_card_that_takes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, files) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--discard",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = json_lines(&out).pop().unwrap();
+    let written = result["bytes_written"].as_u64().unwrap();
+    let discarded = result["bytes_discarded"].as_u64().unwrap();
+    // A loop device passes discards to its file as holes: the skipped space reads zeros.
+    assert!(discarded > (size - written) / 2, "{result}");
+    drop(dev);
+    check_copy(dir.path(), &backing, &files);
+    let card = fs::read(&backing).unwrap();
+    let untouched = card[..size as usize]
+        .chunks(4096)
+        .filter(|c| c.iter().all(|&x| x == 0xAA))
+        .count() as u64;
+    assert!(
+        untouched * 4096 < size - written - discarded + 4 * MIB as u64,
+        "{untouched} blocks still 0xAA"
+    );
+    use std::os::unix::fs::MetadataExt;
+    let allocated = fs::metadata(&backing).unwrap().blocks() * 512;
+    assert!(
+        allocated < size / 2,
+        "the discarded ranges are holes in the card's file: {allocated}"
+    );
+}

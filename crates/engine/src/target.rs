@@ -23,6 +23,8 @@ mod ioctl {
     pub const BLKRRPART: libc::c_ulong = 0x125F;
     pub const BLKGETSIZE64: libc::c_ulong = 0x8008_1272;
     pub const BLKSSZGET: libc::c_ulong = 0x1268;
+    /// _IO(0x12, 119): discard a byte range (u64 start, u64 length).
+    pub const BLKDISCARD: libc::c_ulong = 0x1277;
 }
 
 /// What kind of thing is being written to.
@@ -452,6 +454,30 @@ impl Target {
             self.clean.store(true, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// Tells a card that bytes `offset..offset + len` hold nothing (BLKDISCARD), so its
+    /// controller may erase them ahead of the next write. `Ok(false)`: the device (or a
+    /// file target) does not take discards; nothing happened.
+    pub(crate) fn discard(&self, offset: u64, len: u64) -> Result<bool, Error> {
+        if self.kind != TargetKind::BlockDevice || len == 0 {
+            return Ok(false);
+        }
+        let range: [u64; 2] = [offset, len];
+        // SAFETY: BLKDISCARD reads two u64 through the pointer, which lives for the call.
+        let done = unsafe { libc::ioctl(self.file.as_raw_fd(), ioctl::BLKDISCARD, &range) };
+        if done == 0 {
+            return Ok(true);
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::EINVAL) => Ok(false),
+            _ => Err(Error::Write {
+                path: self.path.clone(),
+                offset,
+                source: e,
+            }),
+        }
     }
 
     /// A file target at least `len` bytes long (a write that skipped the image's unused

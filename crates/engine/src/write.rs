@@ -36,6 +36,8 @@ pub struct WriteOptions {
     /// Without a map: work one out from the image's partition table and filesystem
     /// metadata as they stream past, and skip what it already knows to be unused.
     pub map_as_it_streams: bool,
+    /// Discard (BLKDISCARD) the skipped ranges on a device that takes it.
+    pub discard: bool,
 }
 
 /// Which bytes the expected SHA-256 matched.
@@ -66,6 +68,8 @@ pub struct WriteReport {
     pub written: u64,
     /// Bytes read back and compared.
     pub verified_bytes: u64,
+    /// Bytes discarded (with `discard`, on a device that takes it).
+    pub discarded: u64,
 }
 
 /// Writes `image` to `target`. On any failure or cancellation the target is left so it cannot
@@ -184,6 +188,7 @@ fn write_and_verify(
         partitions_reread: target.reread_partitions(),
         written: written.written,
         verified_bytes,
+        discarded: written.discarded,
     })
 }
 
@@ -279,6 +284,10 @@ struct Written {
     len: u64,
     /// Bytes written (or, for the first chunk, to be written): the mapped ones.
     written: u64,
+    /// Bytes discarded.
+    discarded: u64,
+    /// Discards are asked for, and the device has not turned one down.
+    discards: bool,
     first: AlignedBuf,
     first_len: usize,
     /// A fast hash of every chunk as written, for the read-back comparison.
@@ -311,6 +320,8 @@ fn write_stream(
     let mut written = Written {
         len: 0,
         written: 0,
+        discarded: 0,
+        discards: options.discard,
         first: AlignedBuf::new(CHUNK),
         first_len: 0,
         chunk_sums: Vec::new(),
@@ -349,6 +360,26 @@ fn write_stream(
                 }
             }
             written.chunk_sums.push(sum.digest());
+            // What this chunk skipped (not the held-back first one), discarded when asked.
+            if written.discards && chunk.offset != 0 {
+                let mut at = 0;
+                for &(a, b) in parts.iter().chain(std::iter::once(&(chunk.len, chunk.len))) {
+                    if a > at {
+                        let len = (a - at) as u64;
+                        // Whole 4 KiB blocks only; a device that refuses stops the asking.
+                        let start = chunk.offset + at as u64;
+                        if start % 4096 == 0 && len % 4096 == 0 {
+                            if target.discard(start, len)? {
+                                written.discarded += len;
+                            } else {
+                                written.discards = false;
+                                break;
+                            }
+                        }
+                    }
+                    at = b;
+                }
+            }
             written.parts.push(parts);
             if chunk.offset == 0 {
                 written.first[..chunk.len].copy_from_slice(chunk.data());

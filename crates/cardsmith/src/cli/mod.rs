@@ -178,6 +178,10 @@ struct WriteArgs {
     /// Write every block of the image, used or not
     #[arg(long)]
     all_blocks: bool,
+    /// Discard the blocks not written (BLKDISCARD), on a card that takes it: they read
+    /// as zeros, or as whatever the card says, rather than what they held
+    #[arg(long, conflicts_with = "all_blocks")]
+    discard: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -426,6 +430,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             (None, true) => Blocks::All,
             (None, false) => Blocks::Used,
         },
+        discard: args.discard,
         ..WriteJob::new(source, Destination::Path(target))
     };
     let report = job.run(cancel, reporter)?;

@@ -112,6 +112,8 @@ pub struct WriteJob {
     pub stall_timeout: Duration,
     /// Which blocks are written and verified.
     pub blocks: Blocks,
+    /// Discard the skipped ranges on a card that takes it.
+    pub discard: bool,
 }
 
 impl WriteJob {
@@ -132,6 +134,7 @@ impl WriteJob {
             cache_dir: None,
             stall_timeout: cardsmith_catalog::STALL_TIMEOUT,
             blocks: Blocks::Used,
+            discard: false,
         }
     }
 }
@@ -163,6 +166,8 @@ pub struct WriteReport {
     pub bytes_skipped: u64,
     /// Bytes read back and compared.
     pub bytes_verified: u64,
+    /// Skipped bytes discarded on the card (`--discard`).
+    pub bytes_discarded: u64,
     /// Where the block map came from ("os.img.bmap", "the image's filesystems"), when one
     /// was used.
     pub block_map: Option<String>,
@@ -259,6 +264,7 @@ impl WriteJob {
             _ => None,
         };
         options.map = block_map.as_ref().map(|(map, _)| map.clone());
+        options.discard = self.discard;
         let input = image.input().to_string();
         let opened = self.open_target(&image, run)?;
         let is_device = opened.drive.is_some();
@@ -338,6 +344,7 @@ impl WriteJob {
             bytes_written: report.written,
             bytes_skipped: report.bytes.saturating_sub(report.written),
             bytes_verified: report.verified_bytes,
+            bytes_discarded: report.discarded,
             block_map: block_map.map(|(_, from)| from).or_else(|| {
                 (options.map_as_it_streams && report.written < report.bytes)
                     .then(|| "the image's filesystems, as it streamed".to_owned())
