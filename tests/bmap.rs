@@ -490,3 +490,54 @@ fn discard_trims_the_skipped_ranges_of_a_card_that_takes_it() {
         "the discarded ranges are holes in the card's file: {allocated}"
     );
 }
+
+#[test]
+fn a_block_map_can_come_from_a_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, files) = os_image(dir.path());
+    let size = fs::metadata(&image).unwrap().len();
+    let map = dir.path().join("elsewhere.bmap");
+    let made = cardsmith(&["bmap", image.to_str().unwrap(), map.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let server = common::http::Server::start();
+    server.serve("/os.img.bmap", fs::read(&map).unwrap());
+    let url = server.url("/os.img.bmap");
+    let (backing, dev) = card(dir.path(), size);
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--bmap",
+        &url,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["block_map"], url.as_str());
+    assert!(
+        result["bytes_written"].as_u64().unwrap() < size / 3,
+        "{result}"
+    );
+    drop(dev);
+    check_copy(dir.path(), &backing, &files);
+    // A URL that answers 404: the write is refused, saying why.
+    server.serve("/missing.bmap", Vec::new());
+    server.status("/missing.bmap", 404);
+    let dev = LoopDevice::attach(&backing);
+    let missing = server.url("/missing.bmap");
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+        "--bmap",
+        &missing,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot fetch the block map"),
+        "{}",
+        stderr(&out)
+    );
+}

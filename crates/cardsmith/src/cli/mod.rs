@@ -170,11 +170,11 @@ struct WriteArgs {
     /// Power the drive off through UDisks2 when done, so it can be pulled out
     #[arg(long)]
     eject: bool,
-    /// Write only the blocks this block map (bmaptool's .bmap, 1.x or 2.0) names, checking
-    /// each range's checksum (default: IMAGE.bmap beside the image, else a raw image's own
-    /// filesystems)
-    #[arg(long, value_name = "FILE", conflicts_with = "all_blocks")]
-    bmap: Option<PathBuf>,
+    /// Write only the blocks this block map (bmaptool's .bmap, 1.x or 2.0; a file or an
+    /// http(s) URL) names, checking each range's checksum (default: IMAGE.bmap beside the
+    /// image, the catalog's bmap_url, else what the image's filesystems use)
+    #[arg(long, value_name = "FILE|URL", conflicts_with = "all_blocks")]
+    bmap: Option<String>,
     /// Write every block of the image, used or not
     #[arg(long)]
     all_blocks: bool,
@@ -229,10 +229,10 @@ struct VerifyArgs {
     image: String,
     /// The block device or file to compare with the image
     target: PathBuf,
-    /// Compare only the blocks this block map names (default: as write: IMAGE.bmap beside
-    /// the image, else what the image's filesystems use)
-    #[arg(long, value_name = "FILE", conflicts_with = "all_blocks")]
-    bmap: Option<PathBuf>,
+    /// Compare only the blocks this block map (a file or an http(s) URL) names (default: as
+    /// write: IMAGE.bmap beside the image, else what the image's filesystems use)
+    #[arg(long, value_name = "FILE|URL", conflicts_with = "all_blocks")]
+    bmap: Option<String>,
     /// Compare every byte of the image, used or not
     #[arg(long)]
     all_blocks: bool,
@@ -426,7 +426,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         cache_dir: None,
         stall_timeout: Duration::from_secs(args.catalog.stall_timeout),
         blocks: match (&args.bmap, args.all_blocks) {
-            (Some(file), _) => Blocks::Bmap(file.clone()),
+            (Some(map), _) => Blocks::Bmap(map.clone()),
             (None, true) => Blocks::All,
             (None, false) => Blocks::Used,
         },
@@ -444,7 +444,7 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
     let target = Target::open_for_read(&args.target)?;
     ctrl_c_cancels(true);
     let blocks = match (&args.bmap, args.all_blocks) {
-        (Some(file), _) => Blocks::Bmap(file.clone()),
+        (Some(map), _) => Blocks::Bmap(map.clone()),
         (None, true) => Blocks::All,
         (None, false) => Blocks::Used,
     };

@@ -78,8 +78,8 @@ pub enum Blocks {
     /// can be had (a compressed or downloaded image without a map).
     #[default]
     Used,
-    /// Those this `.bmap` names.
-    Bmap(PathBuf),
+    /// Those this `.bmap` names: a file, or an http(s) URL.
+    Bmap(String),
     /// Every block, as dd would.
     All,
 }
@@ -521,7 +521,18 @@ pub fn choose_map(image: &Image, blocks: &Blocks, run: &mut Run<'_>) -> Result<M
     };
     let (map, from) = match blocks {
         Blocks::All => return Ok(MapChoice::All),
-        Blocks::Bmap(path) => (read_map(path)?, path.display().to_string()),
+        Blocks::Bmap(given) if is_url(given) => {
+            let fetcher = cardsmith_catalog::Fetcher {
+                http: Http::new(cardsmith_catalog::STALL_TIMEOUT)?,
+            };
+            let data = fetcher
+                .fetch(&Location::parse(given), 64 << 20)
+                .map_err(|e| {
+                    Failure::Refused(format!("cannot fetch the block map {given}: {e}"))
+                })?;
+            (Bmap::parse(&data, given)?, given.clone())
+        }
+        Blocks::Bmap(given) => (read_map(Path::new(given))?, given.clone()),
         Blocks::Used => match local.as_deref().and_then(bmap_beside) {
             Some(path) => (read_map(&path)?, path.display().to_string()),
             None => match local.filter(|_| image.format() == engine::Format::Raw) {
