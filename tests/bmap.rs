@@ -206,6 +206,21 @@ fn mapped_ranges(bmap: &str) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// `cardsmith write IMAGE DEV --yes EXTRA… --json`, which must succeed: its result.
+fn write_json(image: &Path, dev: &LoopDevice, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "write",
+        image.to_str().unwrap(),
+        dev.path.to_str().unwrap(),
+        "--yes",
+    ];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let out = cardsmith(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    json_lines(&out).pop().unwrap()
+}
+
 /// A card (a loop device over a file filled with 0xAA) a little larger than `len`.
 fn card(dir: &Path, len: u64) -> (std::path::PathBuf, LoopDevice) {
     let backing = dir.join("card.bin");
@@ -275,16 +290,7 @@ fn all_blocks_writes_everything_and_a_map_for_another_image_is_refused() {
     let (image, _) = os_image(dir.path());
     let size = fs::metadata(&image).unwrap().len();
     let (backing, dev) = card(dir.path(), size);
-    let out = cardsmith(&[
-        "write",
-        image.to_str().unwrap(),
-        dev.path.to_str().unwrap(),
-        "--yes",
-        "--all-blocks",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let result = json_lines(&out).pop().unwrap();
+    let result = write_json(&image, &dev, &["--all-blocks"]);
     assert_eq!(result["bytes_written"], size);
     assert_eq!(result["block_map"], serde_json::Value::Null);
     let card = fs::read(&backing).unwrap();
@@ -350,15 +356,7 @@ fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
         .arg(dir.path().join("sparse.img.bmap"))
         .arg(&sparse));
     let (backing, dev) = card(dir.path(), size);
-    let out = cardsmith(&[
-        "write",
-        sparse.to_str().unwrap(),
-        dev.path.to_str().unwrap(),
-        "--yes",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let result = json_lines(&out).pop().unwrap();
+    let result = write_json(&sparse, &dev, &[]);
     assert!(
         result["block_map"]
             .as_str()
@@ -411,15 +409,7 @@ fn a_compressed_image_without_a_map_skips_what_its_metadata_said_was_free() {
     assert!(map_out.status.success(), "{}", stderr(&map_out));
     let used = mapped_ranges(&fs::read_to_string(dir.path().join("full.bmap")).unwrap());
     let (backing, dev) = card(dir.path(), size);
-    let out = cardsmith(&[
-        "write",
-        xz.to_str().unwrap(),
-        dev.path.to_str().unwrap(),
-        "--yes",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let result = json_lines(&out).pop().unwrap();
+    let result = write_json(&xz, &dev, &[]);
     let written = result["bytes_written"].as_u64().unwrap();
     assert!(
         written < size / 2,
@@ -458,16 +448,7 @@ fn discard_trims_the_skipped_ranges_of_a_card_that_takes_it() {
     let (image, files) = os_image(dir.path());
     let size = fs::metadata(&image).unwrap().len();
     let (backing, dev) = card(dir.path(), size);
-    let out = cardsmith(&[
-        "write",
-        image.to_str().unwrap(),
-        dev.path.to_str().unwrap(),
-        "--yes",
-        "--discard",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let result = json_lines(&out).pop().unwrap();
+    let result = write_json(&image, &dev, &["--discard"]);
     let written = result["bytes_written"].as_u64().unwrap();
     let discarded = result["bytes_discarded"].as_u64().unwrap();
     // A loop device passes discards to its file as holes: the skipped space reads zeros.
@@ -503,17 +484,7 @@ fn a_block_map_can_come_from_a_url() {
     server.serve("/os.img.bmap", fs::read(&map).unwrap());
     let url = server.url("/os.img.bmap");
     let (backing, dev) = card(dir.path(), size);
-    let out = cardsmith(&[
-        "write",
-        image.to_str().unwrap(),
-        dev.path.to_str().unwrap(),
-        "--yes",
-        "--bmap",
-        &url,
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let result = json_lines(&out).pop().unwrap();
+    let result = write_json(&image, &dev, &["--bmap", &url]);
     assert_eq!(result["block_map"], url.as_str());
     assert!(
         result["bytes_written"].as_u64().unwrap() < size / 3,

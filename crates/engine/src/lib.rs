@@ -16,6 +16,14 @@
 //! compare per-chunk hashes. [`verify`] compares an image with a target byte for byte, and
 //! [`hash`] hashes an image as `sha256sum` would hash it decompressed.
 //!
+//! Used blocks only: [`usage_of`] works out which bytes of a disk its filesystems use
+//! (partition tables, ext2/3/4 bitmaps, FAT tables, swap headers; anything else whole), a
+//! [`Bmap`] is bmaptool's block map of them (read in formats 1.x and 2.0, written in 2.0),
+//! and with [`WriteOptions::map`] (or `map_as_it_streams`, which works the map out from
+//! the metadata as the image streams past) a write moves and reads back only those
+//! blocks; [`read()`] with `used_only` reads only them and writes the map beside the
+//! backup; [`verify_blocks`] compares only them.
+//!
 //! Every job reports [`Progress`] through a callback and stops at the next chunk when its
 //! [`CancelToken`] fires. On failure a device is left with its first MiB zeroed, so a
 //! half-written card never boots.

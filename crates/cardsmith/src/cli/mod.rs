@@ -27,33 +27,36 @@ use crate::job::{
 };
 use report::{Reporter, Said};
 
-const EXIT_CODES: &str = "\
-Exit codes:
+/// The exit codes, as help texts end with them.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
   0    success
   1    failure (bad image, unreadable file, refused target, I/O error, ...)
   2    invalid command line
   3    verification failed: the target differs from the image
   4    a SHA-256 did not match (--sha256, or the catalog's)
-  130  cancelled (Ctrl-C)";
+  130  cancelled (Ctrl-C)"
+    };
+}
 
-const WRITE_HELP: &str = "\
-Used blocks only: with a block map (IMAGE.bmap beside the image, as bmaptool looks for it,
-or --bmap FILE) or, for a raw image, its own filesystems (ext2/3/4 bitmaps, FAT tables,
-swap headers; the partition table and the first MiB always), every byte any filesystem in
-the image uses is written and verified, and the rest of the card keeps what it held, as
+const EXIT_CODES: &str = exit_codes!();
+
+const WRITE_HELP: &str = concat!(
+    "\
+Used blocks only: with a block map (IMAGE.bmap beside the image, as bmaptool looks for
+it, the catalog's bmap_url, or --bmap FILE|URL) or, for a raw image, its own filesystems
+(ext2/3/4 bitmaps, FAT tables, swap headers; the partition table and the first MiB
+always), every byte any filesystem in the image uses is written and verified, and the rest of the card keeps what it held, as
 with bmaptool. Another or damaged filesystem is written whole. A compressed or downloaded
 image without a map gets one as it streams past: a range is skipped only when metadata
 already seen (the partition table, ext4 bitmaps, FATs) says it is unused, and anything
 not yet known is written. The whole image's SHA-256 is checked as always.
---all-blocks writes every block.
+--all-blocks writes every block; --discard trims what is skipped, on a card that takes it.
 
-Exit codes:
-  0    success
-  1    failure (bad image, unreadable file, refused target, I/O error, ...)
-  2    invalid command line
-  3    verification failed: the target differs from the image
-  4    a SHA-256 did not match (--sha256, or the catalog's)
-  130  cancelled (Ctrl-C)";
+",
+    exit_codes!()
+);
 
 const READ_HELP: &str = "\
 Used blocks only: the blocks the card's filesystems use are read (ext2/3/4 bitmaps, FAT
