@@ -173,8 +173,7 @@ impl Event {
                 mapped_bytes,
                 image_bytes,
             } => format!(
-                "Writing only the blocks the image's filesystems use: {} of {} (map: {from}); \
-                 the rest of the target keeps what it holds",
+                "Only the blocks the image's filesystems use: {} of {} (map: {from})",
                 cardsmith_engine::units::bytes(*mapped_bytes),
                 cardsmith_engine::units::bytes(*image_bytes)
             ),

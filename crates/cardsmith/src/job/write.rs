@@ -544,7 +544,7 @@ pub fn choose_map(image: &Image, blocks: &Blocks, run: &mut Run<'_>) -> Result<M
                     let usage = engine::usage_of_file(&file, size, &path.display().to_string())?;
                     for part in usage.parts.iter().filter(|p| p.note.is_some()) {
                         run.event(Event::note(format!(
-                            "Partition at byte {} ({}) is written whole: {}",
+                            "Partition at byte {} ({}) counts whole: {}",
                             part.start,
                             part.filesystem.name(),
                             part.note.as_deref().unwrap_or_default()
