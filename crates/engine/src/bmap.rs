@@ -47,11 +47,69 @@ impl RangeChecksum {
         }
     }
 
+    /// A hasher of this kind, for bytes that come in pieces.
+    fn hasher(self) -> Box<dyn sha2::digest::DynDigest + Send> {
+        match self {
+            RangeChecksum::Sha1 => Box::new(Sha1::new()),
+            RangeChecksum::Sha256 => Box::new(Sha256::new()),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             RangeChecksum::Sha1 => "sha1",
             RangeChecksum::Sha256 => "sha256",
         }
+    }
+}
+
+/// The checksum of each range of a map, computed as the image streams past in order: one
+/// hasher at a time, each range's digest kept once its last byte has come by.
+pub(crate) struct RangeHashes {
+    kind: RangeChecksum,
+    /// Each range's bytes (start, end).
+    spans: Vec<(u64, u64)>,
+    /// The range being hashed.
+    current: Option<(usize, Box<dyn sha2::digest::DynDigest + Send>)>,
+    /// Each range's digest, once complete.
+    digests: Vec<Option<Vec<u8>>>,
+}
+
+impl RangeHashes {
+    pub(crate) fn new(map: &Bmap, kind: RangeChecksum) -> RangeHashes {
+        RangeHashes {
+            kind,
+            spans: map.byte_ranges(),
+            current: None,
+            digests: vec![None; map.ranges.len()],
+        }
+    }
+
+    /// The image's bytes `offset..offset + data.len()`, after all bytes before them.
+    pub(crate) fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        let first = self.spans.partition_point(|&(_, b)| b <= offset);
+        for i in first..self.spans.len() {
+            let (a, b) = self.spans[i];
+            if a >= end {
+                break;
+            }
+            if self.current.as_ref().map(|c| c.0) != Some(i) {
+                self.current = Some((i, self.kind.hasher()));
+            }
+            let (from, to) = (a.max(offset), b.min(end));
+            let (_, hasher) = self.current.as_mut().expect("set above");
+            hasher.update(&data[(from - offset) as usize..(to - offset) as usize]);
+            if to == b {
+                let (_, hasher) = self.current.take().expect("set above");
+                self.digests[i] = Some(hasher.finalize().to_vec());
+            }
+        }
+    }
+
+    /// Each range's digest (`None` for a range whose bytes did not all come by).
+    pub(crate) fn finish(self) -> Vec<Option<Vec<u8>>> {
+        self.digests
     }
 }
 

@@ -22,7 +22,7 @@ use std::sync::mpsc::sync_channel;
 
 use sha2::{Digest, Sha256};
 
-use crate::bmap::Bmap;
+use crate::bmap::{Bmap, RangeChecksum, RangeHashes};
 use crate::buffer::{AlignedBuf, Pool, ALIGN};
 use crate::hash::to_hex;
 use crate::image::FileIdentity;
@@ -396,7 +396,9 @@ fn copy(
         Some(map) => crate::write::pieces(Some(map), offset, len),
     };
     let read_bytes = std::sync::atomic::AtomicU64::new(0);
-    let mut digests = map.as_deref().map(RangeDigests::new);
+    let mut digests = map
+        .as_deref()
+        .map(|m| RangeHashes::new(m, RangeChecksum::Sha256));
     std::thread::scope(|scope| {
         let read_bytes = &read_bytes;
         let pieces_of = &pieces_of;
@@ -474,48 +476,15 @@ fn copy(
         });
     }
     if let (Some(map), Some(d)) = (map, digests) {
-        d.finish(map);
+        map.checksum = Some(RangeChecksum::Sha256);
+        for (range, digest) in map.ranges.iter_mut().zip(d.finish()) {
+            range.digest = digest;
+        }
     }
     Ok((
         to_hex(&hasher.finalize()),
         read_bytes.load(std::sync::atomic::Ordering::Relaxed),
     ))
-}
-
-/// The SHA-256 of each range of a map, computed as the image streams past.
-struct RangeDigests {
-    /// Each range's bytes (start, end).
-    spans: Vec<(u64, u64)>,
-    hashers: Vec<Sha256>,
-}
-
-impl RangeDigests {
-    fn new(map: &Bmap) -> RangeDigests {
-        RangeDigests {
-            spans: map.byte_ranges(),
-            hashers: vec![Sha256::new(); map.ranges.len()],
-        }
-    }
-
-    /// The image's bytes `offset..offset + data.len()`.
-    fn feed(&mut self, offset: u64, data: &[u8]) {
-        let end = offset + data.len() as u64;
-        let first = self.spans.partition_point(|&(_, b)| b <= offset);
-        for (i, &(a, b)) in self.spans.iter().enumerate().skip(first) {
-            if a >= end {
-                break;
-            }
-            let (from, to) = (a.max(offset), b.min(end));
-            self.hashers[i].update(&data[(from - offset) as usize..(to - offset) as usize]);
-        }
-    }
-
-    fn finish(self, map: &mut Bmap) {
-        map.checksum = Some(crate::bmap::RangeChecksum::Sha256);
-        for (range, hasher) in map.ranges.iter_mut().zip(self.hashers) {
-            range.digest = Some(hasher.finalize().to_vec());
-        }
-    }
 }
 
 type Chunk = Result<(AlignedBuf, usize, u64), Error>;
@@ -528,7 +497,7 @@ fn consume(
     copy_len: u64,
     total: u64,
     hasher: &mut Sha256,
-    mut digests: Option<&mut RangeDigests>,
+    mut digests: Option<&mut RangeHashes>,
     sink: &mut Sink,
     out: &Path,
     cancel: &CancelToken,

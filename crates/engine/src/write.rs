@@ -6,7 +6,7 @@ use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
 
-use crate::bmap::Bmap;
+use crate::bmap::{Bmap, RangeHashes};
 use crate::buffer::AlignedBuf;
 use crate::format::Format;
 use crate::hash::to_hex;
@@ -214,69 +214,27 @@ pub(crate) fn pieces(map: Option<&Bmap>, offset: u64, len: usize) -> Vec<(usize,
         .collect()
 }
 
-/// Checks a map's range checksums as the image streams past.
-struct RangeCheck<'a> {
-    map: &'a Bmap,
-    /// The range being hashed, and its hasher.
-    current: Option<(usize, Box<dyn sha2::digest::DynDigest>)>,
-    /// The first range whose bytes are not the map's.
-    failed: Option<usize>,
-}
-
-impl<'a> RangeCheck<'a> {
-    fn new(map: &'a Bmap) -> RangeCheck<'a> {
-        RangeCheck {
-            map,
-            current: None,
-            failed: None,
-        }
-    }
-
-    /// Bytes `offset..` of the image, all inside one mapped range.
-    fn feed(&mut self, offset: u64, data: &[u8]) {
-        let map = self.map;
-        let Some(kind) = map.checksum else { return };
-        let index = map.ranges.partition_point(|r| map.span(r).1 <= offset);
-        let Some(range) = map.ranges.get(index) else {
-            return;
-        };
-        if range.digest.is_none() {
-            return;
-        }
-        if self.current.as_ref().map(|c| c.0) != Some(index) {
-            let hasher: Box<dyn sha2::digest::DynDigest> = match kind {
-                crate::bmap::RangeChecksum::Sha1 => Box::new(sha1::Sha1::new()),
-                crate::bmap::RangeChecksum::Sha256 => Box::new(Sha256::new()),
-            };
-            self.current = Some((index, hasher));
-        }
-        let (_, hasher) = self.current.as_mut().expect("set above");
-        hasher.update(data);
-        if offset + data.len() as u64 == map.span(range).1 {
-            let (_, hasher) = self.current.take().expect("set above");
-            let digest = hasher.finalize();
-            if Some(&digest[..]) != range.digest.as_deref() && self.failed.is_none() {
-                self.failed = Some(index);
-            }
-        }
-    }
-
-    /// The error for a range whose bytes differ from the map's checksum, if one did.
-    fn outcome(&self) -> Result<(), Error> {
-        let Some(index) = self.failed else {
-            return Ok(());
-        };
-        let r = &self.map.ranges[index];
-        let (a, b) = self.map.span(r);
-        Err(Error::Bmap {
-            what: "given".into(),
-            detail: format!(
-                "blocks {}-{} (bytes {a}..{b}) of the image do not have the checksum the map gives them: the map belongs to another image, or the image is damaged. \
-                 Nothing was written to the start of the target",
-                r.first, r.last
-            ),
-        })
-    }
+/// The error for the first range whose bytes (hashed as they streamed past) do not have
+/// the checksum the map gives them, if one does not.
+fn check_ranges(map: &Bmap, digests: Vec<Option<Vec<u8>>>) -> Result<(), Error> {
+    let bad = map
+        .ranges
+        .iter()
+        .zip(digests)
+        .find(|(r, got)| r.digest.is_some() && r.digest != *got);
+    let Some((r, _)) = bad else {
+        return Ok(());
+    };
+    let (a, b) = map.span(r);
+    Err(Error::Bmap {
+        what: "given".into(),
+        detail: format!(
+            "blocks {}-{} (bytes {a}..{b}) of the image do not have the checksum the map gives \
+             them: the map belongs to another image, or the image is damaged. Nothing was \
+             written to the start of the target",
+            r.first, r.last
+        ),
+    })
 }
 
 /// What the streaming phase leaves behind: everything but the first chunk is on the target.
@@ -314,7 +272,7 @@ fn write_stream(
     let decoding = Decoding::start(image, hash_stored, 0, cancel);
     let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
     let map = options.map.as_ref();
-    let mut checks = map.map(RangeCheck::new);
+    let mut checks = map.and_then(|m| Some(RangeHashes::new(m, m.checksum?)));
     let mut streaming = (map.is_none() && options.map_as_it_streams)
         .then(|| crate::usage::StreamMap::new(total.filter(|_| image_exact)));
     let mut written = Written {
@@ -414,8 +372,8 @@ fn write_stream(
             return Err(map_size_error(map, summary.len));
         }
     }
-    if let Some(checks) = &checks {
-        checks.outcome()?;
+    if let (Some(map), Some(checks)) = (map, checks) {
+        check_ranges(map, checks.finish())?;
     }
     written.decoded_sha256 = decoded_sha256;
     // A raw image is stored as it decodes.
