@@ -157,6 +157,21 @@ impl Bmap {
         self.byte_ranges().iter().map(|(a, b)| b - a).sum()
     }
 
+    /// `Err` when the map is not for an image of `image` bytes (it belongs to another).
+    pub(crate) fn check_size(&self, image: u64) -> Result<(), Error> {
+        if image == self.image_size {
+            return Ok(());
+        }
+        Err(Error::Bmap {
+            what: "given".into(),
+            detail: format!(
+                "it is for an image of {} bytes, and this image has {image}: it belongs to \
+                 another image",
+                self.image_size
+            ),
+        })
+    }
+
     fn blocks(&self) -> u64 {
         self.image_size.div_ceil(self.block_size)
     }

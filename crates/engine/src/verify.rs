@@ -50,14 +50,8 @@ pub fn verify_blocks(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<VerifyReport, Error> {
     if let (Blocks::Map(map), Some(size)) = (&blocks, image.size()) {
-        if size.kind == crate::size::SizeKind::Exact && size.bytes != map.image_size {
-            return Err(Error::Bmap {
-                what: "given".into(),
-                detail: format!(
-                    "it is for an image of {} bytes, and this image has {}",
-                    map.image_size, size.bytes
-                ),
-            });
+        if size.kind == crate::size::SizeKind::Exact {
+            map.check_size(size.bytes)?;
         }
     }
     let (bytes, compared) = compare_blocks(image, target, 0, blocks, cancel, progress)?;
@@ -156,15 +150,7 @@ fn compare_blocks(
         return Err(Error::EmptyImage);
     }
     if let Blocks::Map(map) = &blocks {
-        if len != map.image_size {
-            return Err(Error::Bmap {
-                what: "given".into(),
-                detail: format!(
-                    "it is for an image of {} bytes, and this image has {len}",
-                    map.image_size
-                ),
-            });
-        }
+        map.check_size(len)?;
     }
     if let (TargetKind::File, Some(file_len)) = (target.kind(), target.size()) {
         if file_len > len {

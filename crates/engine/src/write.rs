@@ -123,20 +123,10 @@ fn check_map(image: &Image, options: &WriteOptions) -> Result<(), Error> {
     let (Some(map), Some(size)) = (&options.map, image.size()) else {
         return Ok(());
     };
-    if size.kind == SizeKind::Exact && size.bytes != map.image_size {
-        return Err(map_size_error(map, size.bytes));
+    if size.kind == SizeKind::Exact {
+        map.check_size(size.bytes)?;
     }
     Ok(())
-}
-
-fn map_size_error(map: &Bmap, image: u64) -> Error {
-    Error::Bmap {
-        what: "given".into(),
-        detail: format!(
-            "it is for an image of {} bytes, and this image has {image}: it belongs to another image",
-            map.image_size
-        ),
-    }
 }
 
 fn write_and_verify(
@@ -368,9 +358,7 @@ fn write_stream(
         return Err(Error::EmptyImage);
     }
     if let Some(map) = map {
-        if summary.len != map.image_size {
-            return Err(map_size_error(map, summary.len));
-        }
+        map.check_size(summary.len)?;
     }
     if let (Some(map), Some(checks)) = (map, checks) {
         check_ranges(map, checks.finish())?;

@@ -2,13 +2,13 @@
 //! drive with the reason it is not offered.
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 
 use cardsmith_drives::{Drive, Snapshot, Volume};
 use clap::Args;
 use serde::Serialize;
 
 use super::Failure;
+use crate::job::list;
 
 /// Version of the `--json` document; bumped only when a field changes meaning or goes away.
 pub const SCHEMA: u32 = 1;
@@ -115,12 +115,4 @@ fn volume_line(out: &mut String, name: &str, size: Option<u64>, volume: &Volume)
         let _ = write!(out, "  used by {}", volume.used_by.join(", "));
     }
     out.push('\n');
-}
-
-pub fn list(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

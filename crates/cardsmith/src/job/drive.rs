@@ -118,6 +118,15 @@ pub fn open_drive(
     })
 }
 
+/// Paths for people: "/media/a, /media/b".
+pub fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What a person must do before a drive is changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needed {
@@ -163,14 +172,7 @@ fn ask(
     );
     let mounted: Vec<PathBuf> = drive.mountpoints().cloned().collect();
     if !mounted.is_empty() {
-        question += &format!(
-            "\nMounted now, and unmounted first: {}",
-            mounted
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
     }
     let needed = needed(allowed, drive);
     if needed == Needed::Nothing {

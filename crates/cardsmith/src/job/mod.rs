@@ -23,7 +23,7 @@ use cardsmith_engine::{Error as EngineError, Leftover, Phase, Progress};
 use serde::Serialize;
 
 pub use custom::{advance_preset, apply, customised, made_private, readable};
-pub use drive::{open_drive, Incoming, Needed, Permission};
+pub use drive::{list, open_drive, Incoming, Needed, Permission};
 pub use erase::EraseJob;
 pub use read::ReadJob;
 pub use source::{cache_notes, catalog_hashes, open_arg, open_cache};
