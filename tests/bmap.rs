@@ -11,19 +11,6 @@ use std::process::Command;
 
 use common::*;
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (the test command installs bmap-tools)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// scripts/os-image with files of known content in its root, and its partitions' offsets.
 fn os_image(dir: &Path) -> (std::path::PathBuf, Vec<(String, Vec<u8>)>) {
     let root = dir.join("root");
@@ -38,41 +25,29 @@ fn os_image(dir: &Path) -> (std::path::PathBuf, Vec<(String, Vec<u8>)>) {
         files.push((name, data));
     }
     let image = dir.join("os.img");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
-    run(Command::new(script)
-        .arg(&image)
-        .args(["64", "160"])
-        .arg(&root));
+    make_os_image(&image, 64, 160, &root);
     (image, files)
-}
-
-/// The `n`th MBR partition's (start, length) in bytes.
-fn partition(image: &[u8], n: usize) -> (u64, u64) {
-    let e = &image[0x1BE + 16 * n..0x1BE + 16 * (n + 1)];
-    let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
-    let sectors = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
-    (lba * 512, sectors * 512)
 }
 
 /// Checks what bmaptool wrote: both filesystems clean, every file there.
 fn check_copy(dir: &Path, copy: &Path, files: &[(String, Vec<u8>)]) {
     let data = fs::read(copy).unwrap();
-    let (boot_at, boot_len) = partition(&data, 0);
-    let (root_at, root_len) = partition(&data, 1);
+    let (boot_at, boot_len) = mbr_partition(&data, 0);
+    let (root_at, root_len) = mbr_partition(&data, 1);
     let boot = dir.join("boot.part");
     fs::write(
         &boot,
         &data[boot_at as usize..(boot_at + boot_len) as usize],
     )
     .unwrap();
-    run(Command::new("fsck.fat").arg("-n").arg(&boot));
+    run_ok(Command::new("fsck.fat").arg("-n").arg(&boot));
     let root = dir.join("root.part");
     fs::write(
         &root,
         &data[root_at as usize..(root_at + root_len) as usize],
     )
     .unwrap();
-    run(Command::new("e2fsck").arg("-fn").arg(&root));
+    run_ok(Command::new("e2fsck").arg("-fn").arg(&root));
     for (name, content) in files {
         let out = Command::new("debugfs")
             .args(["-R", &format!("cat /{name}")])
@@ -109,16 +84,17 @@ fn bmaptool_copies_an_image_with_the_map_cardsmith_made() {
 
     // bmaptool finds os.img.bmap beside os.img and checks each range while copying.
     let copy = dir.path().join("copy.img");
-    let log = run(Command::new("bmaptool")
-        .args(["copy"])
-        .arg(&image)
-        .arg(&copy)
-        .env("LC_ALL", "C.UTF-8"));
-    let _ = log;
+    run_ok(
+        Command::new("bmaptool")
+            .args(["copy"])
+            .arg(&image)
+            .arg(&copy)
+            .env("LC_ALL", "C.UTF-8"),
+    );
     check_copy(dir.path(), &copy, &files);
 
     // A compressed image: decoded for the map, which lands where bmaptool looks for it.
-    run(Command::new("xz").args(["-k", "-T2"]).arg(&image));
+    run_ok(Command::new("xz").args(["-k", "-T2"]).arg(&image));
     fs::remove_file(dir.path().join("os.img.bmap")).unwrap();
     let xz = dir.path().join("os.img.xz");
     let out = cardsmith(&["bmap", xz.to_str().unwrap(), "--json"]);
@@ -136,7 +112,7 @@ fn bmaptool_copies_an_image_with_the_map_cardsmith_made() {
         "{result}"
     );
     fs::remove_file(&copy).unwrap();
-    run(Command::new("bmaptool").args(["copy"]).arg(&xz).arg(&copy));
+    run_ok(Command::new("bmaptool").args(["copy"]).arg(&xz).arg(&copy));
     check_copy(dir.path(), &copy, &files);
 
     // An existing map is replaced only with --force.
@@ -156,7 +132,7 @@ fn a_map_naming_a_damaged_filesystem_counts_all_of_it_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let (image, _) = os_image(dir.path());
     let data = fs::read(&image).unwrap();
-    let (root_at, root_len) = partition(&data, 1);
+    let (root_at, root_len) = mbr_partition(&data, 1);
     // The root superblock claims more blocks than its partition holds.
     let f = fs::OpenOptions::new().write(true).open(&image).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &u32::MAX.to_le_bytes(), root_at + 1024 + 4)
@@ -173,37 +149,6 @@ fn a_map_naming_a_damaged_filesystem_counts_all_of_it_and_says_why() {
         note.contains("s_blocks_count") && note.contains("byte 1028"),
         "{note}"
     );
-}
-
-/// The byte ranges a .bmap names (read here from its XML, not by cardsmith).
-fn mapped_ranges(bmap: &str) -> Vec<(u64, u64)> {
-    let number = |tag: &str| -> u64 {
-        let at = bmap.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
-        bmap[at..]
-            .split('<')
-            .next()
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
-    };
-    let (size, block) = (number("ImageSize"), number("BlockSize"));
-    bmap.lines()
-        .filter(|l| l.contains("<Range"))
-        .map(|l| {
-            let inner = l
-                .split('>')
-                .nth(1)
-                .unwrap()
-                .split('<')
-                .next()
-                .unwrap()
-                .trim();
-            let (a, b) = inner.split_once('-').unwrap_or((inner, inner));
-            let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
-            (a * block, ((b + 1) * block).min(size))
-        })
-        .collect()
 }
 
 /// `cardsmith write IMAGE DEV --yes EXTRA… --json`, which must succeed: its result.
@@ -264,7 +209,7 @@ fn a_card_gets_only_the_used_blocks_and_its_free_space_keeps_what_it_held() {
     // The free space was skipped: every block outside the map still holds 0xAA.
     let map_out = cardsmith(&["bmap", image.to_str().unwrap()]);
     assert!(map_out.status.success(), "{}", stderr(&map_out));
-    let ranges = mapped_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
+    let ranges = bmap_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
     let card = fs::read(&backing).unwrap();
     let mut at = 0;
     let mut skipped = 0u64;
@@ -302,10 +247,12 @@ fn all_blocks_writes_everything_and_a_map_for_another_image_is_refused() {
     // A map made by bmaptool for another image: refused before anything is written.
     let other = dir.path().join("other.img");
     fs::write(&other, vec![7u8; 3 * MIB]).unwrap();
-    run(Command::new("bmaptool")
-        .args(["create", "-o"])
-        .arg(dir.path().join("other.bmap"))
-        .arg(&other));
+    run_ok(
+        Command::new("bmaptool")
+            .args(["create", "-o"])
+            .arg(dir.path().join("other.bmap"))
+            .arg(&other),
+    );
     let before = fs::read(&backing).unwrap();
     let out = cardsmith(&[
         "write",
@@ -341,7 +288,7 @@ fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
     // bmaptool's own map of a sparse copy holding only the used blocks.
     let map_out = cardsmith(&["bmap", image.to_str().unwrap()]);
     assert!(map_out.status.success());
-    let ranges = mapped_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
+    let ranges = bmap_ranges(&fs::read_to_string(dir.path().join("os.img.bmap")).unwrap());
     fs::remove_file(dir.path().join("os.img.bmap")).unwrap();
     let sparse = dir.path().join("sparse.img");
     let src = fs::read(&image).unwrap();
@@ -351,10 +298,12 @@ fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
         std::os::unix::fs::FileExt::write_all_at(&f, &src[a as usize..b as usize], a).unwrap();
     }
     drop(f);
-    run(Command::new("bmaptool")
-        .args(["create", "-o"])
-        .arg(dir.path().join("sparse.img.bmap"))
-        .arg(&sparse));
+    run_ok(
+        Command::new("bmaptool")
+            .args(["create", "-o"])
+            .arg(dir.path().join("sparse.img.bmap"))
+            .arg(&sparse),
+    );
     let (backing, dev) = card(dir.path(), size);
     let result = write_json(&sparse, &dev, &[]);
     assert!(
@@ -398,7 +347,7 @@ fn a_compressed_image_without_a_map_skips_what_its_metadata_said_was_free() {
     let dir = tempfile::tempdir().unwrap();
     let (image, files) = os_image(dir.path());
     let size = fs::metadata(&image).unwrap().len();
-    run(Command::new("xz").args(["-k", "-T2"]).arg(&image));
+    run_ok(Command::new("xz").args(["-k", "-T2"]).arg(&image));
     let xz = dir.path().join("os.img.xz");
     // The full map, from the raw image, for the check below (not beside the .xz).
     let map_out = cardsmith(&[
@@ -407,7 +356,7 @@ fn a_compressed_image_without_a_map_skips_what_its_metadata_said_was_free() {
         dir.path().join("full.bmap").to_str().unwrap(),
     ]);
     assert!(map_out.status.success(), "{}", stderr(&map_out));
-    let used = mapped_ranges(&fs::read_to_string(dir.path().join("full.bmap")).unwrap());
+    let used = bmap_ranges(&fs::read_to_string(dir.path().join("full.bmap")).unwrap());
     let (backing, dev) = card(dir.path(), size);
     let result = write_json(&xz, &dev, &[]);
     let written = result["bytes_written"].as_u64().unwrap();

@@ -932,18 +932,8 @@ fn a_catalog_block_map_is_fetched_and_written_by() {
     let text = String::from_utf8_lossy(&map);
     let mut untouched = 0;
     let mut mapped = vec![false; raw.len().div_ceil(4096)];
-    for line in text.lines().filter(|l| l.contains("<Range")) {
-        let inner = line
-            .split('>')
-            .nth(1)
-            .unwrap()
-            .split('<')
-            .next()
-            .unwrap()
-            .trim();
-        let (a, b) = inner.split_once('-').unwrap_or((inner, inner));
-        let (a, b): (usize, usize) = (a.parse().unwrap(), b.parse().unwrap());
-        mapped[a..=b].fill(true);
+    for (a, b) in bmap_ranges(&text) {
+        mapped[a as usize / 4096..(b as usize).div_ceil(4096)].fill(true);
     }
     for (block, is_mapped) in mapped.iter().enumerate() {
         let at = block * 4096;

@@ -700,18 +700,6 @@ fn a_backup_is_private_and_belongs_to_the_user_behind_sudo() {
     assert_eq!(owned(&dir.path().join("theirs.img.sha256")).1, 65534);
 }
 
-/// Runs a tool that must succeed, returning what it printed.
-fn tool_ok(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_backup_reads_only_what_the_filesystems_use_and_restores_every_file() {
     let dir = tempfile::tempdir().unwrap();
@@ -728,13 +716,7 @@ fn a_backup_reads_only_what_the_filesystems_use_and_restores_every_file() {
         files.push((name, data));
     }
     let image = dir.path().join("os.img");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
-    tool_ok(
-        Command::new(script)
-            .arg(&image)
-            .args(["64", "160"])
-            .arg(&root),
-    );
+    make_os_image(&image, 64, 160, &root);
     let size = fs::metadata(&image).unwrap().len();
     let a = card(dir.path(), "a.card", size as usize);
     assert_ok(&cardsmith(&["write", s(&image), a.dev.arg(), "--yes"]));
@@ -789,15 +771,13 @@ fn a_backup_reads_only_what_the_filesystems_use_and_restores_every_file() {
     let b = card(dir.path(), "b.card", size as usize);
     assert_ok(&cardsmith(&["write", s(&backup), b.dev.arg(), "--yes"]));
     let copy = dir.path().join("bmaptool.img");
-    tool_ok(Command::new("bmaptool").arg("copy").arg(&backup).arg(&copy));
+    run_ok(Command::new("bmaptool").arg("copy").arg(&backup).arg(&copy));
     for restored in [&b.backing, &copy] {
         let data = fs::read(restored).unwrap();
-        let entry = &data[0x1BE + 16..0x1BE + 32];
-        let at = u32::from_le_bytes(entry[8..12].try_into().unwrap()) as usize * 512;
-        let len = u32::from_le_bytes(entry[12..16].try_into().unwrap()) as usize * 512;
+        let (at, len) = mbr_partition(&data, 1);
         let part = dir.path().join("root.part");
-        fs::write(&part, &data[at..at + len]).unwrap();
-        tool_ok(Command::new("e2fsck").arg("-fn").arg(&part));
+        fs::write(&part, &data[at as usize..(at + len) as usize]).unwrap();
+        run_ok(Command::new("e2fsck").arg("-fn").arg(&part));
         for (name, content) in &files {
             let got = Command::new("debugfs")
                 .args(["-R", &format!("cat /{name}")])

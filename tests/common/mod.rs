@@ -164,16 +164,73 @@ pub fn wpa_psk(ssid: &str, passphrase: &str) -> String {
 /// Runs an external tool and insists it succeeds.
 #[track_caller]
 pub fn tool(program: &str, args: &[&str]) -> Output {
-    let out = Command::new(program)
-        .args(args)
+    run_ok(Command::new(program).args(args))
+}
+
+/// Runs a command that must succeed; what it printed is in the message when it does not.
+#[track_caller]
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
         .output()
-        .unwrap_or_else(|e| panic!("{program} is needed (the test command installs it): {e}"));
+        .unwrap_or_else(|e| panic!("{cmd:?} is needed (the test command installs it): {e}"));
     assert!(
         out.status.success(),
-        "{program} {args:?} failed: {}",
+        "{cmd:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// A Raspberry-Pi-OS-like image at `image` (scripts/os-image): a FAT32 boot partition of
+/// `boot_mib` and an ext4 root of `root_mib` filled from the folder `root`.
+pub fn make_os_image(image: &Path, boot_mib: u32, root_mib: u32, root: &Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
+    run_ok(
+        Command::new(script)
+            .arg(image)
+            .args([boot_mib.to_string(), root_mib.to_string()])
+            .arg(root),
+    );
+}
+
+/// The `n`th primary MBR partition of a disk image: its (start, length) in bytes.
+pub fn mbr_partition(image: &[u8], n: usize) -> (u64, u64) {
+    let e = &image[0x1BE + 16 * n..0x1BE + 16 * (n + 1)];
+    let lba = u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap()));
+    let sectors = u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap()));
+    (lba * 512, sectors * 512)
+}
+
+/// The byte ranges a .bmap names, read from its XML here (not by cardsmith).
+pub fn bmap_ranges(bmap: &str) -> Vec<(u64, u64)> {
+    let number = |tag: &str| -> u64 {
+        let at = bmap.find(&format!("<{tag}>")).unwrap() + tag.len() + 2;
+        bmap[at..]
+            .split('<')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (size, block) = (number("ImageSize"), number("BlockSize"));
+    bmap.lines()
+        .filter(|l| l.contains("<Range"))
+        .map(|l| {
+            let inner = l
+                .split('>')
+                .nth(1)
+                .unwrap()
+                .split('<')
+                .next()
+                .unwrap()
+                .trim();
+            let (a, b) = inner.split_once('-').unwrap_or((inner, inner));
+            let (a, b): (u64, u64) = (a.parse().unwrap(), b.parse().unwrap());
+            (a * block, ((b + 1) * block).min(size))
+        })
+        .collect()
 }
 
 /// Deterministic image-like bytes: runs of zeros (free space) between pseudo-random data

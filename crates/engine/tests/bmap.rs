@@ -3,6 +3,8 @@
 //! SHA-1), and on a sparse image, where bmaptool maps the file's data, both maps cover
 //! the same blocks.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -10,19 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use cardsmith_engine::{usage_of_file, Bmap, RangeChecksum};
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (the test command installs bmap-tools)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{make_os_image, run};
 
 /// An OS-like image (scripts/os-image) with some files in its root.
 fn os_image(dir: &Path) -> std::path::PathBuf {
@@ -31,11 +21,7 @@ fn os_image(dir: &Path) -> std::path::PathBuf {
     let data: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     fs::write(root.join("data.bin"), data).unwrap();
     let image = dir.join("os.img");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
-    run(Command::new(script)
-        .arg(&image)
-        .args(["64", "128"])
-        .arg(dir.join("root")));
+    make_os_image(&image, 64, 128, &dir.join("root"));
     image
 }
 

@@ -2,6 +2,8 @@
 //! checksums are checked before the start of the target is written, and a map for
 //! another image is refused. The result is checked by e2fsck, fsck.fat and debugfs.
 
+mod common;
+
 use std::fs;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
@@ -11,17 +13,7 @@ use cardsmith_engine::{
     usage_of_file, write, Bmap, CancelToken, Error, Image, Input, NewFiles, OpenAs, Target,
     WriteOptions,
 };
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{make_os_image, run};
 
 fn os_image(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let root = dir.join("root/srv");
@@ -29,11 +21,7 @@ fn os_image(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {
     let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 11 % 253) as u8).collect();
     fs::write(root.join("data.bin"), &data).unwrap();
     let image = dir.join("os.img");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
-    run(Command::new(script)
-        .arg(&image)
-        .args(["64", "128"])
-        .arg(dir.join("root")));
+    make_os_image(&image, 64, 128, &dir.join("root"));
     (image, data)
 }
 

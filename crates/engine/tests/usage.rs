@@ -4,6 +4,8 @@
 //! the mapped bytes into an empty disk, which must check clean (e2fsck -fn, fsck.fat -n,
 //! sgdisk -v) and give back every file byte for byte (debugfs, mtype).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
@@ -12,23 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cardsmith_engine::{usage_of, Filesystem, Target, Usage};
+use common::{make_os_image, run};
 
 const MIB: u64 = 1 << 20;
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| {
-        panic!(
-            "{cmd:?}: {e} (the test command installs e2fsprogs, dosfstools, mtools, fdisk, gdisk)"
-        )
-    });
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Files with varied sizes and contents, some of them removed again so the free space
 /// has holes.
@@ -425,11 +413,7 @@ fn an_os_like_image_maps_its_boot_and_root_partitions() {
     let root = dir.path().join("root");
     let files = tree(&root);
     let image = dir.path().join("os.img");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/os-image");
-    run(Command::new(script)
-        .arg(&image)
-        .args(["200", "32"])
-        .arg(&root));
+    make_os_image(&image, 200, 32, &root);
     let usage = map(&image);
     let kinds: Vec<Filesystem> = usage.parts.iter().map(|p| p.filesystem).collect();
     assert_eq!(kinds, [Filesystem::Fat(32), Filesystem::Ext], "{usage:?}");
