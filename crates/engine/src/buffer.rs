@@ -16,6 +16,8 @@ pub struct AlignedBuf {
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like a Box<[u8]>.
 unsafe impl Send for AlignedBuf {}
+// SAFETY: shared references only read, like a &[u8].
+unsafe impl Sync for AlignedBuf {}
 
 impl AlignedBuf {
     /// Allocates `len` zeroed bytes; `len` is rounded up to a multiple of [`ALIGN`].

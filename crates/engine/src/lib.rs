@@ -65,4 +65,4 @@ pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};
 pub use usage::{usage_of, usage_of_file, Filesystem, PartUsage, Usage};
 pub use verify::{verify, verify_blocks, Blocks as VerifyBlocks, VerifyReport};
-pub use write::{write, ChecksumMatch, WriteOptions, WriteReport};
+pub use write::{write, write_many, ChecksumMatch, Step, WriteOptions, WriteReport};

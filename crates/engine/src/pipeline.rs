@@ -19,7 +19,7 @@ pub const POOL: usize = 4;
 
 /// How often a consumer waiting for the next chunk looks at the cancel token, so a stalled
 /// source (a pipe, a slow download) cannot keep a cancelled job alive.
-const CANCEL_POLL: Duration = Duration::from_millis(100);
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(100);
 
 /// A piece of the decoded image, `len` bytes at `offset`.
 pub struct Chunk {

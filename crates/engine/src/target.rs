@@ -620,13 +620,16 @@ impl Target {
     /// cardsmith created is removed, one it was told to overwrite is emptied. Whether that
     /// worked is what [`Target::leftover`] says.
     pub fn scrub_after_failure(&self) {
+        // A device zeroed by `prepare` and not written there since (the first chunk goes
+        // last) still starts with zeros when zeroing it again fails: a card that now
+        // refuses every write.
+        let zeroed = self.kind == TargetKind::BlockDevice && self.clean.load(Ordering::SeqCst);
         self.clean.store(false, Ordering::SeqCst);
         match self.kind {
             TargetKind::BlockDevice => {
                 let len = SCRUB_LEN.min(self.size.unwrap_or(0));
-                if self.zero(0, len).is_ok() && self.sync().is_err() {
-                    self.clean.store(false, Ordering::SeqCst);
-                }
+                let again = self.zero(0, len).is_ok() && self.sync().is_ok();
+                self.clean.store(again || zeroed, Ordering::SeqCst);
             }
             TargetKind::File if self.created => self.abandon(),
             TargetKind::File => {

@@ -1,7 +1,8 @@
 //! The write path: decode on one thread, write on this one, hash on a third; hold the first
 //! chunk back until the image has proven itself, then read everything back to verify.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use sha2::{Digest, Sha256};
@@ -10,8 +11,8 @@ use crate::bmap::{Bmap, RangeHashes};
 use crate::buffer::AlignedBuf;
 use crate::format::Format;
 use crate::hash::to_hex;
-use crate::image::Image;
-use crate::pipeline::{join, Chunk, Decoding, CHUNK, POOL};
+use crate::image::{Image, Input, OpenAs};
+use crate::pipeline::{join, Chunk, Decoding, CANCEL_POLL, CHUNK, POOL};
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::size::SizeKind;
 use crate::target::Target;
@@ -81,17 +82,182 @@ pub fn write(
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<WriteReport, Error> {
-    if let Err(e) = check_before_writing(&image, target).and_then(|()| check_map(&image, options)) {
-        target.abandon();
+    let mut own = None;
+    let run = write_many(
+        image,
+        &[target],
+        options,
+        cancel,
+        &mut |_, step| match step {
+            Step::Progress(p) => progress(p),
+            Step::Finished(result) => own = Some(result),
+        },
+    );
+    match (own, run) {
+        (Some(result), _) => result,
+        (None, Err(e)) => Err(e),
+        (None, Ok(())) => unreachable!("write_many finishes every target or fails"),
+    }
+}
+
+/// What happens to one target of [`write_many`], as it happens.
+#[derive(Debug)]
+pub enum Step {
+    /// How far this target is.
+    Progress(Progress),
+    /// This target is done: written (and verified), or failed for a reason of its own (an
+    /// I/O error, too small, a read-back difference), and then left as
+    /// [`Target::leftover`] says.
+    Finished(Result<WriteReport, Error>),
+}
+
+/// Writes one decoded stream of `image` to every target at once: one decoder, one hasher,
+/// one writer thread per target, all fed from the same pool of buffers, so memory does not
+/// grow with the number of targets and the slowest target sets the pace. Each target is
+/// checked, prepared, written, committed and read back on its own; one that fails is left
+/// unbootable (see [`Target::scrub_after_failure`]) and the others carry on. `on` hears
+/// each target's progress and, as soon as it is done, its outcome, on the calling thread.
+///
+/// `Err`: the image itself failed (it could not be decoded, a checksum or the block map
+/// did not match) or the run was cancelled; every target without an outcome of its own by
+/// then was left unbootable too.
+pub fn write_many(
+    image: Image,
+    targets: &[&Target],
+    options: &WriteOptions,
+    cancel: &CancelToken,
+    on: &mut dyn FnMut(usize, Step),
+) -> Result<(), Error> {
+    if let Err(e) = check_map(&image, options) {
+        for target in targets {
+            target.abandon();
+        }
         return Err(e);
     }
-    if let Err(e) = target.prepare() {
-        target.scrub_after_failure();
-        return Err(e);
+    let mut live = Vec::new();
+    for (index, target) in targets.iter().enumerate() {
+        let ready = check_before_writing(&image, target)
+            .inspect_err(|_| target.abandon())
+            .and_then(|()| {
+                target
+                    .prepare()
+                    .inspect_err(|_| target.scrub_after_failure())
+            });
+        match ready {
+            Ok(()) => live.push(index),
+            Err(e) => on(index, Step::Finished(Err(e))),
+        }
     }
-    let result = write_and_verify(image, target, options, cancel, progress);
-    if result.is_err() {
-        target.scrub_after_failure();
+    if live.is_empty() {
+        return Ok(());
+    }
+    let total = image.size().map(|s| s.bytes);
+    let reopen = image
+        .reopen_args()
+        .filter(|_| options.map.is_none() && !options.map_as_it_streams);
+    thread::scope(|scope| {
+        let (tell, heard) = channel();
+        let mut feeds = Vec::new();
+        for &index in &live {
+            let (pieces_tx, pieces_rx) = sync_channel(POOL);
+            let (verdict_tx, verdict_rx) = sync_channel(1);
+            feeds.push(Feed {
+                pieces: Some(pieces_tx),
+                verdict: verdict_tx,
+            });
+            let writer = Writer {
+                target: targets[index],
+                options,
+                cancel,
+                total,
+                reopen: reopen.clone(),
+                tell: Tell {
+                    index,
+                    to: tell.clone(),
+                },
+            };
+            thread::Builder::new()
+                .name(format!("cardsmith-write-{index}"))
+                .spawn_scoped(scope, move || writer.run(pieces_rx, verdict_rx))
+                .expect("spawning a writer thread");
+        }
+        drop(tell);
+        let distributor = thread::Builder::new()
+            .name("cardsmith-fan-out".into())
+            .spawn_scoped(scope, || distribute(image, options, cancel, feeds))
+            .expect("spawning the fan-out thread");
+        for (index, step) in heard {
+            on(index, step);
+        }
+        distributor
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
+/// The way from the fan-out to one writer: pieces while the image streams (`None` once
+/// the writer has gone), then the verdict on the whole image.
+struct Feed {
+    pieces: Option<SyncSender<Arc<Piece>>>,
+    verdict: SyncSender<Option<Arc<Plan>>>,
+}
+
+/// A piece of the decoded image shared by every writer and the hasher; its buffer goes
+/// back to the pool when the last of them lets go.
+struct Piece {
+    chunk: Option<Chunk>,
+    /// The parts of it to write, `(start, end)` within it.
+    parts: Vec<(usize, usize)>,
+    returns: SyncSender<AlignedBuf>,
+}
+
+impl Piece {
+    fn chunk(&self) -> &Chunk {
+        self.chunk
+            .as_ref()
+            .expect("a piece holds its chunk until dropped")
+    }
+}
+
+impl Drop for Piece {
+    fn drop(&mut self) {
+        if let Some(chunk) = self.chunk.take() {
+            // The decoder may already be gone; the buffer is then simply freed.
+            let _ = self.returns.send(chunk.buf);
+        }
+    }
+}
+
+/// What every writer needs once the image has streamed past and proven itself.
+struct Plan {
+    len: u64,
+    /// Bytes written to each target: the mapped ones.
+    written: u64,
+    /// The first chunk, held back until now, and the parts of it to write.
+    first: AlignedBuf,
+    /// A fast hash of every chunk's written parts, for the read-back comparison.
+    chunk_sums: Vec<u64>,
+    /// The parts of each chunk written (`(start, end)` within it).
+    parts: Vec<Vec<(usize, usize)>>,
+    checksum: Option<ChecksumMatch>,
+    decoded_sha256: Option<[u8; 32]>,
+}
+
+/// Decodes the image once and hands every piece to every writer still going; then judges
+/// the whole image (checksums, the map) and tells each writer whether to commit.
+fn distribute(
+    image: Image,
+    options: &WriteOptions,
+    cancel: &CancelToken,
+    mut feeds: Vec<Feed>,
+) -> Result<(), Error> {
+    let (verdict, result) = match stream(image, options, cancel, &mut feeds) {
+        Ok(plan) => (plan.map(Arc::new), Ok(())),
+        Err(e) => (None, Err(e)),
+    };
+    for feed in &feeds {
+        // A writer that has gone has its own outcome already.
+        let _ = feed.verdict.send(verdict.clone());
     }
     result
 }
@@ -127,59 +293,6 @@ fn check_map(image: &Image, options: &WriteOptions) -> Result<(), Error> {
         map.check_size(size.bytes)?;
     }
     Ok(())
-}
-
-fn write_and_verify(
-    image: Image,
-    target: &Target,
-    options: &WriteOptions,
-    cancel: &CancelToken,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<WriteReport, Error> {
-    let reopen = image.reopen_args();
-    let mut written = write_stream(image, target, options, cancel, progress)?;
-
-    check_published(options, &written)?;
-    let checksum = match options.expected_sha256 {
-        None => None,
-        Some(expected) => Some(check_sha256(expected, &written)?),
-    };
-    progress(Progress {
-        phase: Phase::Finish,
-        bytes_done: written.len,
-        bytes_total: Some(written.len),
-    });
-    let first_parts = written.parts.first().cloned().unwrap_or_default();
-    for (start, end) in first_parts {
-        target.write_at(&written.first[start..end], start as u64)?;
-    }
-    target.ensure_len(written.len)?;
-    target.sync()?;
-
-    let mut verified_bytes = 0;
-    if options.verify {
-        target.drop_cache();
-        let bad_chunk = read_back(target, &mut written, cancel, progress)?;
-        verified_bytes = written.written;
-        if let Some(index) = bad_chunk {
-            // Bytes outside the map are not the image's: only a full image pins it down.
-            let reopened = reopen
-                .filter(|_| options.map.is_none() && !options.map_as_it_streams)
-                .map(|(input, open_as)| Image::open(&input, open_as));
-            return Err(locate_mismatch(reopened, target, index, cancel));
-        }
-    }
-    Ok(WriteReport {
-        bytes: written.len,
-        checksum,
-        image_sha256: written.decoded_sha256.map(|d| to_hex(&d)),
-        verified: options.verify,
-        bypassed_cache: target.reads_bypass_cache(),
-        partitions_reread: target.reread_partitions(),
-        written: written.written,
-        verified_bytes,
-        discarded: written.discarded,
-    })
 }
 
 /// The parts of the chunk at `offset` (`len` bytes) to write, as `(start, end)` within
@@ -227,32 +340,15 @@ fn check_ranges(map: &Bmap, digests: Vec<Option<Vec<u8>>>) -> Result<(), Error> 
     })
 }
 
-/// What the streaming phase leaves behind: everything but the first chunk is on the target.
-struct Written {
-    len: u64,
-    /// Bytes written (or, for the first chunk, to be written): the mapped ones.
-    written: u64,
-    /// Bytes discarded.
-    discarded: u64,
-    /// Discards are asked for, and the device has not turned one down.
-    discards: bool,
-    first: AlignedBuf,
-    first_len: usize,
-    /// A fast hash of every chunk as written, for the read-back comparison.
-    chunk_sums: Vec<u64>,
-    /// The parts of each chunk written (`(start, end)` within it).
-    parts: Vec<Vec<(usize, usize)>>,
-    decoded_sha256: Option<[u8; 32]>,
-    stored_sha256: Option<[u8; 32]>,
-}
-
-fn write_stream(
+/// Streams the image past every writer: works out which parts of each chunk to write,
+/// hashes them for the read-back, checks the map's range checksums, and keeps the first
+/// chunk back. `Ok(None)`: every writer has gone (each with an outcome of its own).
+fn stream(
     image: Image,
-    target: &Target,
     options: &WriteOptions,
     cancel: &CancelToken,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Written, Error> {
+    feeds: &mut [Feed],
+) -> Result<Option<Plan>, Error> {
     let total = image.size().map(|s| s.bytes);
     let image_exact = image.size().is_some_and(|s| s.kind == SizeKind::Exact);
     let raw = image.format() == Format::Raw;
@@ -260,34 +356,23 @@ fn write_stream(
     let want_sha256 = want_stored || options.image_sha256.is_some();
     let hash_stored = want_stored && !raw;
     let decoding = Decoding::start(image, hash_stored, 0, cancel);
-    let hashing = want_sha256.then(|| spawn_hasher(decoding.returns()));
+    let hashing = want_sha256.then(spawn_hasher);
     let map = options.map.as_ref();
     let mut checks = map.and_then(|m| Some(RangeHashes::new(m, m.checksum?)));
     let mut streaming = (map.is_none() && options.map_as_it_streams)
         .then(|| crate::usage::StreamMap::new(total.filter(|_| image_exact)));
-    let mut written = Written {
+    let mut plan = Plan {
         len: 0,
         written: 0,
-        discarded: 0,
-        discards: options.discard,
         first: AlignedBuf::new(CHUNK),
-        first_len: 0,
         chunk_sums: Vec::new(),
         parts: Vec::new(),
+        checksum: None,
         decoded_sha256: None,
-        stored_sha256: None,
     };
 
     let outcome = (|| {
         while let Some(chunk) = decoding.next()? {
-            if let Some(capacity) = target.size().filter(|&c| chunk.end() > c) {
-                return Err(Error::ImageTooLarge {
-                    path: target.path().to_owned(),
-                    image: chunk.end(),
-                    exact: false,
-                    target: capacity,
-                });
-            }
             let parts = match &mut streaming {
                 Some(stream) => {
                     stream.feed(chunk.offset, chunk.data());
@@ -299,61 +384,57 @@ fn write_stream(
             for &(a, b) in &parts {
                 let data = &chunk.data()[a..b];
                 sum.update(data);
-                written.written += (b - a) as u64;
+                plan.written += (b - a) as u64;
                 if let Some(checks) = &mut checks {
                     checks.feed(chunk.offset + a as u64, data);
                 }
-                if chunk.offset != 0 {
-                    target.write_at(data, chunk.offset + a as u64)?;
-                }
             }
-            written.chunk_sums.push(sum.digest());
-            // What this chunk skipped (not the held-back first one), discarded when asked.
-            if written.discards && chunk.offset != 0 {
-                let mut at = 0;
-                for &(a, b) in parts.iter().chain(std::iter::once(&(chunk.len, chunk.len))) {
-                    if a > at {
-                        let len = (a - at) as u64;
-                        // Whole 4 KiB blocks only; a device that refuses stops the asking.
-                        let start = chunk.offset + at as u64;
-                        if start % 4096 == 0 && len % 4096 == 0 {
-                            if target.discard(start, len)? {
-                                written.discarded += len;
-                            } else {
-                                written.discards = false;
-                                break;
-                            }
-                        }
-                    }
-                    at = b;
-                }
-            }
-            written.parts.push(parts);
+            plan.chunk_sums.push(sum.digest());
+            plan.parts.push(parts.clone());
             if chunk.offset == 0 {
-                written.first[..chunk.len].copy_from_slice(chunk.data());
-                written.first_len = chunk.len;
+                plan.first[..chunk.len].copy_from_slice(chunk.data());
             }
-            written.len = chunk.end();
-            progress(Progress {
-                phase: Phase::Write,
-                bytes_done: written.len,
-                bytes_total: total,
+            plan.len = chunk.end();
+            let piece = Arc::new(Piece {
+                chunk: Some(chunk),
+                parts,
+                returns: decoding.returns(),
             });
-            match &hashing {
-                Some((tx, _)) => {
-                    let _ = tx.send(chunk);
+            let mut going = 0;
+            for feed in feeds.iter_mut() {
+                let sent = match &feed.pieces {
+                    Some(tx) => tx.send(piece.clone()).is_ok(),
+                    None => false,
+                };
+                if sent {
+                    going += 1;
+                } else {
+                    feed.pieces = None;
                 }
-                None => decoding.recycle(chunk.buf),
+            }
+            if going == 0 {
+                return Ok(false);
+            }
+            if let Some((tx, _)) = &hashing {
+                let _ = tx.send(piece);
             }
         }
-        Ok(())
+        Ok(true)
     })();
+    for feed in feeds.iter_mut() {
+        // The end of the pieces: each writer now waits for the verdict.
+        feed.pieces = None;
+    }
     // Closing the hasher's channel lets it finish whatever happened.
     let decoded_sha256 = hashing.map(|(tx, handle)| {
         drop(tx);
         join(handle)
     });
-    let summary = decoding.finish(outcome)?;
+    if outcome.as_ref().is_ok_and(|&going| !going) {
+        // Nobody left to write to: the decoder stops by itself at its next chunk.
+        return Ok(None);
+    }
+    let summary = decoding.finish(outcome.map(|_| ()))?;
     if summary.len == 0 {
         return Err(Error::EmptyImage);
     }
@@ -363,27 +444,211 @@ fn write_stream(
     if let (Some(map), Some(checks)) = (map, checks) {
         check_ranges(map, checks.finish())?;
     }
-    written.decoded_sha256 = decoded_sha256;
     // A raw image is stored as it decodes.
-    written.stored_sha256 = if raw {
+    let stored_sha256 = if raw {
         decoded_sha256
     } else {
         summary.stored_sha256
     };
-    Ok(written)
+    check_published(options, stored_sha256, decoded_sha256)?;
+    plan.checksum = match options.expected_sha256 {
+        None => None,
+        Some(expected) => Some(check_sha256(expected, stored_sha256, decoded_sha256)?),
+    };
+    plan.decoded_sha256 = decoded_sha256;
+    Ok(Some(plan))
 }
 
-/// Hashes chunks on a thread of its own (SHA-256 is slower than xz decoding on small
-/// machines) and returns their buffers to the pool.
-fn spawn_hasher(returns: SyncSender<AlignedBuf>) -> (SyncSender<Chunk>, JoinHandle<[u8; 32]>) {
-    let (tx, rx): (SyncSender<Chunk>, Receiver<Chunk>) = sync_channel(POOL);
+/// How a writer tells the calling thread about its target.
+struct Tell {
+    index: usize,
+    to: Sender<(usize, Step)>,
+}
+
+impl Tell {
+    fn progress(&self, phase: Phase, bytes_done: u64, bytes_total: Option<u64>) {
+        let p = Progress {
+            phase,
+            bytes_done,
+            bytes_total,
+        };
+        let _ = self.to.send((self.index, Step::Progress(p)));
+    }
+}
+
+/// One target's writer: its share of the stream, then the commit and the read-back.
+struct Writer<'a> {
+    target: &'a Target,
+    options: &'a WriteOptions,
+    cancel: &'a CancelToken,
+    total: Option<u64>,
+    /// How to decode the image again to pin a read-back difference down.
+    reopen: Option<(Input, OpenAs)>,
+    tell: Tell,
+}
+
+/// Bytes read back at a time: the read-back buffer is per target, so it stays small.
+const READ_BACK: usize = 1 << 20;
+
+impl Writer<'_> {
+    fn run(self, pieces: Receiver<Arc<Piece>>, verdict: Receiver<Option<Arc<Plan>>>) {
+        match self.write(pieces, verdict) {
+            Ok(report) => {
+                let _ = self
+                    .tell
+                    .to
+                    .send((self.tell.index, Step::Finished(Ok(report))));
+            }
+            Err(own) => {
+                self.target.scrub_after_failure();
+                if let Some(e) = own {
+                    let _ = self.tell.to.send((self.tell.index, Step::Finished(Err(e))));
+                }
+            }
+        }
+    }
+
+    /// `Err(None)`: stopped with the whole run (cancelled, or the image failed).
+    fn write(
+        &self,
+        pieces: Receiver<Arc<Piece>>,
+        verdict: Receiver<Option<Arc<Plan>>>,
+    ) -> Result<WriteReport, Option<Error>> {
+        let own = |e: Error| match e {
+            Error::Cancelled => None,
+            e => Some(e),
+        };
+        let target = self.target;
+        let mut discards = self.options.discard;
+        let mut discarded = 0;
+        loop {
+            self.cancel.check().map_err(own)?;
+            let piece = match pieces.recv_timeout(CANCEL_POLL) {
+                Ok(piece) => piece,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let chunk = piece.chunk();
+            if let Some(capacity) = target.size().filter(|&c| chunk.end() > c) {
+                return Err(Some(Error::ImageTooLarge {
+                    path: target.path().to_owned(),
+                    image: chunk.end(),
+                    exact: false,
+                    target: capacity,
+                }));
+            }
+            if chunk.offset != 0 {
+                for &(a, b) in &piece.parts {
+                    target.write_at(&chunk.data()[a..b], chunk.offset + a as u64)?;
+                }
+                if discards {
+                    match discard_gaps(target, chunk.offset, chunk.len, &piece.parts)? {
+                        Some(n) => discarded += n,
+                        None => discards = false,
+                    }
+                }
+            }
+            self.tell.progress(Phase::Write, chunk.end(), self.total);
+        }
+        let Ok(Some(plan)) = verdict.recv() else {
+            return Err(None);
+        };
+        self.tell.progress(Phase::Finish, plan.len, Some(plan.len));
+        for &(a, b) in plan.parts.first().into_iter().flatten() {
+            target.write_at(&plan.first[a..b], a as u64)?;
+        }
+        target.ensure_len(plan.len)?;
+        target.sync()?;
+        let mut verified_bytes = 0;
+        if self.options.verify {
+            target.drop_cache();
+            if let Some(index) = self.read_back(&plan).map_err(own)? {
+                let reopened = self
+                    .reopen
+                    .as_ref()
+                    .map(|(input, open_as)| Image::open(input, *open_as));
+                return Err(own(locate_mismatch(reopened, target, index, self.cancel)));
+            }
+            verified_bytes = plan.written;
+        }
+        Ok(WriteReport {
+            bytes: plan.len,
+            checksum: plan.checksum,
+            image_sha256: plan.decoded_sha256.map(|d| to_hex(&d)),
+            verified: self.options.verify,
+            bypassed_cache: target.reads_bypass_cache(),
+            partitions_reread: target.reread_partitions(),
+            written: plan.written,
+            verified_bytes,
+            discarded,
+        })
+    }
+
+    /// Reads every chunk back (with a map, its mapped parts) and compares its fast hash;
+    /// returns the first chunk that differs.
+    fn read_back(&self, plan: &Plan) -> Result<Option<usize>, Error> {
+        let mut buf = AlignedBuf::new(READ_BACK);
+        for (index, expected) in plan.chunk_sums.iter().enumerate() {
+            self.cancel.check()?;
+            let offset = (index * CHUNK) as u64;
+            let len = (plan.len - offset).min(CHUNK as u64) as usize;
+            let mut sum = xxhash_rust::xxh3::Xxh3::new();
+            for &(a, b) in &plan.parts[index] {
+                // Each part starts on a block boundary, and so does every step through it.
+                for at in (a..b).step_by(READ_BACK) {
+                    let want = (b - at).min(READ_BACK);
+                    let got = self.target.read_at(&mut buf, want, offset + at as u64)?;
+                    if got < want {
+                        return Ok(Some(index));
+                    }
+                    sum.update(&buf[..want]);
+                }
+            }
+            if sum.digest() != *expected {
+                return Ok(Some(index));
+            }
+            self.tell
+                .progress(Phase::Verify, offset + len as u64, Some(plan.len));
+        }
+        Ok(None)
+    }
+}
+
+/// Discards what the chunk at `offset` (`len` bytes) skipped, in whole 4 KiB blocks.
+/// `None`: the device turned discards down, so the asking stops.
+fn discard_gaps(
+    target: &Target,
+    offset: u64,
+    len: usize,
+    parts: &[(usize, usize)],
+) -> Result<Option<u64>, Error> {
+    let mut discarded = 0;
+    let mut at = 0;
+    for &(a, b) in parts.iter().chain(std::iter::once(&(len, len))) {
+        let start = offset + at as u64;
+        let gap = a.saturating_sub(at) as u64;
+        if gap > 0 && start % 4096 == 0 && gap % 4096 == 0 {
+            if !target.discard(start, gap)? {
+                return Ok(None);
+            }
+            discarded += gap;
+        }
+        at = b;
+    }
+    Ok(Some(discarded))
+}
+
+/// Hashes the stream on a thread of its own (SHA-256 is slower than xz decoding on small
+/// machines); each piece's buffer goes back to the pool once the writers are done with it
+/// too.
+fn spawn_hasher() -> (SyncSender<Arc<Piece>>, JoinHandle<[u8; 32]>) {
+    let (tx, rx): (SyncSender<Arc<Piece>>, Receiver<Arc<Piece>>) = sync_channel(POOL);
     let handle = thread::Builder::new()
         .name("cardsmith-sha256".into())
         .spawn(move || {
             let mut hasher = Sha256::new();
-            for chunk in rx {
-                hasher.update(chunk.data());
-                let _ = returns.send(chunk.buf);
+            for piece in rx {
+                hasher.update(piece.chunk().data());
             }
             hasher.finalize().into()
         })
@@ -392,14 +657,14 @@ fn spawn_hasher(returns: SyncSender<AlignedBuf>) -> (SyncSender<Chunk>, JoinHand
 }
 
 /// Checks the hashes a publisher gave for the download and for the decompressed image.
-fn check_published(options: &WriteOptions, written: &Written) -> Result<(), Error> {
+fn check_published(
+    options: &WriteOptions,
+    stored: Option<[u8; 32]>,
+    decoded: Option<[u8; 32]>,
+) -> Result<(), Error> {
     let pairs = [
-        ("download", options.stored_sha256, written.stored_sha256),
-        (
-            "decompressed image",
-            options.image_sha256,
-            written.decoded_sha256,
-        ),
+        ("download", options.stored_sha256, stored),
+        ("decompressed image", options.image_sha256, decoded),
     ];
     for (what, expected, actual) in pairs {
         if let Some(expected) = expected {
@@ -415,55 +680,22 @@ fn check_published(options: &WriteOptions, written: &Written) -> Result<(), Erro
     Ok(())
 }
 
-fn check_sha256(expected: [u8; 32], written: &Written) -> Result<ChecksumMatch, Error> {
-    if written.decoded_sha256 == Some(expected) {
+fn check_sha256(
+    expected: [u8; 32],
+    stored: Option<[u8; 32]>,
+    decoded: Option<[u8; 32]>,
+) -> Result<ChecksumMatch, Error> {
+    if decoded == Some(expected) {
         return Ok(ChecksumMatch::Image);
     }
-    if written.stored_sha256 == Some(expected) {
+    if stored == Some(expected) {
         return Ok(ChecksumMatch::StoredFile);
     }
     Err(Error::ChecksumMismatch {
         expected: to_hex(&expected),
-        decoded: written
-            .decoded_sha256
-            .map(|d| to_hex(&d))
-            .unwrap_or_default(),
-        stored: written.stored_sha256.map(|d| to_hex(&d)),
+        decoded: decoded.map(|d| to_hex(&d)).unwrap_or_default(),
+        stored: stored.map(|d| to_hex(&d)),
     })
-}
-
-/// Reads every chunk back (with a map, its mapped parts) and compares its fast hash;
-/// returns the first chunk that differs.
-fn read_back(
-    target: &Target,
-    written: &mut Written,
-    cancel: &CancelToken,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<Option<usize>, Error> {
-    let buf = &mut written.first;
-    for (index, expected) in written.chunk_sums.iter().enumerate() {
-        cancel.check()?;
-        let offset = (index * CHUNK) as u64;
-        let len = (written.len - offset).min(CHUNK as u64) as usize;
-        let mut sum = xxhash_rust::xxh3::Xxh3::new();
-        for &(a, b) in &written.parts[index] {
-            // Each part starts on a block boundary, so the aligned buffer serves as it is.
-            let got = target.read_at(buf, b - a, offset + a as u64)?;
-            if got < b - a {
-                return Ok(Some(index));
-            }
-            sum.update(&buf[..b - a]);
-        }
-        if sum.digest() != *expected {
-            return Ok(Some(index));
-        }
-        progress(Progress {
-            phase: Phase::Verify,
-            bytes_done: offset + len as u64,
-            bytes_total: Some(written.len),
-        });
-    }
-    Ok(None)
 }
 
 /// Pins a read-back difference in chunk `index` down to a byte by decoding the image again,

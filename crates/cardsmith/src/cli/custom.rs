@@ -329,8 +329,16 @@ impl CustomArgs {
 
 #[derive(Args)]
 pub struct CustomizeArgs {
-    /// A card (block device) or an image file holding a written OS
-    target: PathBuf,
+    /// A card (block device) or an image file holding a written OS; or several, each
+    /// with its own host name from the counter
+    #[arg(required = true)]
+    targets: Vec<PathBuf>,
+    /// The number the first card's host-name counter ({n}) gets; each further one the next
+    #[arg(long, value_name = "N")]
+    first_number: Option<u64>,
+    /// With several cards: leave out one that is refused and customise the others
+    #[arg(long)]
+    skip_refused: bool,
     #[command(flatten)]
     custom: CustomArgs,
     /// The release date of the image ("2024-11-19"), which picks the password hash
@@ -356,28 +364,128 @@ pub fn customize_verb(args: CustomizeArgs, reporter: &mut Reporter) -> Result<()
                 .into(),
         )
     })?;
-    let request = Request {
-        settings: &settings,
+    let settings: Vec<Settings> = (0..args.targets.len())
+        .map(|i| job::for_card(&settings, args.first_number, i))
+        .collect();
+    let request = |settings| Request {
+        settings,
         format: args.custom.init_format.as_deref(),
         format_by: "--init-format",
         release_date: args.release_date.as_deref(),
     };
-    let path = &args.target;
-    let mut run = Run::new(reporter, Left::Untouched);
-    let outcome = customise(&args, path, request, &mut run);
-    let report = run.end(outcome)?;
-    let mut run = Run::new(reporter, Left::Untouched);
-    run.event(Event::Customized(Box::new(job::customised(&report))));
-    if let Some(preset) = args.custom.counting_preset() {
-        if settings.has_counter() {
-            job::advance_preset(&preset, settings.counter, &mut run);
-        }
+    if let [path] = args.targets.as_slice() {
+        let mut run = Run::new(reporter, Left::Untouched);
+        let outcome = customise(&args, path, request(&settings[0]), &mut run);
+        let report = run.end(outcome)?;
+        let mut run = Run::new(reporter, Left::Untouched);
+        run.event(Event::Customized(Box::new(job::customised(&report))));
+        advance(&args, &settings[..1], &mut run);
+        reporter.success(
+            Said::Note(&format!("{} is ready for its first boot.", path.display())),
+            json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
+        );
+        return Ok(());
     }
-    reporter.success(
-        Said::Note(&format!("{} is ready for its first boot.", path.display())),
-        json!({ "command": "customize", "target": path, "init_format": report.format.name() }),
-    );
-    Ok(())
+    let mut run = Run::new(reporter, Left::Untouched);
+    let outcome = customise_all(&args, &settings, &request, &mut run);
+    let cards = run.end(outcome)?;
+    let mut run = Run::new(reporter, Left::Untouched);
+    let done: Vec<Settings> = cards
+        .iter()
+        .zip(&settings)
+        .filter(|(c, _)| c.result == job::CardResult::Written)
+        .map(|(_, s)| s.clone())
+        .collect();
+    advance(&args, &done, &mut run);
+    super::cards_done(
+        &job::Report::Cards(job::CardsReport::new("customize", cards)),
+        reporter,
+    )
+}
+
+/// The preset's counter moves on past the last number a card got.
+fn advance(args: &CustomizeArgs, done: &[Settings], run: &mut Run<'_>) {
+    let last = done
+        .iter()
+        .filter(|s| s.has_counter())
+        .map(|s| s.counter)
+        .max();
+    if let (Some(preset), Some(last)) = (args.custom.counting_preset(), last) {
+        job::advance_preset(&preset, last, run);
+    }
+}
+
+/// Several cards (and image files): the drives checked and asked for together (each
+/// listed with its host name), then each customised in turn.
+fn customise_all<'s>(
+    args: &CustomizeArgs,
+    settings: &'s [Settings],
+    request: &dyn Fn(&'s Settings) -> Request<'s>,
+    run: &mut Run<'_>,
+) -> Result<Vec<job::Card>, Failure> {
+    let is_device = |path: &Path| fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+    let wanted: Vec<job::Wanted> = args
+        .targets
+        .iter()
+        .zip(settings)
+        .filter(|(path, _)| is_device(path))
+        .map(|(path, s)| job::Wanted {
+            path: path.clone(),
+            confirmed: None,
+            gets: s
+                .hostname_now()
+                .ok()
+                .flatten()
+                .map(|h| format!("host name {h}")),
+        })
+        .collect();
+    let mut drives = match wanted.is_empty() {
+        true => Vec::new(),
+        false => job::open_drives(
+            &args.allowed.permission(),
+            &wanted,
+            &job::Incoming::customise(),
+            args.skip_refused,
+            run,
+        )?,
+    }
+    .into_iter();
+    let mut cards = Vec::new();
+    for (index, (path, s)) in args.targets.iter().zip(settings).enumerate() {
+        let started = std::time::Instant::now();
+        let mut drive = None;
+        let mut card_run = Run::new(run.sink, Left::Untouched);
+        let outcome = if is_device(path) {
+            drives
+                .next()
+                .expect("a drive for every device")
+                .and_then(|opened| {
+                    drive = Some(opened.drive.clone());
+                    let file = opened.target.file();
+                    let prepared = prepare(file, &opened.drive.path, true, request(s))?;
+                    job::apply(prepared, file, &mut card_run)
+                })
+        } else {
+            customise_file(path, request(s), &mut card_run)
+        };
+        let left = card_run.left;
+        let outcome = match outcome {
+            Ok(report) => {
+                let said = job::customised(&report);
+                run.card_event(index, path, Event::Customized(Box::new(said)));
+                Ok(None)
+            }
+            Err(failure) => Err(job::Error { failure, left }),
+        };
+        cards.push(job::Card::of(
+            path,
+            drive.as_ref(),
+            s.hostname_now().ok().flatten(),
+            outcome,
+            started.elapsed().as_secs_f64(),
+        ));
+    }
+    Ok(cards)
 }
 
 /// Puts the settings on a card (asked and opened as write and erase do) or an image file.
@@ -397,6 +505,11 @@ fn customise(
         let prepared = prepare(file, &opened.drive.path, true, request)?;
         return job::apply(prepared, file, run);
     }
+    customise_file(path, request, run)
+}
+
+/// Puts the settings into an image file.
+fn customise_file(path: &Path, request: Request<'_>, run: &mut Run<'_>) -> Result<Report, Failure> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)

@@ -36,6 +36,7 @@ macro_rules! exit_codes {
   2    invalid command line
   3    verification failed: the target differs from the image
   4    a SHA-256 did not match (--sha256, or the catalog's)
+  5    several cards: some failed and the others were done (the table says which)
   130  cancelled (Ctrl-C)"
     };
 }
@@ -141,14 +142,23 @@ enum Command {
 
 #[derive(Args)]
 #[command(
-    override_usage = "cardsmith write [OPTIONS] IMAGE|URL TARGET\n       cardsmith write [OPTIONS] --os NAME TARGET"
+    override_usage = "cardsmith write [OPTIONS] IMAGE|URL TARGET [TARGET...]\n       cardsmith write [OPTIONS] --os NAME TARGET [TARGET...]"
 )]
 struct WriteArgs {
     /// IMAGE (a file, - for standard input, or an http(s) URL; the format is found from its
     /// content) and TARGET (a block device, whose contents are erased, or a file to create);
-    /// with --os, only TARGET
-    #[arg(value_name = "IMAGE|URL TARGET", num_args = 1..=2, required = true)]
+    /// with --os, only TARGET. Several TARGETs are written at once from one download and
+    /// one decode, each verified and customised on its own
+    #[arg(value_name = "IMAGE|URL TARGET", num_args = 1.., required = true)]
     operands: Vec<String>,
+    /// The number the first card's host-name counter ({n}, {n:02}) gets; each further
+    /// TARGET gets the next (default: the preset's counter, else 1)
+    #[arg(long, value_name = "N")]
+    first_number: Option<u64>,
+    /// With several TARGETs: leave out one that is refused (the root drive, one too small,
+    /// one holding the image…) and write the others, rather than refuse the run
+    #[arg(long)]
+    skip_refused: bool,
     /// Write this OS from the catalog (see `cardsmith os list`)
     #[arg(long, value_name = "NAME")]
     os: Option<String>,
@@ -192,8 +202,12 @@ struct WriteArgs {
 
 #[derive(Args)]
 struct EraseArgs {
-    /// The card (block device) to erase
-    target: PathBuf,
+    /// The card (block device) to erase, or several: one question for all of them
+    #[arg(required = true)]
+    targets: Vec<PathBuf>,
+    /// With several cards: leave out one that is refused and erase the others
+    #[arg(long)]
+    skip_refused: bool,
     #[command(flatten)]
     allowed: PermissionArgs,
     /// Power the drive off through UDisks2 when done, so it can be pulled out
@@ -287,9 +301,11 @@ impl PermissionArgs {
 }
 
 /// Why a verb stopped, and what a job left its target as.
-struct Stopped {
+pub(crate) struct Stopped {
     failure: Failure,
     left: Option<Left>,
+    /// Already reported (a table of cards): only the exit code is left to give.
+    said: bool,
 }
 
 impl<E: Into<Failure>> From<E> for Stopped {
@@ -297,6 +313,7 @@ impl<E: Into<Failure>> From<E> for Stopped {
         Stopped {
             failure: e.into(),
             left: None,
+            said: false,
         }
     }
 }
@@ -306,6 +323,7 @@ impl From<job::Error> for Stopped {
         Stopped {
             failure: e.failure,
             left: Some(e.left),
+            said: false,
         }
     }
 }
@@ -353,7 +371,8 @@ pub fn run() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Stopped { failure, left }) => {
+        Err(Stopped { said: true, .. }) => ExitCode::from(job::EXIT_SOME_CARDS_FAILED),
+        Err(Stopped { failure, left, .. }) => {
             let code = failure.exit_code();
             reporter.failure(&failure.to_string(), code, failure.offset(), left);
             ExitCode::from(code)
@@ -387,14 +406,14 @@ pub(crate) fn ctrl_c_cancels(on: bool) {
 }
 
 impl WriteArgs {
-    /// The image argument (absent with --os) and the target.
-    fn operands(&self) -> Result<(Option<&str>, PathBuf), Failure> {
+    /// The image argument (absent with --os) and the targets.
+    fn operands(&self) -> Result<(Option<&str>, Vec<PathBuf>), Failure> {
+        let paths = |names: &[String]| names.iter().map(PathBuf::from).collect();
         match (&self.os, self.operands.as_slice()) {
-            (Some(_), [target]) => Ok((None, PathBuf::from(target))),
-            (None, [image, target]) => Ok((Some(image.as_str()), PathBuf::from(target))),
-            (Some(_), _) => Err(Failure::Usage(
-                "with --os, name only the TARGET: cardsmith write --os NAME TARGET".into(),
-            )),
+            (Some(_), targets) => Ok((None, paths(targets))),
+            (None, [image, targets @ ..]) if !targets.is_empty() => {
+                Ok((Some(image.as_str()), paths(targets)))
+            }
             (None, _) => Err(Failure::Usage(
                 "name the IMAGE (or URL) and the TARGET, or use --os NAME TARGET".into(),
             )),
@@ -405,7 +424,7 @@ impl WriteArgs {
 /// `cardsmith write`: the arguments as a [`WriteJob`]. Settings (and their passwords) are
 /// asked for, and the catalog entry found, before anything is downloaded or written.
 fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Stopped> {
-    let (image_arg, target) = args.operands()?;
+    let (image_arg, targets) = args.operands()?;
     let settings = args.custom.settings()?;
     let source = match (&args.os, image_arg) {
         (Some(name), _) => Source::Os(Box::new(catalog::entry(
@@ -434,11 +453,30 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
             (None, false) => Blocks::Used,
         },
         discard: args.discard,
-        ..WriteJob::new(source, Destination::Path(target))
+        first_number: args.first_number,
+        skip_refused: args.skip_refused,
+        targets: targets.into_iter().map(Destination::Path).collect(),
+        ..WriteJob::new(source, Destination::Path(PathBuf::new()))
     };
     let report = job.run(cancel, reporter)?;
-    reporter.report(&report);
-    Ok(())
+    cards_done(&report, reporter)
+}
+
+/// A job's report; over several cards, the table, and exit code 5 when one failed.
+pub(crate) fn cards_done(report: &job::Report, reporter: &mut Reporter) -> Result<(), Stopped> {
+    reporter.cards(report);
+    match report {
+        job::Report::Cards(cards) if cards.failed > 0 => Err(Stopped {
+            failure: Failure::Refused(format!(
+                "{} of {} cards failed",
+                cards.failed,
+                cards.cards.len()
+            )),
+            left: None,
+            said: true,
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Failure> {
@@ -491,14 +529,21 @@ fn verify(args: VerifyArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Re
 /// `cardsmith erase`: an [`EraseJob`].
 fn erase(args: EraseArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result<(), Stopped> {
     let job = EraseJob {
-        target: args.target,
-        confirmed: None,
+        targets: args
+            .targets
+            .into_iter()
+            .map(|path| job::Wanted {
+                path,
+                confirmed: None,
+                gets: None,
+            })
+            .collect(),
         permission: args.allowed.permission(),
         eject: args.eject,
+        skip_refused: args.skip_refused,
     };
     let report = job.run(cancel, reporter)?;
-    reporter.report(&report);
-    Ok(())
+    cards_done(&report, reporter)
 }
 
 /// `cardsmith read`: a [`ReadJob`].

@@ -2,11 +2,12 @@
 //! every few seconds otherwise, or one JSON object per line with `--json`.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use cardsmith_catalog::Say;
 use cardsmith_engine::{units, Phase, Progress};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use super::confirm::{self, Consent};
@@ -32,6 +33,16 @@ pub struct Reporter {
     mode: Mode,
     phase: Option<Phase>,
     last_emit: Instant,
+    /// A job over several cards: each card's line (bar, phase, when it last spoke).
+    cards: Vec<CardLine>,
+    multi: Option<MultiProgress>,
+}
+
+/// How far one card of several is, as the terminal shows it.
+struct CardLine {
+    bar: Option<ProgressBar>,
+    phase: Option<Phase>,
+    last_emit: Instant,
 }
 
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -50,6 +61,8 @@ impl Reporter {
             mode,
             phase: None,
             last_emit: Instant::now(),
+            cards: Vec::new(),
+            multi: None,
         }
     }
 
@@ -95,6 +108,87 @@ impl Reporter {
             if let Some(bar) = bar.take() {
                 bar.finish_and_clear();
             }
+        }
+        if let Some(multi) = self.multi.take() {
+            for line in &mut self.cards {
+                if let Some(bar) = line.bar.take() {
+                    bar.finish();
+                }
+            }
+            let _ = multi.clear();
+        }
+    }
+
+    /// Card `card`'s progress: its own bar among the others, its own line every few
+    /// seconds, or its JSON event with the card's number and path.
+    fn card_progress(&mut self, card: usize, target: &Path, p: Progress, event: &Event) {
+        if self.cards.len() <= card {
+            self.cards.resize_with(card + 1, || CardLine {
+                bar: None,
+                phase: None,
+                last_emit: Instant::now(),
+            });
+        }
+        let now = Instant::now();
+        let line = &mut self.cards[card];
+        let new_phase = line.phase != Some(p.phase);
+        line.phase = Some(p.phase);
+        let finished = p.bytes_total == Some(p.bytes_done);
+        let due = |every| new_phase || finished || now.duration_since(line.last_emit) >= every;
+        match &self.mode {
+            Mode::Bar(_) => {
+                let multi = self.multi.get_or_insert_with(|| {
+                    MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
+                });
+                let bar = line.bar.get_or_insert_with(|| multi.add(new_bar(p)));
+                if new_phase {
+                    bar.set_style(style(p));
+                    match p.bytes_total {
+                        Some(total) => bar.set_length(total),
+                        None => bar.unset_length(),
+                    }
+                    bar.reset();
+                }
+                bar.set_prefix(format!("{} {}", short(target), p.phase.name()));
+                bar.set_position(p.bytes_done);
+            }
+            Mode::Plain => {
+                if due(PLAIN_EVERY) {
+                    line.last_emit = now;
+                    let rate = match event {
+                        Event::Progress { rate, .. } => *rate as f64,
+                        _ => 0.0,
+                    };
+                    eprintln!("{}: {}", target.display(), plain_line(p, rate));
+                }
+            }
+            Mode::Json => {
+                if due(JSON_EVERY) {
+                    line.last_emit = now;
+                    emit(for_card(event, card, target));
+                }
+            }
+        }
+    }
+
+    /// A job over several cards: the table (or, with `--json`, the result with every
+    /// card's row), `ok` only when every card was done.
+    pub fn cards(&mut self, report: &Report) {
+        self.clear_bar();
+        let Report::Cards(cards) = report else {
+            return self.report(report);
+        };
+        match self.mode {
+            Mode::Json => {
+                let mut fields = json!(report);
+                fields["event"] = json!("result");
+                fields["ok"] = json!(cards.failed == 0);
+                if cards.failed > 0 {
+                    fields["exit_code"] = json!(crate::job::EXIT_SOME_CARDS_FAILED);
+                }
+                emit(fields);
+            }
+            _ => eprintln!("{}", report.summary()),
         }
     }
 
@@ -216,6 +310,52 @@ impl Sink for Reporter {
     fn watching_cancel(&mut self, watching: bool) {
         super::ctrl_c_cancels(watching);
     }
+
+    fn card_event(&mut self, card: usize, target: &Path, event: Event) {
+        if let Event::Progress {
+            phase,
+            bytes_done,
+            bytes_total,
+            ..
+        } = event
+        {
+            let p = Progress {
+                phase,
+                bytes_done,
+                bytes_total,
+            };
+            return self.card_progress(card, target, p, &event);
+        }
+        match (&self.mode, event.sentence()) {
+            (Mode::Json, _) => emit(for_card(&event, card, target)),
+            (_, Some(sentence)) => {
+                let text = format!("{}: {sentence}", target.display());
+                match &self.multi {
+                    Some(multi) => {
+                        let _ = multi.println(text);
+                    }
+                    None => eprintln!("{text}"),
+                }
+            }
+            (_, None) => {}
+        }
+    }
+}
+
+/// An event of one card of several, as its JSON line: with the card's number and path.
+fn for_card(event: &Event, card: usize, target: &Path) -> Value {
+    let mut line = json!(event);
+    line["card"] = json!(card);
+    line["target"] = json!(target);
+    line
+}
+
+/// A device's short name for a bar's prefix: "loop3" for /dev/loop3.
+fn short(target: &Path) -> String {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| target.display().to_string())
 }
 
 fn emit(value: Value) {
@@ -225,22 +365,25 @@ fn emit(value: Value) {
 }
 
 fn new_bar(p: Progress) -> ProgressBar {
-    let bar = match p.bytes_total {
-        Some(total) => ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-            .with_style(
-                ProgressStyle::with_template(
-                    "{prefix:>7} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
-            ),
-        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
-            ProgressStyle::with_template("{prefix:>7} {spinner} {bytes} {binary_bytes_per_sec}")
-                .expect("valid template"),
-        ),
-    };
+    let bar = ProgressBar::with_draw_target(p.bytes_total, ProgressDrawTarget::stderr())
+        .with_style(style(p));
     bar.set_prefix(p.phase.name());
     bar
+}
+
+/// A bar when the total is known, else a spinner with the bytes so far.
+fn style(p: Progress) -> ProgressStyle {
+    match p.bytes_total {
+        Some(_) => ProgressStyle::with_template(
+            "{prefix:>7} [{bar:32}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+        None => {
+            ProgressStyle::with_template("{prefix:>7} {spinner} {bytes} {binary_bytes_per_sec}")
+                .expect("valid template")
+        }
+    }
 }
 
 fn plain_line(p: Progress, rate: f64) -> String {

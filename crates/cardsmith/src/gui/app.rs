@@ -182,7 +182,7 @@ impl App {
                 return self.act(action, Message::Read, |app, event| match event {
                     read::Event::Start(job) => {
                         let confirmed = job.confirmed.clone();
-                        app.start_job(Job::Read(job), confirmed, false)
+                        app.start_job(Job::Read(job), confirmed.into_iter().collect(), false)
                     }
                     read::Event::Back => {
                         app.go(Page::Start);
@@ -335,7 +335,7 @@ impl App {
         let Some(job) = self.sel.job(&self.ctx) else {
             return Task::none();
         };
-        let confirmed = self.sel.drive().map(|d| d.identity());
+        let confirmed = self.sel.drive().map(|d| d.identity()).into_iter().collect();
         self.start_job(job, confirmed, name_typed)
     }
 
@@ -344,7 +344,7 @@ impl App {
     pub fn start_job(
         &mut self,
         job: Job,
-        confirmed: Option<cardsmith_drives::Identity>,
+        confirmed: Vec<cardsmith_drives::Identity>,
         name_typed: bool,
     ) -> Task<Message> {
         if matches!(self.screen, Screen::Progress(_)) {

@@ -229,10 +229,9 @@ impl Selection {
         };
         match (self.os.as_ref()?, self.storage.as_ref()?) {
             (OsChoice::Erase, StorageChoice::Drive(drive)) => Some(Job::Erase(EraseJob {
-                target: drive.path.clone(),
-                confirmed: Some(drive.identity()),
                 permission: permission(drive),
                 eject: ctx.eject,
+                ..EraseJob::one(drive.path.clone(), Some(drive.identity()))
             })),
             (OsChoice::Erase, StorageChoice::File(_)) => None,
             (os, storage) => {

@@ -191,7 +191,7 @@ fn a_user_clicks_through_to_the_confirmation() -> Result<(), Error> {
         panic!("a write")
     };
     assert!(matches!(&job.source, Source::Os(e) if e.name == "cardsmith demo (systemd)"));
-    assert_eq!(job.target, Destination::File(target.clone()));
+    assert_eq!(job.targets, vec![Destination::File(target.clone())]);
     assert!(job.verify && job.force && job.permission.yes);
     assert_eq!(
         job.settings.as_ref().and_then(|s| s.hostname.as_deref()),
@@ -477,7 +477,7 @@ fn window_job(job: Job, confirmed: Option<cardsmith_drives::Identity>) -> Vec<Up
     let updates = super::work::spawn(
         job,
         cardsmith_engine::CancelToken::new(),
-        confirmed,
+        confirmed.into_iter().collect(),
         false,
         "crashed".into(),
     );
@@ -731,7 +731,7 @@ fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
     assert_eq!(page(&app), Page::Confirm);
     assert!(shows(&app, "Erase and format as FAT32:"));
     assert!(
-        matches!(app.sel.job(&app.ctx), Some(Job::Erase(e)) if e.confirmed == Some(drive.identity()))
+        matches!(app.sel.job(&app.ctx), Some(Job::Erase(e)) if e.targets[0].confirmed == Some(drive.identity()))
     );
     Ok(())
 }
@@ -927,20 +927,33 @@ fn the_window_answers_only_for_the_drive_it_confirmed() {
     let ask = |needed| Ask {
         question: "Write it?".into(),
         needed,
-        drive: Some(card.identity()),
+        drives: vec![card.identity()],
         name: card.name.clone(),
         verb: "erase",
     };
-    let mut sink = super::work::WindowSink::new(tx.clone(), Some(card.identity()), false);
+    let mut sink = super::work::WindowSink::new(tx.clone(), vec![card.identity()], false);
     assert_eq!(sink.consent(&ask(Needed::Yes)), Ok(()));
     assert!(sink.consent(&ask(Needed::Name)).is_err(), "no name typed");
-    let mut typed = super::work::WindowSink::new(tx.clone(), Some(card.identity()), true);
+    let mut typed = super::work::WindowSink::new(tx.clone(), vec![card.identity()], true);
     assert_eq!(typed.consent(&ask(Needed::Name)), Ok(()));
     let mut other = card.clone();
     other.serial = Some("ANOTHER".into());
-    let mut elsewhere = super::work::WindowSink::new(tx, Some(other.identity()), true);
+    let mut elsewhere = super::work::WindowSink::new(tx.clone(), vec![other.identity()], true);
     let refused = elsewhere.consent(&ask(Needed::Yes)).unwrap_err();
     assert!(refused.contains("not the drive confirmed"), "{refused}");
+    // A set of cards: the question must name only cards the window confirmed.
+    let both = Ask {
+        drives: vec![card.identity(), other.identity()],
+        ..ask(Needed::Yes)
+    };
+    let mut set =
+        super::work::WindowSink::new(tx.clone(), vec![other.identity(), card.identity()], false);
+    assert_eq!(set.consent(&both), Ok(()));
+    let mut one = super::work::WindowSink::new(tx, vec![card.identity()], false);
+    assert!(
+        one.consent(&both).is_err(),
+        "a card the window did not confirm"
+    );
 }
 
 #[test]

@@ -99,7 +99,7 @@ pub enum Update {
 /// only when the window had it typed.
 pub struct WindowSink {
     tx: Sender<Update>,
-    confirmed: Option<Identity>,
+    confirmed: Vec<Identity>,
     name_typed: bool,
     last_progress: Option<(Progress, Instant)>,
 }
@@ -108,7 +108,7 @@ pub struct WindowSink {
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 impl WindowSink {
-    pub fn new(tx: Sender<Update>, confirmed: Option<Identity>, name_typed: bool) -> WindowSink {
+    pub fn new(tx: Sender<Update>, confirmed: Vec<Identity>, name_typed: bool) -> WindowSink {
         WindowSink {
             tx,
             confirmed,
@@ -152,7 +152,7 @@ impl Sink for WindowSink {
     }
 
     fn consent(&mut self, ask: &Ask) -> Result<(), String> {
-        let same = ask.drive.is_some() && ask.drive == self.confirmed;
+        let same = !ask.drives.is_empty() && ask.drives.iter().all(|d| self.confirmed.contains(d));
         match ask.needed {
             _ if !same => Err(format!(
                 "{}\nThis is not the drive confirmed in the window; nothing was changed: choose \
@@ -182,7 +182,7 @@ impl Sink for WindowSink {
 pub fn spawn(
     job: Job,
     cancel: CancelToken,
-    confirmed: Option<Identity>,
+    confirmed: Vec<Identity>,
     name_typed: bool,
     crashed: String,
 ) -> mpsc::UnboundedReceiver<Update> {

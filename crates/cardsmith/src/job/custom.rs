@@ -124,6 +124,23 @@ pub fn customised(report: &Report) -> Customised {
     }
 }
 
+/// The settings card `index` (from 0) of several gets: the host-name counter starts at
+/// `first` (else where the settings have it) and moves on by one per card.
+pub fn for_card(
+    settings: &cardsmith_customize::Settings,
+    first: Option<u64>,
+    index: usize,
+) -> cardsmith_customize::Settings {
+    let mut s = settings.clone();
+    if let Some(first) = first {
+        s.counter = first;
+    }
+    if s.has_counter() {
+        s.counter = s.counter.saturating_add(index as u64);
+    }
+    s
+}
+
 /// After a card got a host name from preset `name`'s counter: the next card gets the next
 /// number. A preset that cannot be updated is reported, not a failure (the card is done).
 pub fn advance_preset(name: &str, counter: u64, run: &mut Run<'_>) {

@@ -27,6 +27,8 @@ pub struct Permission {
 pub struct Incoming {
     pub label: String,
     pub consequence: &'static str,
+    /// The same for several drives at once.
+    pub for_each: &'static str,
     /// What is done to the drive, as the prompt for its name says it ("erase", "change").
     pub verb: &'static str,
     pub image: Option<(DevNum, Option<PathBuf>, String)>,
@@ -49,6 +51,7 @@ impl Incoming {
         Incoming {
             label: format!("Write {} ({} image) to", image.input(), image.format()),
             consequence: ERASED,
+            for_each: "Everything on each of them will be erased.",
             verb: "erase",
             image: source,
         }
@@ -59,6 +62,7 @@ impl Incoming {
         Incoming {
             label: "Erase".into(),
             consequence: ERASED,
+            for_each: "Everything on each of them will be erased.",
             verb: "erase",
             image: None,
         }
@@ -69,6 +73,7 @@ impl Incoming {
         Incoming {
             label: "Customise".into(),
             consequence: "Files on its boot partition will be replaced (first-boot settings).",
+            for_each: "Files on each boot partition will be replaced (first-boot settings).",
             verb: "change",
             image: None,
         }
@@ -92,6 +97,97 @@ pub fn open_drive(
     run: &mut Run<'_>,
 ) -> Result<OpenedDrive, Failure> {
     let snapshot = Snapshot::capture()?;
+    let checked = check_drive(&snapshot, allowed, path, confirmed, incoming)?;
+    ask(allowed, incoming, &checked.drive, run)?;
+    open_checked(checked, run)
+}
+
+/// A drive a job wants, among several.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Wanted {
+    pub path: PathBuf,
+    /// The drive the user confirmed at that path, and no other (the window's choice).
+    pub confirmed: Option<Identity>,
+    /// What this card gets besides the image, as the confirmation lists it ("host name
+    /// node01").
+    pub gets: Option<String>,
+}
+
+/// A drive found and checked: not yet asked for, unmounted or opened.
+pub struct Checked {
+    pub drive: Drive,
+    access: Access,
+    confirmed: Option<Identity>,
+}
+
+/// Several drives for one job: every one is checked before any is asked for, so one that
+/// must not be changed refuses the whole run before anything is touched (or, with
+/// `skip_refused`, is left out and reported). Then one question lists them all (a system
+/// drive or fixed disk still has its own name typed), and each is unmounted and opened,
+/// its identity checked again. Each entry is the drive, or why it was left out.
+pub fn open_drives(
+    allowed: &Permission,
+    wanted: &[Wanted],
+    incoming: &Incoming,
+    skip_refused: bool,
+    run: &mut Run<'_>,
+) -> Result<Vec<Result<OpenedDrive, Failure>>, Failure> {
+    let snapshot = Snapshot::capture()?;
+    let mut checked = Vec::new();
+    for want in wanted {
+        let found = check_drive(
+            &snapshot,
+            allowed,
+            &want.path,
+            want.confirmed.as_ref(),
+            incoming,
+        );
+        match found {
+            Ok(c) => checked.push(Ok(c)),
+            Err(e) if skip_refused => {
+                run.event(Event::warning(format!(
+                    "Left out {}: {e}",
+                    want.path.display()
+                )));
+                checked.push(Err(e));
+            }
+            Err(e) => {
+                return Err(Failure::Refused(format!(
+                    "{}: {e}\nNothing was written to any of the {} cards (--skip-refused \
+                     writes the others)",
+                    want.path.display(),
+                    wanted.len()
+                )))
+            }
+        }
+    }
+    let going: Vec<(&Checked, Option<&str>)> = checked
+        .iter()
+        .zip(wanted)
+        .filter_map(|(c, w)| Some((c.as_ref().ok()?, w.gets.as_deref())))
+        .collect();
+    if going.is_empty() {
+        return Err(Failure::Refused(
+            "every card was refused: nothing was written".into(),
+        ));
+    }
+    ask_all(allowed, incoming, &going, run)?;
+    Ok(checked
+        .into_iter()
+        .map(|c| c.and_then(|c| open_checked(c, run)))
+        .collect())
+}
+
+/// Finds the drive at `path` and applies every rule that needs no answer: the drive the
+/// user confirmed, not the root drive (nor another system drive unless allowed), not the
+/// one holding the image.
+fn check_drive(
+    snapshot: &Snapshot,
+    allowed: &Permission,
+    path: &Path,
+    confirmed: Option<&Identity>,
+    incoming: &Incoming,
+) -> Result<Checked, Failure> {
     let drive = snapshot.find(path)?.clone();
     if let Some(confirmed) = confirmed {
         check_same(confirmed, &drive.identity())?;
@@ -101,14 +197,28 @@ pub fn open_drive(
         snapshot.check_not_holding(&drive, *dev, file.as_deref(), describe)?;
     }
     let access = Access::for_device(&drive.path)?;
-    ask(allowed, incoming, &drive, run)?;
+    Ok(Checked {
+        drive,
+        access,
+        confirmed: confirmed.cloned(),
+    })
+}
+
+/// Unmounts what is mounted from the drive and opens it exclusively, as the drive that was
+/// checked (or confirmed) and no other.
+fn open_checked(checked: Checked, run: &mut Run<'_>) -> Result<OpenedDrive, Failure> {
+    let Checked {
+        drive,
+        access,
+        confirmed,
+    } = checked;
     let unmounted = unmount_all(&drive, &access)?;
     for point in &unmounted {
         run.event(Event::Unmounted {
             mountpoint: point.clone(),
         });
     }
-    let identity = confirmed.cloned().unwrap_or_else(|| drive.identity());
+    let identity = confirmed.unwrap_or_else(|| drive.identity());
     let file = open_for_writing(&identity, &access)?;
     let target = Target::from_device(&drive.path, file)?;
     Ok(OpenedDrive {
@@ -148,6 +258,39 @@ pub fn needed(allowed: &Permission, drive: &Drive) -> Needed {
     }
 }
 
+/// The drive for people: "29.7 GiB, SanDisk Ultra, USB, serial 1234".
+fn described(drive: &Drive) -> String {
+    let mut what = vec![drive.size_human.clone(), drive.description()];
+    if drive.bus != Bus::Virtual {
+        what.push(drive.bus.to_string());
+    }
+    if let Some(serial) = &drive.serial {
+        what.push(format!("serial {serial}"));
+    }
+    what.join(", ")
+}
+
+/// The warnings and the system-drive or fixed-disk sentence the question adds for `drive`.
+fn cautions(drive: &Drive) -> String {
+    let mut text = String::new();
+    for warning in &drive.warnings {
+        text += &format!("\nWarning: {warning}");
+    }
+    if let Some(uses) = drive.system_uses() {
+        text += &format!(
+            "\n{} is a SYSTEM DRIVE of this computer: it holds {}.",
+            drive.path.display(),
+            uses.join(", ")
+        );
+    } else if drive.is_fixed_disk() {
+        text += &format!(
+            "\n{} is a FIXED DISK inside this computer, not a card or a USB drive.",
+            drive.path.display()
+        );
+    }
+    text
+}
+
 /// The confirmation: names the drive and what is mounted from it. A system drive, or a
 /// fixed internal disk, is changed only after its name is typed, whatever `--yes` says.
 fn ask(
@@ -156,18 +299,11 @@ fn ask(
     drive: &Drive,
     run: &mut Run<'_>,
 ) -> Result<(), Failure> {
-    let mut what = vec![drive.size_human.clone(), drive.description()];
-    if drive.bus != Bus::Virtual {
-        what.push(drive.bus.to_string());
-    }
-    if let Some(serial) = &drive.serial {
-        what.push(format!("serial {serial}"));
-    }
     let mut question = format!(
         "{} {} ({})?\n{}",
         incoming.label,
         drive.path.display(),
-        what.join(", "),
+        described(drive),
         incoming.consequence,
     );
     let mounted: Vec<PathBuf> = drive.mountpoints().cloned().collect();
@@ -181,28 +317,77 @@ fn ask(
         }
         return Ok(());
     }
-    for warning in &drive.warnings {
-        question += &format!("\nWarning: {warning}");
+    question += &cautions(drive);
+    put(
+        run,
+        Ask {
+            question,
+            needed,
+            drives: vec![drive.identity()],
+            name: drive.name.clone(),
+            verb: incoming.verb,
+        },
+    )
+}
+
+/// One question for several drives, each on a line of its own with what it gets. A drive
+/// whose name must be typed (a system drive, a fixed disk) is asked for on its own first.
+fn ask_all(
+    allowed: &Permission,
+    incoming: &Incoming,
+    going: &[(&Checked, Option<&str>)],
+    run: &mut Run<'_>,
+) -> Result<(), Failure> {
+    if let [(checked, _)] = going {
+        return ask(allowed, incoming, &checked.drive, run);
     }
-    if let Some(uses) = drive.system_uses() {
-        question += &format!(
-            "\n{} is a SYSTEM DRIVE of this computer: it holds {}.",
-            drive.path.display(),
-            uses.join(", ")
-        );
-    } else if drive.is_fixed_disk() {
-        question += &format!(
-            "\n{} is a FIXED DISK inside this computer, not a card or a USB drive.",
-            drive.path.display()
-        );
+    for (checked, _) in going {
+        if needed(allowed, &checked.drive) == Needed::Name {
+            ask(allowed, incoming, &checked.drive, run)?;
+        }
     }
-    let ask = Ask {
-        question,
-        needed,
-        drive: Some(drive.identity()),
-        name: drive.name.clone(),
-        verb: incoming.verb,
-    };
+    let mut question = format!("{} {} cards?", incoming.label, going.len());
+    let mut mounted = Vec::new();
+    for (checked, gets) in going {
+        let drive = &checked.drive;
+        question += &format!("\n  {} ({})", drive.path.display(), described(drive));
+        if let Some(gets) = gets {
+            question += &format!(": {gets}");
+        }
+        mounted.extend(drive.mountpoints().cloned());
+    }
+    question += &format!("\n{}", incoming.for_each);
+    if !mounted.is_empty() {
+        question += &format!("\nMounted now, and unmounted first: {}", list(&mounted));
+    }
+    if allowed.yes {
+        for (checked, _) in going {
+            for warning in &checked.drive.warnings {
+                run.event(Event::warning(format!(
+                    "{}: {warning}",
+                    checked.drive.path.display()
+                )));
+            }
+        }
+        return Ok(());
+    }
+    for (checked, _) in going {
+        question += &cautions(&checked.drive);
+    }
+    put(
+        run,
+        Ask {
+            question,
+            needed: Needed::Yes,
+            drives: going.iter().map(|(c, _)| c.drive.identity()).collect(),
+            name: String::new(),
+            verb: incoming.verb,
+        },
+    )
+}
+
+/// Asks through the sink; Ctrl-C at the question ends cardsmith, not a job.
+fn put(run: &mut Run<'_>, ask: Ask) -> Result<(), Failure> {
     run.sink.watching_cancel(false);
     let answer = run.sink.consent(&ask);
     run.sink.watching_cancel(true);

@@ -2,25 +2,43 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
+use std::time::Instant;
 
 use cardsmith_drives::Identity;
 use cardsmith_engine::CancelToken;
 use serde::Serialize;
 
-use super::drive::{open_drive, Incoming, Permission};
-use super::{eject, Error, Failure, Left, Report, Run, Sink};
+use super::drive::{open_drive, open_drives, Incoming, OpenedDrive, Permission, Wanted};
+use super::{eject, Card, CardsReport, Error, Failure, Left, Report, Run, Sink};
 
-/// Erase a card.
+/// Erase a card, or several (one question for all of them, then one after another).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EraseJob {
-    /// The card (a block device).
-    pub target: PathBuf,
-    /// The drive the user confirmed, and no other (the window's choice).
-    pub confirmed: Option<Identity>,
+    /// The cards (block devices), each with the drive the user confirmed (the window's
+    /// choice), when there is one.
+    pub targets: Vec<Wanted>,
     /// What the user allowed.
     pub permission: Permission,
-    /// Power the drive off when done.
+    /// Power each drive off when it is done.
     pub eject: bool,
+    /// With several cards: leave out one that is refused rather than refuse the run.
+    pub skip_refused: bool,
+}
+
+impl EraseJob {
+    /// Erasing the card at `path`, the one `confirmed` if given.
+    pub fn one(path: PathBuf, confirmed: Option<Identity>) -> EraseJob {
+        EraseJob {
+            targets: vec![Wanted {
+                path,
+                confirmed,
+                gets: None,
+            }],
+            permission: Permission::default(),
+            eject: false,
+            skip_refused: false,
+        }
+    }
 }
 
 /// What erasing did. Serialised, it is the `--json` result.
@@ -50,27 +68,60 @@ impl EraseJob {
     /// card half-formatted (`cancel` is not consulted once it started).
     pub fn run(self, _cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
         let mut run = Run::new(sink, Left::Untouched);
-        let outcome = self.go(&mut run);
-        run.end(outcome.map(Report::Erase))
+        if let [want] = self.targets.as_slice() {
+            let outcome = check_device(&want.path)
+                .and_then(|()| {
+                    open_drive(
+                        &self.permission,
+                        &want.path,
+                        want.confirmed.as_ref(),
+                        &Incoming::erase(),
+                        &mut run,
+                    )
+                })
+                .and_then(|opened| self.erase(opened, &mut run).map_err(|e| e.failure));
+            return run.end(outcome.map(Report::Erase));
+        }
+        let outcome = self.erase_all(&mut run);
+        run.end(outcome.map(|cards| Report::Cards(CardsReport::new("erase", cards))))
     }
 
-    fn go(self, run: &mut Run<'_>) -> Result<EraseReport, Failure> {
-        let is_device =
-            std::fs::metadata(&self.target).is_ok_and(|m| m.file_type().is_block_device());
-        if !is_device {
-            return Err(Failure::Refused(format!(
-                "{} is not a block device: erase formats a card",
-                self.target.display()
-            )));
+    fn erase_all(&self, run: &mut Run<'_>) -> Result<Vec<Card>, Failure> {
+        for want in &self.targets {
+            check_device(&want.path)?;
         }
-        let opened = open_drive(
+        let opened = open_drives(
             &self.permission,
-            &self.target,
-            self.confirmed.as_ref(),
+            &self.targets,
             &Incoming::erase(),
+            self.skip_refused,
             run,
         )?;
+        let mut cards = Vec::new();
+        for (want, opened) in self.targets.iter().zip(opened) {
+            let started = Instant::now();
+            let drive = opened.as_ref().ok().map(|o| o.drive.clone());
+            let outcome = opened
+                .map_err(|failure| Error {
+                    failure,
+                    left: Left::Untouched,
+                })
+                .and_then(|opened| self.erase(opened, run));
+            cards.push(Card::of(
+                &want.path,
+                drive.as_ref(),
+                None,
+                outcome.map(|_| None),
+                started.elapsed().as_secs_f64(),
+            ));
+        }
+        Ok(cards)
+    }
+
+    /// Formats one opened card; a failure leaves it unbootable.
+    fn erase(&self, opened: OpenedDrive, run: &mut Run<'_>) -> Result<EraseReport, Error> {
         let target = opened.target;
+        let path = opened.drive.path.clone();
         let size = target.size().unwrap_or(0);
         run.sink.watching_cancel(true);
         let formatted = target
@@ -78,18 +129,21 @@ impl EraseJob {
             .map_err(Failure::from)
             .and_then(|()| {
                 cardsmith_customize::format_card(target.file(), size).map_err(|e| {
-                    Failure::Refused(format!("formatting {} failed: {e}", self.target.display()))
+                    Failure::Refused(format!("formatting {} failed: {e}", path.display()))
                 })
             })
-            .inspect_err(|_| {
+            .map_err(|failure| {
                 target.scrub_after_failure();
-                run.left = Left::after_write(target.leftover());
+                Error {
+                    failure,
+                    left: Left::after_write(target.leftover()),
+                }
             })?;
         let reread = target.reread_partitions();
         drop(target);
         let ejected = self.eject.then(|| eject(&opened.drive, run));
         Ok(EraseReport {
-            target: self.target,
+            target: path,
             partition_offset: formatted.offset,
             partition_bytes: formatted.len,
             partition_table_reread: reread,
@@ -97,4 +151,15 @@ impl EraseJob {
             ejected,
         })
     }
+}
+
+/// Erase formats cards: a path that is not a block device is refused.
+fn check_device(path: &std::path::Path) -> Result<(), Failure> {
+    if std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device()) {
+        return Ok(());
+    }
+    Err(Failure::Refused(format!(
+        "{} is not a block device: erase formats a card",
+        path.display()
+    )))
 }

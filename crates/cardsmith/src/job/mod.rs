@@ -22,8 +22,8 @@ use cardsmith_drives::Identity;
 use cardsmith_engine::{Error as EngineError, Leftover, Phase, Progress};
 use serde::Serialize;
 
-pub use custom::{advance_preset, apply, customised, made_private, readable};
-pub use drive::{list, open_drive, Incoming, Needed, Permission};
+pub use custom::{advance_preset, apply, customised, for_card, made_private, readable};
+pub use drive::{list, open_drive, open_drives, Incoming, Needed, Permission, Wanted};
 pub use erase::EraseJob;
 pub use read::ReadJob;
 pub use source::{cache_notes, catalog_hashes, open_arg, open_cache};
@@ -48,6 +48,13 @@ pub trait Sink {
     /// does not (`false`, such as a question). The terminal lets Ctrl-C cancel in the
     /// first case and end the process in the second.
     fn watching_cancel(&mut self, _watching: bool) {}
+
+    /// Something happened to card `card` (`target`) of a job over several cards. By
+    /// default the event alone.
+    fn card_event(&mut self, card: usize, target: &std::path::Path, event: Event) {
+        let _ = (card, target);
+        self.event(event);
+    }
 }
 
 /// A question before something is changed.
@@ -57,8 +64,8 @@ pub struct Ask {
     pub question: String,
     /// What answers it: "yes", or the drive's name typed.
     pub needed: Needed,
-    /// The drive it is about (`None` for an existing image file).
-    pub drive: Option<Identity>,
+    /// The drives it is about (none for an existing image file).
+    pub drives: Vec<Identity>,
     /// The drive's kernel name, to be typed when `needed` is [`Needed::Name`].
     pub name: String,
     /// What is done to it, as the prompt says it ("erase", "change", "replace").
@@ -275,6 +282,8 @@ impl Left {
 pub const EXIT_VERIFY_FAILED: u8 = 3;
 /// Exit code when the image's SHA-256 is not the expected one.
 pub const EXIT_CHECKSUM_MISMATCH: u8 = 4;
+/// Exit code when some cards of several failed and the others were written.
+pub const EXIT_SOME_CARDS_FAILED: u8 = 5;
 /// Exit code after Ctrl-C, as shells report a SIGINT death.
 pub const EXIT_CANCELLED: u8 = 130;
 
@@ -355,6 +364,8 @@ pub enum Report {
     Write(Box<write::WriteReport>),
     Read(read::ReadReport),
     Erase(erase::EraseReport),
+    /// A job over several cards: each card's row.
+    Cards(CardsReport),
 }
 
 impl Report {
@@ -364,7 +375,190 @@ impl Report {
             Report::Write(r) => r.summary(),
             Report::Read(r) => r.summary(),
             Report::Erase(r) => r.summary(),
+            Report::Cards(r) => r.summary(),
         }
+    }
+}
+
+/// How one card of several came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardResult {
+    /// Done (written and verified, erased, customised).
+    Written,
+    /// Left out before anything was written to it (`--skip-refused`).
+    Refused,
+    /// Failed on the way: its error says why, `left` what it holds.
+    Failed,
+}
+
+/// One card's row of a job over several cards.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Card {
+    pub target: PathBuf,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    /// The host name it got (or was to get).
+    pub hostname: Option<String>,
+    pub result: CardResult,
+    pub error: Option<String>,
+    /// The exit code this card's failure alone would have given.
+    pub exit_code: Option<u8>,
+    pub left: Option<Left>,
+    pub bytes_written: u64,
+    /// Bytes written per second, from the start of the writing to this card's end.
+    pub rate: u64,
+    pub seconds: f64,
+    /// The card's own report, when it was done.
+    pub report: Option<Box<write::WriteReport>>,
+}
+
+impl Card {
+    /// The row of the card at `target`: done (with the write's report, if it was one) or
+    /// why not.
+    pub fn of(
+        target: &std::path::Path,
+        drive: Option<&cardsmith_drives::Drive>,
+        hostname: Option<String>,
+        outcome: Result<Option<write::WriteReport>, Error>,
+        seconds: f64,
+    ) -> Card {
+        let base = Card {
+            target: target.to_owned(),
+            model: drive.map(|d| d.description()),
+            serial: drive.and_then(|d| d.serial.clone()),
+            hostname,
+            result: CardResult::Written,
+            error: None,
+            exit_code: None,
+            left: None,
+            bytes_written: 0,
+            rate: 0,
+            seconds,
+            report: None,
+        };
+        match outcome {
+            Ok(None) => base,
+            Ok(Some(report)) => Card {
+                bytes_written: report.bytes_written,
+                rate: (report.bytes_written as f64 / seconds.max(1e-3)) as u64,
+                report: Some(Box::new(report)),
+                ..base
+            },
+            Err(e) => Card {
+                result: match e.left {
+                    Left::Untouched => CardResult::Refused,
+                    _ => CardResult::Failed,
+                },
+                exit_code: Some(e.failure.exit_code()),
+                error: Some(e.failure.to_string()),
+                left: Some(e.left),
+                ..base
+            },
+        }
+    }
+}
+
+/// A job over several cards. Serialised, it is the `--json` result, with `ok` false when a
+/// card failed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CardsReport {
+    /// "write", "erase" or "customize".
+    pub verb: &'static str,
+    pub cards: Vec<Card>,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+impl CardsReport {
+    pub fn new(verb: &'static str, cards: Vec<Card>) -> CardsReport {
+        let succeeded = cards
+            .iter()
+            .filter(|c| c.result == CardResult::Written)
+            .count();
+        CardsReport {
+            verb,
+            failed: cards.len() - succeeded,
+            succeeded,
+            cards,
+        }
+    }
+
+    /// "4 cards written." or "2 of 4 cards written; 2 failed.", then the table.
+    pub fn summary(&self) -> String {
+        let done = match self.verb {
+            "erase" => "erased",
+            "customize" => "customised",
+            _ => "written",
+        };
+        let head = if self.failed == 0 {
+            format!("{} cards {done}.", self.succeeded)
+        } else {
+            format!(
+                "{} of {} cards {done}; {} failed.",
+                self.succeeded,
+                self.cards.len(),
+                self.failed
+            )
+        };
+        format!("{head}\n{}", self.table())
+    }
+
+    /// card, serial, host name, result, MB/s, time; each failure's reason below.
+    pub fn table(&self) -> String {
+        let rows: Vec<[String; 6]> = self
+            .cards
+            .iter()
+            .map(|c| {
+                [
+                    c.target.display().to_string(),
+                    c.serial.clone().unwrap_or_else(|| "-".into()),
+                    c.hostname.clone().unwrap_or_else(|| "-".into()),
+                    match c.result {
+                        CardResult::Written => "ok".to_owned(),
+                        CardResult::Refused => "refused".to_owned(),
+                        CardResult::Failed => "FAILED".to_owned(),
+                    },
+                    match c.result {
+                        CardResult::Written if c.bytes_written > 0 => {
+                            format!("{:.1}", c.rate as f64 / 1e6)
+                        }
+                        _ => "-".to_owned(),
+                    },
+                    format!("{}:{:02}", c.seconds as u64 / 60, c.seconds as u64 % 60),
+                ]
+            })
+            .collect();
+        let head = ["CARD", "SERIAL", "HOST NAME", "RESULT", "MB/s", "TIME"];
+        let widths: Vec<usize> = (0..6)
+            .map(|i| {
+                rows.iter()
+                    .map(|r| r[i].chars().count())
+                    .chain([head[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: [&str; 6]| {
+            let mut text = String::new();
+            for (i, cell) in cells.iter().enumerate() {
+                text += &format!("{cell:<w$}  ", w = widths[i]);
+            }
+            text.trim_end().to_owned()
+        };
+        let mut out = vec![line(head)];
+        for row in &rows {
+            out.push(line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]));
+        }
+        for c in &self.cards {
+            if let Some(error) = &c.error {
+                out.push(format!("{}: {error}", c.target.display()));
+                if let Some(left) = c.left {
+                    out.push(format!("  {}", left.sentence()));
+                }
+            }
+        }
+        out.join("\n")
     }
 }
 
@@ -373,6 +567,8 @@ pub struct Run<'a> {
     pub sink: &'a mut dyn Sink,
     pub left: Left,
     pace: Pace,
+    /// Each card's pace, in a job over several cards.
+    paces: Vec<Pace>,
 }
 
 impl<'a> Run<'a> {
@@ -382,6 +578,7 @@ impl<'a> Run<'a> {
             sink,
             left,
             pace: Pace::new(),
+            paces: Vec::new(),
         }
     }
 
@@ -399,6 +596,29 @@ impl<'a> Run<'a> {
             bytes_total: p.bytes_total,
             rate,
         });
+    }
+
+    /// Engine progress of card `card` in a job over several cards.
+    pub fn card_progress(&mut self, card: usize, target: &std::path::Path, p: Progress) {
+        if self.paces.len() <= card {
+            self.paces.resize_with(card + 1, Pace::new);
+        }
+        let rate = self.paces[card].rate(p);
+        self.sink.card_event(
+            card,
+            target,
+            Event::Progress {
+                phase: p.phase,
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+                rate,
+            },
+        );
+    }
+
+    /// Tells the sink about card `card` of several.
+    pub fn card_event(&mut self, card: usize, target: &std::path::Path, event: Event) {
+        self.sink.card_event(card, target, event);
     }
 
     /// Ends the job: its outcome, with what the target was left as on failure.

@@ -133,7 +133,7 @@ fn an_existing_file_is_replaced_only_with_consent() {
     let error = job.run(&CancelToken::new(), &mut sink).unwrap_err();
     assert_eq!(sink.asked.len(), 1);
     let ask = &sink.asked[0];
-    assert_eq!((ask.verb, ask.drive.as_ref()), ("replace", None));
+    assert_eq!((ask.verb, ask.drives.is_empty()), ("replace", true));
     assert!(
         ask.question.contains("Its contents will be replaced"),
         "{}",

@@ -4,21 +4,22 @@
 
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cardsmith_catalog::{Http, Location, OsEntry, Pending};
 use cardsmith_customize::{Request, Settings};
 use cardsmith_drives::{Drive, Identity};
 use cardsmith_engine::{
     self as engine, units, Bmap, CancelToken, ChecksumMatch, Error as EngineError, Image, Input,
-    Target, WriteOptions,
+    Step, Target, WriteOptions,
 };
 use serde::Serialize;
 
 use super::custom::{advance_preset, check_before_writing, customised};
-use super::drive::{open_drive, Incoming, Permission};
+use super::drive::{open_drive, open_drives, Incoming, Permission, Wanted};
 use super::source::{cache_notes, is_url, open_cache, plan_download, plan_local, Fetch, Planned};
 use super::{eject, invoking_user, Ask, Customised, Error, Event, Failure, Left, Needed, Report};
+use super::{Card, CardsReport};
 use super::{Run, Sink};
 
 /// What is written.
@@ -88,7 +89,9 @@ pub enum Blocks {
 #[derive(Debug, Clone)]
 pub struct WriteJob {
     pub source: Source,
-    pub target: Destination,
+    /// One card or file, or several: the image is decoded once and written to all of them
+    /// at once, each with its own verify and its own host name.
+    pub targets: Vec<Destination>,
     /// The SHA-256 the image (decompressed, or the file as stored) must have.
     pub sha256: Option<[u8; 32]>,
     /// Read the target back and compare.
@@ -114,6 +117,12 @@ pub struct WriteJob {
     pub blocks: Blocks,
     /// Discard the skipped ranges on a card that takes it.
     pub discard: bool,
+    /// The number the first card's host-name counter (`{n}`) gets; the next card gets the
+    /// next one. `None`: the settings' own (a preset's counter).
+    pub first_number: Option<u64>,
+    /// With several targets: leave out one that is refused (and say so) rather than refuse
+    /// the run.
+    pub skip_refused: bool,
 }
 
 impl WriteJob {
@@ -122,7 +131,7 @@ impl WriteJob {
     pub fn new(source: Source, target: Destination) -> WriteJob {
         WriteJob {
             source,
-            target,
+            targets: vec![target],
             sha256: None,
             verify: true,
             eject: false,
@@ -135,6 +144,8 @@ impl WriteJob {
             stall_timeout: cardsmith_catalog::STALL_TIMEOUT,
             blocks: Blocks::Used,
             discard: false,
+            first_number: None,
+            skip_refused: false,
         }
     }
 }
@@ -214,16 +225,59 @@ struct Opened {
     unmounted: Vec<PathBuf>,
 }
 
+/// One card of a write, and how it went.
+struct CardRun {
+    path: PathBuf,
+    drive: Option<Drive>,
+    settings: Option<Settings>,
+    outcome: Option<Result<WriteReport, Error>>,
+    seconds: f64,
+}
+
 impl WriteJob {
-    /// Writes; `cancel` stops it at the next chunk, leaving the card unbootable or no file.
+    /// Writes; `cancel` stops it at the next chunk, leaving every card unbootable or no
+    /// file. With several targets, each card's own failure is in the report's table; the
+    /// run fails as a whole only when the image does (or is refused, or cancelled).
     pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
+        let many = self.targets.len() > 1;
         let mut run = Run::new(sink, Left::Untouched);
         let outcome = self.go(cancel, &mut run);
-        run.end(outcome.map(|r| Report::Write(Box::new(r))))
+        if many {
+            let cards = outcome.map(|cards| {
+                Report::Cards(CardsReport::new(
+                    "write",
+                    cards.into_iter().map(CardRun::into_card).collect(),
+                ))
+            });
+            return run.end(cards);
+        }
+        let one = outcome.and_then(|mut cards| {
+            let card = cards.pop().expect("one target, one card");
+            match card.outcome.expect("every card has an outcome") {
+                Ok(report) => Ok(report),
+                Err(e) => {
+                    run.left = e.left;
+                    Err(e.failure)
+                }
+            }
+        });
+        run.end(one.map(|r| Report::Write(Box::new(r))))
     }
 
-    fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<WriteReport, Failure> {
-        if let Some(s) = &self.settings {
+    /// The settings card `index` gets: the host-name counter moved on by one per card.
+    fn settings_for(&self, index: usize) -> Option<Settings> {
+        let s = self.settings.as_ref()?;
+        Some(super::custom::for_card(s, self.first_number, index))
+    }
+
+    fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<Vec<CardRun>, Failure> {
+        if self.targets.is_empty() {
+            return Err(Failure::Usage("name at least one target".into()));
+        }
+        let settings: Vec<Option<Settings>> = (0..self.targets.len())
+            .map(|i| self.settings_for(i))
+            .collect();
+        for s in settings.iter().flatten() {
             s.validate()?;
         }
         let planned = self.plan(cancel, run)?;
@@ -236,13 +290,15 @@ impl WriteJob {
             (None, Some(entry)) => (entry.init_format.clone(), "the catalog"),
             (None, None) => (None, ""),
         };
+        let release_date = os.and_then(|e| e.release_date.as_deref());
+        let format = init_format.as_deref();
         let request = |settings| Request {
             settings,
-            format: init_format.as_deref(),
+            format,
             format_by,
-            release_date: os.and_then(|e| e.release_date.as_deref()),
+            release_date,
         };
-        if let Some(s) = &self.settings {
+        if let Some(s) = &settings[0] {
             // Refused now, not after a write: an image that takes no settings, or not these.
             check_before_writing(&planned.image, request(s), cancel, run)?;
         }
@@ -266,67 +322,193 @@ impl WriteJob {
         options.map = block_map.as_ref().map(|(map, _)| map.clone());
         options.discard = self.discard;
         let input = image.input().to_string();
-        let opened = self.open_target(&image, run)?;
-        let is_device = opened.drive.is_some();
-        let target = opened.target;
-        run.sink.watching_cancel(true);
-        let written = engine::write(image, &target, &options, cancel, &mut |p| run.progress(p));
-        let report = written
-            .inspect_err(|_| run.left = Left::after_write(target.leftover()))
-            .map_err(|e| match e {
-                EngineError::VerifyMismatch { .. } if is_device => Failure::NotKept(e),
-                e => Failure::Engine(e),
-            })?;
-        let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
-        let settings = match &self.settings {
-            Some(s) => {
-                run.left = Left::WithoutSettings;
-                let done = if report.verified {
-                    "written and verified"
-                } else {
-                    "written"
-                };
-                let applied = cardsmith_customize::customize(
-                    target.file(),
-                    target.path(),
-                    is_device,
-                    request(s),
-                )
-                .map_err(|e| {
-                    Failure::Refused(format!(
-                        "the image was {done}, but customising it failed: {e}"
-                    ))
-                })?;
-                let said = customised(&applied);
-                run.event(Event::Customized(Box::new(said.clone())));
-                if let Some(preset) = &self.advance_preset {
-                    if s.has_counter() {
-                        advance_preset(preset, s.counter, run);
-                    }
+        let opened = self.open_targets(&image, &settings, run)?;
+        let mut cards: Vec<CardRun> = self
+            .targets
+            .iter()
+            .zip(&opened)
+            .zip(settings)
+            .map(|((dest, opened), settings)| CardRun {
+                path: dest.path().to_owned(),
+                drive: opened.as_ref().ok().and_then(|o| o.drive.clone()),
+                settings,
+                outcome: None,
+                seconds: 0.0,
+            })
+            .collect();
+        let mut going = Vec::new();
+        for (index, opened) in opened.into_iter().enumerate() {
+            match opened {
+                Ok(opened) => going.push((index, opened)),
+                Err(failure) => {
+                    cards[index].outcome = Some(Err(Error {
+                        failure,
+                        left: Left::Untouched,
+                    }))
                 }
-                Some(said)
             }
-            None => None,
+        }
+        let many = self.targets.len() > 1;
+        let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
+        let targets: Vec<&Target> = going.iter().map(|(_, o)| &o.target).collect();
+        let started = Instant::now();
+        run.sink.watching_cancel(true);
+        let mut finished = |slot: usize, step: Step, run: &mut Run<'_>| {
+            let (index, opened) = &going[slot];
+            let card = &mut cards[*index];
+            match step {
+                Step::Progress(p) if many => run.card_progress(*index, &card.path, p),
+                Step::Progress(p) => run.progress(p),
+                Step::Finished(result) => {
+                    card.seconds = started.elapsed().as_secs_f64();
+                    let report = result.map_err(|e| Error {
+                        left: Left::after_write(opened.target.leftover()),
+                        failure: match e {
+                            EngineError::VerifyMismatch { .. } if opened.drive.is_some() => {
+                                Failure::NotKept(e)
+                            }
+                            e => Failure::Engine(e),
+                        },
+                    });
+                    let done = report.and_then(|report| {
+                        let said = match &card.settings {
+                            Some(s) => Some(self.customise(
+                                &opened.target,
+                                opened.drive.is_some(),
+                                Request {
+                                    settings: s,
+                                    format,
+                                    format_by,
+                                    release_date,
+                                },
+                                report.verified,
+                                (many, *index),
+                                run,
+                            )?),
+                            None => None,
+                        };
+                        Ok((report, said))
+                    });
+                    let ejected = match (&done, &opened.drive) {
+                        (Ok(_), Some(drive)) if self.eject => Some(eject(drive, run)),
+                        _ => None,
+                    };
+                    card.outcome = Some(done.map(|(report, said)| {
+                        self.report(
+                            &input,
+                            report,
+                            opened,
+                            said,
+                            ejected,
+                            (published, &block_map, options.map_as_it_streams),
+                        )
+                    }));
+                }
+            }
         };
-        drop(target);
-        let cached = match (&pending, &cache) {
-            (Some(pending), Some(cache)) if published || options.expected_sha256.is_some() => {
-                keep_download(pending, cache, report.image_sha256.clone(), run)
+        let all = engine::write_many(image, &targets, &options, cancel, &mut |slot, step| {
+            finished(slot, step, run)
+        });
+        if let Err(e) = all {
+            let left = going
+                .iter()
+                .map(|(_, o)| Left::after_write(o.target.leftover()))
+                .max_by_key(|left| *left == Left::PartlyWritten)
+                .unwrap_or(Left::Untouched);
+            run.left = left;
+            return Err(Failure::Engine(e));
+        }
+        drop(going);
+        let succeeded: Vec<&CardRun> = cards
+            .iter()
+            .filter(|c| matches!(c.outcome, Some(Ok(_))))
+            .collect();
+        if let (Some(preset), Some(last)) = (
+            &self.advance_preset,
+            succeeded
+                .iter()
+                .filter_map(|c| c.settings.as_ref())
+                .filter(|s| s.has_counter())
+                .map(|s| s.counter)
+                .max(),
+        ) {
+            advance_preset(preset, last, run);
+        }
+        let image_sha256 = succeeded.iter().find_map(|c| match &c.outcome {
+            Some(Ok(r)) => Some(r.image_sha256.clone()),
+            _ => None,
+        });
+        let cached = match (&pending, &cache, image_sha256) {
+            (Some(pending), Some(cache), Some(sha256))
+                if published || options.expected_sha256.is_some() =>
+            {
+                keep_download(pending, cache, sha256, run)
             }
             _ => false,
         };
         if let Some(cache) = &cache {
             cache_notes(cache, run.sink);
         }
-        let ejected = opened
-            .drive
-            .filter(|_| self.eject)
-            .map(|drive| eject(&drive, run));
-        Ok(WriteReport {
-            image: input,
+        for card in &mut cards {
+            if let Some(Ok(report)) = &mut card.outcome {
+                report.download_cached = cached;
+            }
+        }
+        Ok(cards)
+    }
+
+    /// Puts card `index`'s settings on its boot partition, once it is written.
+    fn customise(
+        &self,
+        target: &Target,
+        is_device: bool,
+        request: Request<'_>,
+        verified: bool,
+        (many, index): (bool, usize),
+        run: &mut Run<'_>,
+    ) -> Result<Customised, Error> {
+        let done = if verified {
+            "written and verified"
+        } else {
+            "written"
+        };
+        let applied =
+            cardsmith_customize::customize(target.file(), target.path(), is_device, request)
+                .map_err(|e| Error {
+                    failure: Failure::Refused(format!(
+                        "the image was {done}, but customising it failed: {e}"
+                    )),
+                    left: Left::WithoutSettings,
+                })?;
+        let said = customised(&applied);
+        let event = Event::Customized(Box::new(said.clone()));
+        if many {
+            run.card_event(index, target.path(), event);
+        } else {
+            run.event(event);
+        }
+        Ok(said)
+    }
+
+    /// What writing one card did, for its report.
+    fn report(
+        &self,
+        input: &str,
+        report: engine::WriteReport,
+        opened: &Opened,
+        settings: Option<Customised>,
+        ejected: Option<bool>,
+        (published, block_map, as_it_streams): (bool, &Option<(Bmap, String)>, bool),
+    ) -> WriteReport {
+        let os = match &self.source {
+            Source::Os(entry) => Some(entry.as_ref()),
+            _ => None,
+        };
+        WriteReport {
+            image: input.to_owned(),
             os: os.map(|e| e.name.clone()),
             init_format: os.and_then(|e| e.init_format.clone()),
-            target: self.target.path().to_owned(),
+            target: opened.target.path().to_owned(),
             bytes: report.bytes,
             verified: report.verified,
             verify_bypassed_cache: report.verified && report.bypassed_cache,
@@ -337,20 +519,23 @@ impl WriteJob {
             catalog_sha256_checked: published,
             image_sha256: report.image_sha256,
             partition_table_reread: report.partitions_reread,
-            unmounted: opened.unmounted,
+            unmounted: opened.unmounted.clone(),
             customized: settings.as_ref().map(|s| s.init_format),
-            download_cached: cached,
+            download_cached: false,
             ejected,
             bytes_written: report.written,
             bytes_skipped: report.bytes.saturating_sub(report.written),
             bytes_verified: report.verified_bytes,
             bytes_discarded: report.discarded,
-            block_map: block_map.map(|(_, from)| from).or_else(|| {
-                (options.map_as_it_streams && report.written < report.bytes)
-                    .then(|| "the image's filesystems, as it streamed".to_owned())
-            }),
+            block_map: block_map
+                .as_ref()
+                .map(|(_, from)| from.clone())
+                .or_else(|| {
+                    (as_it_streams && report.written < report.bytes)
+                        .then(|| "the image's filesystems, as it streamed".to_owned())
+                }),
             settings,
-        })
+        }
     }
 
     /// The catalog's block map for the OS (`bmap_url`), when it names one and used blocks
@@ -426,24 +611,109 @@ impl WriteJob {
         })
     }
 
-    /// The drive (checked, asked, unmounted, opened exclusively) or the file.
-    fn open_target(&self, image: &Image, run: &mut Run<'_>) -> Result<Opened, Failure> {
-        let path = self.target.path();
-        let is_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
-        let confirmed = match (&self.target, is_device) {
-            (Destination::File(_), true) => {
+    /// Every target opened, or (with `skip_refused`) why it was left out. Files are opened
+    /// first (an existing one only replaced once asked); then the drives are checked, asked
+    /// for in one question that lists each with its host name, unmounted and opened
+    /// exclusively. One refused target refuses the run before any drive is touched.
+    fn open_targets(
+        &self,
+        image: &Image,
+        settings: &[Option<Settings>],
+        run: &mut Run<'_>,
+    ) -> Result<Vec<Result<Opened, Failure>>, Failure> {
+        let mut devices = Vec::new();
+        for dest in &self.targets {
+            let path = dest.path();
+            let is_device = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+            if let (Destination::File(_), true) = (dest, is_device) {
                 return Err(Failure::Refused(format!(
                     "{} is a block device, not an image file: nothing was written. Choose it in \
                      the drive list instead (it is checked, named and confirmed there)",
                     path.display()
-                )))
+                )));
             }
-            (Destination::Drive { confirmed, .. }, _) => Some(confirmed),
-            (_, false) => return self.open_file(path, image, run),
-            (Destination::Path(_), true) => None,
-        };
+            devices.push(is_device);
+        }
         let incoming = Incoming::image(image);
-        let opened = open_drive(&self.permission, path, confirmed, &incoming, run)?;
+        if let [dest] = self.targets.as_slice() {
+            let opened = match (dest, devices[0]) {
+                (_, false) => self.open_file(dest.path(), image, run)?,
+                (Destination::Drive { path, confirmed }, true) => {
+                    self.open_one(path, Some(confirmed), &incoming, run)?
+                }
+                (_, true) => self.open_one(dest.path(), None, &incoming, run)?,
+            };
+            return Ok(vec![Ok(opened)]);
+        }
+        let mut files: Vec<Option<Result<Opened, Failure>>> = Vec::new();
+        for (dest, &is_device) in self.targets.iter().zip(&devices) {
+            if is_device {
+                files.push(None);
+                continue;
+            }
+            match self.open_file(dest.path(), image, run) {
+                Err(e) if !self.skip_refused => {
+                    for opened in files.iter().flatten().flatten() {
+                        opened.target.abandon();
+                    }
+                    return Err(e);
+                }
+                opened => files.push(Some(opened)),
+            }
+        }
+        let wanted: Vec<Wanted> = self
+            .targets
+            .iter()
+            .zip(settings)
+            .zip(&devices)
+            .filter(|(_, &is_device)| is_device)
+            .map(|((dest, s), _)| Wanted {
+                path: dest.path().to_owned(),
+                confirmed: match dest {
+                    Destination::Drive { confirmed, .. } => Some(confirmed.clone()),
+                    _ => None,
+                },
+                gets: s
+                    .as_ref()
+                    .and_then(|s| s.hostname_now().ok().flatten())
+                    .map(|h| format!("host name {h}")),
+            })
+            .collect();
+        let mut drives = match wanted.is_empty() {
+            true => Vec::new(),
+            false => open_drives(&self.permission, &wanted, &incoming, self.skip_refused, run)
+                .inspect_err(|_| {
+                    for opened in files.iter().flatten().flatten() {
+                        opened.target.abandon();
+                    }
+                })?,
+        }
+        .into_iter();
+        Ok(files
+            .into_iter()
+            .map(|file| match file {
+                Some(opened) => opened,
+                None => drives
+                    .next()
+                    .expect("a drive for every device")
+                    .map(|d| Opened {
+                        target: d.target,
+                        drive: Some(d.drive),
+                        unmounted: d.unmounted,
+                    }),
+            })
+            .collect())
+    }
+
+    /// The one drive of a write to one card.
+    fn open_one(
+        &self,
+        path: &Path,
+        confirmed: Option<&Identity>,
+        incoming: &Incoming,
+        run: &mut Run<'_>,
+    ) -> Result<Opened, Failure> {
+        let opened = open_drive(&self.permission, path, confirmed, incoming, run)?;
         Ok(Opened {
             target: opened.target,
             drive: Some(opened.drive),
@@ -469,7 +739,7 @@ impl WriteJob {
                     target.path().display()
                 ),
                 needed: Needed::Yes,
-                drive: None,
+                drives: Vec::new(),
                 name: String::new(),
                 verb: "replace",
             };
@@ -489,6 +759,29 @@ impl WriteJob {
             drive: None,
             unmounted: Vec::new(),
         })
+    }
+}
+
+impl CardRun {
+    /// The card's row in the report's table.
+    fn into_card(self) -> Card {
+        let hostname = self
+            .settings
+            .as_ref()
+            .and_then(|s| s.hostname_now().ok().flatten());
+        let outcome = self.outcome.unwrap_or_else(|| {
+            Err(Error {
+                failure: Failure::Refused("the write stopped before this card was done".into()),
+                left: Left::PartlyWritten,
+            })
+        });
+        Card::of(
+            &self.path,
+            self.drive.as_ref(),
+            hostname,
+            outcome.map(Some),
+            self.seconds,
+        )
     }
 }
 

@@ -79,8 +79,8 @@ impl State {
                 if w.settings.is_some() {
                     steps.push(Step::Customise);
                 }
-                let leaves = match w.target {
-                    crate::job::Destination::File(_) => Leaves::File,
+                let leaves = match w.targets.first() {
+                    Some(crate::job::Destination::File(_)) => Leaves::File,
                     _ => Leaves::Card,
                 };
                 (steps, leaves)

@@ -1,0 +1,252 @@
+//! Many cards at once: one decode fanned out to several cards, each verified and given its
+//! own host name; a card that fails is left unbootable and the others carry on; one that
+//! must not be written refuses the run; Ctrl-C leaves every card unbootable. The cards are
+//! loop devices this test makes, and emulated cards (nbdkit with its error and rate
+//! filters, through nbdfuse) that really fail or really are slow.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::emulated::EmulatedCard;
+use common::*;
+use serde_json::Value;
+
+/// An OS-like image: a 40 MiB FAT32 boot partition and a 48 MiB ext4 root holding
+/// `random_mib` of incompressible data and the programs `inspect` looks for in a
+/// Bookworm-style Raspberry Pi OS (so it takes first-boot settings through firstrun.sh).
+fn os_image(dir: &Path, random_mib: usize) -> PathBuf {
+    let root = dir.join("root");
+    for (path, text) in [
+        ("etc/hostname", "raspberrypi\n"),
+        (
+            "etc/os-release",
+            "PRETTY_NAME=\"cardsmith test\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+        ),
+        (
+            "etc/fstab",
+            "PARTUUID=5eed5eed-01 /boot/firmware vfat defaults 0 2\n",
+        ),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/bash\npi:x:1000:1000:,,,:/home/pi:/bin/bash\n",
+        ),
+        ("usr/lib/systemd/systemd", "#!/bin/sh\nexit 1\n"),
+        ("usr/sbin/sshd", "#!/bin/sh\nexit 1\n"),
+        (
+            "usr/lib/raspberrypi-sys-mods/imager_custom",
+            "#!/bin/sh\nexit 1\n",
+        ),
+        ("usr/lib/userconf-pi/userconf", "#!/bin/sh\nexit 1\n"),
+    ] {
+        let file = root.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, text).unwrap();
+    }
+    fs::create_dir_all(root.join("home/pi")).unwrap();
+    write_file(
+        &root.join("home/pi/data.bin"),
+        &image_bytes(random_mib * MIB, 7),
+    );
+    let image = dir.join("os.img");
+    make_os_image(&image, 40, 48, &root);
+    image
+}
+
+/// The boot partition of the image: (start, length) in bytes.
+fn boot_partition(image: &Path) -> (u64, u64) {
+    mbr_partition(&read_range(image, 0, 512), 0)
+}
+
+/// `cardsmith …` with presets in `config`, its JSON lines read as they come: `watch` sees
+/// each one (and may act on it) before the next is read. Returns the lines and the exit
+/// code.
+fn run_watching(
+    args: &[&str],
+    config: &Path,
+    stdin: Option<&Path>,
+    watch: &mut dyn FnMut(&Value, &std::process::Child),
+) -> (Vec<Value>, i32) {
+    let mut command = cardsmith_command();
+    command
+        .args(args)
+        .env("XDG_CONFIG_HOME", config)
+        .env("XDG_CACHE_HOME", config.join("cache"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match stdin {
+        Some(path) => command.stdin(fs::File::open(path).unwrap()),
+        None => command.stdin(Stdio::null()),
+    };
+    let mut child = command.spawn().expect("running cardsmith");
+    let out = child.stdout.take().unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(out).lines() {
+        let line = line.unwrap();
+        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        watch(&value, &child);
+        lines.push(value);
+    }
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    let code = output.status.code().unwrap_or(-1);
+    eprintln!("exit {code}; stderr:\n{err}");
+    (lines, code)
+}
+
+fn result(lines: &[Value]) -> &Value {
+    let last = lines.last().expect("a result line");
+    assert_eq!(last["event"], "result", "{last}");
+    last
+}
+
+fn mtype(card: &Path, offset: u64, file: &str) -> String {
+    let image = format!("{}@@{offset}", card.display());
+    let out = tool("mtype", &["-i", &image, &format!("::/{file}")]);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn four_cards_one_too_small_one_dying_two_written_with_their_own_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = os_image(dir.path(), 24);
+    let len = fs::metadata(&image).unwrap().len();
+    let xz = dir.path().join("os.img.xz");
+    compress("xz", &["-T2", "-1"], &image, &xz);
+    let config = dir.path().join("config");
+    let saved = cardsmith_env(
+        &["preset", "save", "cluster", "--hostname", "node{n:02}"],
+        &[("XDG_CONFIG_HOME", &config)],
+    );
+    assert_ok(&saved);
+
+    // The good cards start empty, so that all of each (the blocks the image does not use
+    // are not written) can be compared with the image; the others hold old contents, so
+    // that zeros there are cardsmith's doing.
+    let good: Vec<(PathBuf, LoopDevice)> = (0..2)
+        .map(|n| {
+            let file = dir.path().join(format!("good{n}.raw"));
+            filled_file(&file, 96 * MIB, 0);
+            let dev = LoopDevice::attach(&file);
+            (file, dev)
+        })
+        .collect();
+    let small_file = dir.path().join("small.raw");
+    filled_file(&small_file, 48 * MIB, 0xAA);
+    let small = LoopDevice::attach(&small_file);
+    // About 5 MB/s: slow enough that it dies in the middle of its write.
+    let dying = EmulatedCard::start(96 << 20, 0xAA, Some("40M"));
+
+    // From standard input the image's size is not known beforehand: the small card is
+    // found too small on the way, not refused.
+    let args = [
+        "write",
+        "-",
+        good[0].1.arg(),
+        good[1].1.arg(),
+        small.arg(),
+        dying.arg(),
+        "--preset",
+        "cluster",
+        "--yes",
+        "--json",
+    ];
+    let mut failed_at = None;
+    let (lines, code) = run_watching(&args, &config, Some(&xz), &mut |line, _| {
+        let card_done = line["target"] == dying.arg() && line["event"] == "progress";
+        if failed_at.is_none() && card_done && line["bytes_done"].as_u64().unwrap() >= 45 << 20 {
+            dying.fail_writes(true);
+            failed_at = line["bytes_done"].as_u64();
+        }
+    });
+    let failed_at = failed_at.expect("the dying card reported its progress");
+    assert!(
+        failed_at < len,
+        "it died mid-write, at {failed_at} of {len}"
+    );
+    assert_eq!(code, 5, "some cards failed: exit code 5");
+    let result = result(&lines);
+    assert_eq!(result["ok"], false, "{result}");
+    assert_eq!(
+        (result["succeeded"].as_u64(), result["failed"].as_u64()),
+        (Some(2), Some(2))
+    );
+    let cards = result["cards"].as_array().unwrap();
+    let (boot, boot_len) = boot_partition(&image);
+    for (n, (file, dev)) in good.iter().enumerate() {
+        let card = &cards[n];
+        assert_eq!(card["target"], dev.arg());
+        assert_eq!(card["result"], "written", "{card}");
+        assert_eq!(card["hostname"], format!("node{:02}", n + 1));
+        assert_eq!(card["report"]["verified"], true);
+        // The image outside the boot partition, byte for byte.
+        assert_eq!(
+            read_range(file, 0, boot as usize),
+            read_range(&image, 0, boot as usize)
+        );
+        let rest = (len - boot - boot_len) as usize;
+        assert!(
+            read_range(file, boot + boot_len, rest) == read_range(&image, boot + boot_len, rest),
+            "card {n} differs from the image outside its boot partition"
+        );
+        let root = LoopDevice::attach_with_offset(file, boot + boot_len, len - boot - boot_len);
+        tool("e2fsck", &["-fn", root.arg()]);
+        // Its own host name, read back from the card by mtools.
+        let script = mtype(&dev.path, boot, "firstrun.sh");
+        assert!(
+            script.contains(&format!("set_hostname 'node{:02}'", n + 1)),
+            "card {n}: {script}"
+        );
+    }
+    let small_card = &cards[2];
+    assert_eq!(small_card["result"], "failed", "{small_card}");
+    assert!(
+        small_card["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit"),
+        "{small_card}"
+    );
+    let dying_card = &cards[3];
+    assert_eq!(dying_card["result"], "failed", "{dying_card}");
+    assert!(
+        dying_card["error"]
+            .as_str()
+            .unwrap()
+            .contains("Input/output error"),
+        "{dying_card}"
+    );
+    for (card, backing) in [
+        (small_card, small_file.clone()),
+        (dying_card, dying.backing()),
+    ] {
+        assert_eq!(card["left"], "zeroed", "{card}");
+        assert!(
+            read_range(&backing, 0, MIB).iter().all(|&b| b == 0),
+            "{} does not start with a zeroed MiB",
+            backing.display()
+        );
+    }
+    // Each card's events say which card they are about.
+    for dev in [good[0].1.arg(), good[1].1.arg(), small.arg(), dying.arg()] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l["event"] == "progress" && l["target"] == dev),
+            "no progress for {dev}"
+        );
+    }
+    // Two cards were done: the preset's next card is number 3.
+    let shown = cardsmith_env(
+        &["preset", "show", "cluster"],
+        &[("XDG_CONFIG_HOME", &config)],
+    );
+    assert!(
+        stdout(&shown).contains("node{n:02} (next number 3)"),
+        "{}",
+        stdout(&shown)
+    );
+}

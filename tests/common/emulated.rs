@@ -1,0 +1,197 @@
+//! Emulated cards: an `nbdkit` server (file plugin, with filters that fail or slow it) on a
+//! private socket, the file `nbdfuse` exposes from it, and a direct-I/O loop device over
+//! that file. Everything is stopped again on drop, also when the test panics; what a
+//! killed test left behind is swept away by the next one that starts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::tool;
+
+/// Where emulated cards live: one folder per card, named after the test process.
+const PREFIX: &str = "cardsmith-emulated-";
+
+/// An emulated card; its writes fail with EIO while [`EmulatedCard::fail_writes`] is on.
+pub struct EmulatedCard {
+    dir: PathBuf,
+    nbdkit: Option<Child>,
+    nbdfuse: Option<Child>,
+    pub device: PathBuf,
+    trigger: PathBuf,
+}
+
+impl EmulatedCard {
+    /// A card of `len` bytes, every byte `fill` (its old contents); `rate` (nbdkit's bits
+    /// per second, "320M") limits its speed when given.
+    pub fn start(len: u64, fill: u8, rate: Option<&str>) -> EmulatedCard {
+        sweep();
+        let dir = std::env::temp_dir().join(format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            fastrand_name()
+        ));
+        fs::create_dir_all(dir.join("fuse")).unwrap();
+        let backing = dir.join("card.raw");
+        super::filled_file(&backing, len as usize, fill);
+        let sock = dir.join("nbd.sock");
+        let trigger = dir.join("fail-writes");
+        let mut args = vec![
+            "--foreground".to_owned(),
+            "--exit-with-parent".to_owned(),
+            "-U".to_owned(),
+            sock.display().to_string(),
+            "--filter=error".to_owned(),
+        ];
+        if rate.is_some() {
+            args.push("--filter=rate".to_owned());
+        }
+        args.push("file".to_owned());
+        args.push(backing.display().to_string());
+        args.push("error-pwrite=EIO".to_owned());
+        args.push("error-pwrite-rate=100%".to_owned());
+        args.push(format!("error-pwrite-file={}", trigger.display()));
+        if let Some(rate) = rate {
+            args.push(format!("rate={rate}"));
+        }
+        // Built up as it starts, so whatever did start is stopped again should a step fail.
+        let mut card = EmulatedCard {
+            dir: dir.clone(),
+            nbdkit: None,
+            nbdfuse: None,
+            device: PathBuf::new(),
+            trigger,
+        };
+        card.nbdkit = Some(
+            Command::new("nbdkit")
+                .args(&args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nbdkit is needed (the README's test command installs it)"),
+        );
+        wait_for(&sock);
+        let fuse = dir.join("fuse");
+        card.nbdfuse = Some(
+            Command::new("nbdfuse")
+                .arg(&fuse)
+                .arg("--unix")
+                .arg(&sock)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nbdfuse is needed (libnbd-bin)"),
+        );
+        let file = fuse.join("nbd");
+        wait_for(&file);
+        let out = tool(
+            "losetup",
+            &["--direct-io=on", "-f", "--show", file.to_str().unwrap()],
+        );
+        card.device = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(card.arg().starts_with("/dev/loop"), "{:?}", card.device);
+        card
+    }
+
+    pub fn arg(&self) -> &str {
+        self.device.to_str().unwrap()
+    }
+
+    /// From now on every write fails with EIO (a card that died), or works again.
+    pub fn fail_writes(&self, on: bool) {
+        if on {
+            fs::write(&self.trigger, b"").unwrap();
+        } else {
+            let _ = fs::remove_file(&self.trigger);
+        }
+    }
+
+    /// The card's content, as nbdkit keeps it.
+    pub fn backing(&self) -> PathBuf {
+        self.dir.join("card.raw")
+    }
+}
+
+impl Drop for EmulatedCard {
+    fn drop(&mut self) {
+        if !self.device.as_os_str().is_empty() {
+            let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
+        }
+        unmount(&self.dir.join("fuse"));
+        for child in [self.nbdfuse.as_mut(), self.nbdkit.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn unmount(point: &Path) {
+    let ok = Command::new("fusermount3")
+        .arg("-u")
+        .arg(point)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(point)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} did not appear",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn fastrand_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{nanos:x}")
+}
+
+/// Cards a killed test left: their loop devices detached, their FUSE mounts gone, their
+/// folders removed (nbdkit ends with its parent by itself).
+fn sweep() {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(PREFIX) else {
+            continue;
+        };
+        let pid = rest.split('-').next().unwrap_or_default();
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let dir = entry.path();
+        let nbd = dir.join("fuse/nbd");
+        let listed = Command::new("losetup")
+            .args(["-j", nbd.to_str().unwrap(), "-O", "NAME", "-n"])
+            .output();
+        if let Ok(out) = listed {
+            for dev in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                let _ = Command::new("losetup").args(["-d", dev]).status();
+            }
+        }
+        unmount(&dir.join("fuse"));
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
