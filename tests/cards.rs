@@ -250,3 +250,217 @@ fn four_cards_one_too_small_one_dying_two_written_with_their_own_names() {
         stdout(&shown)
     );
 }
+
+/// A loop device this test made, handed to the user nobody (so that a cardsmith run as
+/// nobody may write it and no other disk); given back to root when dropped.
+struct NobodysCard {
+    dev: LoopDevice,
+    file: PathBuf,
+}
+
+impl NobodysCard {
+    fn new(dir: &Path, name: &str) -> NobodysCard {
+        let file = dir.join(name);
+        filled_file(&file, 16 * MIB, 0xAA);
+        let dev = LoopDevice::attach(&file);
+        tool("chown", &["65534", dev.arg()]);
+        NobodysCard { dev, file }
+    }
+}
+
+impl Drop for NobodysCard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("chown")
+            .args(["0", self.dev.arg()])
+            .status();
+    }
+}
+
+#[test]
+fn the_root_drive_among_the_targets_refuses_the_whole_run() {
+    // The root disk comes from util-linux, not from cardsmith. cardsmith runs as nobody,
+    // whom the kernel does not let write it anyway: a cardsmith that lost track of the
+    // root drive fails here, and cannot harm it.
+    let witnessed = root_disks_witnessed();
+    let Some(disk) = witnessed.first() else {
+        eprintln!("findmnt says / is on no block device here (an overlay?): no root disk");
+        return;
+    };
+    let root = format!("/dev/{disk}");
+    let dir = tempfile::tempdir().unwrap();
+    let image = world_readable_image(dir.path(), 8 * MIB);
+    let a = NobodysCard::new(dir.path(), "a.raw");
+    let b = NobodysCard::new(dir.path(), "b.raw");
+    let img = image.to_str().unwrap();
+
+    let out = cardsmith_as_nobody(&["write", img, a.dev.arg(), &root, b.dev.arg(), "--yes"]);
+    assert_fails(
+        &out,
+        1,
+        &[
+            &root,
+            "running system",
+            "Nothing was written to any of the 3 cards",
+        ],
+    );
+    for card in [&a, &b] {
+        assert!(
+            read_range(&card.file, 0, 16 * MIB)
+                .iter()
+                .all(|&x| x == 0xAA),
+            "{} was written to",
+            card.dev.arg()
+        );
+    }
+
+    // Asked to, it leaves the root drive out and writes the others.
+    let out = cardsmith_as_nobody(&[
+        "write",
+        img,
+        a.dev.arg(),
+        &root,
+        b.dev.arg(),
+        "--yes",
+        "--skip-refused",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let result = result(&lines);
+    let cards = result["cards"].as_array().unwrap();
+    assert_eq!(cards[1]["target"], root.as_str());
+    assert_eq!(cards[1]["result"], "refused", "{result}");
+    assert_eq!(cards[1]["left"], "untouched", "{result}");
+    for (n, card) in [(0, &a), (2, &b)] {
+        assert_eq!(cards[n]["result"], "written", "{result}");
+        assert!(same_prefix(&card.file, &image, 8 * MIB as u64));
+    }
+}
+
+#[test]
+fn ctrl_c_during_a_fan_out_leaves_every_card_unbootable() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("os.img");
+    write_file(&image, &image_bytes(48 * MIB, 3));
+    let files: Vec<PathBuf> = (0..2)
+        .map(|n| {
+            let file = dir.path().join(format!("card{n}.raw"));
+            filled_file(&file, 64 * MIB, 0xAA);
+            file
+        })
+        .collect();
+    let loops: Vec<LoopDevice> = files.iter().map(|f| LoopDevice::attach(f)).collect();
+    // A slow card sets the pace of all of them, so Ctrl-C comes in the middle.
+    let slow = EmulatedCard::start(64 << 20, 0xAA, Some("40M"));
+    let mut child = cardsmith_command()
+        .args([
+            "write",
+            image.to_str().unwrap(),
+            loops[0].arg(),
+            slow.arg(),
+            loops[1].arg(),
+            "--yes",
+            "--json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "ended before writing"
+        );
+        let value: Value = serde_json::from_str(&line).unwrap();
+        let started = value["event"] == "progress"
+            && value["target"] == slow.arg()
+            && value["bytes_done"].as_u64() >= Some(12 << 20);
+        lines.push(value);
+        if started {
+            break;
+        }
+    }
+    let (status, took) = interrupt(&mut child, std::time::Duration::from_secs(20));
+    for line in out.lines() {
+        lines.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    assert_eq!(status.code(), Some(130), "cancelled: exit code 130");
+    eprintln!("stopped {took:?} after Ctrl-C");
+    let result = result(&lines);
+    assert_eq!(result["ok"], false);
+    assert_eq!(result["left"], "zeroed", "{result}");
+    for backing in [files[0].clone(), files[1].clone(), slow.backing()] {
+        let start = read_range(&backing, 0, MIB);
+        assert!(
+            start.iter().all(|&b| b == 0),
+            "{} does not start with a zeroed MiB",
+            backing.display()
+        );
+        // Written to past its start: the write was under way on every card.
+        assert_eq!(
+            read_range(&backing, 4 * MIB as u64, 4096),
+            read_range(&image, 4 * MIB as u64, 4096),
+            "{}",
+            backing.display()
+        );
+    }
+}
+
+#[test]
+fn erase_and_customize_take_several_cards_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<PathBuf> = (0..2)
+        .map(|n| {
+            let file = dir.path().join(format!("card{n}.raw"));
+            filled_file(&file, 128 * MIB, 0xAA);
+            file
+        })
+        .collect();
+    let loops: Vec<LoopDevice> = files.iter().map(|f| LoopDevice::attach(f)).collect();
+    let out = cardsmith(&["erase", loops[0].arg(), loops[1].arg(), "--yes", "--json"]);
+    assert_ok(&out);
+    let lines = json_lines(&out);
+    let result = result(&lines);
+    assert_eq!(
+        (result["verb"].as_str(), result["succeeded"].as_u64()),
+        (Some("erase"), Some(2))
+    );
+    for file in &files {
+        let (start, len) = mbr_partition(&read_range(file, 0, 512), 0);
+        let part = LoopDevice::attach_with_offset(file, start, len);
+        tool("fsck.fat", &["-n", part.arg()]);
+    }
+
+    // Two written image files get their own host names, numbered from 5.
+    let image = os_image(dir.path(), 1);
+    let copies: Vec<PathBuf> = (0..2)
+        .map(|n| {
+            let copy = dir.path().join(format!("node{n}.img"));
+            fs::copy(&image, &copy).unwrap();
+            copy
+        })
+        .collect();
+    let out = cardsmith(&[
+        "customize",
+        copies[0].to_str().unwrap(),
+        copies[1].to_str().unwrap(),
+        "--hostname",
+        "node{n:02}",
+        "--first-number",
+        "5",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let (boot, _) = boot_partition(&image);
+    for (n, copy) in copies.iter().enumerate() {
+        let script = mtype(copy, boot, "firstrun.sh");
+        assert!(
+            script.contains(&format!("set_hostname 'node{:02}'", n + 5)),
+            "{script}"
+        );
+    }
+}

@@ -547,3 +547,66 @@ pub fn on_terminal(command: &str, prompt: &str, meanwhile: impl FnOnce(), answer
     terminal.type_keys(answer);
     terminal.finish()
 }
+
+/// The disks under /, found without cardsmith: the device number `stat` gives for /
+/// (through /sys/dev/block), else the device findmnt names for / (a btrfs subvolume has a
+/// device number of its own); then the disks lsblk lists beneath it, through partitions,
+/// LVM and RAID. Empty when / is on no block device (an overlay, a network filesystem).
+pub fn root_disks_witnessed() -> Vec<String> {
+    let stat = String::from_utf8(tool("stat", &["-c", "%Hd:%Ld", "/"]).stdout).unwrap();
+    let devnum = stat.trim().to_owned();
+    let tree: serde_json::Value =
+        serde_json::from_slice(&tool("lsblk", &["-s", "-J", "-o", "NAME,TYPE,MAJ:MIN"]).stdout)
+            .unwrap();
+    let mut root = None;
+    if Path::new(&format!("/sys/dev/block/{devnum}")).exists() {
+        root = find_in(&tree["blockdevices"], &|d| d["maj:min"] == devnum.as_str());
+    }
+    if root.is_none() {
+        let source =
+            String::from_utf8(tool("findmnt", &["-n", "-o", "SOURCE", "/"]).stdout).unwrap();
+        // btrfs names a subvolume as /dev/sda2[/@]: the device is before the bracket.
+        let device = source
+            .trim()
+            .split('[')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        if let Some(name) = device.strip_prefix("/dev/") {
+            let name = name.rsplit('/').next().unwrap_or(name).to_owned();
+            root = find_in(&tree["blockdevices"], &|d| d["name"] == name.as_str());
+        }
+    }
+    let mut disks = Vec::new();
+    if let Some(root) = root {
+        collect_disks(&root, &mut disks);
+    }
+    disks.sort();
+    disks.dedup();
+    disks
+}
+
+/// The first device in lsblk's tree that `wanted` accepts.
+fn find_in(
+    list: &serde_json::Value,
+    wanted: &dyn Fn(&serde_json::Value) -> bool,
+) -> Option<serde_json::Value> {
+    list.as_array()?.iter().find_map(|d| {
+        if wanted(d) {
+            Some(d.clone())
+        } else {
+            find_in(&d["children"], wanted)
+        }
+    })
+}
+
+/// The disks at or beneath `device` in lsblk's inverse tree (a device's children there are
+/// what it is built on).
+fn collect_disks(device: &serde_json::Value, out: &mut Vec<String>) {
+    if device["type"] == "disk" {
+        out.push(device["name"].as_str().unwrap().to_owned());
+    }
+    for child in device["children"].as_array().into_iter().flatten() {
+        collect_disks(child, out);
+    }
+}
