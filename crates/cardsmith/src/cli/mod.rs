@@ -455,8 +455,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         discard: args.discard,
         first_number: args.first_number,
         skip_refused: args.skip_refused,
-        targets: targets.into_iter().map(Destination::Path).collect(),
-        ..WriteJob::new(source, Destination::Path(PathBuf::new()))
+        ..WriteJob::to_all(source, targets.into_iter().map(Destination::Path).collect())
     };
     let report = job.run(cancel, reporter)?;
     cards_done(&report, reporter)

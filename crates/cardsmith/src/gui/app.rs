@@ -16,7 +16,7 @@ use iced::widget::{container, image, operation, scrollable};
 use iced::{Element, Fill, Padding, Subscription, Task, Theme};
 use rust_i18n::t;
 
-use super::context::{CatalogState, Context, Inspected, OsChoice, Selection, StorageChoice};
+use super::context::{CatalogState, Context, Inspected, OsChoice, Selection};
 use super::host::Host;
 use super::inspect;
 use super::screen::{
@@ -335,7 +335,7 @@ impl App {
         let Some(job) = self.sel.job(&self.ctx) else {
             return Task::none();
         };
-        let confirmed = self.sel.drive().map(|d| d.identity()).into_iter().collect();
+        let confirmed = self.sel.drives().iter().map(|d| d.identity()).collect();
         self.start_job(job, confirmed, name_typed)
     }
 
@@ -364,8 +364,11 @@ impl App {
         let drives = &mut self.ctx.drives;
         let lost = match event {
             E::Added(d) | E::Changed(d) => {
-                let changed = matches!(&self.sel.storage, Some(StorageChoice::Drive(s))
-                    if s.name == d.name && s.identity() != d.identity());
+                let changed = self
+                    .sel
+                    .drives()
+                    .iter()
+                    .any(|s| s.name == d.name && s.identity() != d.identity());
                 match drives.iter_mut().find(|x| x.name == d.name) {
                     Some(slot) => *slot = d,
                     None => {
@@ -377,7 +380,7 @@ impl App {
             }
             E::Removed(d) => {
                 drives.retain(|x| x.name != d.name);
-                self.sel.drive().is_some_and(|s| s.name == d.name)
+                self.sel.drives().iter().any(|s| s.name == d.name)
             }
         };
         if lost {

@@ -13,7 +13,7 @@ use iced::widget::image;
 
 use super::host::Host;
 use super::work::Job;
-use crate::job::{Destination, EraseJob, Permission, Source, WriteJob};
+use crate::job::{Destination, EraseJob, Permission, Source, Wanted, WriteJob};
 
 /// The catalog, as far as it has loaded.
 #[derive(Debug, Clone)]
@@ -59,7 +59,8 @@ pub enum OsChoice {
 /// Where to write.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StorageChoice {
-    Drive(Box<Drive>),
+    /// One drive, or a set of cards written at once (never empty).
+    Drives(Vec<Drive>),
     /// "Save to image file…": the (customised) image goes into a file.
     File(PathBuf),
 }
@@ -195,28 +196,44 @@ impl Selection {
         self.image_size().filter(|&size| size > drive.size)
     }
 
-    /// Whether the chosen drive must be confirmed by typing its name.
+    /// Whether the chosen drive must be confirmed by typing its name (a set of cards holds
+    /// only cards the list offers, none of which needs it).
     pub fn must_type_name(&self) -> Option<&str> {
-        match &self.storage {
-            Some(StorageChoice::Drive(d)) if d.needs_name_typed() => Some(&d.name),
+        match self.drives() {
+            [d] if d.needs_name_typed() => Some(&d.name),
             _ => None,
         }
     }
 
-    /// The chosen drive, if a drive was chosen.
+    /// The first chosen drive, if drives were chosen.
     pub fn drive(&self) -> Option<&Drive> {
+        self.drives().first()
+    }
+
+    /// The chosen drives: one, a set, or none (a file, or nothing yet).
+    pub fn drives(&self) -> &[Drive] {
         match &self.storage {
-            Some(StorageChoice::Drive(d)) => Some(d),
-            _ => None,
+            Some(StorageChoice::Drives(d)) => d,
+            _ => &[],
         }
     }
 
-    /// The next card: the same OS and settings, the host name's counter one on, a card of
-    /// its own to be chosen.
+    /// The host name card `index` of the chosen ones gets, when the settings set one.
+    pub fn hostname_for(&self, index: usize) -> Option<String> {
+        let s = self.settings.as_ref().filter(|_| self.apply_settings)?;
+        crate::job::for_card(s, None, index)
+            .hostname_now()
+            .ok()
+            .flatten()
+    }
+
+    /// The next card (or set of cards): the same OS and settings, the host name's counter
+    /// past the numbers this one used, cards of their own to be chosen.
     pub fn next_card(&mut self) {
+        let used = self.drives().len().max(1) as u64;
         self.storage = None;
         if let Some(s) = self.settings.as_mut().filter(|s| s.has_counter()) {
-            s.counter += 1;
+            s.counter += used;
         }
     }
 
@@ -228,10 +245,18 @@ impl Selection {
             allow_system_drive: drive.system_uses().is_some(),
         };
         match (self.os.as_ref()?, self.storage.as_ref()?) {
-            (OsChoice::Erase, StorageChoice::Drive(drive)) => Some(Job::Erase(EraseJob {
-                permission: permission(drive),
+            (OsChoice::Erase, StorageChoice::Drives(drives)) => Some(Job::Erase(EraseJob {
+                targets: drives
+                    .iter()
+                    .map(|d| Wanted {
+                        path: d.path.clone(),
+                        confirmed: Some(d.identity()),
+                        gets: None,
+                    })
+                    .collect(),
+                permission: permission(drives.first()?),
                 eject: ctx.eject,
-                ..EraseJob::one(drive.path.clone(), Some(drive.identity()))
+                skip_refused: false,
             })),
             (OsChoice::Erase, StorageChoice::File(_)) => None,
             (os, storage) => {
@@ -241,16 +266,19 @@ impl Selection {
                     OsChoice::Custom(file) => Source::from_arg(&file.display().to_string()),
                     OsChoice::Erase => return None,
                 };
-                let (target, permission) = match storage {
-                    StorageChoice::Drive(drive) => (
-                        Destination::Drive {
-                            path: drive.path.clone(),
-                            confirmed: drive.identity(),
-                        },
-                        permission(drive),
+                let (targets, permission) = match storage {
+                    StorageChoice::Drives(drives) => (
+                        drives
+                            .iter()
+                            .map(|d| Destination::Drive {
+                                path: d.path.clone(),
+                                confirmed: d.identity(),
+                            })
+                            .collect(),
+                        permission(drives.first()?),
                     ),
                     StorageChoice::File(file) => (
-                        Destination::File(file.clone()),
+                        vec![Destination::File(file.clone())],
                         Permission {
                             yes: true,
                             allow_system_drive: false,
@@ -260,13 +288,13 @@ impl Selection {
                 let settings = self.settings.clone().filter(|_| self.apply_settings);
                 Some(Job::Write(Box::new(WriteJob {
                     verify: ctx.verify,
-                    eject: ctx.eject && matches!(storage, StorageChoice::Drive(_)),
+                    eject: ctx.eject && matches!(storage, StorageChoice::Drives(_)),
                     permission,
                     force: true,
                     advance_preset: self.preset.clone().filter(|_| settings.is_some()),
                     settings,
                     cache_dir: ctx.cache_dir.clone(),
-                    ..WriteJob::new(source, target)
+                    ..WriteJob::to_all(source, targets)
                 })))
             }
         }

@@ -317,7 +317,10 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
     let (_locale, mut app) = wizard();
     let job = WriteJob {
         settings: Some(Default::default()),
-        ..WriteJob::new(demo_os(), Destination::File(dir.path().join("card.img")))
+        ..WriteJob::to_all(
+            demo_os(),
+            vec![Destination::File(dir.path().join("card.img"))],
+        )
     };
     let cancel = cardsmith_engine::CancelToken::new();
     app.screen = Screen::Progress(screen::progress::State::new(
@@ -362,12 +365,12 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
 
     // A card is left zeroed; a backup keeps nothing.
     let drive = crate::testing::card(32_000_000_000);
-    let to_card = WriteJob::new(
+    let to_card = WriteJob::to_all(
         demo_os(),
-        Destination::Drive {
+        vec![Destination::Drive {
             path: drive.path.clone(),
             confirmed: drive.identity(),
-        },
+        }],
     );
     app.screen = Screen::Progress(screen::progress::State::new(
         &Job::Write(Box::new(to_card)),
@@ -397,9 +400,9 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
 
     let long = "SHA-256 of the download is 00aa, not 11bb as published; nothing was written to the start of the target. The download is corrupt, or the catalog is wrong";
     app.screen = Screen::Progress(screen::progress::State::new(
-        &Job::Write(Box::new(WriteJob::new(
+        &Job::Write(Box::new(WriteJob::to_all(
             demo_os(),
-            Destination::File(dir.path().join("x.img")),
+            vec![Destination::File(dir.path().join("x.img"))],
         ))),
         cardsmith_engine::CancelToken::new(),
     ));
@@ -416,9 +419,9 @@ fn closing_the_window_during_a_job_cancels_it_and_waits_for_it() {
     assert_eq!(app.update(Message::CloseRequested).units(), 1);
 
     let cancel = cardsmith_engine::CancelToken::new();
-    let job = Job::Write(Box::new(WriteJob::new(
+    let job = Job::Write(Box::new(WriteJob::to_all(
         demo_os(),
-        Destination::File("/nonexistent/x.img".into()),
+        vec![Destination::File("/nonexistent/x.img".into())],
     )));
     app.screen = Screen::Progress(screen::progress::State::new(&job, cancel.clone()));
     let task = app.update(Message::CloseRequested);
@@ -446,7 +449,7 @@ fn the_job_is_the_cli_write_and_reports_to_the_window() {
     };
     let job = WriteJob {
         settings: Some(settings),
-        ..WriteJob::new(demo_os(), Destination::File(target.clone()))
+        ..WriteJob::to_all(demo_os(), vec![Destination::File(target.clone())])
     };
     let events = window_job(Job::Write(Box::new(job)), None);
     assert!(events.iter().any(|e| matches!(
@@ -726,7 +729,7 @@ fn erase_needs_a_drive_and_skips_the_settings() -> Result<(), Error> {
     assert!(app.sel.job(&app.ctx).is_none());
     // With a drive, NEXT goes straight to the confirmation.
     let drive = crate::testing::card(32_000_000_000);
-    app.sel.storage = Some(StorageChoice::Drive(Box::new(drive.clone())));
+    app.sel.storage = Some(StorageChoice::Drives(vec![drive.clone()]));
     click(&mut app, "NEXT")?;
     assert_eq!(page(&app), Page::Confirm);
     assert!(shows(&app, "Erase and format as FAT32:"));
@@ -742,7 +745,7 @@ fn a_chosen_drive_that_changes_or_leaves_must_be_chosen_again() {
     let (_locale, mut app) = wizard();
     let choose = |app: &mut App| {
         app.ctx.drives = vec![drive.clone()];
-        app.sel.storage = Some(StorageChoice::Drive(Box::new(drive.clone())));
+        app.sel.storage = Some(StorageChoice::Drives(vec![drive.clone()]));
         app.go(Page::Confirm);
     };
     choose(&mut app);
@@ -854,7 +857,7 @@ fn a_file_path_that_is_a_drive_is_refused_and_the_drive_list_offered() -> Result
     click(&mut app, offer)?;
     assert_eq!(
         app.sel.storage,
-        Some(StorageChoice::Drive(Box::new(card.clone())))
+        Some(StorageChoice::Drives(vec![card.clone()]))
     );
     assert_eq!(page(&app), Page::Start);
 
@@ -900,7 +903,7 @@ fn the_window_job_never_writes_a_block_device_given_as_a_file() {
         // The window chose "save to image file".
         let job = WriteJob {
             force: true,
-            ..WriteJob::new(demo_os(), Destination::File(PathBuf::from(&target)))
+            ..WriteJob::to_all(demo_os(), vec![Destination::File(PathBuf::from(&target))])
         };
         let events = window_job(Job::Write(Box::new(job)), None);
         let Some(Update::Ended(end)) = events.last() else {
@@ -983,7 +986,7 @@ fn a_system_drive_needs_its_name_typed_before_write() -> Result<(), Error> {
     let (_locale, mut app) = wizard();
     let disk = crate::testing::fixed_disk(500_000_000_000);
     app.sel.os = Some(OsChoice::Erase);
-    app.sel.storage = Some(StorageChoice::Drive(Box::new(disk.clone())));
+    app.sel.storage = Some(StorageChoice::Drives(vec![disk.clone()]));
     app.go(Page::Confirm);
     let mut ui = simulator(app.view());
     ui.click("WRITE")?;
@@ -1582,4 +1585,168 @@ impl Drop for EnvGuard {
             }
         }
     }
+}
+
+/// Two cards the list offers, as the drive watcher reports them.
+fn two_cards() -> (cardsmith_drives::Drive, cardsmith_drives::Drive) {
+    let a = crate::testing::card(32_000_000_000);
+    let mut b = a.clone();
+    b.name = "sdy".into();
+    b.path = PathBuf::from("/dev/sdy");
+    b.serial = Some("000000000273".into());
+    b.dev.minor += 16;
+    (a, b)
+}
+
+#[test]
+fn several_cards_are_ticked_confirmed_with_their_host_names_and_written_as_a_set(
+) -> Result<(), Error> {
+    let (_locale, mut app) = wizard();
+    let (a, b) = two_cards();
+    app.ctx.drives = vec![a.clone(), b.clone()];
+    app.sel.settings = Some(cardsmith_customize::Settings {
+        hostname: Some("node{n:02}".into()),
+        counter: 7,
+        ..Default::default()
+    });
+    app.sel.apply_settings = true;
+    click(&mut app, "CHOOSE OS")?;
+    click(&mut app, "cardsmith demo (systemd)")?;
+    click(&mut app, "CHOOSE STORAGE")?;
+    for name in ["sdz", "sdy"] {
+        let _ = app.update(Message::Storage(screen::storage::Message::Check(
+            name.into(),
+            true,
+        )));
+    }
+    click(&mut app, "WRITE TO 2 CARDS")?;
+    assert_eq!(page(&app), Page::Start);
+    assert!(
+        shows(&app, "2 cards: sdz, sdy"),
+        "the start screen names the set"
+    );
+    let Some(Job::Write(job)) = app.sel.job(&app.ctx) else {
+        panic!("a write")
+    };
+    assert_eq!(
+        job.targets,
+        [&a, &b]
+            .iter()
+            .map(|d| Destination::Drive {
+                path: d.path.clone(),
+                confirmed: d.identity(),
+            })
+            .collect::<Vec<_>>()
+    );
+    app.go(Page::Confirm);
+    assert!(shows(&app, "2 cards, written at once:"));
+    for (d, name) in [(&a, "node07"), (&b, "node08")] {
+        let line = format!(
+            "• {} — {}",
+            rust_i18n::t!(
+                "confirm.drive",
+                model = d.description(),
+                size = d.size_human,
+                path = d.path.display()
+            ),
+            rust_i18n::t!("confirm.hostname", name = name)
+        );
+        assert!(shows(&app, &line), "{line}");
+    }
+    // The window answers the job's one question for both cards, and only for them.
+    let confirmed: Vec<_> = app.sel.drives().iter().map(|d| d.identity()).collect();
+    assert_eq!(confirmed, [a.identity(), b.identity()]);
+
+    // Each card has its row while they are written; one that fails says why.
+    let cancel = cardsmith_engine::CancelToken::new();
+    let mut progress = screen::progress::State::new(&Job::Write(job), cancel);
+    let card_progress = |done| Event::Progress {
+        phase: Phase::Write,
+        bytes_done: done,
+        bytes_total: Some(100 << 20),
+        rate: 10_000_000,
+    };
+    progress.on_update(Update::Card(0, a.path.clone(), card_progress(50 << 20)));
+    progress.on_update(Update::Card(1, b.path.clone(), card_progress(20 << 20)));
+    progress.on_update(Update::Card(
+        1,
+        b.path.clone(),
+        Event::CardDone {
+            result: crate::job::CardResult::Failed,
+            error: Some("cannot write to /dev/sdy at byte 123: Input/output error".into()),
+        },
+    ));
+    app.screen = Screen::Progress(progress);
+    assert!(shows(&app, "/dev/sdz · Writing"));
+    assert!(shows(
+        &app,
+        "Failed: cannot write to /dev/sdy at byte 123: Input/output error"
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_set_ends_with_each_card_and_write_another_set_numbers_on() -> Result<(), Error> {
+    use crate::job::{Card, CardResult, CardsReport};
+    let (_locale, mut app) = wizard();
+    let (a, b) = two_cards();
+    app.ctx.drives = vec![a.clone(), b.clone()];
+    app.sel.storage = Some(StorageChoice::Drives(vec![a.clone(), b.clone()]));
+    app.sel.settings = Some(cardsmith_customize::Settings {
+        hostname: Some("node{n:02}".into()),
+        counter: 7,
+        ..Default::default()
+    });
+    app.sel.apply_settings = true;
+    let card = |d: &cardsmith_drives::Drive, host: &str, error: Option<&str>| Card {
+        target: d.path.clone(),
+        model: Some(d.description()),
+        serial: d.serial.clone(),
+        hostname: Some(host.into()),
+        result: if error.is_some() {
+            CardResult::Failed
+        } else {
+            CardResult::Written
+        },
+        error: error.map(str::to_owned),
+        exit_code: error.map(|_| 1),
+        left: error.map(|_| Left::Zeroed),
+        bytes_written: 1 << 20,
+        rate: 1 << 20,
+        seconds: 1.0,
+        report: None,
+    };
+    let report = Report::Cards(CardsReport::new(
+        "write",
+        vec![
+            card(&a, "node07", None),
+            card(&b, "node08", Some("Input/output error")),
+        ],
+    ));
+    app.screen = Screen::Done(screen::done::State {
+        kind: Kind::Write,
+        ended: Ended {
+            text: report.summary(),
+            report: Some(report),
+            cancelled: false,
+            left: None,
+        },
+        notes: Vec::new(),
+        ejected: None,
+    });
+    assert!(shows(&app, "1 of 2 cards failed"));
+    assert!(shows(&app, "• /dev/sdz — node07 — Done"));
+    assert!(shows(
+        &app,
+        "• /dev/sdy — node08 — failed: Input/output error"
+    ));
+    click(&mut app, "WRITE ANOTHER SET")?;
+    assert_eq!(page(&app), Page::Storage);
+    assert!(app.sel.storage.is_none(), "new cards are chosen");
+    assert_eq!(
+        app.sel.settings.as_ref().map(|s| s.counter),
+        Some(9),
+        "the next set starts after the numbers this one used"
+    );
+    Ok(())
 }

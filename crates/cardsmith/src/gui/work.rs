@@ -91,6 +91,8 @@ impl Ended {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Update {
     Event(Event),
+    /// Something happened to card `card` (at this path) of several written at once.
+    Card(usize, std::path::PathBuf, Event),
     Ended(Box<Ended>),
 }
 
@@ -102,6 +104,8 @@ pub struct WindowSink {
     confirmed: Vec<Identity>,
     name_typed: bool,
     last_progress: Option<(Progress, Instant)>,
+    /// Each card's last progress sent, for a job over several cards.
+    cards: Vec<Option<(Progress, Instant)>>,
 }
 
 /// How often progress reaches the window.
@@ -114,41 +118,16 @@ impl WindowSink {
             confirmed,
             name_typed,
             last_progress: None,
+            cards: Vec::new(),
         }
     }
 }
 
 impl Sink for WindowSink {
     fn event(&mut self, event: Event) {
-        if let Event::Progress {
-            phase,
-            bytes_done,
-            bytes_total,
-            ..
-        } = &event
-        {
-            let now = Instant::now();
-            let due = match self.last_progress {
-                None => true,
-                Some((last, at)) => {
-                    last.phase != *phase
-                        || *bytes_total == Some(*bytes_done)
-                        || now.duration_since(at) >= PROGRESS_EVERY
-                }
-            };
-            if !due {
-                return;
-            }
-            self.last_progress = Some((
-                Progress {
-                    phase: *phase,
-                    bytes_done: *bytes_done,
-                    bytes_total: *bytes_total,
-                },
-                now,
-            ));
+        if due(&mut self.last_progress, &event) {
+            let _ = self.tx.send(Update::Event(event));
         }
-        let _ = self.tx.send(Update::Event(event));
     }
 
     fn consent(&mut self, ask: &Ask) -> Result<(), String> {
@@ -167,6 +146,15 @@ impl Sink for WindowSink {
         }
     }
 
+    fn card_event(&mut self, card: usize, target: &std::path::Path, event: Event) {
+        if self.cards.len() <= card {
+            self.cards.resize(card + 1, None);
+        }
+        if due(&mut self.cards[card], &event) {
+            let _ = self.tx.send(Update::Card(card, target.to_owned(), event));
+        }
+    }
+
     fn news(&self) -> cardsmith_catalog::Say {
         let tx = std::sync::Mutex::new(self.tx.clone());
         std::sync::Arc::new(move |text: &str| {
@@ -175,6 +163,41 @@ impl Sink for WindowSink {
             }
         })
     }
+}
+
+/// Whether `event` goes to the window now: anything but progress does; progress at most
+/// four times a second, and always when its phase changes or ends. `last` is the progress
+/// sent last (of the job, or of one card).
+fn due(last: &mut Option<(Progress, Instant)>, event: &Event) -> bool {
+    let Event::Progress {
+        phase,
+        bytes_done,
+        bytes_total,
+        ..
+    } = event
+    else {
+        return true;
+    };
+    let now = Instant::now();
+    let due = match last {
+        None => true,
+        Some((was, at)) => {
+            was.phase != *phase
+                || *bytes_total == Some(*bytes_done)
+                || now.duration_since(*at) >= PROGRESS_EVERY
+        }
+    };
+    if due {
+        *last = Some((
+            Progress {
+                phase: *phase,
+                bytes_done: *bytes_done,
+                bytes_total: *bytes_total,
+            },
+            now,
+        ));
+    }
+    due
 }
 
 /// Runs `job` on a worker thread; its updates arrive as a stream. A job that ends without

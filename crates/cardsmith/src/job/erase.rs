@@ -4,7 +4,6 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use cardsmith_drives::Identity;
 use cardsmith_engine::CancelToken;
 use serde::Serialize;
 
@@ -23,22 +22,6 @@ pub struct EraseJob {
     pub eject: bool,
     /// With several cards: leave out one that is refused rather than refuse the run.
     pub skip_refused: bool,
-}
-
-impl EraseJob {
-    /// Erasing the card at `path`, the one `confirmed` if given.
-    pub fn one(path: PathBuf, confirmed: Option<Identity>) -> EraseJob {
-        EraseJob {
-            targets: vec![Wanted {
-                path,
-                confirmed,
-                gets: None,
-            }],
-            permission: Permission::default(),
-            eject: false,
-            skip_refused: false,
-        }
-    }
 }
 
 /// What erasing did. Serialised, it is the `--json` result.

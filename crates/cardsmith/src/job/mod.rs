@@ -120,6 +120,11 @@ pub enum Event {
     Ejected { drive: PathBuf },
     /// The drive could not be powered off; the job stands.
     EjectFailed { drive: PathBuf, error: String },
+    /// One card of several is done, or failed (the others carry on).
+    CardDone {
+        result: CardResult,
+        error: Option<String>,
+    },
     /// Anything else worth a line.
     Note { text: String },
 }
@@ -196,6 +201,10 @@ impl Event {
                 format!("Powered off {}: it can be removed.", drive.display())
             }
             Event::EjectFailed { error, .. } => format!("Not ejected: {error}"),
+            Event::CardDone { error: None, .. } => "Done.".to_owned(),
+            Event::CardDone {
+                error: Some(error), ..
+            } => format!("FAILED: {error}. The other cards carry on."),
         })
     }
 }

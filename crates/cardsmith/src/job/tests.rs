@@ -79,7 +79,10 @@ fn a_file_write_reports_exactly_these_events() {
     let sha256 = String::from_utf8_lossy(&sums.stdout)[..64].to_owned();
     let target = dir.path().join("card.img");
     let mut sink = Recorder::default();
-    let job = WriteJob::new(Source::File(img.clone()), Destination::File(target.clone()));
+    let job = WriteJob::to_all(
+        Source::File(img.clone()),
+        vec![Destination::File(target.clone())],
+    );
     let report = job.run(&CancelToken::new(), &mut sink).expect("written");
 
     let mut expected = vec![Event::ChecksumFile {
@@ -128,7 +131,7 @@ fn an_existing_file_is_replaced_only_with_consent() {
     let mut sink = Recorder::default();
     let job = WriteJob {
         force: true,
-        ..WriteJob::new(Source::File(img), Destination::File(target.clone()))
+        ..WriteJob::to_all(Source::File(img), vec![Destination::File(target.clone())])
     };
     let error = job.run(&CancelToken::new(), &mut sink).unwrap_err();
     assert_eq!(sink.asked.len(), 1);
@@ -153,7 +156,7 @@ fn a_cancelled_write_says_so_and_removes_its_file() {
     let cancel = CancelToken::new();
     cancel.cancel();
     let mut sink = Recorder::default();
-    let job = WriteJob::new(Source::File(img), Destination::File(target.clone()));
+    let job = WriteJob::to_all(Source::File(img), vec![Destination::File(target.clone())]);
     let error = job.run(&cancel, &mut sink).unwrap_err();
     assert!(error.is_cancelled(), "{error}");
     assert_eq!(error.left, Left::FileRemoved);
@@ -176,7 +179,10 @@ fn settings_go_on_after_verify_and_are_reported() {
     let job = WriteJob {
         settings: Some(settings),
         init_format: Some("systemd".into()),
-        ..WriteJob::new(Source::File(demo.into()), Destination::File(target.clone()))
+        ..WriteJob::to_all(
+            Source::File(demo.into()),
+            vec![Destination::File(target.clone())],
+        )
     };
     let report = job.run(&CancelToken::new(), &mut sink).expect("written");
     let phases: Vec<Phase> = sink

@@ -19,7 +19,7 @@ use super::custom::{advance_preset, check_before_writing, customised};
 use super::drive::{open_drive, open_drives, Incoming, Permission, Wanted};
 use super::source::{cache_notes, is_url, open_cache, plan_download, plan_local, Fetch, Planned};
 use super::{eject, invoking_user, Ask, Customised, Error, Event, Failure, Left, Needed, Report};
-use super::{Card, CardsReport};
+use super::{Card, CardResult, CardsReport};
 use super::{Run, Sink};
 
 /// What is written.
@@ -126,12 +126,12 @@ pub struct WriteJob {
 }
 
 impl WriteJob {
-    /// A write of `source` to `target` with the defaults: verify, no eject, nothing asked
-    /// beforehand, no settings.
-    pub fn new(source: Source, target: Destination) -> WriteJob {
+    /// A write of `source` to every one of `targets` at once (often just one), with the
+    /// defaults: verify, no eject, nothing asked beforehand, no settings.
+    pub fn to_all(source: Source, targets: Vec<Destination>) -> WriteJob {
         WriteJob {
             source,
-            targets: vec![target],
+            targets,
             sha256: None,
             verify: true,
             eject: false,
@@ -403,6 +403,19 @@ impl WriteJob {
                             (published, &block_map, options.map_as_it_streams),
                         )
                     }));
+                    if many {
+                        let event = match &card.outcome {
+                            Some(Err(e)) => Event::CardDone {
+                                result: CardResult::Failed,
+                                error: Some(e.failure.to_string()),
+                            },
+                            _ => Event::CardDone {
+                                result: CardResult::Written,
+                                error: None,
+                            },
+                        };
+                        run.card_event(*index, &card.path, event);
+                    }
                 }
             }
         };

@@ -62,36 +62,52 @@ impl State {
             Some(OsChoice::Custom(p)) => p.display().to_string(),
             Some(OsChoice::Erase) | None => String::new(),
         };
-        let target = match &sel.storage {
-            Some(StorageChoice::Drive(d)) => t!(
+        let drive_line = |d: &cardsmith_drives::Drive| {
+            t!(
                 "confirm.drive",
                 model = d.description(),
                 size = d.size_human,
                 path = d.path.display()
             )
-            .into_owned(),
-            Some(StorageChoice::File(p)) => t!("confirm.file", path = p.display()).into_owned(),
-            None => String::new(),
+            .into_owned()
         };
-        let mut col = widget::screen(t!("confirm.title").into_owned())
-            .push(text(if sel.os == Some(OsChoice::Erase) {
+        let mut col = widget::screen(t!("confirm.title").into_owned()).push(text(
+            if sel.os == Some(OsChoice::Erase) {
                 t!("confirm.erase").into_owned()
             } else {
                 t!("confirm.question", os = what).into_owned()
-            }))
-            .push(text(target).size(18))
-            .push(text(t!("confirm.erased")));
-        if let Some(d) = sel.drive() {
+            },
+        ));
+        match &sel.storage {
+            Some(StorageChoice::Drives(drives)) if drives.len() > 1 => {
+                col = col.push(text(t!("confirm.cards", count = drives.len())).size(18));
+                for (n, d) in drives.iter().enumerate() {
+                    let mut line = format!("• {}", drive_line(d));
+                    if let Some(h) = sel.hostname_for(n) {
+                        line += &format!(" — {}", t!("confirm.hostname", name = h));
+                    }
+                    col = col.push(text(line).size(size::BODY));
+                }
+            }
+            Some(StorageChoice::Drives(drives)) => {
+                if let Some(d) = drives.first() {
+                    col = col.push(text(drive_line(d)).size(18));
+                }
+            }
+            Some(StorageChoice::File(p)) => {
+                col = col.push(text(t!("confirm.file", path = p.display())).size(18));
+            }
+            None => {}
+        }
+        col = col.push(text(t!("confirm.erased")));
+        for d in sel.drives() {
             for warning in &d.warnings {
                 col = col.push(text(widget::drive_warning(warning)).style(text::danger));
             }
         }
         if sel.apply_settings {
             col = col.push(text(t!("confirm.with_settings")));
-            let hostname = sel
-                .settings
-                .as_ref()
-                .and_then(|s| s.hostname_now().ok().flatten());
+            let hostname = sel.hostname_for(0).filter(|_| sel.drives().len() < 2);
             if let Some(h) = hostname {
                 col = col.push(text(t!("confirm.hostname", name = h)).size(size::BODY));
             }

@@ -45,16 +45,20 @@ impl State {
             Message::Another => Action::Event(Event::Another),
             Message::Restart => Action::Event(Event::Restart),
             Message::Eject => {
-                let Some(drive) = sel.drive().cloned() else {
+                let drives = sel.drives().to_vec();
+                if drives.is_empty() {
                     return Action::None;
-                };
+                }
                 let (tx, rx) = iced::futures::channel::oneshot::channel();
                 std::thread::spawn(move || {
-                    let said = match cardsmith_drives::power_off(&drive) {
-                        Ok(()) => t!("done.ejected").into_owned(),
-                        Err(e) => e.to_string(),
-                    };
-                    let _ = tx.send(said);
+                    let said: Vec<String> = drives
+                        .iter()
+                        .map(|drive| match cardsmith_drives::power_off(drive) {
+                            Ok(()) => t!("done.ejected").into_owned(),
+                            Err(e) => e.to_string(),
+                        })
+                        .collect();
+                    let _ = tx.send(said.join("\n"));
                 });
                 Action::Run(Task::perform(rx, |r| {
                     Message::Ejected(r.unwrap_or_default())
@@ -69,14 +73,28 @@ impl State {
 
     pub fn view<'a>(&'a self, _ctx: &'a Context, sel: &'a Selection) -> Element<'a, Message> {
         let o = &self.ended;
+        let cards = match &o.report {
+            Some(Report::Cards(cards)) => Some(cards),
+            _ => None,
+        };
         let title = match (self.ok(), o.cancelled, self.kind) {
+            (true, _, _) if cards.is_some_and(|c| c.failed > 0) => t!(
+                "done.some_failed",
+                failed = cards.map_or(0, |c| c.failed),
+                count = cards.map_or(0, |c| c.cards.len())
+            ),
             (true, _, _) => t!("done.ok"),
             (false, true, _) => t!("done.cancelled"),
             (false, false, Kind::Read) => t!("done.failed_read"),
             (false, false, Kind::Erase) => t!("done.failed_erase"),
             (false, false, Kind::Write) => t!("done.failed"),
         };
-        let mut summary = column![text(o.text.clone())].spacing(space::TIGHT);
+        // Over several cards, the first line says how many; each card has its line below.
+        let said = match cards {
+            Some(_) => o.text.lines().next().unwrap_or_default().to_owned(),
+            None => o.text.clone(),
+        };
+        let mut summary = column![text(said)].spacing(space::TIGHT);
         if let Some(Report::Write(w)) = &o.report {
             if let Some(s) = &w.settings {
                 summary = summary.push(
@@ -99,6 +117,22 @@ impl State {
         if let Some(left) = o.left {
             summary = summary.push(text(left_text(left)));
         }
+        for card in cards.iter().flat_map(|c| &c.cards) {
+            let mut line = format!("• {}", card.target.display());
+            if let Some(h) = &card.hostname {
+                line += &format!(" — {h}");
+            }
+            let (said, failed) = match &card.error {
+                None => (t!("progress.step_done").into_owned(), false),
+                Some(e) => (t!("done.card_failed", error = e).into_owned(), true),
+            };
+            line += &format!(" — {said}");
+            let row = text(line).size(size::BODY);
+            summary = summary.push(if failed { row.style(text::danger) } else { row });
+            if let Some(left) = card.left {
+                summary = summary.push(text(left_text(left)).size(size::SMALL));
+            }
+        }
         let mut col = widget::screen(title.into_owned()).push(
             container(summary)
                 .padding(space::CARD)
@@ -110,8 +144,12 @@ impl State {
         }
         let mut buttons: Vec<Element<'a, Message>> = Vec::new();
         if self.ok() && self.kind == Kind::Write {
+            let another = match sel.drives().len() {
+                0 | 1 => t!("done.another"),
+                _ => t!("done.another_set"),
+            };
             buttons.push(
-                button(text(t!("done.another")))
+                button(text(another))
                     .on_press(Message::Another)
                     .style(button::primary)
                     .into(),
@@ -124,7 +162,12 @@ impl State {
                 .into(),
         );
         let ejected_already = matches!(&o.report, Some(Report::Write(w)) if w.ejected == Some(true))
-            || matches!(&o.report, Some(Report::Erase(e)) if e.ejected == Some(true));
+            || matches!(&o.report, Some(Report::Erase(e)) if e.ejected == Some(true))
+            || cards.is_some_and(|c| {
+                c.cards
+                    .iter()
+                    .all(|card| card.report.as_ref().and_then(|r| r.ejected) == Some(true))
+            });
         if self.ok() && sel.drive().is_some() && self.kind != Kind::Read && !ejected_already {
             buttons.push(
                 button(text(t!("done.eject")))

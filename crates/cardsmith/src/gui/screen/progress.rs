@@ -54,10 +54,22 @@ pub enum Leaves {
 pub struct State {
     pub kind: Kind,
     pub steps: Vec<(Step, Bar)>,
+    /// Several cards written at once: a row for each (the steps are then theirs).
+    pub cards: Vec<CardRow>,
     pub notes: Vec<String>,
     pub cancel: CancelToken,
     pub cancelling: bool,
     pub leaves: Leaves,
+}
+
+/// One card of several: where it is, and how it ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CardRow {
+    pub path: std::path::PathBuf,
+    pub phase: Option<Phase>,
+    pub bar: Bar,
+    /// `None` while it is under way; then `Ok` or the reason it failed.
+    pub outcome: Option<Result<(), String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +82,19 @@ pub enum Message {
 impl State {
     /// The steps `job` will go through.
     pub fn new(job: &Job, cancel: CancelToken) -> State {
+        let cards = match job {
+            Job::Write(w) if w.targets.len() > 1 => w
+                .targets
+                .iter()
+                .map(|t| CardRow {
+                    path: t.path().to_owned(),
+                    phase: None,
+                    bar: Bar::default(),
+                    outcome: None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
         let (steps, leaves) = match job {
             Job::Write(w) => {
                 let mut steps = vec![Step::Write];
@@ -91,6 +116,7 @@ impl State {
         State {
             kind: job.kind(),
             steps: steps.into_iter().map(|s| (s, Bar::default())).collect(),
+            cards,
             notes: Vec::new(),
             cancel,
             cancelling: false,
@@ -102,7 +128,8 @@ impl State {
         match message {
             Message::Cancel => self.cancel(),
             Message::Tick(now) => {
-                for (_, bar) in &mut self.steps {
+                let cards = self.cards.iter_mut().map(|c| &mut c.bar);
+                for bar in self.steps.iter_mut().map(|(_, bar)| bar).chain(cards) {
                     if let (Some(since), false) = (bar.since, bar.finished) {
                         let secs = now.saturating_duration_since(since).as_secs_f64();
                         if secs > 1.0 {
@@ -172,8 +199,55 @@ impl State {
                     self.notes.push(sentence);
                 }
             }
+            Update::Card(index, path, event) => self.on_card(index, path, event),
         }
         None
+    }
+
+    /// An event of one card of several.
+    fn on_card(&mut self, index: usize, path: std::path::PathBuf, event: Event) {
+        if self.cards.len() <= index {
+            self.cards.resize(
+                index + 1,
+                CardRow {
+                    path: path.clone(),
+                    phase: None,
+                    bar: Bar::default(),
+                    outcome: None,
+                },
+            );
+        }
+        let row = &mut self.cards[index];
+        match event {
+            Event::Progress {
+                phase,
+                bytes_done,
+                bytes_total,
+                rate,
+            } => {
+                if row.phase != Some(phase) {
+                    row.bar = Bar::default();
+                }
+                row.phase = Some(phase);
+                let bar = &mut row.bar;
+                bar.started = true;
+                bar.since.get_or_insert_with(std::time::Instant::now);
+                bar.done = bytes_done;
+                bar.total = bytes_total;
+                bar.rate = rate;
+            }
+            Event::CardDone { error, .. } => {
+                row.bar.finished = true;
+                row.outcome = Some(error.map_or(Ok(()), Err));
+            }
+            // What customising did is the done screen's summary, not a note.
+            Event::Customized(_) => {}
+            event => {
+                if let Some(sentence) = event.sentence() {
+                    self.notes.push(format!("{}: {sentence}", path.display()));
+                }
+            }
+        }
     }
 
     pub fn view(&self) -> Element<'_, Message> {
@@ -183,8 +257,13 @@ impl State {
             Kind::Erase => t!("progress.erasing"),
         };
         let mut bars = column![].spacing(space::SCREEN);
-        for (step, bar) in &self.steps {
-            bars = bars.push(step_view(*step, bar));
+        if self.cards.is_empty() {
+            for (step, bar) in &self.steps {
+                bars = bars.push(step_view(*step, bar));
+            }
+        }
+        for card in &self.cards {
+            bars = bars.push(card_view(card));
         }
         let mut col = widget::screen(title.into_owned()).push(
             container(bars)
@@ -249,6 +328,43 @@ fn step_view<'a>(step: Step, bar: &Bar) -> Element<'a, Message> {
     let name = text(name).size(size::ITEM);
     column![
         row![name, widget::fill(), text(status).size(size::SMALL)].align_y(Center),
+        progress_bar(0.0..=1.0, fraction.unwrap_or(0.0)).girth(10),
+    ]
+    .spacing(space::TIGHT)
+    .into()
+}
+
+/// One card of several: its path and phase, its bar, how fast and how long, or how it
+/// ended.
+fn card_view(card: &CardRow) -> Element<'_, Message> {
+    let name = match card.phase {
+        Some(Phase::Verify) => format!("{} · {}", card.path.display(), t!("progress.verifying")),
+        Some(_) => format!("{} · {}", card.path.display(), t!("progress.title")),
+        None => card.path.display().to_string(),
+    };
+    let fraction = match &card.outcome {
+        Some(_) => Some(1.0),
+        None => card
+            .bar
+            .total
+            .filter(|&t| t > 0)
+            .map(|t| card.bar.done as f32 / t as f32),
+    };
+    let status = match &card.outcome {
+        Some(Ok(())) => text(t!("progress.step_done").into_owned()),
+        Some(Err(e)) => {
+            text(t!("progress.card_failed", error = e).into_owned()).style(text::danger)
+        }
+        None if !card.bar.started => text(t!("progress.step_waiting").into_owned()),
+        None => text(stats(&card.bar, fraction)),
+    };
+    column![
+        row![
+            text(name).size(size::ITEM),
+            widget::fill(),
+            status.size(size::SMALL)
+        ]
+        .align_y(Center),
         progress_bar(0.0..=1.0, fraction.unwrap_or(0.0)).girth(10),
     ]
     .spacing(space::TIGHT)

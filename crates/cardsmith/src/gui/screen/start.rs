@@ -54,7 +54,19 @@ impl State {
             None => t!("start.choose_os").into_owned(),
         };
         let storage = match &sel.storage {
-            Some(StorageChoice::Drive(d)) => format!("{} ({})", d.description(), d.size_human),
+            Some(StorageChoice::Drives(d)) => match d.as_slice() {
+                [one] => format!("{} ({})", one.description(), one.size_human),
+                set => t!(
+                    "start.cards",
+                    count = set.len(),
+                    names = set
+                        .iter()
+                        .map(|d| d.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+                .into_owned(),
+            },
             Some(StorageChoice::File(p)) => p.display().to_string(),
             None => t!("start.choose_storage").into_owned(),
         };

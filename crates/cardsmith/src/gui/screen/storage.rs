@@ -6,8 +6,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::PathBuf;
 
 use cardsmith_drives::{DevNum, Drive};
-use iced::widget::{button, column, rule, text, toggler};
-use iced::{Element, Task};
+use iced::widget::{button, checkbox, column, row, rule, text, toggler};
+use iced::{Center, Element, Task};
 use rust_i18n::t;
 
 use super::Action;
@@ -18,6 +18,8 @@ use crate::gui::widget::{self, Item};
 #[derive(Debug, Clone, Default)]
 pub struct State {
     pub show_system: bool,
+    /// The cards ticked to be written at once, by kernel name, in the order ticked.
+    pub checked: Vec<String>,
     pub file_path: String,
     /// The file path given was a drive: why it was not taken, and what to do instead.
     pub file_is_drive: Option<FileIsDrive>,
@@ -45,6 +47,10 @@ pub enum DriveOffer {
 #[derive(Debug, Clone)]
 pub enum Message {
     Pick(String),
+    /// A card ticked (or not) for a set written at once.
+    Check(String, bool),
+    /// Write to the ticked cards.
+    UseChecked,
     ShowSystem(bool),
     FilePath(String),
     UseFile,
@@ -61,8 +67,13 @@ pub enum Event {
 impl State {
     /// The list as it opens: with the system drives shown when the chosen drive is one.
     pub fn new(sel: &Selection) -> State {
+        let drives = sel.drives();
         State {
             show_system: sel.drive().is_some_and(|d| !d.offered),
+            checked: match drives.len() {
+                0 | 1 => Vec::new(),
+                _ => drives.iter().map(|d| d.name.clone()).collect(),
+            },
             ..State::default()
         }
     }
@@ -76,7 +87,26 @@ impl State {
         match message {
             Message::Pick(name) => {
                 if let Some(d) = ctx.drives.iter().find(|d| d.name == name) {
-                    sel.storage = Some(StorageChoice::Drive(Box::new(d.clone())));
+                    sel.storage = Some(StorageChoice::Drives(vec![d.clone()]));
+                    return Action::Event(Event::Done);
+                }
+            }
+            Message::Check(name, on) => {
+                self.checked.retain(|n| *n != name);
+                if on {
+                    self.checked.push(name);
+                }
+            }
+            Message::UseChecked => {
+                let set: Vec<Drive> = self
+                    .checked
+                    .iter()
+                    .filter_map(|name| ctx.drives.iter().find(|d| d.name == *name))
+                    .filter(|d| settable(d, sel))
+                    .cloned()
+                    .collect();
+                if !set.is_empty() {
+                    sel.storage = Some(StorageChoice::Drives(set));
                     return Action::Event(Event::Done);
                 }
             }
@@ -155,18 +185,44 @@ impl State {
                 icon: Some(widget::drive_icon(d.bus)),
                 meta,
                 warnings: d.warnings.iter().map(widget::drive_warning).collect(),
-                chosen: sel.drive().is_some_and(|c| c.name == d.name),
+                chosen: sel.drives().iter().any(|c| c.name == d.name),
                 ..Item::new(format!("{} — {}", d.description(), d.size_human))
             };
-            list = list.push(item.view(small.is_none().then(|| Message::Pick(d.name.clone()))));
+            let card = item.view(small.is_none().then(|| Message::Pick(d.name.clone())));
+            // Only cards the list offers may join a set: a system drive or a fixed disk is
+            // chosen alone, its name typed.
+            list = list.push(if settable(d, sel) {
+                let name = d.name.clone();
+                row![
+                    checkbox(self.checked.contains(&d.name))
+                        .on_toggle(move |on| Message::Check(name.clone(), on)),
+                    card
+                ]
+                .spacing(space::TIGHT)
+                .align_y(Center)
+                .into()
+            } else {
+                card
+            });
         }
+        let checked = self
+            .checked
+            .iter()
+            .filter(|n| ctx.drives.iter().any(|d| d.name == **n))
+            .count();
         let mut col = widget::screen(t!("storage.title").into_owned())
             .push(
                 toggler(self.show_system)
                     .label(t!("storage.show_system"))
                     .on_toggle(Message::ShowSystem),
             )
+            .push(text(t!("storage.check_hint")).size(size::SMALL))
             .push(list)
+            .push(
+                button(text(t!("storage.use_checked", count = checked)))
+                    .on_press_maybe((checked > 0).then_some(Message::UseChecked))
+                    .style(button::primary),
+            )
             .push(rule::horizontal(1))
             .push(text(t!("storage.to_file")).size(size::ITEM))
             .push(widget::path_row(
@@ -196,6 +252,12 @@ impl State {
         }
         col.push(widget::back(Message::Back)).into()
     }
+}
+
+/// Whether `drive` may join a set of cards written at once: one the list offers (not a
+/// system drive or a fixed disk) and large enough.
+fn settable(drive: &Drive, sel: &Selection) -> bool {
+    drive.offered && !drive.needs_name_typed() && sel.too_small(drive).is_none()
 }
 
 /// The listed drive that is, or holds, the device `dev`, and whether it may be chosen.
