@@ -1,6 +1,7 @@
 //! The write path: decode on one thread, write on this one, hash on a third; hold the first
 //! chunk back until the image has proven itself, then read everything back to verify.
 
+use std::borrow::Borrow;
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -85,12 +86,13 @@ pub fn write(
     let mut own = None;
     let run = write_many(
         image,
-        &[target],
+        vec![target],
         options,
         cancel,
         &mut |_, step| match step {
             Step::Progress(p) => progress(p),
-            Step::Finished(result) => own = Some(result),
+            Step::Finished(result, _) => own = Some(result),
+            Step::Stopped(_) => {}
         },
     );
     match (own, run) {
@@ -100,15 +102,20 @@ pub fn write(
     }
 }
 
-/// What happens to one target of [`write_many`], as it happens.
+/// What happens to one target of [`write_many`], as it happens. Every target comes back
+/// exactly once, through `Finished` or `Stopped`, so its owner can close it (and, say,
+/// power the card off) while the others are still written.
 #[derive(Debug)]
-pub enum Step {
+pub enum Step<T> {
     /// How far this target is.
     Progress(Progress),
     /// This target is done: written (and verified), or failed for a reason of its own (an
     /// I/O error, too small, a read-back difference), and then left as
     /// [`Target::leftover`] says.
-    Finished(Result<WriteReport, Error>),
+    Finished(Result<WriteReport, Error>, T),
+    /// The whole run stopped (the image failed, or it was cancelled) before this target
+    /// was done; it was left as [`Target::leftover`] says.
+    Stopped(T),
 }
 
 /// Writes one decoded stream of `image` to every target at once: one decoder, one hasher,
@@ -116,36 +123,35 @@ pub enum Step {
 /// grow with the number of targets and the slowest target sets the pace. Each target is
 /// checked, prepared, written, committed and read back on its own; one that fails is left
 /// unbootable (see [`Target::scrub_after_failure`]) and the others carry on. `on` hears
-/// each target's progress and, as soon as it is done, its outcome, on the calling thread.
+/// each target's progress and, as soon as it is done, its outcome with the target itself,
+/// on the calling thread.
 ///
 /// `Err`: the image itself failed (it could not be decoded, a checksum or the block map
 /// did not match) or the run was cancelled; every target without an outcome of its own by
-/// then was left unbootable too.
-pub fn write_many(
+/// then was left unbootable too, and came back through [`Step::Stopped`].
+pub fn write_many<T: Borrow<Target> + Send>(
     image: Image,
-    targets: &[&Target],
+    targets: Vec<T>,
     options: &WriteOptions,
     cancel: &CancelToken,
-    on: &mut dyn FnMut(usize, Step),
+    on: &mut dyn FnMut(usize, Step<T>),
 ) -> Result<(), Error> {
     if let Err(e) = check_map(&image, options) {
-        for target in targets {
-            target.abandon();
+        for (index, target) in targets.into_iter().enumerate() {
+            target.borrow().abandon();
+            on(index, Step::Stopped(target));
         }
         return Err(e);
     }
     let mut live = Vec::new();
-    for (index, target) in targets.iter().enumerate() {
-        let ready = check_before_writing(&image, target)
-            .inspect_err(|_| target.abandon())
-            .and_then(|()| {
-                target
-                    .prepare()
-                    .inspect_err(|_| target.scrub_after_failure())
-            });
+    for (index, target) in targets.into_iter().enumerate() {
+        let t = target.borrow();
+        let ready = check_before_writing(&image, t)
+            .inspect_err(|_| t.abandon())
+            .and_then(|()| t.prepare().inspect_err(|_| t.scrub_after_failure()));
         match ready {
-            Ok(()) => live.push(index),
-            Err(e) => on(index, Step::Finished(Err(e))),
+            Ok(()) => live.push((index, target)),
+            Err(e) => on(index, Step::Finished(Err(e), target)),
         }
     }
     if live.is_empty() {
@@ -158,7 +164,7 @@ pub fn write_many(
     thread::scope(|scope| {
         let (tell, heard) = channel();
         let mut feeds = Vec::new();
-        for &index in &live {
+        for (index, target) in live {
             let (pieces_tx, pieces_rx) = sync_channel(POOL);
             let (verdict_tx, verdict_rx) = sync_channel(1);
             feeds.push(Feed {
@@ -166,15 +172,13 @@ pub fn write_many(
                 verdict: verdict_tx,
             });
             let writer = Writer {
-                target: targets[index],
+                target,
                 options,
                 cancel,
                 total,
                 reopen: reopen.clone(),
-                tell: Tell {
-                    index,
-                    to: tell.clone(),
-                },
+                index,
+                tell: tell.clone(),
             };
             thread::Builder::new()
                 .name(format!("cardsmith-write-{index}"))
@@ -459,53 +463,44 @@ fn stream(
     Ok(Some(plan))
 }
 
-/// How a writer tells the calling thread about its target.
-struct Tell {
+/// One target's writer: its share of the stream, then the commit and the read-back; it
+/// hands its target back to the calling thread at the end.
+struct Writer<'a, T> {
+    target: T,
+    options: &'a WriteOptions,
+    cancel: &'a CancelToken,
+    total: Option<u64>,
+    /// How to decode the image again to pin a read-back difference down.
+    reopen: Option<(Input, OpenAs)>,
     index: usize,
-    to: Sender<(usize, Step)>,
+    tell: Sender<(usize, Step<T>)>,
 }
 
-impl Tell {
+/// Bytes read back at a time: the read-back buffer is per target, so it stays small.
+const READ_BACK: usize = 1 << 20;
+
+impl<T: Borrow<Target>> Writer<'_, T> {
+    fn run(self, pieces: Receiver<Arc<Piece>>, verdict: Receiver<Option<Arc<Plan>>>) {
+        let outcome = self.write(pieces, verdict);
+        if outcome.is_err() {
+            self.target.borrow().scrub_after_failure();
+        }
+        let step = match outcome {
+            Ok(report) => Step::Finished(Ok(report), self.target),
+            Err(Some(e)) => Step::Finished(Err(e), self.target),
+            Err(None) => Step::Stopped(self.target),
+        };
+        let _ = self.tell.send((self.index, step));
+    }
+
+    /// Tells the calling thread how far this target is.
     fn progress(&self, phase: Phase, bytes_done: u64, bytes_total: Option<u64>) {
         let p = Progress {
             phase,
             bytes_done,
             bytes_total,
         };
-        let _ = self.to.send((self.index, Step::Progress(p)));
-    }
-}
-
-/// One target's writer: its share of the stream, then the commit and the read-back.
-struct Writer<'a> {
-    target: &'a Target,
-    options: &'a WriteOptions,
-    cancel: &'a CancelToken,
-    total: Option<u64>,
-    /// How to decode the image again to pin a read-back difference down.
-    reopen: Option<(Input, OpenAs)>,
-    tell: Tell,
-}
-
-/// Bytes read back at a time: the read-back buffer is per target, so it stays small.
-const READ_BACK: usize = 1 << 20;
-
-impl Writer<'_> {
-    fn run(self, pieces: Receiver<Arc<Piece>>, verdict: Receiver<Option<Arc<Plan>>>) {
-        match self.write(pieces, verdict) {
-            Ok(report) => {
-                let _ = self
-                    .tell
-                    .to
-                    .send((self.tell.index, Step::Finished(Ok(report))));
-            }
-            Err(own) => {
-                self.target.scrub_after_failure();
-                if let Some(e) = own {
-                    let _ = self.tell.to.send((self.tell.index, Step::Finished(Err(e))));
-                }
-            }
-        }
+        let _ = self.tell.send((self.index, Step::Progress(p)));
     }
 
     /// `Err(None)`: stopped with the whole run (cancelled, or the image failed).
@@ -518,7 +513,7 @@ impl Writer<'_> {
             Error::Cancelled => None,
             e => Some(e),
         };
-        let target = self.target;
+        let target = self.target.borrow();
         let mut discards = self.options.discard;
         let mut discarded = 0;
         loop {
@@ -548,12 +543,12 @@ impl Writer<'_> {
                     }
                 }
             }
-            self.tell.progress(Phase::Write, chunk.end(), self.total);
+            self.progress(Phase::Write, chunk.end(), self.total);
         }
         let Ok(Some(plan)) = verdict.recv() else {
             return Err(None);
         };
-        self.tell.progress(Phase::Finish, plan.len, Some(plan.len));
+        self.progress(Phase::Finish, plan.len, Some(plan.len));
         for &(a, b) in plan.parts.first().into_iter().flatten() {
             target.write_at(&plan.first[a..b], a as u64)?;
         }
@@ -597,7 +592,10 @@ impl Writer<'_> {
                 // Each part starts on a block boundary, and so does every step through it.
                 for at in (a..b).step_by(READ_BACK) {
                     let want = (b - at).min(READ_BACK);
-                    let got = self.target.read_at(&mut buf, want, offset + at as u64)?;
+                    let got = self
+                        .target
+                        .borrow()
+                        .read_at(&mut buf, want, offset + at as u64)?;
                     if got < want {
                         return Ok(Some(index));
                     }
@@ -607,8 +605,7 @@ impl Writer<'_> {
             if sum.digest() != *expected {
                 return Ok(Some(index));
             }
-            self.tell
-                .progress(Phase::Verify, offset + len as u64, Some(plan.len));
+            self.progress(Phase::Verify, offset + len as u64, Some(plan.len));
         }
         Ok(None)
     }

@@ -336,10 +336,16 @@ impl WriteJob {
                 seconds: 0.0,
             })
             .collect();
+        // The targets go to the engine and come back one by one as each is done; what
+        // else was found about each card stays here.
         let mut going = Vec::new();
+        let mut targets = Vec::new();
         for (index, opened) in opened.into_iter().enumerate() {
             match opened {
-                Ok(opened) => going.push((index, opened)),
+                Ok(opened) => {
+                    targets.push(opened.target);
+                    going.push((index, opened.drive, opened.unmounted));
+                }
                 Err(failure) => {
                     cards[index].outcome = Some(Err(Error {
                         failure,
@@ -350,88 +356,89 @@ impl WriteJob {
         }
         let many = self.targets.len() > 1;
         let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
-        let targets: Vec<&Target> = going.iter().map(|(_, o)| &o.target).collect();
         let started = Instant::now();
+        let mut stopped = Vec::new();
         run.sink.watching_cancel(true);
-        let mut finished = |slot: usize, step: Step, run: &mut Run<'_>| {
-            let (index, opened) = &going[slot];
+        let mut finished = |slot: usize, step: Step<Target>, run: &mut Run<'_>| {
+            let (index, drive, unmounted) = &going[slot];
             let card = &mut cards[*index];
-            match step {
-                Step::Progress(p) if many => run.card_progress(*index, &card.path, p),
-                Step::Progress(p) => run.progress(p),
-                Step::Finished(result) => {
-                    card.seconds = started.elapsed().as_secs_f64();
-                    let report = result.map_err(|e| Error {
-                        left: Left::after_write(opened.target.leftover()),
-                        failure: match e {
-                            EngineError::VerifyMismatch { .. } if opened.drive.is_some() => {
-                                Failure::NotKept(e)
-                            }
-                            e => Failure::Engine(e),
+            let (result, target) = match step {
+                Step::Progress(p) if many => return run.card_progress(*index, &card.path, p),
+                Step::Progress(p) => return run.progress(p),
+                Step::Stopped(target) => return stopped.push(Left::after_write(target.leftover())),
+                Step::Finished(result, target) => (result, target),
+            };
+            card.seconds = started.elapsed().as_secs_f64();
+            let report = result.map_err(|e| Error {
+                left: Left::after_write(target.leftover()),
+                failure: match e {
+                    EngineError::VerifyMismatch { .. } if drive.is_some() => Failure::NotKept(e),
+                    e => Failure::Engine(e),
+                },
+            });
+            let done = report.and_then(|report| {
+                let said = match &card.settings {
+                    Some(s) => Some(self.customise(
+                        &target,
+                        drive.is_some(),
+                        Request {
+                            settings: s,
+                            format,
+                            format_by,
+                            release_date,
                         },
-                    });
-                    let done = report.and_then(|report| {
-                        let said = match &card.settings {
-                            Some(s) => Some(self.customise(
-                                &opened.target,
-                                opened.drive.is_some(),
-                                Request {
-                                    settings: s,
-                                    format,
-                                    format_by,
-                                    release_date,
-                                },
-                                report.verified,
-                                (many, *index),
-                                run,
-                            )?),
-                            None => None,
-                        };
-                        Ok((report, said))
-                    });
-                    let ejected = match (&done, &opened.drive) {
-                        (Ok(_), Some(drive)) if self.eject => Some(eject(drive, run)),
-                        _ => None,
-                    };
-                    card.outcome = Some(done.map(|(report, said)| {
-                        self.report(
-                            &input,
-                            report,
-                            opened,
-                            said,
-                            ejected,
-                            (published, &block_map, options.map_as_it_streams),
-                        )
-                    }));
-                    if many {
-                        let event = match &card.outcome {
-                            Some(Err(e)) => Event::CardDone {
-                                result: CardResult::Failed,
-                                error: Some(e.failure.to_string()),
-                            },
-                            _ => Event::CardDone {
-                                result: CardResult::Written,
-                                error: None,
-                            },
-                        };
-                        run.card_event(*index, &card.path, event);
-                    }
-                }
+                        report.verified,
+                        (many, *index),
+                        run,
+                    )?),
+                    None => None,
+                };
+                Ok((report, said))
+            });
+            // The path as given (a /dev/disk/by-id/… link stays one in the report).
+            let path = card.path.clone();
+            // Closed before the drive is powered off (UDisks2 opens it exclusively first).
+            drop(target);
+            let ejected = match (&done, drive) {
+                (Ok(_), Some(drive)) if self.eject => Some(eject(drive, run)),
+                _ => None,
+            };
+            card.outcome = Some(done.map(|(report, said)| {
+                self.report(
+                    &input,
+                    report,
+                    (&path, unmounted),
+                    said,
+                    ejected,
+                    (published, &block_map, options.map_as_it_streams),
+                )
+            }));
+            if many {
+                let event = match &card.outcome {
+                    Some(Err(e)) => Event::CardDone {
+                        result: CardResult::Failed,
+                        error: Some(e.failure.to_string()),
+                    },
+                    _ => Event::CardDone {
+                        result: CardResult::Written,
+                        error: None,
+                    },
+                };
+                run.card_event(*index, &card.path, event);
             }
         };
-        let all = engine::write_many(image, &targets, &options, cancel, &mut |slot, step| {
+        let all = engine::write_many(image, targets, &options, cancel, &mut |slot, step| {
             finished(slot, step, run)
         });
         if let Err(e) = all {
-            let left = going
+            // Each card left without an outcome of its own: the worst of what they hold.
+            run.left = stopped
                 .iter()
-                .map(|(_, o)| Left::after_write(o.target.leftover()))
+                .copied()
                 .max_by_key(|left| *left == Left::PartlyWritten)
                 .unwrap_or(Left::Untouched);
-            run.left = left;
             return Err(Failure::Engine(e));
         }
-        drop(going);
         let succeeded: Vec<&CardRun> = cards
             .iter()
             .filter(|c| matches!(c.outcome, Some(Ok(_))))
@@ -508,7 +515,7 @@ impl WriteJob {
         &self,
         input: &str,
         report: engine::WriteReport,
-        opened: &Opened,
+        (target, unmounted): (&Path, &[PathBuf]),
         settings: Option<Customised>,
         ejected: Option<bool>,
         (published, block_map, as_it_streams): (bool, &Option<(Bmap, String)>, bool),
@@ -521,7 +528,7 @@ impl WriteJob {
             image: input.to_owned(),
             os: os.map(|e| e.name.clone()),
             init_format: os.and_then(|e| e.init_format.clone()),
-            target: opened.target.path().to_owned(),
+            target: target.to_owned(),
             bytes: report.bytes,
             verified: report.verified,
             verify_bypassed_cache: report.verified && report.bypassed_cache,
@@ -532,7 +539,7 @@ impl WriteJob {
             catalog_sha256_checked: published,
             image_sha256: report.image_sha256,
             partition_table_reread: report.partitions_reread,
-            unmounted: opened.unmounted.clone(),
+            unmounted: unmounted.to_vec(),
             customized: settings.as_ref().map(|s| s.init_format),
             download_cached: false,
             ejected,
