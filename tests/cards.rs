@@ -464,3 +464,106 @@ fn erase_and_customize_take_several_cards_at_once() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_during_the_read_back_cancels_too_on_one_card_and_on_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("os.img");
+    write_file(&image, &image_bytes(24 * MIB, 5));
+    let file = dir.path().join("card.raw");
+    filled_file(&file, 32 * MIB, 0xAA);
+    let fast = LoopDevice::attach(&file);
+    // A slow card: its read-back takes seconds, so Ctrl-C comes in the middle of it.
+    let slow = EmulatedCard::start(32 << 20, 0xAA, Some("40M"));
+    for targets in [vec![slow.arg()], vec![fast.arg(), slow.arg()]] {
+        let mut args = vec!["write", image.to_str().unwrap()];
+        args.extend(&targets);
+        args.extend(["--yes", "--json"]);
+        let mut child = cardsmith_command()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "ended before verifying"
+            );
+            let value: Value = serde_json::from_str(&line).unwrap();
+            let verifying = value["event"] == "progress" && value["phase"] == "verify";
+            lines.push(value);
+            if verifying {
+                break;
+            }
+        }
+        let (status, _) = interrupt(&mut child, std::time::Duration::from_secs(20));
+        for line in out.lines() {
+            lines.push(serde_json::from_str(&line.unwrap()).unwrap());
+        }
+        assert_eq!(
+            status.code(),
+            Some(130),
+            "{targets:?}: cancelled, not a crash"
+        );
+        let result = result(&lines);
+        assert_eq!(result["left"], "zeroed", "{targets:?}: {result}");
+        assert!(
+            read_range(&slow.backing(), 0, MIB).iter().all(|&b| b == 0),
+            "{targets:?}: the slow card does not start with a zeroed MiB"
+        );
+    }
+}
+
+#[test]
+fn a_target_named_twice_or_an_image_among_the_targets_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("os.img");
+    write_file(&image, &image_bytes(MIB, 9));
+    let a = dir.path().join("a.img");
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        a.to_str().unwrap(),
+        a.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_fails(&out, 2, &["named twice"]);
+    assert!(!a.exists(), "nothing was written");
+    let out = cardsmith(&[
+        "write",
+        "--os",
+        "anything",
+        "os.img.xz",
+        a.to_str().unwrap(),
+        "--yes",
+    ]);
+    assert_fails(&out, 2, &["looks like an image"]);
+
+    // Every target refused and left out: exit code 1, not "some failed".
+    let b = dir.path().join("b.img");
+    for path in [&a, &b] {
+        write_file(path, b"an older image");
+    }
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--yes",
+        "--skip-refused",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 of 2 cards written"),
+        "{}",
+        stderr(&out)
+    );
+    for path in [&a, &b] {
+        assert_eq!(fs::read(path).unwrap(), b"an older image");
+    }
+}

@@ -440,7 +440,10 @@ impl Target {
             (TargetKind::BlockDevice, Some(size)) => {
                 let len = SCRUB_LEN.min(size);
                 self.zero(0, len)?;
-                self.zero(size - len, len)
+                self.zero(size - len, len)?;
+                // On the medium, not in a cache: a card that refuses every write from here
+                // on still starts with these zeros.
+                self.sync()
             }
             _ => self.empty(),
         }
@@ -454,6 +457,13 @@ impl Target {
             self.clean.store(true, Ordering::SeqCst);
         }
         Ok(())
+    }
+
+    /// Something is about to be written to the start of the target other than through
+    /// [`Target::write_at`] (formatting through [`Target::file`]): it no longer counts as
+    /// zeroed there.
+    pub fn start_written_elsewhere(&self) {
+        self.clean.store(false, Ordering::SeqCst);
     }
 
     /// Tells a card that bytes `offset..offset + len` hold nothing (BLKDISCARD), so its

@@ -190,12 +190,21 @@ pub fn write_many<T: Borrow<Target> + Send>(
             .name("cardsmith-fan-out".into())
             .spawn_scoped(scope, || distribute(image, options, cancel, feeds))
             .expect("spawning the fan-out thread");
+        // A writer stops with the run only when it is cancelled (or the image failed, which
+        // the distributor says): a cancel after the last chunk, during the read-backs, is
+        // the run's too.
+        let mut stopped = false;
         for (index, step) in heard {
+            stopped |= matches!(step, Step::Stopped(_));
             on(index, step);
         }
-        distributor
+        let streamed = distributor
             .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        match streamed {
+            Ok(()) if stopped => Err(Error::Cancelled),
+            streamed => streamed,
+        }
     })
 }
 
@@ -537,10 +546,9 @@ impl<T: Borrow<Target>> Writer<'_, T> {
                     target.write_at(&chunk.data()[a..b], chunk.offset + a as u64)?;
                 }
                 if discards {
-                    match discard_gaps(target, chunk.offset, chunk.len, &piece.parts)? {
-                        Some(n) => discarded += n,
-                        None => discards = false,
-                    }
+                    let (n, more) = discard_gaps(target, chunk.offset, chunk.len, &piece.parts)?;
+                    discarded += n;
+                    discards = more;
                 }
             }
             self.progress(Phase::Write, chunk.end(), self.total);
@@ -611,14 +619,14 @@ impl<T: Borrow<Target>> Writer<'_, T> {
     }
 }
 
-/// Discards what the chunk at `offset` (`len` bytes) skipped, in whole 4 KiB blocks.
-/// `None`: the device turned discards down, so the asking stops.
+/// Discards what the chunk at `offset` (`len` bytes) skipped, in whole 4 KiB blocks:
+/// the bytes discarded, and whether to go on asking (not once the device turned one down).
 fn discard_gaps(
     target: &Target,
     offset: u64,
     len: usize,
     parts: &[(usize, usize)],
-) -> Result<Option<u64>, Error> {
+) -> Result<(u64, bool), Error> {
     let mut discarded = 0;
     let mut at = 0;
     for &(a, b) in parts.iter().chain(std::iter::once(&(len, len))) {
@@ -626,13 +634,13 @@ fn discard_gaps(
         let gap = a.saturating_sub(at) as u64;
         if gap > 0 && start % 4096 == 0 && gap % 4096 == 0 {
             if !target.discard(start, gap)? {
-                return Ok(None);
+                return Ok((discarded, false));
             }
             discarded += gap;
         }
         at = b;
     }
-    Ok(Some(discarded))
+    Ok((discarded, true))
 }
 
 /// Hashes the stream on a thread of its own (SHA-256 is slower than xz decoding on small

@@ -36,7 +36,8 @@ macro_rules! exit_codes {
   2    invalid command line
   3    verification failed: the target differs from the image
   4    a SHA-256 did not match (--sha256, or the catalog's)
-  5    several cards: some failed and the others were done (the table says which)
+  5    several cards: some failed and the others were done (the table says which;
+       1 when none was done)
   130  cancelled (Ctrl-C)"
     };
 }
@@ -304,8 +305,8 @@ impl PermissionArgs {
 pub(crate) struct Stopped {
     failure: Failure,
     left: Option<Left>,
-    /// Already reported (a table of cards): only the exit code is left to give.
-    said: bool,
+    /// Already reported (a table of cards): only this exit code is left to give.
+    said: Option<u8>,
 }
 
 impl<E: Into<Failure>> From<E> for Stopped {
@@ -313,7 +314,7 @@ impl<E: Into<Failure>> From<E> for Stopped {
         Stopped {
             failure: e.into(),
             left: None,
-            said: false,
+            said: None,
         }
     }
 }
@@ -323,7 +324,7 @@ impl From<job::Error> for Stopped {
         Stopped {
             failure: e.failure,
             left: Some(e.left),
-            said: false,
+            said: None,
         }
     }
 }
@@ -371,7 +372,9 @@ pub fn run() -> ExitCode {
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(Stopped { said: true, .. }) => ExitCode::from(job::EXIT_SOME_CARDS_FAILED),
+        Err(Stopped {
+            said: Some(code), ..
+        }) => ExitCode::from(code),
         Err(Stopped { failure, left, .. }) => {
             let code = failure.exit_code();
             reporter.failure(&failure.to_string(), code, failure.offset(), left);
@@ -410,7 +413,20 @@ impl WriteArgs {
     fn operands(&self) -> Result<(Option<&str>, Vec<PathBuf>), Failure> {
         let paths = |names: &[String]| names.iter().map(PathBuf::from).collect();
         match (&self.os, self.operands.as_slice()) {
-            (Some(_), targets) => Ok((None, paths(targets))),
+            (Some(_), targets) => {
+                // A URL or a compressed file is an image, never a card to write to.
+                let image_like = [".xz", ".gz", ".zst", ".bz2", ".zip"];
+                match targets
+                    .iter()
+                    .find(|t| job::is_url(t) || image_like.iter().any(|e| t.ends_with(e)))
+                {
+                    Some(image) => Err(Failure::Usage(format!(
+                        "with --os, name only TARGETs: {image} looks like an image (write it \
+                         without --os, or name the cards and files to write)"
+                    ))),
+                    None => Ok((None, paths(targets))),
+                }
+            }
             (None, [image, targets @ ..]) if !targets.is_empty() => {
                 Ok((Some(image.as_str()), paths(targets)))
             }
@@ -472,7 +488,7 @@ pub(crate) fn cards_done(report: &job::Report, reporter: &mut Reporter) -> Resul
                 cards.cards.len()
             )),
             left: None,
-            said: true,
+            said: Some(cards.exit_code()),
         }),
         _ => Ok(()),
     }

@@ -184,7 +184,7 @@ impl Reporter {
                 fields["event"] = json!("result");
                 fields["ok"] = json!(cards.failed == 0);
                 if cards.failed > 0 {
-                    fields["exit_code"] = json!(crate::job::EXIT_SOME_CARDS_FAILED);
+                    fields["exit_code"] = json!(cards.exit_code());
                 }
                 emit(fields);
             }

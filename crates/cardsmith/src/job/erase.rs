@@ -48,8 +48,8 @@ impl EraseReport {
 
 impl EraseJob {
     /// Erases. Formatting takes seconds: a cancel then lets it finish rather than leave the
-    /// card half-formatted (`cancel` is not consulted once it started).
-    pub fn run(self, _cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
+    /// card half-formatted (`cancel` is consulted only between cards).
+    pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
         let mut run = Run::new(sink, Left::Untouched);
         if let [want] = self.targets.as_slice() {
             let outcome = check_device(&want.path)
@@ -65,11 +65,13 @@ impl EraseJob {
                 .and_then(|opened| self.erase(opened, &mut run).map_err(|e| e.failure));
             return run.end(outcome.map(Report::Erase));
         }
-        let outcome = self.erase_all(&mut run);
+        let outcome = self.erase_all(cancel, &mut run);
         run.end(outcome.map(|cards| Report::Cards(CardsReport::new("erase", cards))))
     }
 
-    fn erase_all(&self, run: &mut Run<'_>) -> Result<Vec<Card>, Failure> {
+    /// Several cards, one after another; a cancel stops before the next card (the ones
+    /// erased stay erased, the rest untouched).
+    fn erase_all(&self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<Vec<Card>, Failure> {
         for want in &self.targets {
             check_device(&want.path)?;
         }
@@ -82,6 +84,7 @@ impl EraseJob {
         )?;
         let mut cards = Vec::new();
         for (want, opened) in self.targets.iter().zip(opened) {
+            cancel.check()?;
             let started = Instant::now();
             let drive = opened.as_ref().ok().map(|o| o.drive.clone());
             let outcome = opened
@@ -111,6 +114,7 @@ impl EraseJob {
             .prepare()
             .map_err(Failure::from)
             .and_then(|()| {
+                target.start_written_elsewhere();
                 cardsmith_customize::format_card(target.file(), size).map_err(|e| {
                     Failure::Refused(format!("formatting {} failed: {e}", path.display()))
                 })

@@ -26,7 +26,7 @@ pub use custom::{advance_preset, apply, customised, for_card, made_private, read
 pub use drive::{list, open_drive, open_drives, Incoming, Needed, Permission, Wanted};
 pub use erase::EraseJob;
 pub use read::ReadJob;
-pub use source::{cache_notes, catalog_hashes, open_arg, open_cache};
+pub use source::{cache_notes, catalog_hashes, is_url, open_arg, open_cache};
 pub use write::{choose_map, Blocks, Destination, MapChoice, Source, WriteJob};
 
 /// Where a job's events and questions go.
@@ -490,6 +490,16 @@ impl CardsReport {
             failed: cards.len() - succeeded,
             succeeded,
             cards,
+        }
+    }
+
+    /// The exit code: 0 when every card was done, [`EXIT_SOME_CARDS_FAILED`] when some
+    /// were, 1 when none was.
+    pub fn exit_code(&self) -> u8 {
+        match (self.succeeded, self.failed) {
+            (_, 0) => 0,
+            (0, _) => 1,
+            _ => EXIT_SOME_CARDS_FAILED,
         }
     }
 

@@ -2,7 +2,7 @@
 //! image file, checked against its published SHA-256s, read back, customised, cached,
 //! ejected.
 
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -274,6 +274,7 @@ impl WriteJob {
         if self.targets.is_empty() {
             return Err(Failure::Usage("name at least one target".into()));
         }
+        self.check_named_once()?;
         let settings: Vec<Option<Settings>> = (0..self.targets.len())
             .map(|i| self.settings_for(i))
             .collect();
@@ -358,6 +359,7 @@ impl WriteJob {
         let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
         let started = Instant::now();
         let mut stopped = Vec::new();
+        let mut eject_later = Vec::new();
         run.sink.watching_cancel(true);
         let mut finished = |slot: usize, step: Step<Target>, run: &mut Run<'_>| {
             let (index, drive, unmounted) = &going[slot];
@@ -400,7 +402,23 @@ impl WriteJob {
             // Closed before the drive is powered off (UDisks2 opens it exclusively first).
             drop(target);
             let ejected = match (&done, drive) {
-                (Ok(_), Some(drive)) if self.eject => Some(eject(drive, run)),
+                (Ok(_), Some(drive)) if self.eject && !many => Some(eject(drive, run)),
+                // UDisks2 refuses to power off a drive while another slot of the same
+                // reader is still open (being written): such a card is powered off once
+                // the others are done.
+                (Ok(_), Some(drive)) if self.eject => match cardsmith_drives::power_off(drive) {
+                    Ok(()) => {
+                        let event = Event::Ejected {
+                            drive: drive.path.clone(),
+                        };
+                        run.card_event(*index, &card.path, event);
+                        Some(true)
+                    }
+                    Err(_) => {
+                        eject_later.push(*index);
+                        None
+                    }
+                },
                 _ => None,
             };
             card.outcome = Some(done.map(|(report, said)| {
@@ -439,6 +457,14 @@ impl WriteJob {
                 .unwrap_or(Left::Untouched);
             return Err(Failure::Engine(e));
         }
+        for index in eject_later {
+            if let Some(drive) = &cards[index].drive {
+                let ejected = eject(drive, run);
+                if let Some(Ok(report)) = &mut cards[index].outcome {
+                    report.ejected = Some(ejected);
+                }
+            }
+        }
         let succeeded: Vec<&CardRun> = cards
             .iter()
             .filter(|c| matches!(c.outcome, Some(Ok(_))))
@@ -475,6 +501,27 @@ impl WriteJob {
             }
         }
         Ok(cards)
+    }
+
+    /// Refuses a card or file named twice (also by two paths, such as /dev/sdb and a
+    /// /dev/disk/by-id/ link to it): two writers would fight over it.
+    fn check_named_once(&self) -> Result<(), Failure> {
+        let mut seen = std::collections::HashSet::new();
+        for dest in &self.targets {
+            let path = dest.path();
+            let key = match std::fs::metadata(path) {
+                Ok(m) if m.file_type().is_block_device() => format!("device {}", m.rdev()),
+                Ok(m) => format!("file {}:{}", m.dev(), m.ino()),
+                Err(_) => format!("path {}", path.display()),
+            };
+            if !seen.insert(key) {
+                return Err(Failure::Usage(format!(
+                    "{} is named twice among the targets (perhaps by another path)",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Puts card `index`'s settings on its boot partition, once it is written.
@@ -652,15 +699,17 @@ impl WriteJob {
                     path.display()
                 )));
             }
-            devices.push(is_device);
+            // A drive chosen as one is only ever written as one: gone from its path, it is
+            // refused there, not created as a file.
+            devices.push(is_device || matches!(dest, Destination::Drive { .. }));
         }
         let incoming = Incoming::image(image);
         if let [dest] = self.targets.as_slice() {
             let opened = match (dest, devices[0]) {
-                (_, false) => self.open_file(dest.path(), image, run)?,
-                (Destination::Drive { path, confirmed }, true) => {
+                (Destination::Drive { path, confirmed }, _) => {
                     self.open_one(path, Some(confirmed), &incoming, run)?
                 }
+                (_, false) => self.open_file(dest.path(), image, run)?,
                 (_, true) => self.open_one(dest.path(), None, &incoming, run)?,
             };
             return Ok(vec![Ok(opened)]);
