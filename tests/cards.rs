@@ -109,6 +109,39 @@ fn mtype(card: &Path, offset: u64, file: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Runs `cardsmith ARGS` (with `--json`), reads its lines until `now` says so, presses
+/// Ctrl-C and reads the rest: its exit code and every line.
+fn interrupt_when(args: &[&str], now: impl Fn(&Value) -> bool) -> (Option<i32>, Vec<Value>) {
+    let mut child = cardsmith_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "ended before the moment came"
+        );
+        let value: Value = serde_json::from_str(&line).unwrap();
+        let stop = now(&value);
+        lines.push(value);
+        if stop {
+            break;
+        }
+    }
+    let (status, took) = interrupt(&mut child, std::time::Duration::from_secs(20));
+    eprintln!("stopped {took:?} after Ctrl-C");
+    for line in out.lines() {
+        lines.push(serde_json::from_str(&line.unwrap()).unwrap());
+    }
+    (status.code(), lines)
+}
+
 #[test]
 fn four_cards_one_too_small_one_dying_two_written_with_their_own_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -352,44 +385,21 @@ fn ctrl_c_during_a_fan_out_leaves_every_card_unbootable() {
     let loops: Vec<LoopDevice> = files.iter().map(|f| LoopDevice::attach(f)).collect();
     // A slow card sets the pace of all of them, so Ctrl-C comes in the middle.
     let slow = EmulatedCard::start(64 << 20, 0xAA, Some("40M"));
-    let mut child = cardsmith_command()
-        .args([
-            "write",
-            image.to_str().unwrap(),
-            loops[0].arg(),
-            slow.arg(),
-            loops[1].arg(),
-            "--yes",
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "ended before writing"
-        );
-        let value: Value = serde_json::from_str(&line).unwrap();
-        let started = value["event"] == "progress"
-            && value["target"] == slow.arg()
-            && value["bytes_done"].as_u64() >= Some(12 << 20);
-        lines.push(value);
-        if started {
-            break;
-        }
-    }
-    let (status, took) = interrupt(&mut child, std::time::Duration::from_secs(20));
-    for line in out.lines() {
-        lines.push(serde_json::from_str(&line.unwrap()).unwrap());
-    }
-    assert_eq!(status.code(), Some(130), "cancelled: exit code 130");
-    eprintln!("stopped {took:?} after Ctrl-C");
+    let args = [
+        "write",
+        image.to_str().unwrap(),
+        loops[0].arg(),
+        slow.arg(),
+        loops[1].arg(),
+        "--yes",
+        "--json",
+    ];
+    let (status, lines) = interrupt_when(&args, |line| {
+        line["event"] == "progress"
+            && line["target"] == slow.arg()
+            && line["bytes_done"].as_u64() >= Some(12 << 20)
+    });
+    assert_eq!(status, Some(130), "cancelled: exit code 130");
     let result = result(&lines);
     assert_eq!(result["ok"], false);
     assert_eq!(result["left"], "zeroed", "{result}");
@@ -479,37 +489,10 @@ fn ctrl_c_during_the_read_back_cancels_too_on_one_card_and_on_several() {
         let mut args = vec!["write", image.to_str().unwrap()];
         args.extend(&targets);
         args.extend(["--yes", "--json"]);
-        let mut child = cardsmith_command()
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            assert!(
-                out.read_line(&mut line).unwrap() > 0,
-                "ended before verifying"
-            );
-            let value: Value = serde_json::from_str(&line).unwrap();
-            let verifying = value["event"] == "progress" && value["phase"] == "verify";
-            lines.push(value);
-            if verifying {
-                break;
-            }
-        }
-        let (status, _) = interrupt(&mut child, std::time::Duration::from_secs(20));
-        for line in out.lines() {
-            lines.push(serde_json::from_str(&line.unwrap()).unwrap());
-        }
-        assert_eq!(
-            status.code(),
-            Some(130),
-            "{targets:?}: cancelled, not a crash"
-        );
+        let (status, lines) = interrupt_when(&args, |line| {
+            line["event"] == "progress" && line["phase"] == "verify"
+        });
+        assert_eq!(status, Some(130), "{targets:?}: cancelled, not a crash");
         let result = result(&lines);
         assert_eq!(result["left"], "zeroed", "{targets:?}: {result}");
         assert!(
