@@ -1603,7 +1603,6 @@ fn several_cards_are_ticked_confirmed_with_their_host_names_and_written_as_a_set
 ) -> Result<(), Error> {
     let (_locale, mut app) = wizard();
     let (a, b) = two_cards();
-    app.ctx.drives = vec![a.clone(), b.clone()];
     app.sel.settings = Some(cardsmith_customize::Settings {
         hostname: Some("node{n:02}".into()),
         counter: 7,
@@ -1612,7 +1611,13 @@ fn several_cards_are_ticked_confirmed_with_their_host_names_and_written_as_a_set
     app.sel.apply_settings = true;
     click(&mut app, "CHOOSE OS")?;
     click(&mut app, "cardsmith demo (systemd)")?;
+    // One card: nothing to make a set of, so no tick boxes.
+    app.ctx.drives = vec![a.clone()];
     click(&mut app, "CHOOSE STORAGE")?;
+    let hint = "Tick several cards to write them all at once, each with its own host name.";
+    assert!(!shows(&app, hint));
+    app.ctx.drives = vec![a.clone(), b.clone()];
+    assert!(shows(&app, hint));
     for name in ["sdz", "sdy"] {
         let _ = app.update(Message::Storage(screen::storage::Message::Check(
             name.into(),

@@ -165,6 +165,8 @@ impl State {
     pub fn view<'a>(&'a self, ctx: &'a Context, sel: &'a Selection) -> Element<'a, Message> {
         let mut list = column![].spacing(space::LIST);
         let drives = self.drives(ctx);
+        // Tick boxes only where there is a set to make: two cards or more to choose from.
+        let sets = drives.iter().filter(|d| settable(d, sel)).count() > 1;
         if drives.is_empty() {
             list = list.push(text(t!("storage.none")));
         }
@@ -191,7 +193,7 @@ impl State {
             let card = item.view(small.is_none().then(|| Message::Pick(d.name.clone())));
             // Only cards the list offers may join a set: a system drive or a fixed disk is
             // chosen alone, its name typed.
-            list = list.push(if settable(d, sel) {
+            list = list.push(if sets && settable(d, sel) {
                 let name = d.name.clone();
                 row![
                     checkbox(self.checked.contains(&d.name))
@@ -210,19 +212,23 @@ impl State {
             .iter()
             .filter(|n| ctx.drives.iter().any(|d| d.name == **n))
             .count();
-        let mut col = widget::screen(t!("storage.title").into_owned())
-            .push(
-                toggler(self.show_system)
-                    .label(t!("storage.show_system"))
-                    .on_toggle(Message::ShowSystem),
-            )
-            .push(text(t!("storage.check_hint")).size(size::SMALL))
-            .push(list)
-            .push(
+        let mut col = widget::screen(t!("storage.title").into_owned()).push(
+            toggler(self.show_system)
+                .label(t!("storage.show_system"))
+                .on_toggle(Message::ShowSystem),
+        );
+        if sets {
+            col = col.push(text(t!("storage.check_hint")).size(size::SMALL));
+        }
+        col = col.push(list);
+        if sets {
+            col = col.push(
                 button(text(t!("storage.use_checked", count = checked)))
                     .on_press_maybe((checked > 0).then_some(Message::UseChecked))
                     .style(button::primary),
-            )
+            );
+        }
+        col = col
             .push(rule::horizontal(1))
             .push(text(t!("storage.to_file")).size(size::ITEM))
             .push(widget::path_row(
