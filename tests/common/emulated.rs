@@ -26,24 +26,11 @@ impl EmulatedCard {
     /// A card of `len` bytes, every byte `fill` (its old contents); `rate` (nbdkit's bits
     /// per second, "320M") limits its speed when given.
     pub fn start(len: u64, fill: u8, rate: Option<&str>) -> EmulatedCard {
-        sweep();
-        let dir = std::env::temp_dir().join(format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            fastrand_name()
-        ));
-        fs::create_dir_all(dir.join("fuse")).unwrap();
+        let dir = new_dir();
         let backing = dir.join("card.raw");
         super::filled_file(&backing, len as usize, fill);
-        let sock = dir.join("nbd.sock");
         let trigger = dir.join("fail-writes");
-        let mut args = vec![
-            "--foreground".to_owned(),
-            "--exit-with-parent".to_owned(),
-            "-U".to_owned(),
-            sock.display().to_string(),
-            "--filter=error".to_owned(),
-        ];
+        let mut args = vec!["--filter=error".to_owned()];
         if rate.is_some() {
             args.push("--filter=rate".to_owned());
         }
@@ -52,9 +39,80 @@ impl EmulatedCard {
         args.push("error-pwrite=EIO".to_owned());
         args.push("error-pwrite-rate=100%".to_owned());
         args.push(format!("error-pwrite-file={}", trigger.display()));
+        // Pulled out: every request fails (each kind's own file, as the per-kind settings
+        // above override the general ones).
+        args.push("error=EIO".to_owned());
+        args.push("error-rate=100%".to_owned());
+        args.push(format!("error-file={}", dir.join("pulled").display()));
         if let Some(rate) = rate {
             args.push(format!("rate={rate}"));
         }
+        Self::serve(dir, &args)
+    }
+
+    /// A card of `len` bytes, every byte `fill`, with bad sectors: writes to any byte of
+    /// `bad_writes`, and reads of any byte of `bad_reads`, fail with EIO (nbdkit's sh
+    /// plugin over a file, as a worn card does it).
+    pub fn with_bad_sectors(
+        len: u64,
+        fill: u8,
+        bad_writes: Option<std::ops::Range<u64>>,
+        bad_reads: Option<std::ops::Range<u64>>,
+    ) -> EmulatedCard {
+        let dir = new_dir();
+        let backing = dir.join("card.raw");
+        super::filled_file(&backing, len as usize, fill);
+        let range = |r: &Option<std::ops::Range<u64>>| match r {
+            Some(r) => format!("{} {}", r.start, r.end),
+            None => "0 0".to_owned(),
+        };
+        let script = dir.join("card.sh");
+        fs::write(
+            &script,
+            format!(
+                r#"#!/bin/bash
+# An emulated card with bad sectors, for nbdkit's sh plugin.
+disk='{disk}'
+hits() {{ [ "$2" -lt "$4" ] && [ "$3" -lt $(( $2 + $1 )) ] && [ "$1" -gt 0 ]; }}
+case "$1" in
+  get_size) stat -L -c %s "$disk" ;;
+  can_write|can_flush) exit 0 ;;
+  flush) exit 0 ;;
+  pread)
+    if hits "$3" "$4" {reads}; then echo "EIO bad sector" >&2; exit 1; fi
+    dd if="$disk" iflag=skip_bytes,count_bytes skip="$4" count="$3" bs=64K status=none ;;
+  pwrite)
+    if hits "$3" "$4" {writes}; then cat >/dev/null; echo "EIO bad sector" >&2; exit 1; fi
+    dd of="$disk" oflag=seek_bytes seek="$4" conv=notrunc iflag=fullblock bs=64K status=none ;;
+  *) exit 2 ;;
+esac
+"#,
+                disk = backing.display(),
+                reads = range(&bad_reads),
+                writes = range(&bad_writes),
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(
+            &script,
+            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        Self::serve(dir, &["sh".to_owned(), script.display().to_string()])
+    }
+
+    /// nbdkit with `args` (filters, plugin and its settings) on a socket in `dir`, the
+    /// file nbdfuse makes of it, and a direct-I/O loop device over that file.
+    fn serve(dir: PathBuf, plugin: &[String]) -> EmulatedCard {
+        let sock = dir.join("nbd.sock");
+        let trigger = dir.join("fail-writes");
+        let mut args = vec![
+            "--foreground".to_owned(),
+            "--exit-with-parent".to_owned(),
+            "-U".to_owned(),
+            sock.display().to_string(),
+        ];
+        args.extend_from_slice(plugin);
         // Built up as it starts, so whatever did start is stopped again should a step fail.
         let mut card = EmulatedCard {
             dir: dir.clone(),
@@ -105,6 +163,12 @@ impl EmulatedCard {
         } else {
             let _ = fs::remove_file(&self.trigger);
         }
+    }
+
+    /// The card is pulled out: from now on every request fails.
+    pub fn pull(&self) {
+        fs::write(self.dir.join("pulled"), b"").unwrap();
+        self.fail_writes(true);
     }
 
     /// The card's content, as nbdkit keeps it.
@@ -164,6 +228,18 @@ fn fastrand_name() -> String {
         .unwrap()
         .subsec_nanos();
     format!("{nanos:x}")
+}
+
+/// A fresh folder for one card, named after this process (see [`sweep`]).
+fn new_dir() -> PathBuf {
+    sweep();
+    let dir = std::env::temp_dir().join(format!(
+        "{PREFIX}{}-{}",
+        std::process::id(),
+        fastrand_name()
+    ));
+    fs::create_dir_all(dir.join("fuse")).unwrap();
+    dir
 }
 
 /// Cards a killed test left: their loop devices detached, their FUSE mounts gone, their

@@ -28,14 +28,47 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// Writing to the target failed.
-    #[error("cannot write to {path} at byte {offset}: {source}")]
+    /// Writing to the target failed (at the first sector that failed, when it could be
+    /// pinned down).
+    #[error("write failed at byte {offset} of {path}: {source}")]
     Write {
         /// The target.
         path: PathBuf,
         /// Where on it.
         offset: u64,
         /// Why it failed.
+        source: io::Error,
+    },
+
+    /// Every request to the device fails, even for its first and last sectors: it was
+    /// pulled out, or it or its reader failed.
+    #[error(
+        "the card stopped answering: {path} fails every request now (while {doing} at byte \
+         {offset}: {source}). It was pulled out, or the card or its reader failed; try another \
+         reader or card"
+    )]
+    StoppedAnswering {
+        /// The device.
+        path: PathBuf,
+        /// "writing", "reading".
+        doing: &'static str,
+        /// Where the request that failed first was.
+        offset: u64,
+        /// Why it failed.
+        source: io::Error,
+    },
+
+    /// A sector of the target could not be read back to verify it.
+    #[error(
+        "verification could not read byte {offset} of {path}: {source}. The card did not keep \
+         what was written to it there (a failing card, or a bad reader or cable)"
+    )]
+    VerifyUnreadable {
+        /// The target.
+        path: PathBuf,
+        /// The first sector that could not be read.
+        offset: u64,
+        /// Why not.
         source: io::Error,
     },
 

@@ -536,10 +536,11 @@ fn first_bad_block(
     offset: u64,
     chunk_error: Error,
 ) -> Error {
-    if !matches!(chunk_error, Error::Read { .. }) {
+    let Error::Read { offset: failed, .. } = chunk_error else {
         return chunk_error;
-    }
-    let mut at = 0;
+    };
+    // A target names the failing sector itself: from there on.
+    let mut at = (failed.saturating_sub(offset) as usize).min(want) / ALIGN * ALIGN;
     while at < want {
         let len = (want - at).min(ALIGN);
         if let Err(e) = source.read_at(buf, len, offset + at as u64) {

@@ -17,6 +17,9 @@ use crate::Error;
 /// holds no partition table (and no backup GPT) and does not boot.
 pub const SCRUB_LEN: u64 = 1 << 20;
 
+/// The first, coarse step in which a failed request is tried again, before single sectors.
+const PIN_STEP: usize = 64 << 10;
+
 /// Linux block-device ioctls (from <linux/fs.h>).
 mod ioctl {
     pub const BLKROGET: libc::c_ulong = 0x125E;
@@ -524,7 +527,87 @@ impl Target {
         if offset < SCRUB_LEN {
             self.clean.store(false, Ordering::SeqCst);
         }
-        self.write_raw(data, offset)
+        match self.write_raw(data, offset) {
+            Err(Error::Write { source, .. }) if self.kind == TargetKind::BlockDevice => {
+                self.pin_write(data, offset, source)
+            }
+            done => done,
+        }
+    }
+
+    /// After a failed write of `data` at `offset`: writes it again in smaller and smaller
+    /// steps to name the first sector that fails (a bad sector), or finds that the card no
+    /// longer answers at all. `Ok` when every step went through this time.
+    fn pin_write(&self, data: &[u8], offset: u64, first: io::Error) -> Result<(), Error> {
+        let fail = |at: u64, source| Error::Write {
+            path: self.path.clone(),
+            offset: at,
+            source,
+        };
+        let sector = self.finest_step();
+        // 64 KiB steps first, then blocks within the one that fails: few requests either
+        // way, however far into a 4 MiB chunk the bad sector is.
+        let mut start = 0;
+        let mut end = data.len();
+        for step in [PIN_STEP, sector] {
+            let mut at = start;
+            let mut failed = None;
+            while at < end {
+                let len = (end - at).min(step);
+                if let Err(Error::Write { source, .. }) =
+                    self.write_raw(&data[at..at + len], offset + at as u64)
+                {
+                    failed = Some((at, len, source));
+                    break;
+                }
+                at += len;
+            }
+            match failed {
+                None => return Ok(()),
+                Some((at, _, source)) if step == sector => {
+                    let at = offset + at as u64;
+                    return Err(self
+                        .gone("writing", at, source)
+                        .unwrap_or_else(|source| fail(at, source)));
+                }
+                Some((at, len, _)) => (start, end) = (at, at + len),
+            }
+        }
+        Err(fail(offset, first))
+    }
+
+    /// The smallest request a failing one is tried again in: a 4 KiB block (or the
+    /// device's sector, when larger). Smaller O_DIRECT requests are not always passed on
+    /// as they are (a FUSE-backed loop device buffers them), so a bad 512-byte sector is
+    /// named by the 4 KiB block that holds it.
+    fn finest_step(&self) -> usize {
+        (self.sector_size() as usize).max(ALIGN)
+    }
+
+    /// After a request at `offset` failed with `source`: whether the card still answers
+    /// at all (its first or last sector reads). `Ok(StoppedAnswering)` when it does not
+    /// (pulled out, its reader failed); `Err(source)` back when it does.
+    fn gone(
+        &self,
+        doing: &'static str,
+        offset: u64,
+        source: io::Error,
+    ) -> Result<Error, io::Error> {
+        let mut probe = AlignedBuf::new(ALIGN);
+        let sector = self.sector_size();
+        let last = self.size.unwrap_or(0).saturating_sub(sector) / sector * sector;
+        let answers = [0, last]
+            .iter()
+            .any(|&at| self.file.read_at(&mut probe[..sector as usize], at).is_ok());
+        if answers {
+            return Err(source);
+        }
+        Ok(Error::StoppedAnswering {
+            path: self.path.clone(),
+            doing,
+            offset,
+            source,
+        })
     }
 
     fn write_raw(&self, data: &[u8], offset: u64) -> Result<(), Error> {
@@ -563,22 +646,80 @@ impl Target {
         offset: u64,
     ) -> Result<usize, Error> {
         let want = (round_up(len as u64) as usize).min(buf.len());
+        match self.read_raw(&mut buf[..want], len, offset) {
+            Err((got, source)) if self.kind == TargetKind::BlockDevice => {
+                self.pin_read(&mut buf[..want], len, offset, got, source)
+            }
+            Err((got, source)) => Err(Error::read(
+                self.path.display().to_string(),
+                offset + got as u64,
+                source,
+            )),
+            Ok(got) => Ok(got),
+        }
+    }
+
+    /// Reads up to `len` bytes at `offset` into `buf`; on failure, how far it got and why.
+    fn read_raw(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        offset: u64,
+    ) -> Result<usize, (usize, io::Error)> {
         let mut got = 0;
         while got < len {
-            match self.file.read_at(&mut buf[got..want], offset + got as u64) {
+            match self.file.read_at(&mut buf[got..], offset + got as u64) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return Err(Error::read(
-                        self.path.display().to_string(),
-                        offset + got as u64,
-                        e,
-                    ))
-                }
+                Err(e) => return Err((got, e)),
             }
         }
         Ok(got.min(len))
+    }
+
+    /// After a read failed `got` bytes into `offset..offset + len`: reads the rest again in
+    /// smaller and smaller steps to name the first sector that fails, or finds that the
+    /// card no longer answers. `Ok` when every step went through this time.
+    fn pin_read(
+        &self,
+        buf: &mut [u8],
+        len: usize,
+        offset: u64,
+        got: usize,
+        first: io::Error,
+    ) -> Result<usize, Error> {
+        let fail = |at: u64, source| Error::read(self.path.display().to_string(), at, source);
+        let sector = self.finest_step();
+        let mut start = got - got % sector;
+        let mut end = len;
+        for step in [PIN_STEP, sector] {
+            let mut at = start;
+            let mut failed = None;
+            while at < end {
+                let n = (end - at).min(step);
+                let whole = (round_up(n as u64) as usize).min(buf.len() - at);
+                match self.read_raw(&mut buf[at..at + whole], n, offset + at as u64) {
+                    Ok(read) if read < n => return Ok(at + read),
+                    Ok(_) => at += n,
+                    Err((_, source)) => {
+                        failed = Some((at, n, source));
+                        break;
+                    }
+                }
+            }
+            match failed {
+                None => return Ok(len),
+                Some((at, _, source)) if step == sector => {
+                    let at = offset + at as u64;
+                    return Err(self
+                        .gone("reading", at, source)
+                        .unwrap_or_else(|source| fail(at, source)));
+                }
+                Some((at, n, _)) => (start, end) = (at, at + n),
+            }
+        }
+        Err(fail(offset + got as u64, first))
     }
 
     /// Flushes everything written to the medium.

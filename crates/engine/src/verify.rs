@@ -122,7 +122,9 @@ fn compare_blocks(
             };
             for (a, b) in parts {
                 let at = chunk.offset + a as u64;
-                let got = target.read_at(&mut theirs, b - a, at)?;
+                let got = target
+                    .read_at(&mut theirs, b - a, at)
+                    .map_err(|e| unreadable(target, e))?;
                 if let Some(i) = first_difference(&chunk.data()[a..b], &theirs[..got]) {
                     return Err(mismatch_at(target, at + i as u64, "the content differs"));
                 }
@@ -162,6 +164,30 @@ fn compare_blocks(
         }
     }
     Ok((len, compared))
+}
+
+/// A read of the target that failed while verifying it: a sector that cannot be read back
+/// is a verification failure; a card that stopped answering stops the verifying.
+pub(crate) fn unreadable(target: &Target, e: Error) -> Error {
+    match e {
+        Error::Read { offset, source, .. } => Error::VerifyUnreadable {
+            path: target.path().to_owned(),
+            offset,
+            source,
+        },
+        Error::StoppedAnswering {
+            path,
+            offset,
+            source,
+            ..
+        } => Error::StoppedAnswering {
+            path,
+            doing: "verifying",
+            offset,
+            source,
+        },
+        e => e,
+    }
 }
 
 #[cfg(test)]

@@ -600,10 +600,10 @@ impl<T: Borrow<Target>> Writer<'_, T> {
                 // Each part starts on a block boundary, and so does every step through it.
                 for at in (a..b).step_by(READ_BACK) {
                     let want = (b - at).min(READ_BACK);
-                    let got = self
-                        .target
-                        .borrow()
-                        .read_at(&mut buf, want, offset + at as u64)?;
+                    let target = self.target.borrow();
+                    let got = target
+                        .read_at(&mut buf, want, offset + at as u64)
+                        .map_err(|e| crate::verify::unreadable(target, e))?;
                     if got < want {
                         return Ok(Some(index));
                     }

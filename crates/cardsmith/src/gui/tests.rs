@@ -1678,14 +1678,14 @@ fn several_cards_are_ticked_confirmed_with_their_host_names_and_written_as_a_set
         b.path.clone(),
         Event::CardDone {
             result: crate::job::CardResult::Failed,
-            error: Some("cannot write to /dev/sdy at byte 123: Input/output error".into()),
+            error: Some("write failed at byte 123 of /dev/sdy: Input/output error".into()),
         },
     ));
     app.screen = Screen::Progress(progress);
     assert!(shows(&app, "/dev/sdz · Writing"));
     assert!(shows(
         &app,
-        "Failed: cannot write to /dev/sdy at byte 123: Input/output error"
+        "Failed: write failed at byte 123 of /dev/sdy: Input/output error"
     ));
     Ok(())
 }

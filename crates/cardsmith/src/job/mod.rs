@@ -325,9 +325,10 @@ impl Failure {
     /// The process exit code for it.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Engine(EngineError::VerifyMismatch { .. }) | Failure::NotKept(_) => {
-                EXIT_VERIFY_FAILED
-            }
+            Failure::Engine(
+                EngineError::VerifyMismatch { .. } | EngineError::VerifyUnreadable { .. },
+            )
+            | Failure::NotKept(_) => EXIT_VERIFY_FAILED,
             Failure::Engine(
                 EngineError::ChecksumMismatch { .. }
                 | EngineError::PublishedChecksumMismatch { .. },
@@ -343,6 +344,11 @@ impl Failure {
         match self {
             Failure::Engine(EngineError::VerifyMismatch { offset, .. })
             | Failure::NotKept(EngineError::VerifyMismatch { offset, .. }) => *offset,
+            Failure::Engine(
+                EngineError::VerifyUnreadable { offset, .. }
+                | EngineError::Write { offset, .. }
+                | EngineError::StoppedAnswering { offset, .. },
+            ) => Some(*offset),
             _ => None,
         }
     }

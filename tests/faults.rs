@@ -1,0 +1,179 @@
+//! Cards that fail, with faults that come from outside cardsmith: emulated cards (nbdkit
+//! over nbdfuse, attached as direct-I/O loop devices) with bad sectors, or pulled out in
+//! the middle of a write, a read-back or a backup. Each test checks the message, the exit
+//! code, and what the card (or the backup file) was left as.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::emulated::EmulatedCard;
+use common::*;
+use serde_json::Value;
+
+const SECTOR: u64 = 512;
+
+/// A raw image of `mib` MiB of incompressible bytes (every block of it is written).
+fn image(dir: &Path, mib: usize) -> std::path::PathBuf {
+    let path = dir.join("os.img");
+    write_file(&path, &image_bytes(mib * MIB, 11));
+    path
+}
+
+fn starts_zeroed(card: &EmulatedCard) -> bool {
+    read_range(&card.backing(), 0, MIB).iter().all(|&b| b == 0)
+}
+
+#[test]
+fn a_bad_sector_during_the_write_is_named_and_the_card_left_unbootable() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 24);
+    // One bad 512-byte sector, not on a 4 KiB boundary, deep inside a 4 MiB chunk: it is
+    // named by the 4 KiB block holding it (the finest step cardsmith tries again in).
+    let bad = 9 * MIB as u64 + 3 * SECTOR + 65536;
+    let block = bad / 4096 * 4096;
+    let card = EmulatedCard::with_bad_sectors(32 << 20, 0xAA, Some(bad..bad + SECTOR), None);
+    let out = cardsmith(&["write", image.to_str().unwrap(), card.arg(), "--yes"]);
+    assert_fails(
+        &out,
+        1,
+        &[&format!(
+            "write failed at byte {block} of {}: Input/output error",
+            card.arg()
+        )],
+    );
+    assert!(!stderr(&out).contains("Wrote"), "{}", stderr(&out));
+    assert!(starts_zeroed(&card), "the card's first MiB is zeroed");
+}
+
+#[test]
+fn a_bad_sector_during_the_read_back_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 24);
+    let sector = 17 * MIB as u64 + 7 * SECTOR + 8192;
+    let bad = sector / 4096 * 4096;
+    let card = EmulatedCard::with_bad_sectors(32 << 20, 0xAA, None, Some(sector..sector + SECTOR));
+    let out = cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        card.arg(),
+        "--yes",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let lines = json_lines(&out);
+    let result = lines.last().unwrap();
+    let error = result["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!(
+            "verification could not read byte {bad} of {}",
+            card.arg()
+        )),
+        "{error}"
+    );
+    assert_eq!(result["offset"], bad);
+    assert_eq!(result["left"], "zeroed");
+    assert!(starts_zeroed(&card));
+    // A backup of the same card stops at the same sector, and keeps no file.
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&["read", card.arg(), backup.to_str().unwrap(), "--all-blocks"]);
+    assert_fails(
+        &out,
+        1,
+        &[&format!("cannot read {} at byte {bad}", card.arg())],
+    );
+    assert!(!backup.exists(), "no partial backup");
+}
+
+/// Runs `cardsmith ARGS --json`, pulls the card out once `now` says so, and returns the
+/// exit code, the lines, and how long cardsmith took to end after the card was pulled.
+fn pull_when(
+    card: &EmulatedCard,
+    args: &[&str],
+    now: impl Fn(&Value) -> bool,
+) -> (Option<i32>, Vec<Value>, Duration) {
+    let mut child = cardsmith_command()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let mut pulled = None;
+    for line in out.lines() {
+        let value: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if pulled.is_none() && now(&value) {
+            card.pull();
+            pulled = Some(Instant::now());
+        }
+        lines.push(value);
+    }
+    let status = child.wait().unwrap();
+    let pulled = pulled.expect("the moment to pull the card came");
+    (status.code(), lines, pulled.elapsed())
+}
+
+#[test]
+fn a_card_pulled_out_during_write_read_back_or_backup_is_said_to_have_stopped_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 24);
+    let img = image.to_str().unwrap();
+    for phase in ["write", "verify"] {
+        // Slow enough (about 5 MB/s) that the moment comes in the middle of the phase.
+        let card = EmulatedCard::start(32 << 20, 0xAA, Some("40M"));
+        let args = ["write", img, card.arg(), "--yes", "--json"];
+        let (code, lines, took) = pull_when(&card, &args, |l| {
+            l["event"] == "progress"
+                && l["phase"] == phase
+                && l["bytes_done"].as_u64() >= Some(8 << 20)
+        });
+        assert_eq!(code, Some(1), "pulled during {phase}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{phase}: ended {took:?} after"
+        );
+        let result = lines.last().unwrap();
+        assert_eq!(result["ok"], false);
+        let error = result["error"].as_str().unwrap();
+        assert!(
+            error.contains("the card stopped answering"),
+            "{phase}: {error}"
+        );
+        assert!(
+            !lines.iter().any(|l| l["ok"] == true),
+            "nothing claims success"
+        );
+    }
+    // A backup of a card pulled out midway keeps no file.
+    let card = EmulatedCard::start(32 << 20, 0x5A, Some("40M"));
+    let backup = dir.path().join("backup.img");
+    let args = [
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--all-blocks",
+        "--json",
+    ];
+    let (code, lines, took) = pull_when(&card, &args, |l| {
+        l["event"] == "progress" && l["bytes_done"].as_u64() >= Some(8 << 20)
+    });
+    assert_eq!(code, Some(1));
+    assert!(
+        took < Duration::from_secs(10),
+        "backup: ended {took:?} after"
+    );
+    let error = lines.last().unwrap()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("the card stopped answering"), "{error}");
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("backup"))
+        .collect();
+    assert!(left.is_empty(), "no partial backup: {left:?}");
+}
