@@ -177,3 +177,56 @@ fn a_card_pulled_out_during_write_read_back_or_backup_is_said_to_have_stopped_an
         .collect();
     assert!(left.is_empty(), "no partial backup: {left:?}");
 }
+
+#[test]
+fn a_stalled_card_is_said_to_stall_and_ctrl_c_still_stops_the_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = image(dir.path(), 12);
+    // Every write request takes 4 s: no request finishes within the 2 s allowed.
+    let card = EmulatedCard::stalling(16 << 20, 0xAA, "4");
+    let mut child = cardsmith_command()
+        .args([
+            "write",
+            image.to_str().unwrap(),
+            card.arg(),
+            "--yes",
+            "--json",
+            "--write-stall-timeout",
+            "2",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let said = loop {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "ended without a word of the stall"
+        );
+        let value: Value = serde_json::from_str(&line).unwrap();
+        if let Some(warning) = value["warning"].as_str() {
+            break warning.to_owned();
+        }
+    };
+    assert!(
+        said.contains(&format!("{} has not accepted data for 2 s", card.arg()))
+            && said.contains("try another reader or card"),
+        "{said}"
+    );
+    let (status, took) = interrupt(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "Ctrl-C stops a stalled write");
+    // It ends once the card answers the request it is stuck in (4 s at most here).
+    assert!(
+        took < Duration::from_secs(12),
+        "ended {took:?} after Ctrl-C"
+    );
+    let rest: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    assert_eq!(rest.last().unwrap()["left"], "zeroed");
+    assert!(starts_zeroed(&card));
+}

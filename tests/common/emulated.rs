@@ -26,13 +26,26 @@ impl EmulatedCard {
     /// A card of `len` bytes, every byte `fill` (its old contents); `rate` (nbdkit's bits
     /// per second, "320M") limits its speed when given.
     pub fn start(len: u64, fill: u8, rate: Option<&str>) -> EmulatedCard {
+        let rate = rate.map(|r| ("rate", format!("rate={r}")));
+        Self::filtered(len, fill, rate)
+    }
+
+    /// A card whose every write request takes `delay` seconds (nbdkit's delay filter): a
+    /// card that stalls.
+    pub fn stalling(len: u64, fill: u8, delay: &str) -> EmulatedCard {
+        Self::filtered(len, fill, Some(("delay", format!("delay-write={delay}"))))
+    }
+
+    /// The file plugin behind the error filter (writes, or everything, fail on demand)
+    /// and `extra`, another filter with its setting.
+    fn filtered(len: u64, fill: u8, extra: Option<(&str, String)>) -> EmulatedCard {
         let dir = new_dir();
         let backing = dir.join("card.raw");
         super::filled_file(&backing, len as usize, fill);
         let trigger = dir.join("fail-writes");
         let mut args = vec!["--filter=error".to_owned()];
-        if rate.is_some() {
-            args.push("--filter=rate".to_owned());
+        if let Some((filter, _)) = &extra {
+            args.push(format!("--filter={filter}"));
         }
         args.push("file".to_owned());
         args.push(backing.display().to_string());
@@ -44,8 +57,8 @@ impl EmulatedCard {
         args.push("error=EIO".to_owned());
         args.push("error-rate=100%".to_owned());
         args.push(format!("error-file={}", dir.join("pulled").display()));
-        if let Some(rate) = rate {
-            args.push(format!("rate={rate}"));
+        if let Some((_, setting)) = extra {
+            args.push(setting);
         }
         Self::serve(dir, &args)
     }

@@ -2,9 +2,11 @@
 //! chunk back until the image has proven itself, then read everything back to verify.
 
 use std::borrow::Borrow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -40,6 +42,8 @@ pub struct WriteOptions {
     pub map_as_it_streams: bool,
     /// Discard (BLKDISCARD) the skipped ranges on a device that takes it.
     pub discard: bool,
+    /// Say so ([`Step::Stalled`]) when a target has not finished a request for this long.
+    pub stall: Option<std::time::Duration>,
 }
 
 /// Which bytes the expected SHA-256 matched.
@@ -92,7 +96,7 @@ pub fn write(
         &mut |_, step| match step {
             Step::Progress(p) => progress(p),
             Step::Finished(result, _) => own = Some(result),
-            Step::Stopped(_) => {}
+            Step::Stopped(_) | Step::Stalled(_) => {}
         },
     );
     match (own, run) {
@@ -116,6 +120,9 @@ pub enum Step<T> {
     /// The whole run stopped (the image failed, or it was cancelled) before this target
     /// was done; it was left as [`Target::leftover`] says.
     Stopped(T),
+    /// This target has been busy with one request for this long (said once per request
+    /// that takes longer than [`WriteOptions::stall`]): the card has stalled.
+    Stalled(std::time::Duration),
 }
 
 /// Writes one decoded stream of `image` to every target at once: one decoder, one hasher,
@@ -143,6 +150,7 @@ pub fn write_many<T: Borrow<Target> + Send>(
         }
         return Err(e);
     }
+    let count = targets.len();
     let mut live = Vec::new();
     for (index, target) in targets.into_iter().enumerate() {
         let t = target.borrow();
@@ -161,9 +169,12 @@ pub fn write_many<T: Borrow<Target> + Send>(
     let reopen = image
         .reopen_args()
         .filter(|_| options.map.is_none() && !options.map_as_it_streams);
+    // Since when each writer has been waiting for its device (0: it is not).
+    let busy: Vec<AtomicU64> = (0..count).map(|_| AtomicU64::new(0)).collect();
     thread::scope(|scope| {
         let (tell, heard) = channel();
         let mut feeds = Vec::new();
+        let busy = &busy;
         for (index, target) in live {
             let (pieces_tx, pieces_rx) = sync_channel(POOL);
             let (verdict_tx, verdict_rx) = sync_channel(1);
@@ -179,6 +190,7 @@ pub fn write_many<T: Borrow<Target> + Send>(
                 reopen: reopen.clone(),
                 index,
                 tell: tell.clone(),
+                busy: &busy[index],
             };
             thread::Builder::new()
                 .name(format!("cardsmith-write-{index}"))
@@ -194,9 +206,26 @@ pub fn write_many<T: Borrow<Target> + Send>(
         // the distributor says): a cancel after the last chunk, during the read-backs, is
         // the run's too.
         let mut stopped = false;
-        for (index, step) in heard {
-            stopped |= matches!(step, Step::Stopped(_));
-            on(index, step);
+        let mut said = vec![0u64; count];
+        loop {
+            match heard.recv_timeout(STALL_POLL) {
+                Ok((index, step)) => {
+                    stopped |= matches!(step, Step::Stopped(_));
+                    on(index, step);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let Some(limit) = options.stall else { continue };
+                    for (index, since) in busy.iter().enumerate() {
+                        let since = since.load(Ordering::Relaxed);
+                        let waited = Duration::from_millis(now_ms().saturating_sub(since));
+                        if since != 0 && since != said[index] && waited >= limit {
+                            said[index] = since;
+                            on(index, Step::Stalled(waited));
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
         }
         let streamed = distributor
             .join()
@@ -483,6 +512,18 @@ struct Writer<'a, T> {
     reopen: Option<(Input, OpenAs)>,
     index: usize,
     tell: Sender<(usize, Step<T>)>,
+    /// Since when (ms, [`now_ms`]) this writer has been waiting for its device; 0: not.
+    busy: &'a AtomicU64,
+}
+
+/// How often the calling thread looks for a stalled target while it hears nothing.
+const STALL_POLL: Duration = Duration::from_millis(250);
+
+/// Milliseconds since the epoch, for the stall watch.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Bytes read back at a time: the read-back buffer is per target, so it stays small.
@@ -500,6 +541,14 @@ impl<T: Borrow<Target>> Writer<'_, T> {
             Err(None) => Step::Stopped(self.target),
         };
         let _ = self.tell.send((self.index, step));
+    }
+
+    /// Runs one request to the device, marked busy meanwhile so that a stall is seen.
+    fn device<R>(&self, request: impl FnOnce(&Target) -> R) -> R {
+        self.busy.store(now_ms().max(1), Ordering::Relaxed);
+        let done = request(self.target.borrow());
+        self.busy.store(0, Ordering::Relaxed);
+        done
     }
 
     /// Tells the calling thread how far this target is.
@@ -543,7 +592,7 @@ impl<T: Borrow<Target>> Writer<'_, T> {
             }
             if chunk.offset != 0 {
                 for &(a, b) in &piece.parts {
-                    target.write_at(&chunk.data()[a..b], chunk.offset + a as u64)?;
+                    self.device(|t| t.write_at(&chunk.data()[a..b], chunk.offset + a as u64))?;
                 }
                 if discards {
                     let (n, more) = discard_gaps(target, chunk.offset, chunk.len, &piece.parts)?;
@@ -558,10 +607,10 @@ impl<T: Borrow<Target>> Writer<'_, T> {
         };
         self.progress(Phase::Finish, plan.len, Some(plan.len));
         for &(a, b) in plan.parts.first().into_iter().flatten() {
-            target.write_at(&plan.first[a..b], a as u64)?;
+            self.device(|t| t.write_at(&plan.first[a..b], a as u64))?;
         }
         target.ensure_len(plan.len)?;
-        target.sync()?;
+        self.device(|t| t.sync())?;
         let mut verified_bytes = 0;
         if self.options.verify {
             target.drop_cache();
@@ -600,10 +649,9 @@ impl<T: Borrow<Target>> Writer<'_, T> {
                 // Each part starts on a block boundary, and so does every step through it.
                 for at in (a..b).step_by(READ_BACK) {
                     let want = (b - at).min(READ_BACK);
-                    let target = self.target.borrow();
-                    let got = target
-                        .read_at(&mut buf, want, offset + at as u64)
-                        .map_err(|e| crate::verify::unreadable(target, e))?;
+                    let got = self
+                        .device(|t| t.read_at(&mut buf, want, offset + at as u64))
+                        .map_err(|e| crate::verify::unreadable(self.target.borrow(), e))?;
                     if got < want {
                         return Ok(Some(index));
                     }

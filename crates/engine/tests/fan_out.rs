@@ -59,6 +59,7 @@ fn fan_out(
             heard[i].outcome = Some(result.map(|r| r.bytes).map_err(|e| e.to_string()));
         }
         Step::Stopped(_) => heard[i].returned += 1,
+        Step::Stalled(_) => {}
     });
     (heard, run)
 }

@@ -160,6 +160,9 @@ struct WriteArgs {
     /// one holding the image…) and write the others, rather than refuse the run
     #[arg(long)]
     skip_refused: bool,
+    /// Say so when a card has not accepted data for this many seconds (a stalled card)
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    write_stall_timeout: u64,
     /// Write this OS from the catalog (see `cardsmith os list`)
     #[arg(long, value_name = "NAME")]
     os: Option<String>,
@@ -471,6 +474,7 @@ fn write(args: WriteArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Resu
         discard: args.discard,
         first_number: args.first_number,
         skip_refused: args.skip_refused,
+        write_stall_timeout: Duration::from_secs(args.write_stall_timeout.max(1)),
         ..WriteJob::to_all(source, targets.into_iter().map(Destination::Path).collect())
     };
     let report = job.run(cancel, reporter)?;

@@ -22,6 +22,9 @@ use super::{eject, invoking_user, Ask, Customised, Error, Event, Failure, Left, 
 use super::{Card, CardResult, CardsReport};
 use super::{Run, Sink};
 
+/// How long a card may take over one request before it is said to have stalled.
+pub const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// What is written.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Source {
@@ -123,6 +126,8 @@ pub struct WriteJob {
     /// With several targets: leave out one that is refused (and say so) rather than refuse
     /// the run.
     pub skip_refused: bool,
+    /// How long a card may take over one request before it is said to have stalled.
+    pub write_stall_timeout: Duration,
 }
 
 impl WriteJob {
@@ -146,6 +151,7 @@ impl WriteJob {
             discard: false,
             first_number: None,
             skip_refused: false,
+            write_stall_timeout: WRITE_STALL_TIMEOUT,
         }
     }
 }
@@ -322,6 +328,7 @@ impl WriteJob {
         };
         options.map = block_map.as_ref().map(|(map, _)| map.clone());
         options.discard = self.discard;
+        options.stall = Some(self.write_stall_timeout);
         let input = image.input().to_string();
         let opened = self.open_targets(&image, &settings, run)?;
         let mut cards: Vec<CardRun> = self
@@ -368,6 +375,19 @@ impl WriteJob {
                 Step::Progress(p) if many => return run.card_progress(*index, &card.path, p),
                 Step::Progress(p) => return run.progress(p),
                 Step::Stopped(target) => return stopped.push(Left::after_write(target.leftover())),
+                Step::Stalled(waited) => {
+                    let event = Event::warning(format!(
+                        "{} has not accepted data for {} s: the card may be failing or worn out, \
+                         or its reader or cable is bad; try another reader or card. Ctrl-C \
+                         stops the write (cardsmith ends as soon as the card answers)",
+                        card.path.display(),
+                        waited.as_secs()
+                    ));
+                    return match many {
+                        true => run.card_event(*index, &card.path, event),
+                        false => run.event(event),
+                    };
+                }
                 Step::Finished(result, target) => (result, target),
             };
             card.seconds = started.elapsed().as_secs_f64();
