@@ -49,14 +49,14 @@ impl EmulatedCard {
         }
         args.push("file".to_owned());
         args.push(backing.display().to_string());
-        args.push("error-pwrite=EIO".to_owned());
-        args.push("error-pwrite-rate=100%".to_owned());
-        args.push(format!("error-pwrite-file={}", trigger.display()));
-        // Pulled out: every request fails (each kind's own file, as the per-kind settings
-        // above override the general ones).
+        // Pulled out: every request fails. The general settings come first: each one sets
+        // every kind of request, and the writes' own settings after them set writes again.
         args.push("error=EIO".to_owned());
         args.push("error-rate=100%".to_owned());
         args.push(format!("error-file={}", dir.join("pulled").display()));
+        args.push("error-pwrite=EIO".to_owned());
+        args.push("error-pwrite-rate=100%".to_owned());
+        args.push(format!("error-pwrite-file={}", trigger.display()));
         if let Some((_, setting)) = extra {
             args.push(setting);
         }
@@ -181,6 +181,7 @@ esac
     /// The card is pulled out: from now on every request fails.
     pub fn pull(&self) {
         fs::write(self.dir.join("pulled"), b"").unwrap();
+        // Writes have settings of their own (see `filtered`).
         self.fail_writes(true);
     }
 

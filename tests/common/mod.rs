@@ -5,6 +5,7 @@
 
 pub mod emulated;
 pub mod http;
+pub mod mutate;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -333,7 +333,10 @@ fn backoff(failures: u32) -> Duration {
 
 /// "bytes START-END/TOTAL" (TOTAL may be "*").
 fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
-    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    parse_content_range(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
+}
+
+fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     let range = value.strip_prefix("bytes ")?;
     let (span, total) = range.split_once('/')?;
     let start = span.split_once('-')?.0.trim().parse().ok()?;
@@ -342,7 +345,10 @@ fn content_range(response: &Response) -> Option<(u64, Option<u64>)> {
 
 /// The N of "bytes */N" (a 416 answer's Content-Range).
 fn content_range_total(response: &Response) -> Option<u64> {
-    let value = response.headers().get(CONTENT_RANGE)?.to_str().ok()?;
+    parse_content_range_total(response.headers().get(CONTENT_RANGE)?.to_str().ok()?)
+}
+
+fn parse_content_range_total(value: &str) -> Option<u64> {
     value.strip_prefix("bytes */")?.trim().parse().ok()
 }
 
@@ -385,8 +391,29 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/common/mutate.rs"]
+mod mutate;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_content_ranges_never_panic() {
+        let seeds = [
+            b"bytes 1048576-2097151/4194304".to_vec(),
+            b"bytes */4194304".to_vec(),
+            b"bytes 0-0/*".to_vec(),
+        ];
+        super::mutate::hostile("content-range", &seeds, 100_000, 256, |b| {
+            let text = String::from_utf8_lossy(b);
+            let _ = parse_content_range(&text);
+            let _ = parse_content_range_total(&text);
+            if let Ok(value) = reqwest::header::HeaderValue::from_bytes(b) {
+                let _ = value.to_str().ok().map(parse_content_range);
+            }
+        });
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_ceiling() {

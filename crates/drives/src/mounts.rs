@@ -118,8 +118,39 @@ pub fn overlay_dirs(super_options: &str) -> Vec<PathBuf> {
 }
 
 #[cfg(test)]
+#[path = "../../../tests/common/mutate.rs"]
+mod mutate;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hostile_mountinfo_swaps_udev_data_and_superblocks_never_panic() {
+        let seeds = [
+            MOUNTINFO.as_bytes().to_vec(),
+            b"Filename Type Size Used Priority\n/dev/zram0 partition 8388604 0 100\n".to_vec(),
+            b"259:2".to_vec(),
+            b"E:ID_FS_LABEL_ENC=my\\x20card\\x2\nE:ID_MODEL_ENC=Ultra\\x20\\xff\n".to_vec(),
+            {
+                // A FAT boot sector's fields where the probe looks for them.
+                let mut fat = vec![0u8; 512];
+                fat[0..3].copy_from_slice(&[0xEB, 0x58, 0x90]);
+                fat[0x52..0x5A].copy_from_slice(b"FAT32   ");
+                fat[0x47..0x52].copy_from_slice(b"BOOTFS     ");
+                fat[510..].copy_from_slice(&[0x55, 0xAA]);
+                fat
+            },
+        ];
+        super::mutate::hostile("mountinfo", &seeds, 100_000, 8192, |b| {
+            let text = String::from_utf8_lossy(b);
+            let _ = parse_mountinfo(&text);
+            let _ = parse_swaps(&text);
+            let _ = DevNum::parse(&text);
+            let _ = crate::snapshot::udev_decode(&text);
+            let _ = crate::probe::identify(b);
+        });
+    }
 
     const MOUNTINFO: &str = "\
 22 1 259:2 / / rw,relatime shared:1 - ext4 /dev/nvme0n1p2 rw,errors=remount-ro

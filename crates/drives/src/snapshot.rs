@@ -142,7 +142,7 @@ fn udev_properties(sources: &Sources, dev: DevNum) -> HashMap<String, String> {
 }
 
 /// Decodes udev's `\x20`-style escapes (ID_FS_LABEL_ENC, ID_MODEL_ENC).
-fn udev_decode(text: &str) -> String {
+pub(crate) fn udev_decode(text: &str) -> String {
     let decoded = mounts::decode_escapes(text, |rest| {
         let hex = rest.strip_prefix(b"x")?.get(..2)?;
         let byte = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
