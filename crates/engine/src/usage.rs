@@ -552,7 +552,8 @@ fn ext_used(at: &mut PartRead<'_>, sb: &[u8], len: u64) -> Result<Found, Error> 
     let csum = ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0;
     // Blocks in use, as runs of block numbers (sorted and joined below).
     let mut used: Vec<(u64, u64)> = vec![(0, first + 1)];
-    let mut descs = Vec::with_capacity(desc_blocks as usize);
+    // The count comes from the superblock: it sizes nothing before the blocks are read.
+    let mut descs = Vec::with_capacity(desc_blocks.min(1 << 12) as usize);
     for i in 0..desc_blocks {
         let b = desc_block(i);
         if b >= blocks {
