@@ -231,3 +231,74 @@ fn a_stalled_card_is_said_to_stall_and_ctrl_c_still_stops_the_write() {
     assert_eq!(rest.last().unwrap()["left"], "zeroed");
     assert!(starts_zeroed(&card));
 }
+
+/// `cardsmith ARGS` with its findings kept in `config`.
+fn cardsmith_in(config: &Path, args: &[&str]) -> std::process::Output {
+    cardsmith_env(args, &[("XDG_CONFIG_HOME", config)])
+}
+
+#[test]
+fn a_counterfeit_card_is_found_out_and_writes_are_held_to_what_it_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config");
+    // Claims 64 MiB, keeps 16 MiB: writes past 16 MiB land at its start again.
+    let fake = EmulatedCard::counterfeit(64 << 20, 16 << 20, 0xAA);
+    // Without --write nothing is written, so nothing is known of its capacity.
+    let out = cardsmith_in(&config, &["check", fake.arg(), "--json"]);
+    assert_ok(&out);
+    let said = &json_lines(&out)[json_lines(&out).len() - 1];
+    assert_eq!(
+        (said["claimed"].as_u64(), said["real"].is_null()),
+        (Some(64 << 20), true)
+    );
+    assert!(said["read_rate"].as_u64() > Some(0), "{said}");
+    assert!(
+        read_range(&fake.backing(), 0, 16 * MIB)
+            .iter()
+            .all(|&b| b == 0xAA),
+        "a check without --write changed the card"
+    );
+
+    let out = cardsmith_in(
+        &config,
+        &["check", fake.arg(), "--write", "--yes", "--json"],
+    );
+    assert_ok(&out);
+    let lines = json_lines(&out);
+    let said = lines.last().unwrap();
+    assert_eq!(said["real"], 16 << 20, "{said}");
+    assert_eq!(said["wraps_at"], 16 << 20, "{said}");
+    assert_eq!(said["counterfeit"], true);
+    assert!(said["write_rate"].as_u64() > Some(0), "{said}");
+    let out = cardsmith_in(&config, &["check", fake.arg(), "--write", "--yes"]);
+    assert!(stderr(&out).contains("COUNTERFEIT"), "{}", stderr(&out));
+
+    // A 24 MiB image would "fit" the 64 MiB it claims; the check says it does not.
+    let image = image(dir.path(), 24);
+    let out = cardsmith_in(
+        &config,
+        &["write", image.to_str().unwrap(), fake.arg(), "--yes"],
+    );
+    assert_fails(
+        &out,
+        1,
+        &[
+            "keeps only 16.0 MiB (16777216 bytes) of the 64.0 MiB (67108864 bytes) it claims",
+            "does not fit",
+        ],
+    );
+
+    // A genuine card keeps all it claims, and is held to nothing.
+    let real = EmulatedCard::start(32 << 20, 0xAA, None);
+    let out = cardsmith_in(
+        &config,
+        &["check", real.arg(), "--write", "--yes", "--json"],
+    );
+    assert_ok(&out);
+    let said = json_lines(&out).pop().unwrap();
+    assert_eq!(
+        (said["real"].as_u64(), said["counterfeit"].as_bool()),
+        (Some(32 << 20), Some(false))
+    );
+    assert!(said["wraps_at"].is_null());
+}

@@ -114,6 +114,54 @@ esac
         Self::serve(dir, &["sh".to_owned(), script.display().to_string()])
     }
 
+    /// A counterfeit card: it claims `claimed` bytes but keeps only `real`, and what is
+    /// written past that lands at its start again (offsets wrap around `real`), as cheap
+    /// fake cards do. nbdkit's sh plugin over a file of `real` bytes.
+    pub fn counterfeit(claimed: u64, real: u64, fill: u8) -> EmulatedCard {
+        let dir = new_dir();
+        let backing = dir.join("card.raw");
+        super::filled_file(&backing, real as usize, fill);
+        let script = dir.join("card.sh");
+        fs::write(
+            &script,
+            format!(
+                r#"#!/bin/bash
+# A counterfeit card for nbdkit's sh plugin: {claimed} bytes claimed, {real} kept.
+disk='{disk}'
+real={real}
+case "$1" in
+  get_size) echo {claimed} ;;
+  can_write|can_flush) exit 0 ;;
+  flush) exit 0 ;;
+  pread)
+    count=$3 off=$4
+    while [ "$count" -gt 0 ]; do
+      at=$(( off % real )); n=$(( real - at )); [ "$n" -gt "$count" ] && n=$count
+      dd if="$disk" iflag=skip_bytes,count_bytes skip="$at" count="$n" bs=64K status=none
+      off=$(( off + n )); count=$(( count - n ))
+    done ;;
+  pwrite)
+    count=$3 off=$4
+    while [ "$count" -gt 0 ]; do
+      at=$(( off % real )); n=$(( real - at )); [ "$n" -gt "$count" ] && n=$count
+      dd of="$disk" oflag=seek_bytes seek="$at" conv=notrunc iflag=fullblock,count_bytes         count="$n" bs=64K status=none
+      off=$(( off + n )); count=$(( count - n ))
+    done ;;
+  *) exit 2 ;;
+esac
+"#,
+                disk = backing.display(),
+            ),
+        )
+        .unwrap();
+        fs::set_permissions(
+            &script,
+            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+        )
+        .unwrap();
+        Self::serve(dir, &["sh".to_owned(), script.display().to_string()])
+    }
+
     /// nbdkit with `args` (filters, plugin and its settings) on a socket in `dir`, the
     /// file nbdfuse makes of it, and a direct-I/O loop device over that file.
     fn serve(dir: PathBuf, plugin: &[String]) -> EmulatedCard {

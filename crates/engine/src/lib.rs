@@ -35,6 +35,7 @@
 
 mod bmap;
 mod buffer;
+mod check;
 mod error;
 mod format;
 mod hash;
@@ -52,6 +53,7 @@ mod verify;
 mod write;
 
 pub use bmap::{Bmap, BmapRange, RangeChecksum, BMAP_BLOCK};
+pub use check::{check, CheckReport};
 pub use error::Error;
 pub use format::Format;
 pub use hash::{hash, parse_sha256, to_hex, Algorithm, HashReport};

@@ -302,6 +302,12 @@ impl Target {
         Ok(target)
     }
 
+    /// Treats the device as holding only its first `real` bytes (what a capacity check
+    /// found a counterfeit card keeps): nothing is written past them.
+    pub fn limit_to(&mut self, real: u64) {
+        self.size = self.size.map(|size| size.min(real));
+    }
+
     /// The logical sector size partition tables count in: the device's, or 512 for a file.
     pub fn sector_size(&self) -> u64 {
         if self.kind == TargetKind::File {

@@ -4,6 +4,7 @@
 
 mod bmap;
 mod catalog;
+mod check;
 mod confirm;
 mod custom;
 mod drives;
@@ -115,6 +116,10 @@ enum Command {
     /// Erase a card: one FAT32 partition over all of it, as a new card comes
     #[command(after_help = EXIT_CODES)]
     Erase(EraseArgs),
+    /// Check a card: its real capacity (counterfeits claim more than they keep, with
+    /// --write, which erases it) and its speeds
+    #[command(after_help = EXIT_CODES)]
+    Check(check::CheckArgs),
     /// Read a card (or any device or file) back into an image: a backup
     #[command(after_help = READ_HELP)]
     Read(ReadArgs),
@@ -296,7 +301,7 @@ pub struct PermissionArgs {
 }
 
 impl PermissionArgs {
-    fn permission(&self) -> job::Permission {
+    pub(crate) fn permission(&self) -> job::Permission {
         job::Permission {
             yes: self.yes,
             allow_system_drive: self.allow_system_drive,
@@ -351,6 +356,7 @@ pub fn run() -> ExitCode {
         Command::Customize(a) => a.json(),
         Command::Inspect(a) => a.json,
         Command::Bmap(a) => a.json,
+        Command::Check(a) => a.json,
         Command::Drives(_)
         | Command::Os(_)
         | Command::Devices(_)
@@ -371,6 +377,7 @@ pub fn run() -> ExitCode {
         Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
         Command::Inspect(args) => inspect::run(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Bmap(args) => bmap::run(args, &cancel, &mut reporter).map_err(Stopped::from),
+        Command::Check(args) => check::run(args, &cancel, &mut reporter),
         Command::Preset(command) => custom::preset(command, &mut reporter).map_err(Stopped::from),
     };
     match outcome {

@@ -32,6 +32,8 @@ pub struct Incoming {
     /// What is done to the drive, as the prompt for its name says it ("erase", "change").
     pub verb: &'static str,
     pub image: Option<(DevNum, Option<PathBuf>, String)>,
+    /// The card is held to the capacity a check found (all but the check itself).
+    pub held_to_checked: bool,
 }
 
 /// What a write or erase does to the drive.
@@ -54,6 +56,7 @@ impl Incoming {
             for_each: "Everything on each of them will be erased.",
             verb: "erase",
             image: source,
+            held_to_checked: true,
         }
     }
 
@@ -65,6 +68,19 @@ impl Incoming {
             for_each: "Everything on each of them will be erased.",
             verb: "erase",
             image: None,
+            held_to_checked: true,
+        }
+    }
+
+    /// Writing test patterns over the drive (`cardsmith check --write`).
+    pub fn check() -> Incoming {
+        Incoming {
+            label: "Check the real capacity of".into(),
+            consequence: "Test patterns are written across it: everything on it will be erased.",
+            for_each: "Test patterns are written across each: everything on them will be erased.",
+            verb: "erase",
+            image: None,
+            held_to_checked: false,
         }
     }
 
@@ -76,6 +92,7 @@ impl Incoming {
             for_each: "Files on each boot partition will be replaced (first-boot settings).",
             verb: "change",
             image: None,
+            held_to_checked: true,
         }
     }
 }
@@ -99,7 +116,7 @@ pub fn open_drive(
     let snapshot = Snapshot::capture()?;
     let checked = check_drive(&snapshot, allowed, path, confirmed, incoming)?;
     ask(allowed, incoming, &checked.drive, run)?;
-    open_checked(checked, run)
+    open_checked(checked, incoming, run)
 }
 
 /// A drive a job wants, among several.
@@ -174,7 +191,7 @@ pub fn open_drives(
     ask_all(allowed, incoming, &going, run)?;
     Ok(checked
         .into_iter()
-        .map(|c| c.and_then(|c| open_checked(c, run)))
+        .map(|c| c.and_then(|c| open_checked(c, incoming, run)))
         .collect())
 }
 
@@ -206,7 +223,11 @@ fn check_drive(
 
 /// Unmounts what is mounted from the drive and opens it exclusively, as the drive that was
 /// checked (or confirmed) and no other.
-fn open_checked(checked: Checked, run: &mut Run<'_>) -> Result<OpenedDrive, Failure> {
+fn open_checked(
+    checked: Checked,
+    incoming: &Incoming,
+    run: &mut Run<'_>,
+) -> Result<OpenedDrive, Failure> {
     let Checked {
         drive,
         access,
@@ -220,7 +241,10 @@ fn open_checked(checked: Checked, run: &mut Run<'_>) -> Result<OpenedDrive, Fail
     }
     let identity = confirmed.unwrap_or_else(|| drive.identity());
     let file = open_for_writing(&identity, &access)?;
-    let target = Target::from_device(&drive.path, file)?;
+    let mut target = Target::from_device(&drive.path, file)?;
+    if incoming.held_to_checked {
+        super::checks::hold_to_real(&identity, &mut target, run);
+    }
     Ok(OpenedDrive {
         drive,
         target,

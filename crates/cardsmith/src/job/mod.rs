@@ -8,6 +8,7 @@
 //! sink forwards events to the window and answers only for the drive the user confirmed.
 //! No clap and no iced in here.
 
+pub mod checks;
 mod custom;
 mod drive;
 mod erase;
