@@ -302,3 +302,107 @@ fn a_counterfeit_card_is_found_out_and_writes_are_held_to_what_it_keeps() {
     );
     assert!(said["wraps_at"].is_null());
 }
+
+#[test]
+fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    // An OS image whose root holds a file; debugfs (not cardsmith) says where its first
+    // block lies.
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("home")).unwrap();
+    write_file(&root.join("home/data.bin"), &image_bytes(2 * MIB, 21));
+    let image = dir.path().join("os.img");
+    make_os_image(&image, 40, 8, &root);
+    let (root_start, root_len) = mbr_partition(&read_range(&image, 0, 512), 1);
+    let part = LoopDevice::attach_with_offset(&image, root_start, root_len);
+    let said =
+        String::from_utf8(tool("debugfs", &["-R", "bmap /home/data.bin 8", part.arg()]).stdout)
+            .unwrap();
+    let block: u64 = said
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("debugfs said {said:?}"));
+    let header = String::from_utf8(tool("dumpe2fs", &["-h", part.arg()]).stdout).unwrap();
+    let block_size: u64 = header
+        .lines()
+        .find_map(|l| l.strip_prefix("Block size:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("dumpe2fs said {header}"));
+    drop(part);
+    // The 4 KiB block holding the file's ninth filesystem block.
+    let bad = (root_start + block * block_size) / 4096 * 4096;
+    let len = fs::metadata(&image).unwrap().len();
+    let card = EmulatedCard::with_bad_sectors(len, 0, None, Some(bad + 512..bad + 1024));
+    assert_ok(&cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        card.arg(),
+        "--yes",
+        "--no-verify",
+    ]));
+
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--rescue",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    let unreadable = result["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{result}");
+    assert_eq!(
+        (
+            unreadable[0]["start"].as_u64(),
+            unreadable[0]["end"].as_u64()
+        ),
+        (Some(bad), Some(bad + 4096)),
+        "the 4 KiB block holding the bad sector"
+    );
+    assert_eq!(
+        unreadable[0]["belongs_to"],
+        "data in use of partition 2 (ext2/3/4)"
+    );
+    // The backup is there, with its checksum, zeros where the card could not be read and
+    // the card's bytes everywhere else.
+    let got = fs::read(&backup).unwrap();
+    let card_bytes = fs::read(card.backing()).unwrap();
+    assert!(got[bad as usize..bad as usize + 4096]
+        .iter()
+        .all(|&b| b == 0));
+    assert_eq!(got[..bad as usize], card_bytes[..bad as usize]);
+    let (root_end, end) = ((root_start + root_len) as usize, bad as usize + 4096);
+    assert_eq!(got[end..root_end], card_bytes[end..root_end]);
+    let check = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg("backup.img.sha256")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    // The mapfile, as GNU ddrescue writes it: the bad block '-', the rest '+'.
+    let map = fs::read_to_string(dir.path().join("backup.img.badblocks")).unwrap();
+    assert!(
+        map.contains(&format!("0x{bad:08X}  0x00001000  -")),
+        "{map}"
+    );
+    // Said to people too.
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        dir.path().join("again.img").to_str().unwrap(),
+        "--rescue",
+    ]);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("The backup is INCOMPLETE"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -95,6 +95,10 @@ pub struct ReadOptions {
     /// Who the backup and its .sha256 belong to (see [`NewFiles::owner`]). The backup is
     /// always private (0600): it holds the card's password hashes and Wi-Fi keys.
     pub owner: Option<(u32, u32)>,
+    /// Keep going past unreadable blocks: each failing request is read again 4 KiB at a
+    /// time, unreadable blocks become zeros, and `OUT.badblocks` (a GNU ddrescue mapfile)
+    /// lists them. A card that stops answering still stops the read.
+    pub rescue: bool,
 }
 
 /// What a read produced.
@@ -118,6 +122,12 @@ pub struct ReadReport {
     pub read_bytes: u64,
     /// With `used_only`: the block map written beside the image.
     pub bmap_file: Option<PathBuf>,
+    /// With `rescue`: the byte ranges that could not be read (zeros in the image), each
+    /// with what they belong to ("the partition table", "free space of partition 2
+    /// (ext4)", "data of partition 1 (FAT)").
+    pub unreadable: Vec<(u64, u64, String)>,
+    /// With `rescue` and unreadable blocks: the ddrescue mapfile written beside the image.
+    pub badblocks_file: Option<PathBuf>,
 }
 
 /// The `.bmap` file that goes with `out`: its name without a compression suffix
@@ -189,8 +199,16 @@ fn read_from(
     let total = plan.as_ref().map_or(source_size, Allocated::len);
     // The blocks to read: what the filesystems use, within the image, plus a new GPT's
     // tail (written from memory after the copy).
+    // What the card's filesystems use: the blocks to read (used_only) and, for a rescue,
+    // what an unreadable block belongs to (a card too damaged to say is described by
+    // offsets alone).
+    let usage = match (options.used_only, options.rescue) {
+        (true, _) => Some(crate::usage_of(source)?),
+        (false, true) => crate::usage_of(source).ok(),
+        (false, false) => None,
+    };
     let map = if options.used_only {
-        let usage = crate::usage_of(source)?;
+        let usage = usage.clone().expect("worked out above");
         let mut ranges: Vec<(u64, u64)> = usage
             .ranges
             .iter()
@@ -257,6 +275,7 @@ fn read_from(
         source: e,
     })?;
     let mut map = map;
+    let bad = std::sync::Mutex::new(Vec::new());
     let (hash, read_bytes) = copy(
         medium,
         plan.as_ref(),
@@ -264,9 +283,11 @@ fn read_from(
         total,
         &mut sink,
         out,
+        options.rescue.then_some(&bad),
         cancel,
         progress,
     )?;
+    let unreadable = joined(bad.into_inner().unwrap_or_default());
     let written = sink.written();
     let stored = sink
         .finish(cancel)
@@ -283,6 +304,18 @@ fn read_from(
             Some(tmp)
         }
         _ => None,
+    };
+    let badblocks_file = (!unreadable.is_empty()).then(|| badblocks_path(out, format));
+    let badblocks_tmp = match &badblocks_file {
+        Some(path) => {
+            check_replaceable(path, options.force)?;
+            let (tmp, mut f) = temps.create(path, shared)?;
+            f.write_all(mapfile(total, &unreadable).as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| output_error(path, 0, e))?;
+            Some(tmp)
+        }
+        None => None,
     };
     let line = sha256sum_line(&hash, &uncompressed_name(out, format));
     let (sums_tmp, mut sums_file) = temps.create(&sums, shared)?;
@@ -324,6 +357,9 @@ fn read_from(
     if let (Some(tmp), Some(path)) = (&bmap_tmp, &bmap_file) {
         place(tmp, path, options.force)?;
     }
+    if let (Some(tmp), Some(path)) = (&badblocks_tmp, &badblocks_file) {
+        place(tmp, path, options.force)?;
+    }
     temps.paths.clear();
     sync_dir(&dir);
     Ok(ReadReport {
@@ -336,6 +372,11 @@ fn read_from(
         source_size,
         read_bytes,
         bmap_file,
+        unreadable: unreadable
+            .iter()
+            .map(|&(a, b)| (a, b, belongs_to(usage.as_ref(), a)))
+            .collect(),
+        badblocks_file,
     })
 }
 
@@ -384,6 +425,7 @@ fn copy(
     total: u64,
     sink: &mut Sink,
     out: &Path,
+    rescue: Option<&std::sync::Mutex<Vec<(u64, u64)>>>,
     cancel: &CancelToken,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<(String, u64), Error> {
@@ -414,6 +456,7 @@ fn copy(
                     cancel
                         .check()
                         .and_then(|()| source.read_at(&mut buf, want, offset))
+                        .or_else(|e| rescued(source, &mut buf, want, offset, e, rescue))
                         .map_err(|e| first_bad_block(source, &mut buf, want, offset, e))
                         .and_then(|got| ended_early(source, got, want, offset + got as u64))
                         .inspect(|&got| {
@@ -427,6 +470,7 @@ fn copy(
                         let at = offset + a as u64;
                         outcome = outcome
                             .and_then(|_| source.read_at(&mut scratch, b - a, at))
+                            .or_else(|e| rescued(source, &mut scratch, b - a, at, e, rescue))
                             .map_err(|e| first_bad_block(source, &mut scratch, b - a, at, e))
                             .and_then(|got| ended_early(source, got, b - a, at + got as u64))
                             .map(|_| want);
@@ -525,6 +569,115 @@ fn consume(
         });
     }
     Ok(())
+}
+
+/// With a rescue: reads `want` bytes at `offset` again 4 KiB at a time after `error`,
+/// zeros where a block cannot be read, and notes those blocks. A card that stopped
+/// answering (or any other error) still fails the read.
+fn rescued(
+    source: &dyn Medium,
+    buf: &mut AlignedBuf,
+    want: usize,
+    offset: u64,
+    error: Error,
+    rescue: Option<&std::sync::Mutex<Vec<(u64, u64)>>>,
+) -> Result<usize, Error> {
+    let (Some(bad), Error::Read { .. }) = (rescue, &error) else {
+        return Err(error);
+    };
+    let mut block = AlignedBuf::new(ALIGN);
+    let mut at = 0;
+    while at < want {
+        let len = (want - at).min(ALIGN);
+        let here = offset + at as u64;
+        match source.read_at(&mut block, len, here) {
+            Ok(got) => {
+                buf[at..at + got].copy_from_slice(&block[..got]);
+                buf[at + got..at + len].fill(0);
+                if got < len {
+                    bad.lock()
+                        .expect("not poisoned")
+                        .push((here + got as u64, here + len as u64));
+                }
+            }
+            Err(Error::Read { .. }) => {
+                buf[at..at + len].fill(0);
+                bad.lock()
+                    .expect("not poisoned")
+                    .push((here, here + len as u64));
+            }
+            Err(e) => return Err(e),
+        }
+        at += len;
+    }
+    Ok(want)
+}
+
+/// Ranges sorted and joined where they touch.
+fn joined(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(last) if a <= last.1 => last.1 = last.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
+/// The `.badblocks` file that goes with `out`: a GNU ddrescue mapfile, named like the
+/// `.bmap` (without a compression suffix).
+pub fn badblocks_path(out: &Path, format: OutputFormat) -> PathBuf {
+    let mut name = PathBuf::from(uncompressed_name(out, format)).into_os_string();
+    name.push(".badblocks");
+    out.with_file_name(name)
+}
+
+/// A GNU ddrescue mapfile of `total` bytes: the unreadable ranges bad-sector (`-`), the
+/// rest finished (`+`: read, or known to be unused and so zeros).
+fn mapfile(total: u64, bad: &[(u64, u64)]) -> String {
+    let mut text = String::from(
+        "# Mapfile. Created by cardsmith read --rescue\n# current_pos  current_status  current_pass\n0x00000000     +               1\n#      pos        size  status\n",
+    );
+    let mut at = 0;
+    for &(a, b) in bad {
+        if a > at {
+            text += &format!("0x{at:08X}  0x{:08X}  +\n", a - at);
+        }
+        text += &format!("0x{a:08X}  0x{:08X}  -\n", b - a);
+        at = b;
+    }
+    if at < total {
+        text += &format!("0x{at:08X}  0x{:08X}  +\n", total - at);
+    }
+    text
+}
+
+/// What the byte at `at` belongs to, as the card's layout says.
+fn belongs_to(usage: Option<&crate::Usage>, at: u64) -> String {
+    let Some(usage) = usage else {
+        return "the card's layout could not be read".into();
+    };
+    let part = usage
+        .parts
+        .iter()
+        .enumerate()
+        .find(|(_, p)| p.start <= at && at < p.start + p.len);
+    let Some((n, part)) = part else {
+        return if at < usage.parts.iter().map(|p| p.start).min().unwrap_or(1 << 20) {
+            "the partition table (before the first partition)".into()
+        } else {
+            "space outside every partition".into()
+        };
+    };
+    let used = usage.ranges.iter().any(|&(a, b)| a <= at && at < b);
+    format!(
+        "{} of partition {} ({})",
+        if used { "data in use" } else { "free space" },
+        n + 1,
+        part.filesystem.name()
+    )
 }
 
 /// After a chunk failed to read: reads it again block by block to name the first block that
@@ -1038,6 +1191,7 @@ mod tests {
             force: true,
             allocated_only: false,
             used_only: false,
+            rescue: false,
             owner: None,
         };
         let err = read_from(
@@ -1074,6 +1228,7 @@ mod tests {
             force: true,
             allocated_only: false,
             used_only: false,
+            rescue: false,
             owner: None,
         };
         let err = read(&card, &out, &options, &cancel, &mut |p| {

@@ -244,6 +244,11 @@ struct ReadArgs {
     /// Read every block of the card, not only those its filesystems use
     #[arg(long)]
     all_blocks: bool,
+    /// Keep going past unreadable blocks (a dying card): each is read again 4 KiB at a
+    /// time, what cannot be read becomes zeros, OUTPUT.badblocks (a GNU ddrescue mapfile)
+    /// lists it, and the summary says the backup is incomplete and what was hit
+    #[arg(long)]
+    rescue: bool,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -581,6 +586,7 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
         force: args.force,
         all_blocks: args.all_blocks,
         confirmed: None,
+        rescue: args.rescue,
     };
     let report = job.run(cancel, reporter)?;
     reporter.report(&report);

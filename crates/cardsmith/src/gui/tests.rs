@@ -387,6 +387,7 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
         force: false,
         all_blocks: false,
         confirmed: None,
+        rescue: false,
     };
     app.screen = Screen::Progress(screen::progress::State::new(
         &Job::Read(backup),
@@ -649,6 +650,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
             force: false,
             all_blocks: false,
             confirmed: Some(drive.identity()),
+            rescue: false,
         }
     );
 
@@ -665,6 +667,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
         force: false,
         all_blocks: false,
         confirmed: None,
+        rescue: false,
     };
     let updates = window_job(Job::Read(job.clone()), None);
     let Some(Update::Ended(end)) = updates.last() else {

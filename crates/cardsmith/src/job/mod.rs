@@ -378,7 +378,7 @@ impl Error {
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Report {
     Write(Box<write::WriteReport>),
-    Read(read::ReadReport),
+    Read(Box<read::ReadReport>),
     Erase(erase::EraseReport),
     /// A job over several cards: each card's row.
     Cards(CardsReport),

@@ -26,6 +26,8 @@ pub struct ReadJob {
     pub all_blocks: bool,
     /// The drive the user chose, and no other (the window's choice).
     pub confirmed: Option<Identity>,
+    /// Keep going past unreadable blocks (zeros in the image, listed in OUT.badblocks).
+    pub rescue: bool,
 }
 
 /// What a backup did. Serialised, it is the `--json` result.
@@ -48,6 +50,21 @@ pub struct ReadReport {
     pub bytes_skipped: u64,
     /// The block map written beside the image.
     pub bmap_file: Option<PathBuf>,
+    /// With a rescue: the ranges that could not be read (zeros in the image), with what
+    /// each belongs to.
+    pub unreadable: Vec<Unreadable>,
+    /// With a rescue that met unreadable blocks: the ddrescue mapfile beside the image.
+    pub badblocks_file: Option<PathBuf>,
+}
+
+/// Bytes a rescue could not read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unreadable {
+    pub start: u64,
+    pub end: u64,
+    /// "data in use of partition 2 (ext4)", "free space of partition 1 (FAT)", "the
+    /// partition table (before the first partition)".
+    pub belongs_to: String,
 }
 
 impl ReadReport {
@@ -83,6 +100,18 @@ impl ReadReport {
         if let Some(bmap) = &self.bmap_file {
             summary += &format!(" (block map: {})", bmap.display());
         }
+        if let Some(map) = &self.badblocks_file {
+            let lost: u64 = self.unreadable.iter().map(|u| u.end - u.start).sum();
+            summary += &format!(
+                ".\nThe backup is INCOMPLETE: {} could not be read and are zeros in the image \
+                 (listed in {}, a GNU ddrescue mapfile)",
+                units::bytes(lost),
+                map.display()
+            );
+            for u in &self.unreadable {
+                summary += &format!("\n  bytes {}..{}: {}", u.start, u.end, u.belongs_to);
+            }
+        }
         summary += &format!(
             ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
              compare a card with it with `cardsmith verify {} DEVICE`.",
@@ -100,7 +129,7 @@ impl ReadJob {
     pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
         let mut run = Run::new(sink, Left::NothingKept);
         let outcome = self.go(cancel, &mut run);
-        run.end(outcome.map(Report::Read))
+        run.end(outcome.map(|r| Report::Read(Box::new(r))))
     }
 
     fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<ReadReport, Failure> {
@@ -130,6 +159,7 @@ impl ReadJob {
             allocated_only: self.allocated_only,
             used_only: !self.all_blocks,
             owner: invoking_user(),
+            rescue: self.rescue,
         };
         let report = engine::read(&source, &self.output, &options, cancel, &mut |p| {
             run.progress(p)
@@ -149,6 +179,16 @@ impl ReadJob {
             bytes_read: report.read_bytes,
             bytes_skipped: report.bytes.saturating_sub(report.read_bytes),
             bmap_file: report.bmap_file,
+            unreadable: report
+                .unreadable
+                .into_iter()
+                .map(|(start, end, belongs_to)| Unreadable {
+                    start,
+                    end,
+                    belongs_to,
+                })
+                .collect(),
+            badblocks_file: report.badblocks_file,
         })
     }
 }

@@ -87,6 +87,7 @@ impl State {
             force: false,
             all_blocks: false,
             confirmed: Some(drive.identity()),
+            rescue: false,
         })
     }
 
