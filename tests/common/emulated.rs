@@ -79,9 +79,8 @@ impl EmulatedCard {
             Some(r) => format!("{} {}", r.start, r.end),
             None => "0 0".to_owned(),
         };
-        let script = dir.join("card.sh");
-        fs::write(
-            &script,
+        Self::scripted(
+            dir,
             format!(
                 r#"#!/bin/bash
 # An emulated card with bad sectors, for nbdkit's sh plugin.
@@ -105,13 +104,6 @@ esac
                 writes = range(&bad_writes),
             ),
         )
-        .unwrap();
-        fs::set_permissions(
-            &script,
-            <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
-        )
-        .unwrap();
-        Self::serve(dir, &["sh".to_owned(), script.display().to_string()])
     }
 
     /// A counterfeit card: it claims `claimed` bytes but keeps only `real`, and what is
@@ -121,9 +113,8 @@ esac
         let dir = new_dir();
         let backing = dir.join("card.raw");
         super::filled_file(&backing, real as usize, fill);
-        let script = dir.join("card.sh");
-        fs::write(
-            &script,
+        Self::scripted(
+            dir,
             format!(
                 r#"#!/bin/bash
 # A counterfeit card for nbdkit's sh plugin: {claimed} bytes claimed, {real} kept.
@@ -153,13 +144,18 @@ esac
                 disk = backing.display(),
             ),
         )
-        .unwrap();
+    }
+
+    /// nbdkit's sh plugin running `script` (written to `dir` as card.sh).
+    fn scripted(dir: PathBuf, script: String) -> EmulatedCard {
+        let path = dir.join("card.sh");
+        fs::write(&path, script).unwrap();
         fs::set_permissions(
-            &script,
+            &path,
             <fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
         )
         .unwrap();
-        Self::serve(dir, &["sh".to_owned(), script.display().to_string()])
+        Self::serve(dir, &["sh".to_owned(), path.display().to_string()])
     }
 
     /// nbdkit with `args` (filters, plugin and its settings) on a socket in `dir`, the
