@@ -17,8 +17,18 @@ use crate::Error;
 /// holds no partition table (and no backup GPT) and does not boot.
 pub const SCRUB_LEN: u64 = 1 << 20;
 
-/// The first, coarse step in which a failed request is tried again, before single sectors.
+/// The first, coarse step in which a failed request is tried again, before single blocks.
 const PIN_STEP: usize = 64 << 10;
+
+/// What trying a failed request again in smaller steps found.
+enum Narrowed {
+    /// Every step went through this time.
+    Through,
+    /// The device ended this many bytes into the request.
+    Short(usize),
+    /// The block this many bytes into the request fails, and why.
+    Failed(usize, io::Error),
+}
 
 /// Linux block-device ioctls (from <linux/fs.h>).
 mod ioctl {
@@ -542,44 +552,60 @@ impl Target {
     }
 
     /// After a failed write of `data` at `offset`: writes it again in smaller and smaller
-    /// steps to name the first sector that fails (a bad sector), or finds that the card no
+    /// steps to name the first block that fails (a bad sector), or finds that the card no
     /// longer answers at all. `Ok` when every step went through this time.
     fn pin_write(&self, data: &[u8], offset: u64, first: io::Error) -> Result<(), Error> {
-        let fail = |at: u64, source| Error::Write {
-            path: self.path.clone(),
-            offset: at,
-            source,
-        };
-        let sector = self.finest_step();
-        // 64 KiB steps first, then blocks within the one that fails: few requests either
-        // way, however far into a 4 MiB chunk the bad sector is.
-        let mut start = 0;
-        let mut end = data.len();
-        for step in [PIN_STEP, sector] {
-            let mut at = start;
-            let mut failed = None;
-            while at < end {
-                let len = (end - at).min(step);
-                if let Err(Error::Write { source, .. }) =
-                    self.write_raw(&data[at..at + len], offset + at as u64)
-                {
-                    failed = Some((at, len, source));
-                    break;
-                }
-                at += len;
+        let narrowed = self.narrow(0, data.len(), first, |at, n| {
+            match self.write_raw(&data[at..at + n], offset + at as u64) {
+                Ok(()) => Ok(n),
+                Err(Error::Write { source, .. }) => Err(source),
+                Err(e) => Err(io::Error::other(e.to_string())),
             }
-            match failed {
-                None => return Ok(()),
-                Some((at, _, source)) if step == sector => {
-                    let at = offset + at as u64;
-                    return Err(self
-                        .gone("writing", at, source)
-                        .unwrap_or_else(|source| fail(at, source)));
-                }
-                Some((at, len, _)) => (start, end) = (at, at + len),
+        });
+        match narrowed {
+            Narrowed::Through | Narrowed::Short(_) => Ok(()),
+            Narrowed::Failed(at, source) => {
+                let at = offset + at as u64;
+                Err(self
+                    .gone("writing", at, source)
+                    .unwrap_or_else(|source| Error::Write {
+                        path: self.path.clone(),
+                        offset: at,
+                        source,
+                    }))
             }
         }
-        Err(fail(offset, first))
+    }
+
+    /// Tries bytes `start..end` of a failed request again in 64 KiB steps, then in blocks
+    /// within the step that fails: few requests either way, however far into a 4 MiB
+    /// chunk the bad sector is. `attempt(at, n)` makes one request and says how many bytes
+    /// it got through (fewer only at the end of the device).
+    fn narrow(
+        &self,
+        mut start: usize,
+        mut end: usize,
+        first: io::Error,
+        mut attempt: impl FnMut(usize, usize) -> io::Result<usize>,
+    ) -> Narrowed {
+        let block = self.finest_step();
+        for step in [PIN_STEP, block] {
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(step);
+                match attempt(at, n) {
+                    Ok(done) if done < n => return Narrowed::Short(at + done),
+                    Ok(_) => at += n,
+                    Err(source) if step == block => return Narrowed::Failed(at, source),
+                    Err(_) => break,
+                }
+            }
+            if at >= end {
+                return Narrowed::Through;
+            }
+            (start, end) = (at, (at + step).min(end));
+        }
+        Narrowed::Failed(start, first)
     }
 
     /// The smallest request a failing one is tried again in: a 4 KiB block (or the
@@ -685,7 +711,7 @@ impl Target {
     }
 
     /// After a read failed `got` bytes into `offset..offset + len`: reads the rest again in
-    /// smaller and smaller steps to name the first sector that fails, or finds that the
+    /// smaller and smaller steps to name the first block that fails, or finds that the
     /// card no longer answers. `Ok` when every step went through this time.
     fn pin_read(
         &self,
@@ -695,37 +721,22 @@ impl Target {
         got: usize,
         first: io::Error,
     ) -> Result<usize, Error> {
-        let fail = |at: u64, source| Error::read(self.path.display().to_string(), at, source);
-        let sector = self.finest_step();
-        let mut start = got - got % sector;
-        let mut end = len;
-        for step in [PIN_STEP, sector] {
-            let mut at = start;
-            let mut failed = None;
-            while at < end {
-                let n = (end - at).min(step);
-                let whole = (round_up(n as u64) as usize).min(buf.len() - at);
-                match self.read_raw(&mut buf[at..at + whole], n, offset + at as u64) {
-                    Ok(read) if read < n => return Ok(at + read),
-                    Ok(_) => at += n,
-                    Err((_, source)) => {
-                        failed = Some((at, n, source));
-                        break;
-                    }
-                }
-            }
-            match failed {
-                None => return Ok(len),
-                Some((at, _, source)) if step == sector => {
-                    let at = offset + at as u64;
-                    return Err(self
-                        .gone("reading", at, source)
-                        .unwrap_or_else(|source| fail(at, source)));
-                }
-                Some((at, n, _)) => (start, end) = (at, at + n),
+        let start = got - got % self.finest_step();
+        let narrowed = self.narrow(start, len, first, |at, n| {
+            let whole = (round_up(n as u64) as usize).min(buf.len() - at);
+            self.read_raw(&mut buf[at..at + whole], n, offset + at as u64)
+                .map_err(|(_, source)| source)
+        });
+        match narrowed {
+            Narrowed::Through => Ok(len),
+            Narrowed::Short(got) => Ok(got),
+            Narrowed::Failed(at, source) => {
+                let at = offset + at as u64;
+                Err(self.gone("reading", at, source).unwrap_or_else(|source| {
+                    Error::read(self.path.display().to_string(), at, source)
+                }))
             }
         }
-        Err(fail(offset + got as u64, first))
     }
 
     /// Flushes everything written to the medium.
