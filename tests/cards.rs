@@ -7,7 +7,6 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -68,33 +67,24 @@ fn run_watching(
     args: &[&str],
     config: &Path,
     stdin: Option<&Path>,
-    watch: &mut dyn FnMut(&Value, &std::process::Child),
+    watch: &mut dyn FnMut(&Value),
 ) -> (Vec<Value>, i32) {
     let mut command = cardsmith_command();
     command
         .args(args)
         .env("XDG_CONFIG_HOME", config)
         .env("XDG_CACHE_HOME", config.join("cache"))
-        .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match stdin {
         Some(path) => command.stdin(fs::File::open(path).unwrap()),
         None => command.stdin(Stdio::null()),
     };
-    let mut child = command.spawn().expect("running cardsmith");
-    let out = child.stdout.take().unwrap();
-    let mut lines = Vec::new();
-    for line in BufReader::new(out).lines() {
-        let line = line.unwrap();
-        let value: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        watch(&value, &child);
-        lines.push(value);
+    let mut run = JsonRun::start(&mut command);
+    while let Some(line) = run.next() {
+        watch(&line);
     }
-    let output = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    let code = output.status.code().unwrap_or(-1);
-    eprintln!("exit {code}; stderr:\n{err}");
-    (lines, code)
+    let (code, lines) = run.finish();
+    (lines, code.unwrap_or(-1))
 }
 
 fn result(lines: &[Value]) -> &Value {
@@ -112,33 +102,16 @@ fn mtype(card: &Path, offset: u64, file: &str) -> String {
 /// Runs `cardsmith ARGS` (with `--json`), reads its lines until `now` says so, presses
 /// Ctrl-C and reads the rest: its exit code and every line.
 fn interrupt_when(args: &[&str], now: impl Fn(&Value) -> bool) -> (Option<i32>, Vec<Value>) {
-    let mut child = cardsmith_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "ended before the moment came"
-        );
-        let value: Value = serde_json::from_str(&line).unwrap();
-        let stop = now(&value);
-        lines.push(value);
-        if stop {
-            break;
-        }
-    }
-    let (status, took) = interrupt(&mut child, std::time::Duration::from_secs(20));
+    let mut run = JsonRun::start(
+        cardsmith_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    run.until(now);
+    let (status, took) = run.interrupt(std::time::Duration::from_secs(20));
     eprintln!("stopped {took:?} after Ctrl-C");
-    for line in out.lines() {
-        lines.push(serde_json::from_str(&line.unwrap()).unwrap());
-    }
+    let (_, lines) = run.finish();
     (status.code(), lines)
 }
 
@@ -188,7 +161,7 @@ fn four_cards_one_too_small_one_dying_two_written_with_their_own_names() {
         "--json",
     ];
     let mut failed_at = None;
-    let (lines, code) = run_watching(&args, &config, Some(&xz), &mut |line, _| {
+    let (lines, code) = run_watching(&args, &config, Some(&xz), &mut |line| {
         let card_done = line["target"] == dying.arg() && line["event"] == "progress";
         if failed_at.is_none() && card_done && line["bytes_done"].as_u64().unwrap() >= 45 << 20 {
             dying.fail_writes(true);
@@ -234,28 +207,13 @@ fn four_cards_one_too_small_one_dying_two_written_with_their_own_names() {
             "card {n}: {script}"
         );
     }
-    let small_card = &cards[2];
-    assert_eq!(small_card["result"], "failed", "{small_card}");
-    assert!(
-        small_card["error"]
-            .as_str()
-            .unwrap()
-            .contains("does not fit"),
-        "{small_card}"
-    );
-    let dying_card = &cards[3];
-    assert_eq!(dying_card["result"], "failed", "{dying_card}");
-    assert!(
-        dying_card["error"]
-            .as_str()
-            .unwrap()
-            .contains("Input/output error"),
-        "{dying_card}"
-    );
-    for (card, backing) in [
-        (small_card, small_file.clone()),
-        (dying_card, dying.backing()),
+    // The small card and the dying one: failed, each for its own reason, and zeroed.
+    for (card, reason, backing) in [
+        (&cards[2], "does not fit", small_file.clone()),
+        (&cards[3], "Input/output error", dying.backing()),
     ] {
+        assert_eq!(card["result"], "failed", "{card}");
+        assert!(card["error"].as_str().unwrap().contains(reason), "{card}");
         assert_eq!(card["left"], "zeroed", "{card}");
         assert!(
             read_range(&backing, 0, MIB).iter().all(|&b| b == 0),

@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -96,27 +95,22 @@ fn pull_when(
     args: &[&str],
     now: impl Fn(&Value) -> bool,
 ) -> (Option<i32>, Vec<Value>, Duration) {
-    let mut child = cardsmith_command()
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = BufReader::new(child.stdout.take().unwrap());
-    let mut lines = Vec::new();
+    let mut run = JsonRun::start(
+        cardsmith_command()
+            .args(args)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     let mut pulled = None;
-    for line in out.lines() {
-        let value: Value = serde_json::from_str(&line.unwrap()).unwrap();
-        if pulled.is_none() && now(&value) {
+    while let Some(line) = run.next() {
+        if pulled.is_none() && now(&line) {
             card.pull();
             pulled = Some(Instant::now());
         }
-        lines.push(value);
     }
-    let status = child.wait().unwrap();
+    let (code, lines) = run.finish();
     let pulled = pulled.expect("the moment to pull the card came");
-    (status.code(), lines, pulled.elapsed())
+    (code, lines, pulled.elapsed())
 }
 
 #[test]
@@ -184,39 +178,31 @@ fn a_stalled_card_is_said_to_stall_and_ctrl_c_still_stops_the_write() {
     let image = image(dir.path(), 12);
     // Every write request takes 3 s: no request finishes within the 2 s allowed.
     let card = EmulatedCard::stalling(16 << 20, 0xAA, "3");
-    let mut child = cardsmith_command()
-        .args([
-            "write",
-            image.to_str().unwrap(),
-            card.arg(),
-            "--yes",
-            "--json",
-            "--write-stall-timeout",
-            "2",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let said = loop {
-        let mut line = String::new();
-        assert!(
-            out.read_line(&mut line).unwrap() > 0,
-            "ended without a word of the stall"
-        );
-        let value: Value = serde_json::from_str(&line).unwrap();
-        if let Some(warning) = value["warning"].as_str() {
-            break warning.to_owned();
-        }
-    };
+    let mut run = JsonRun::start(
+        cardsmith_command()
+            .args([
+                "write",
+                image.to_str().unwrap(),
+                card.arg(),
+                "--yes",
+                "--json",
+                "--write-stall-timeout",
+                "2",
+            ])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    run.until(|line| line["warning"].is_string());
+    let said = run.lines.last().unwrap()["warning"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(
         said.contains(&format!("{} has not accepted data for 2 s", card.arg()))
             && said.contains("try another reader or card"),
         "{said}"
     );
-    let (status, took) = interrupt(&mut child, Duration::from_secs(30));
+    let (status, took) = run.interrupt(Duration::from_secs(30));
     assert_eq!(status.code(), Some(130), "Ctrl-C stops a stalled write");
     // It ends once the card has answered the requests it is stuck in and taken the zeros
     // over its first MiB: a few of this card's 3 s requests.
@@ -224,10 +210,7 @@ fn a_stalled_card_is_said_to_stall_and_ctrl_c_still_stops_the_write() {
         took < Duration::from_secs(25),
         "ended {took:?} after Ctrl-C"
     );
-    let rest: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-        .collect();
+    let (_, rest) = run.finish();
     assert_eq!(rest.last().unwrap()["left"], "zeroed");
     assert!(starts_zeroed(&card));
 }

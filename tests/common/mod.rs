@@ -462,6 +462,70 @@ pub fn interrupt(
     }
 }
 
+/// cardsmith running with `--json`, its lines read as they come, so a test can act at a
+/// moment of the run (pull a card, press Ctrl-C).
+pub struct JsonRun {
+    child: std::process::Child,
+    out: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// Every line read so far.
+    pub lines: Vec<serde_json::Value>,
+}
+
+impl JsonRun {
+    /// Starts `command`, its standard output piped here.
+    pub fn start(command: &mut Command) -> JsonRun {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running cardsmith");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        JsonRun {
+            child,
+            out,
+            lines: Vec::new(),
+        }
+    }
+
+    /// The next line, or `None` once cardsmith has closed its output.
+    pub fn next(&mut self) -> Option<serde_json::Value> {
+        let line = self.out.next()?.unwrap();
+        let value: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        self.lines.push(value.clone());
+        Some(value)
+    }
+
+    /// Reads lines until `now` says so; fails when the output ends first.
+    pub fn until(&mut self, mut now: impl FnMut(&serde_json::Value) -> bool) {
+        loop {
+            let line = self.next().expect("cardsmith ended before the moment came");
+            if now(&line) {
+                return;
+            }
+        }
+    }
+
+    /// Ctrl-C now: see [`interrupt`].
+    pub fn interrupt(
+        &mut self,
+        limit: std::time::Duration,
+    ) -> (std::process::ExitStatus, std::time::Duration) {
+        interrupt(&mut self.child, limit)
+    }
+
+    /// Reads the rest and waits: the exit code and every line. What cardsmith said on
+    /// standard error, when the test piped it, is printed for the test's log.
+    pub fn finish(mut self) -> (Option<i32>, Vec<serde_json::Value>) {
+        while self.next().is_some() {}
+        let output = self.child.wait_with_output().unwrap();
+        if !output.stderr.is_empty() {
+            eprintln!("stderr:\n{}", String::from_utf8_lossy(&output.stderr));
+        }
+        (output.status.code(), self.lines)
+    }
+}
+
 /// A command on a real terminal (a pty, through `script`), answered like a person would:
 /// wait until the screen shows a prompt, then type.
 pub struct Terminal {
