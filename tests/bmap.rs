@@ -247,12 +247,7 @@ fn all_blocks_writes_everything_and_a_map_for_another_image_is_refused() {
     // A map made by bmaptool for another image: refused before anything is written.
     let other = dir.path().join("other.img");
     fs::write(&other, vec![7u8; 3 * MIB]).unwrap();
-    run_ok(
-        Command::new("bmaptool")
-            .args(["create", "-o"])
-            .arg(dir.path().join("other.bmap"))
-            .arg(&other),
-    );
+    bmaptool_create(&other, &dir.path().join("other.bmap"));
     let before = fs::read(&backing).unwrap();
     let out = cardsmith(&[
         "write",
@@ -298,12 +293,7 @@ fn a_bmap_beside_the_image_is_used_and_its_checksums_checked() {
         std::os::unix::fs::FileExt::write_all_at(&f, &src[a as usize..b as usize], a).unwrap();
     }
     drop(f);
-    run_ok(
-        Command::new("bmaptool")
-            .args(["create", "-o"])
-            .arg(dir.path().join("sparse.img.bmap"))
-            .arg(&sparse),
-    );
+    bmaptool_create(&sparse, &dir.path().join("sparse.img.bmap"));
     let (backing, dev) = card(dir.path(), size);
     let result = write_json(&sparse, &dev, &[]);
     assert!(

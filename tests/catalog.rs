@@ -893,15 +893,7 @@ fn a_catalog_block_map_is_fetched_and_written_by() {
     write_file(&image, &raw);
     tool("fallocate", &["--dig-holes", image.to_str().unwrap()]);
     let map_path = bench.path("demo.img.bmap");
-    tool(
-        "bmaptool",
-        &[
-            "create",
-            "-o",
-            map_path.to_str().unwrap(),
-            image.to_str().unwrap(),
-        ],
-    );
+    bmaptool_create(&image, &map_path);
     let map = fs::read(&map_path).unwrap();
     server.serve("/demo.img.xz", xz.clone());
     server.serve("/demo.img.bmap", map.clone());
@@ -955,15 +947,7 @@ fn a_catalog_block_map_is_fetched_and_written_by() {
     let small = bench.path("other.img");
     write_file(&small, &vec![1u8; 8192]);
     let other_map = bench.path("other.bmap");
-    tool(
-        "bmaptool",
-        &[
-            "create",
-            "-o",
-            other_map.to_str().unwrap(),
-            small.to_str().unwrap(),
-        ],
-    );
+    bmaptool_create(&small, &other_map);
     server.serve("/other.bmap", fs::read(&other_map).unwrap());
     server.serve("/os.json", serde_json::to_vec(&other).unwrap());
     let out = bench.run(&["write", "--os", "Demo", "--repo", &repo, dev.arg(), "--yes"]);

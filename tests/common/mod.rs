@@ -196,6 +196,16 @@ pub fn make_os_image(image: &Path, boot_mib: u32, root_mib: u32, root: &Path) {
     );
 }
 
+/// bmaptool's own map of `image`, written to `map` (a witness cardsmith did not write).
+pub fn bmaptool_create(image: &Path, map: &Path) {
+    run_ok(
+        Command::new("bmaptool")
+            .args(["create", "-o"])
+            .arg(map)
+            .arg(image),
+    );
+}
+
 /// The `n`th primary MBR partition of a disk image: its (start, length) in bytes.
 pub fn mbr_partition(image: &[u8], n: usize) -> (u64, u64) {
     let e = &image[0x1BE + 16 * n..0x1BE + 16 * (n + 1)];
