@@ -31,9 +31,9 @@ enum Mode {
 /// terminal. Throttles so output costs nothing measurable.
 pub struct Reporter {
     mode: Mode,
-    phase: Option<Phase>,
-    last_emit: Instant,
-    /// A job over several cards: each card's line (bar, phase, when it last spoke).
+    /// The job's progress as last shown.
+    shown: Shown,
+    /// A job over several cards: each card's line (its bar, its progress as last shown).
     cards: Vec<CardLine>,
     multi: Option<MultiProgress>,
 }
@@ -41,8 +41,43 @@ pub struct Reporter {
 /// How far one card of several is, as the terminal shows it.
 struct CardLine {
     bar: Option<ProgressBar>,
+    shown: Shown,
+}
+
+/// Which phase a line of progress (the job's, or one card's) was last in, and when it
+/// was last shown.
+struct Shown {
     phase: Option<Phase>,
-    last_emit: Instant,
+    last: Instant,
+}
+
+impl Shown {
+    fn new() -> Shown {
+        Shown {
+            phase: None,
+            last: Instant::now(),
+        }
+    }
+
+    /// Takes in `p`: whether it starts a new phase.
+    fn starts_phase(&mut self, p: Progress) -> bool {
+        let new = self.phase != Some(p.phase);
+        self.phase = Some(p.phase);
+        new
+    }
+
+    /// Whether a line is due now: `every` apart, and at once for a new phase or the end of
+    /// one. A line due counts as shown.
+    fn due(&mut self, new_phase: bool, p: Progress, every: Duration) -> bool {
+        let now = Instant::now();
+        let due = new_phase
+            || p.bytes_total == Some(p.bytes_done)
+            || now.duration_since(self.last) >= every;
+        if due {
+            self.last = now;
+        }
+        due
+    }
 }
 
 const PLAIN_EVERY: Duration = Duration::from_secs(2);
@@ -59,8 +94,7 @@ impl Reporter {
         };
         Reporter {
             mode,
-            phase: None,
-            last_emit: Instant::now(),
+            shown: Shown::new(),
             cards: Vec::new(),
             multi: None,
         }
@@ -71,11 +105,7 @@ impl Reporter {
     }
 
     fn progress(&mut self, p: Progress, rate: u64, event: &Event) {
-        let now = Instant::now();
-        let new_phase = self.phase != Some(p.phase);
-        self.phase = Some(p.phase);
-        let finished = p.bytes_total == Some(p.bytes_done);
-        let due = |every| new_phase || finished || now.duration_since(self.last_emit) >= every;
+        let new_phase = self.shown.starts_phase(p);
         match &mut self.mode {
             Mode::Bar(bar) => {
                 if new_phase {
@@ -89,14 +119,12 @@ impl Reporter {
                 }
             }
             Mode::Plain => {
-                if due(PLAIN_EVERY) {
-                    self.last_emit = now;
+                if self.shown.due(new_phase, p, PLAIN_EVERY) {
                     eprintln!("{}", plain_line(p, rate as f64));
                 }
             }
             Mode::Json => {
-                if due(JSON_EVERY) {
-                    self.last_emit = now;
+                if self.shown.due(new_phase, p, JSON_EVERY) {
                     emit(json!(event));
                 }
             }
@@ -121,20 +149,21 @@ impl Reporter {
 
     /// Card `card`'s progress: its own bar among the others, its own line every few
     /// seconds, or its JSON event with the card's number and path.
-    fn card_progress(&mut self, card: usize, target: &Path, p: Progress, event: &Event) {
+    fn card_progress(
+        &mut self,
+        (card, target): (usize, &Path),
+        p: Progress,
+        rate: u64,
+        event: &Event,
+    ) {
         if self.cards.len() <= card {
             self.cards.resize_with(card + 1, || CardLine {
                 bar: None,
-                phase: None,
-                last_emit: Instant::now(),
+                shown: Shown::new(),
             });
         }
-        let now = Instant::now();
         let line = &mut self.cards[card];
-        let new_phase = line.phase != Some(p.phase);
-        line.phase = Some(p.phase);
-        let finished = p.bytes_total == Some(p.bytes_done);
-        let due = |every| new_phase || finished || now.duration_since(line.last_emit) >= every;
+        let new_phase = line.shown.starts_phase(p);
         match &self.mode {
             Mode::Bar(_) => {
                 let multi = self.multi.get_or_insert_with(|| {
@@ -153,18 +182,12 @@ impl Reporter {
                 bar.set_position(p.bytes_done);
             }
             Mode::Plain => {
-                if due(PLAIN_EVERY) {
-                    line.last_emit = now;
-                    let rate = match event {
-                        Event::Progress { rate, .. } => *rate as f64,
-                        _ => 0.0,
-                    };
-                    eprintln!("{}: {}", target.display(), plain_line(p, rate));
+                if line.shown.due(new_phase, p, PLAIN_EVERY) {
+                    eprintln!("{}: {}", target.display(), plain_line(p, rate as f64));
                 }
             }
             Mode::Json => {
-                if due(JSON_EVERY) {
-                    line.last_emit = now;
+                if line.shown.due(new_phase, p, JSON_EVERY) {
                     emit(for_card(event, card, target));
                 }
             }
@@ -316,7 +339,7 @@ impl Sink for Reporter {
             phase,
             bytes_done,
             bytes_total,
-            ..
+            rate,
         } = event
         {
             let p = Progress {
@@ -324,7 +347,7 @@ impl Sink for Reporter {
                 bytes_done,
                 bytes_total,
             };
-            return self.card_progress(card, target, p, &event);
+            return self.card_progress((card, target), p, rate, &event);
         }
         match (&self.mode, event.sentence()) {
             (Mode::Json, _) => emit(for_card(&event, card, target)),
