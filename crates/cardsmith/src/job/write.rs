@@ -235,6 +235,8 @@ struct Opened {
 struct CardRun {
     path: PathBuf,
     drive: Option<Drive>,
+    /// What was unmounted from it before it was written.
+    unmounted: Vec<PathBuf>,
     settings: Option<Settings>,
     outcome: Option<Result<WriteReport, Error>>,
     seconds: f64,
@@ -331,36 +333,36 @@ impl WriteJob {
         options.stall = Some(self.write_stall_timeout);
         let input = image.input().to_string();
         let opened = self.open_targets(&image, &settings, run)?;
-        let mut cards: Vec<CardRun> = self
-            .targets
-            .iter()
-            .zip(&opened)
-            .zip(settings)
-            .map(|((dest, opened), settings)| CardRun {
+        // The targets go to the engine and come back one by one as each is done; what
+        // else is known of each card stays with it here.
+        let mut cards = Vec::new();
+        let mut targets = Vec::new();
+        let mut going = Vec::new();
+        let each = self.targets.iter().zip(opened).zip(settings).enumerate();
+        for (index, ((dest, opened), settings)) in each {
+            let mut card = CardRun {
                 path: dest.path().to_owned(),
-                drive: opened.as_ref().ok().and_then(|o| o.drive.clone()),
+                drive: None,
+                unmounted: Vec::new(),
                 settings,
                 outcome: None,
                 seconds: 0.0,
-            })
-            .collect();
-        // The targets go to the engine and come back one by one as each is done; what
-        // else was found about each card stays here.
-        let mut going = Vec::new();
-        let mut targets = Vec::new();
-        for (index, opened) in opened.into_iter().enumerate() {
+            };
             match opened {
                 Ok(opened) => {
+                    card.drive = opened.drive;
+                    card.unmounted = opened.unmounted;
                     targets.push(opened.target);
-                    going.push((index, opened.drive, opened.unmounted));
+                    going.push(index);
                 }
                 Err(failure) => {
-                    cards[index].outcome = Some(Err(Error {
+                    card.outcome = Some(Err(Error {
                         failure,
                         left: Left::Untouched,
                     }))
                 }
             }
+            cards.push(card);
         }
         let many = self.targets.len() > 1;
         let published = options.stored_sha256.is_some() || options.image_sha256.is_some();
@@ -369,10 +371,11 @@ impl WriteJob {
         let mut eject_later = Vec::new();
         run.sink.watching_cancel(true);
         let mut finished = |slot: usize, step: Step<Target>, run: &mut Run<'_>| {
-            let (index, drive, unmounted) = &going[slot];
-            let card = &mut cards[*index];
+            let index = going[slot];
+            let card = &mut cards[index];
+            let drive = card.drive.as_ref();
             let (result, target) = match step {
-                Step::Progress(p) if many => return run.card_progress(*index, &card.path, p),
+                Step::Progress(p) if many => return run.card_progress(index, &card.path, p),
                 Step::Progress(p) => return run.progress(p),
                 Step::Stopped(target) => return stopped.push(Left::after_write(target.leftover())),
                 Step::Stalled(waited) => {
@@ -384,7 +387,7 @@ impl WriteJob {
                         waited.as_secs()
                     ));
                     return match many {
-                        true => run.card_event(*index, &card.path, event),
+                        true => run.card_event(index, &card.path, event),
                         false => run.event(event),
                     };
                 }
@@ -410,15 +413,13 @@ impl WriteJob {
                             release_date,
                         },
                         report.verified,
-                        (many, *index),
+                        (many, index),
                         run,
                     )?),
                     None => None,
                 };
                 Ok((report, said))
             });
-            // The path as given (a /dev/disk/by-id/… link stays one in the report).
-            let path = card.path.clone();
             // Closed before the drive is powered off (UDisks2 opens it exclusively first).
             drop(target);
             let ejected = match (&done, drive) {
@@ -431,26 +432,28 @@ impl WriteJob {
                         let event = Event::Ejected {
                             drive: drive.path.clone(),
                         };
-                        run.card_event(*index, &card.path, event);
+                        run.card_event(index, &card.path, event);
                         Some(true)
                     }
                     Err(_) => {
-                        eject_later.push(*index);
+                        eject_later.push(index);
                         None
                     }
                 },
                 _ => None,
             };
-            card.outcome = Some(done.map(|(report, said)| {
+            // The path as given (a /dev/disk/by-id/… link stays one in the report).
+            let outcome = done.map(|(report, said)| {
                 self.report(
                     &input,
                     report,
-                    (&path, unmounted),
+                    (&card.path, &card.unmounted),
                     said,
                     ejected,
                     (published, &block_map, options.map_as_it_streams),
                 )
-            }));
+            });
+            card.outcome = Some(outcome);
             if many {
                 let event = match &card.outcome {
                     Some(Err(e)) => Event::CardDone {
@@ -462,7 +465,7 @@ impl WriteJob {
                         error: None,
                     },
                 };
-                run.card_event(*index, &card.path, event);
+                run.card_event(index, &card.path, event);
             }
         };
         let all = engine::write_many(image, targets, &options, cancel, &mut |slot, step| {
