@@ -571,9 +571,9 @@ fn consume(
     Ok(())
 }
 
-/// With a rescue: reads `want` bytes at `offset` again 4 KiB at a time after `error`,
-/// zeros where a block cannot be read, and notes those blocks. A card that stopped
-/// answering (or any other error) still fails the read.
+/// With a rescue: reads `want` bytes at `offset` again 4 KiB at a time from the block
+/// `error` names, zeros where a block cannot be read, and notes those blocks. A card that
+/// stopped answering (or any other error) still fails the read.
 fn rescued(
     source: &dyn Medium,
     buf: &mut AlignedBuf,
@@ -582,11 +582,13 @@ fn rescued(
     error: Error,
     rescue: Option<&std::sync::Mutex<Vec<(u64, u64)>>>,
 ) -> Result<usize, Error> {
-    let (Some(bad), Error::Read { .. }) = (rescue, &error) else {
+    let (Some(bad), Error::Read { offset: failed, .. }) = (rescue, &error) else {
         return Err(error);
     };
     let mut block = AlignedBuf::new(ALIGN);
-    let mut at = 0;
+    // What came before the block named as failing is in `buf` already (a target reads up
+    // to it): a dying card is not asked for it again.
+    let mut at = (failed.saturating_sub(offset) as usize).min(want) / ALIGN * ALIGN;
     while at < want {
         let len = (want - at).min(ALIGN);
         let here = offset + at as u64;
