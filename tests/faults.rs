@@ -289,29 +289,13 @@ fn a_counterfeit_card_is_found_out_and_writes_are_held_to_what_it_keeps() {
 #[test]
 fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit() {
     let dir = tempfile::tempdir().unwrap();
-    // An OS image whose root holds a file; debugfs (not cardsmith) says where its first
-    // block lies.
-    let root = dir.path().join("root");
-    fs::create_dir_all(root.join("home")).unwrap();
-    write_file(&root.join("home/data.bin"), &image_bytes(2 * MIB, 21));
-    let image = dir.path().join("os.img");
-    make_os_image(&image, 40, 8, &root);
-    let (root_start, root_len) = mbr_partition(&read_range(&image, 0, 512), 1);
-    let part = LoopDevice::attach_with_offset(&image, root_start, root_len);
-    let said =
-        String::from_utf8(tool("debugfs", &["-R", "bmap /home/data.bin 8", part.arg()]).stdout)
-            .unwrap();
-    let block: u64 = said
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("debugfs said {said:?}"));
-    let header = String::from_utf8(tool("dumpe2fs", &["-h", part.arg()]).stdout).unwrap();
-    let block_size: u64 = header
-        .lines()
-        .find_map(|l| l.strip_prefix("Block size:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("dumpe2fs said {header}"));
-    drop(part);
+    let (image, root_start, root_len) = os_image_with_a_file(dir.path());
+    // debugfs (not cardsmith) says where the file's ninth block lies.
+    let block: u64 = number_in(
+        &debugfs(&image, root_start, root_len, "bmap /home/data.bin 8"),
+        "",
+    );
+    let block_size = number_in(&dumpe2fs(&image, root_start, root_len), "Block size:");
     // The 4 KiB block holding the file's ninth filesystem block.
     let bad = (root_start + block * block_size) / 4096 * 4096;
     let len = fs::metadata(&image).unwrap().len();
@@ -344,9 +328,12 @@ fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit
         (Some(bad), Some(bad + 4096)),
         "the 4 KiB block holding the bad sector"
     );
+    // Which file that is, named from the card's filesystem (debugfs put it there).
+    assert_eq!(unreadable[0]["place"], "partition 2 (ext2/3/4)");
+    assert_eq!(unreadable[0]["held"], serde_json::json!(["/home/data.bin"]));
     assert_eq!(
         unreadable[0]["belongs_to"],
-        "data in use of partition 2 (ext2/3/4)"
+        "partition 2 (ext2/3/4): /home/data.bin"
     );
     // The backup is there, with its checksum, zeros where the card could not be read and
     // the card's bytes everywhere else.
@@ -379,7 +366,8 @@ fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit
     let out = cardsmith(&[
         "read",
         card.arg(),
-        dir.path().join("again.img").to_str().unwrap(),
+        // Compressed: what was hit is read from the card, the bad block masked.
+        dir.path().join("again.img.zst").to_str().unwrap(),
         "--rescue",
     ]);
     assert_ok(&out);
@@ -388,4 +376,110 @@ fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit
         "{}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains(&format!(
+            "bytes {bad}..{}: partition 2 (ext2/3/4): /home/data.bin",
+            bad + 4096
+        )),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// An OS image (FAT boot, ext4 root) whose root holds /home/data.bin (2 MiB): the image,
+/// and its root partition's offset and length.
+fn os_image_with_a_file(dir: &Path) -> (std::path::PathBuf, u64, u64) {
+    let root = dir.join("root");
+    fs::create_dir_all(root.join("home")).unwrap();
+    write_file(&root.join("home/data.bin"), &image_bytes(2 * MIB, 21));
+    let image = dir.join("os.img");
+    make_os_image(&image, 40, 8, &root);
+    let (start, len) = mbr_partition(&read_range(&image, 0, 512), 1);
+    (image, start, len)
+}
+
+/// What debugfs says to `request` about the partition of `image` at `start`.
+fn debugfs(image: &Path, start: u64, len: u64, request: &str) -> String {
+    let part = LoopDevice::attach_with_offset(image, start, len);
+    String::from_utf8(tool("debugfs", &["-R", request, part.arg()]).stdout).unwrap()
+}
+
+/// What dumpe2fs says of the partition of `image` at `start`.
+fn dumpe2fs(image: &Path, start: u64, len: u64) -> String {
+    let part = LoopDevice::attach_with_offset(image, start, len);
+    String::from_utf8(tool("dumpe2fs", &[part.arg()]).stdout).unwrap()
+}
+
+/// The number that follows `prefix` in `text`.
+fn number_in(text: &str, prefix: &str) -> u64 {
+    let at = text
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix:?} in {text}"));
+    text[at + prefix.len()..]
+        .trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("a number after {prefix:?} in {text}"))
+}
+
+/// A bad block among the metadata the backup itself needs (group 0's block bitmap, which
+/// says which blocks to read) does not stop a rescue: that filesystem is read whole, the
+/// file it would have hidden is in the backup, and the bad block is named for what it is.
+#[test]
+fn a_rescue_reads_past_a_bad_block_bitmap_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (image, root_start, root_len) = os_image_with_a_file(dir.path());
+    let dumped = dumpe2fs(&image, root_start, root_len);
+    let block_size = number_in(&dumped, "Block size:");
+    let bitmap = number_in(
+        &dumped[dumped.find("Group 0:").unwrap()..],
+        "Block bitmap at",
+    );
+    let bad = (root_start + bitmap * block_size) / 4096 * 4096;
+    let len = fs::metadata(&image).unwrap().len();
+    let card = EmulatedCard::with_bad_sectors(len, 0, None, Some(bad..bad + 512));
+    assert_ok(&cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        card.arg(),
+        "--yes",
+        "--no-verify",
+    ]));
+
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--rescue",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    let unreadable = result["unreadable"].as_array().unwrap();
+    assert_eq!(unreadable.len(), 1, "{result}");
+    assert_eq!(unreadable[0]["start"].as_u64(), Some(bad));
+    let held: Vec<&str> = unreadable[0]["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(held.contains(&"the block bitmap of group 0"), "{result}");
+    // The file is in the backup: outside the bad block, the root partition equals the
+    // card's, byte for byte.
+    let got = fs::read(&backup).unwrap();
+    let card_bytes = fs::read(card.backing()).unwrap();
+    let (start, end) = (root_start as usize, (root_start + root_len) as usize);
+    let bad = bad as usize;
+    assert_eq!(got[start..bad], card_bytes[start..bad]);
+    assert_eq!(got[bad + 4096..end], card_bytes[bad + 4096..end]);
+    // And without --rescue the backup stops there, naming the block.
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        dir.path().join("plain.img").to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, &[&format!("byte {bad}")]);
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 use cardsmith_catalog::{Catalog, Location};
 use cardsmith_customize::inspect::Cmdline;
 use cardsmith_customize::{render_hostname, Settings, StaticIp};
-use cardsmith_engine::{parse_sha256, usage_of_file, Bmap, Image, Input, OpenAs};
+use cardsmith_engine::{held_in_file, parse_sha256, usage_of_file, Bmap, Image, Input, OpenAs};
 use common::mutate::hostile;
 use common::*;
 
@@ -186,15 +186,26 @@ fn compressed_image_size_probes() {
     });
 }
 
-#[test]
-fn partition_tables_and_filesystem_allocation() {
-    // MBR with a FAT16 and an ext4 partition, and the same on GPT: their tables, the FAT's
-    // boot sector and allocation table, ext4's superblock, group descriptors and bitmaps
-    // are mutated where they lie (each input differs from the seed only there).
-    let dir = tempfile::tempdir().unwrap();
+/// Two 24 MiB disks (MBR, then GPT), each with a FAT16 partition at 1 MiB (8 MiB) and an
+/// ext4 one with 1 KiB blocks at 9 MiB (13 MiB), made by sfdisk, mkfs.vfat and mkfs.ext4;
+/// with `files`, both hold a small tree of folders and files.
+fn two_partition_disks(dir: &Path, files: bool) -> Vec<Vec<u8>> {
+    let root = dir.join("tree");
+    if files {
+        fs::create_dir_all(root.join("var/lib/many")).unwrap();
+        fs::create_dir_all(root.join("home/pi")).unwrap();
+        fs::write(root.join("home/pi/notes.txt"), vec![b'n'; 30_000]).unwrap();
+        for i in 0..120 {
+            fs::write(
+                root.join(format!("var/lib/many/a-long-file-name-{i}.conf")),
+                "x",
+            )
+            .unwrap();
+        }
+    }
     let mut disks = Vec::new();
     for label in ["dos", "gpt"] {
-        let disk = dir.path().join(format!("{label}.img"));
+        let disk = dir.join(format!("{label}.img"));
         fs::File::create(&disk).unwrap().set_len(24 << 20).unwrap();
         let table =
             format!(
@@ -202,7 +213,7 @@ fn partition_tables_and_filesystem_allocation() {
             if label == "dos" { "6" } else { "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7" },
             if label == "dos" { "83" } else { "0FC63DAF-8483-4772-8E7D-6DC4D6A4B8E6" },
         );
-        let script = dir.path().join("table.sfdisk");
+        let script = dir.join("table.sfdisk");
         fs::write(&script, table).unwrap();
         run_ok(
             std::process::Command::new("sfdisk")
@@ -210,7 +221,7 @@ fn partition_tables_and_filesystem_allocation() {
                 .arg(&disk)
                 .stdin(fs::File::open(&script).unwrap()),
         );
-        let fat = dir.path().join("fat.part");
+        let fat = dir.join("fat.part");
         let _ = fs::remove_file(&fat);
         run_ok(
             std::process::Command::new("mkfs.vfat")
@@ -218,13 +229,23 @@ fn partition_tables_and_filesystem_allocation() {
                 .arg(&fat)
                 .arg("8192"),
         );
-        let ext = dir.path().join("ext.part");
+        let ext = dir.join("ext.part");
         fs::File::create(&ext).unwrap().set_len(13 << 20).unwrap();
-        run_ok(
-            std::process::Command::new("mkfs.ext4")
-                .args(["-q", "-F", "-b", "1024"])
-                .arg(&ext),
-        );
+        let mut mkfs = std::process::Command::new("mkfs.ext4");
+        mkfs.args(["-q", "-F", "-b", "1024"]);
+        if files {
+            mkfs.arg("-d").arg(&root);
+            for top in ["var", "home"] {
+                run_ok(
+                    std::process::Command::new("mcopy")
+                        .args(["-s", "-i"])
+                        .arg(&fat)
+                        .arg(root.join(top))
+                        .arg("::/"),
+                );
+            }
+        }
+        run_ok(mkfs.arg(&ext));
         let mut image = fs::read(&disk).unwrap();
         let fat = fs::read(&fat).unwrap();
         let ext = fs::read(&ext).unwrap();
@@ -232,6 +253,68 @@ fn partition_tables_and_filesystem_allocation() {
         image[9 << 20..(9 << 20) + ext.len()].copy_from_slice(&ext);
         disks.push(image);
     }
+    disks
+}
+
+/// Inputs for `hostile` that each replace one of `regions` of one of `seeds`: a tag (the
+/// disk, the region) and the region's bytes.
+fn region_picks(seeds: &[Vec<u8>], regions: &[(usize, usize)]) -> Vec<Vec<u8>> {
+    (0..seeds.len() * regions.len())
+        .map(|i| {
+            let (at, len) = regions[i % regions.len()];
+            let mut tag = vec![(i / regions.len()) as u8, (i % regions.len()) as u8];
+            tag.extend_from_slice(&seeds[i / regions.len()][at..at + len]);
+            tag
+        })
+        .collect()
+}
+
+/// Writes input `b` (from `region_picks`) into its disk's scratch file, hands the file to
+/// `look`, and puts the seed's bytes back.
+fn with_region(
+    b: &[u8],
+    seeds: &[Vec<u8>],
+    scratches: &[Scratch],
+    regions: &[(usize, usize)],
+    look: impl FnOnce(&fs::File),
+) {
+    let [disk, region, rest @ ..] = b else { return };
+    let (disk, region) = (
+        *disk as usize % seeds.len(),
+        *region as usize % regions.len(),
+    );
+    let scratch = &scratches[disk];
+    let (at, len) = regions[region];
+    let mut bytes = seeds[disk][at..at + len].to_vec();
+    let n = rest.len().min(len);
+    bytes[..n].copy_from_slice(&rest[..n]);
+    scratch.file.write_all_at(&bytes, at as u64).unwrap();
+    look(&scratch.file);
+    scratch
+        .file
+        .write_all_at(&seeds[disk][at..at + len], at as u64)
+        .unwrap();
+}
+
+fn scratches_for(dir: &Path, seeds: &[Vec<u8>]) -> Vec<Scratch> {
+    seeds
+        .iter()
+        .enumerate()
+        .map(|(n, seed)| {
+            let scratch = Scratch::new(dir, &format!("disk{n}.img"));
+            scratch.holding(seed);
+            scratch
+        })
+        .collect()
+}
+
+#[test]
+fn partition_tables_and_filesystem_allocation() {
+    // MBR with a FAT16 and an ext4 partition, and the same on GPT: their tables, the FAT's
+    // boot sector and allocation table, ext4's superblock, group descriptors and bitmaps
+    // are mutated where they lie (each input differs from the seed only there).
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = two_partition_disks(dir.path(), false);
     // Where the metadata lies: the tables (and GPT's backup), the FAT's first sectors, the
     // ext4 superblock, descriptors and first bitmaps.
     let regions: [(usize, usize); 5] = [
@@ -241,41 +324,43 @@ fn partition_tables_and_filesystem_allocation() {
         ((9 << 20) + 1024, 8 << 10),
         ((9 << 20) + 9216, 8 << 10),
     ];
-    let seeds: Vec<Vec<u8>> = disks.iter().map(|d| d.to_vec()).collect();
     // One file per disk, written once; each input changes one region and puts it back.
-    let scratches: Vec<Scratch> = seeds
-        .iter()
-        .enumerate()
-        .map(|(n, seed)| {
-            let scratch = Scratch::new(dir.path(), &format!("disk{n}.img"));
-            scratch.holding(seed);
-            scratch
-        })
-        .collect();
-    let picks: Vec<Vec<u8>> = (0..seeds.len() * regions.len())
-        .map(|i| {
-            let (at, len) = regions[i % regions.len()];
-            let mut tag = vec![(i / regions.len()) as u8, (i % regions.len()) as u8];
-            tag.extend_from_slice(&seeds[i / regions.len()][at..at + len]);
-            tag
-        })
-        .collect();
+    let scratches = scratches_for(dir.path(), &seeds);
+    let picks = region_picks(&seeds, &regions);
     hostile("disk-layouts", &picks, INPUTS, 80 << 10, |b: &[u8]| {
-        let [disk, region, rest @ ..] = b else { return };
-        let (disk, region) = (
-            *disk as usize % seeds.len(),
-            *region as usize % regions.len(),
-        );
-        let scratch = &scratches[disk];
-        let (at, len) = regions[region];
-        let mut bytes = seeds[disk][at..at + len].to_vec();
-        let n = rest.len().min(len);
-        bytes[..n].copy_from_slice(&rest[..n]);
-        scratch.file.write_all_at(&bytes, at as u64).unwrap();
-        let _ = usage_of_file(&scratch.file, 24 << 20, "hostile.img");
-        scratch
-            .file
-            .write_all_at(&seeds[disk][at..at + len], at as u64)
-            .unwrap();
+        with_region(b, &seeds, &scratches, &regions, |file| {
+            let _ = usage_of_file(file, 24 << 20, "hostile.img");
+        });
+    });
+}
+
+#[test]
+fn the_files_a_rescue_names() {
+    // The same disks holding folders and files: what `read --rescue` reads to name the
+    // files on unreadable blocks (FAT folders and chains; ext4 descriptors, bitmaps, inode
+    // tables, extent trees and folder blocks) is mutated where it lies, and the owners of
+    // ranges spread over both partitions are asked for.
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = two_partition_disks(dir.path(), true);
+    let regions: [(usize, usize); 4] = [
+        (1 << 20, 64 << 10),
+        ((1 << 20) + (64 << 10), 64 << 10),
+        ((9 << 20) + 1024, 64 << 10),
+        ((9 << 20) + (65 << 10), 64 << 10),
+    ];
+    let scratches = scratches_for(dir.path(), &seeds);
+    let picks = region_picks(&seeds, &regions);
+    let ranges: Vec<(u64, u64)> = (1..24u64)
+        .map(|mib| (mib << 20, (mib << 20) + 4096))
+        .chain([((1 << 20) + (70 << 10), (1 << 20) + (74 << 10))])
+        .chain([((9 << 20) + (80 << 10), (9 << 20) + (84 << 10))])
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    hostile("rescued-files", &picks, INPUTS, 80 << 10, |b: &[u8]| {
+        with_region(b, &seeds, &scratches, &regions, |file| {
+            let held = held_in_file(file, 24 << 20, &ranges);
+            assert_eq!(held.len(), ranges.len());
+        });
     });
 }

@@ -27,6 +27,7 @@ use crate::buffer::{AlignedBuf, Pool, ALIGN};
 use crate::hash::to_hex;
 use crate::image::FileIdentity;
 use crate::layout::{self, Allocated, TableKind};
+use crate::owners::{self, Held};
 use crate::pipeline::CHUNK;
 use crate::progress::{CancelToken, Phase, Progress};
 use crate::target::{NewFiles, Target};
@@ -123,9 +124,9 @@ pub struct ReadReport {
     /// With `used_only`: the block map written beside the image.
     pub bmap_file: Option<PathBuf>,
     /// With `rescue`: the byte ranges that could not be read (zeros in the image), each
-    /// with what they belong to ("the partition table", "free space of partition 2
-    /// (ext4)", "data of partition 1 (FAT)").
-    pub unreadable: Vec<(u64, u64, String)>,
+    /// with what it held: the partition table, or the files, folders and structures of
+    /// the filesystem there.
+    pub unreadable: Vec<(u64, u64, Held)>,
     /// With `rescue` and unreadable blocks: the ddrescue mapfile written beside the image.
     pub badblocks_file: Option<PathBuf>,
 }
@@ -203,8 +204,8 @@ fn read_from(
     // what an unreadable block belongs to (a card too damaged to say is described by
     // offsets alone).
     let usage = match (options.used_only, options.rescue) {
-        (true, _) => Some(crate::usage_of(source)?),
-        (false, true) => crate::usage_of(source).ok(),
+        (_, true) => Some(crate::usage::usage_despite_errors(source)),
+        (true, false) => Some(crate::usage_of(source)?),
         (false, false) => None,
     };
     let map = if options.used_only {
@@ -374,7 +375,8 @@ fn read_from(
         bmap_file,
         unreadable: unreadable
             .iter()
-            .map(|&(a, b)| (a, b, belongs_to(usage.as_ref(), a)))
+            .zip(held(source, out, format, usage.as_ref(), &unreadable))
+            .map(|(&(a, b), held)| (a, b, held))
             .collect(),
         badblocks_file,
     })
@@ -656,30 +658,56 @@ fn mapfile(total: u64, bad: &[(u64, u64)]) -> String {
     text
 }
 
-/// What the byte at `at` belongs to, as the card's layout says.
-fn belongs_to(usage: Option<&crate::Usage>, at: u64) -> String {
-    let Some(usage) = usage else {
-        return "the card's layout could not be read".into();
+/// What each unreadable range held, read from the backup just written when it is a raw
+/// image, else from the card with those ranges masked (never asked for again). The map
+/// worked out before the copy places them; when the card's layout could not be read then
+/// (a bad block among its metadata), it is worked out again with those blocks as zeros.
+fn held(
+    source: &Target,
+    out: &Path,
+    format: OutputFormat,
+    usage: Option<&crate::Usage>,
+    bad: &[(u64, u64)],
+) -> Vec<Held> {
+    if bad.is_empty() {
+        return Vec::new();
+    }
+    let image = (format == OutputFormat::Raw)
+        .then(|| File::open(out).ok())
+        .flatten();
+    let mut from_image = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = vec![0u8; len];
+        let image = image.as_ref().expect("only read when opened");
+        image
+            .read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::read(out.display().to_string(), offset, e))?;
+        Ok(buf)
     };
-    let part = usage
-        .parts
-        .iter()
-        .enumerate()
-        .find(|(_, p)| p.start <= at && at < p.start + p.len);
-    let Some((n, part)) = part else {
-        return if at < usage.parts.iter().map(|p| p.start).min().unwrap_or(1 << 20) {
-            "the partition table (before the first partition)".into()
-        } else {
-            "space outside every partition".into()
-        };
+    let mut card = |offset: u64, len: usize| layout::read_bytes(source, offset, len);
+    let mut masked = owners::masked(&mut card, bad);
+    let read: &mut layout::ReadFn<'_> = if image.is_some() {
+        &mut from_image
+    } else {
+        &mut masked
     };
-    let used = usage.ranges.iter().any(|&(a, b)| a <= at && at < b);
-    format!(
-        "{} of partition {} ({})",
-        if used { "data in use" } else { "free space" },
-        n + 1,
-        part.filesystem.name()
-    )
+    // Worked out again from the rescued bytes: a partition whose metadata could not be
+    // read before the copy (so all of it was copied) is looked at with its bad blocks
+    // as zeros, so that the bad block itself can be named ("the block bitmap of group 3").
+    let size = source.size().unwrap_or(0);
+    match crate::usage::usage(read, size, source.sector_size())
+        .ok()
+        .or_else(|| usage.cloned())
+    {
+        Some(usage) => owners::held(read, &usage, bad),
+        None => bad
+            .iter()
+            .map(|_| Held {
+                place: "the card's layout could not be read".into(),
+                what: Vec::new(),
+            })
+            .collect(),
+    }
 }
 
 /// After a chunk failed to read: reads it again block by block to name the first block that

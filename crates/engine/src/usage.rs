@@ -111,8 +111,32 @@ pub fn usage_of_file(file: &std::fs::File, size: u64, what: &str) -> Result<Usag
     usage(&mut read, size, 512)
 }
 
+/// The map of `disk` for a rescue: a partition whose metadata cannot be read (a bad
+/// block among its bitmaps or tables) counts as fully used, with a note, rather than
+/// failing the map; a partition table that cannot be read leaves the whole disk in use.
+pub(crate) fn usage_despite_errors(disk: &crate::Target) -> Usage {
+    let size = disk.size().unwrap_or(0);
+    let mut read = |offset: u64, len: usize| layout::read_bytes(disk, offset, len);
+    usage_inner(&mut read, size, disk.sector_size(), true).unwrap_or_else(|_| Usage {
+        size,
+        ranges: vec![(0, size)],
+        table: None,
+        parts: Vec::new(),
+    })
+}
+
 /// The map of the disk behind `read` (`size` bytes, `sector`-byte logical sectors).
 pub(crate) fn usage(read: &mut ReadFn<'_>, size: u64, sector: u64) -> Result<Usage, Error> {
+    usage_inner(read, size, sector, false)
+}
+
+/// The map; with `tolerate`, a read error inside a partition makes it count as fully used.
+fn usage_inner(
+    read: &mut ReadFn<'_>,
+    size: u64,
+    sector: u64,
+    tolerate: bool,
+) -> Result<Usage, Error> {
     let mut ranges = vec![(0, HEAD.min(size))];
     let mut parts = Vec::new();
     let mut kind = None;
@@ -124,14 +148,14 @@ pub(crate) fn usage(read: &mut ReadFn<'_>, size: u64, sector: u64) -> Result<Usa
                 // A partition reaching past the disk was refused by the table's checks;
                 // clamp anyway, so nothing here can point outside it.
                 let len = len.min(size.saturating_sub(start));
-                let part = partition(read, start, len)?;
+                let part = partition(read, start, len, tolerate)?;
                 ranges.extend(part.1);
                 parts.push(part.0);
             }
         }
         // No partition table: perhaps a filesystem on the whole disk (a "superfloppy").
         Err(_) => {
-            let part = partition(read, 0, size)?;
+            let part = partition(read, 0, size, tolerate)?;
             ranges.extend(part.1);
             parts.push(part.0);
         }
@@ -150,6 +174,7 @@ fn partition(
     read: &mut ReadFn<'_>,
     start: u64,
     len: u64,
+    tolerate: bool,
 ) -> Result<(PartUsage, Vec<(u64, u64)>), Error> {
     let mut at = |offset: u64, want: usize| -> Result<Vec<u8>, Error> {
         if offset.saturating_add(want as u64) > len {
@@ -170,6 +195,10 @@ fn partition(
         Ok(found) => found,
         // Streaming: its metadata has not come past yet; all of it counts for now.
         Err(e) if is_not_yet(&e) => Some((Filesystem::Other, Err("not seen yet".to_owned()))),
+        Err(e) if tolerate => Some((
+            Filesystem::Other,
+            Err(format!("its metadata could not be read ({e})")),
+        )),
         Err(e) => return Err(e),
     };
     let whole = vec![(start, start + len)];
@@ -386,16 +415,19 @@ fn merge(mut ranges: Vec<(u64, u64)>, size: u64) -> Vec<(u64, u64)> {
 
 /// Reads inside one partition: `len` bytes at `offset`, or none when that would pass its
 /// end.
-type PartRead<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
+pub(crate) type PartRead<'a> = dyn FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a;
+
+/// A filesystem read from a partition, or what does not hold together in it.
+pub(crate) type Checked<T> = Result<T, String>;
 
 /// A filesystem's used ranges (partition offsets), or why they cannot be trusted.
 type Found = Result<Vec<(u64, u64)>, String>;
 
-fn le16(b: &[u8], at: usize) -> u64 {
+pub(crate) fn le16(b: &[u8], at: usize) -> u64 {
     u64::from(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-fn le32(b: &[u8], at: usize) -> u64 {
+pub(crate) fn le32(b: &[u8], at: usize) -> u64 {
     u64::from(layout::le32(b, at))
 }
 
@@ -437,200 +469,303 @@ fn ext(at: &mut PartRead<'_>, len: u64) -> Result<Option<Found>, Error> {
     if sb.len() < 1024 || le16(&sb, 0x38) != EXT_MAGIC {
         return Ok(None);
     }
-    Ok(Some(ext_used(at, &sb, len)?))
+    Ok(Some(match ExtFs::read(at, &sb, len)? {
+        Ok(fs) => ext_used(at, &fs)?,
+        Err(why) => Err(why),
+    }))
 }
 
-fn ext_used(at: &mut PartRead<'_>, sb: &[u8], len: u64) -> Result<Found, Error> {
-    let damaged = |offset: u64, field: &str, why: String| {
-        Ok(Err(format!(
-            "ext superblock field {field} (byte {} of the partition) {why}",
-            1024 + offset
-        )))
-    };
-    let incompat = le32(sb, 0x60);
-    let ro = le32(sb, 0x64);
-    let compat = le32(sb, 0x5C);
-    if incompat & INCOMPAT_RECOVER != 0 {
-        return Ok(Err(
-            "its journal needs recovery (the filesystem was not cleanly unmounted), so its \
-             bitmaps may be stale"
-                .into(),
-        ));
+/// An ext2/3/4 filesystem's geometry and group descriptors, every number checked against
+/// the partition before it is used.
+pub(crate) struct ExtFs {
+    /// Block size in bytes.
+    pub(crate) bs: u64,
+    /// Blocks in the filesystem.
+    pub(crate) blocks: u64,
+    /// The first data block (1 with 1 KiB blocks, else 0).
+    pub(crate) first: u64,
+    pub(crate) per_group: u64,
+    pub(crate) inodes_per_group: u64,
+    pub(crate) inode_size: u64,
+    /// Blocks of each group's inode table.
+    pub(crate) table_blocks: u64,
+    /// The first inode that is not reserved.
+    pub(crate) first_ino: u64,
+    /// Group descriptors carry checksums (uninit_bg or metadata_csum), so their
+    /// BLOCK_UNINIT, INODE_UNINIT and unused-inode counts can be trusted.
+    pub(crate) csum: bool,
+    pub(crate) groups: Vec<ExtGroup>,
+    desc_blocks: u64,
+    per_desc_block: u64,
+    meta_bg: bool,
+    first_meta_bg: u64,
+    reserved_gdt: u64,
+    compat: u64,
+    ro: u64,
+    backups: [u64; 2],
+}
+
+/// One block group's descriptor.
+pub(crate) struct ExtGroup {
+    pub(crate) bitmap: u64,
+    pub(crate) inode_bitmap: u64,
+    pub(crate) table: u64,
+    pub(crate) flags: u64,
+    /// Inodes at the end of its table never used (with `csum`).
+    pub(crate) itable_unused: u64,
+}
+
+/// The group descriptor flag: the inode table and bitmap were never written.
+pub(crate) const BG_INODE_UNINIT: u64 = 0x1;
+
+impl ExtFs {
+    /// The geometry from superblock `sb`, and the group descriptors from the partition; an
+    /// `Err` inside names what does not hold together.
+    pub(crate) fn read(
+        at: &mut PartRead<'_>,
+        sb: &[u8],
+        len: u64,
+    ) -> Result<Checked<ExtFs>, Error> {
+        let damaged = |offset: u64, field: &str, why: String| {
+            Ok(Err(format!(
+                "ext superblock field {field} (byte {} of the partition) {why}",
+                1024 + offset
+            )))
+        };
+        let incompat = le32(sb, 0x60);
+        let ro = le32(sb, 0x64);
+        let compat = le32(sb, 0x5C);
+        if incompat & INCOMPAT_RECOVER != 0 {
+            return Ok(Err(
+                "its journal needs recovery (the filesystem was not cleanly unmounted), so its \
+                 bitmaps may be stale"
+                    .into(),
+            ));
+        }
+        if incompat & INCOMPAT_JOURNAL_DEV != 0 {
+            return Ok(Err("it is an external journal device".into()));
+        }
+        if incompat & !INCOMPAT_KNOWN != 0 {
+            return damaged(
+                0x60,
+                "s_feature_incompat",
+                format!("has unknown features {:#x}", incompat & !INCOMPAT_KNOWN),
+            );
+        }
+        if ro & RO_BIGALLOC != 0 {
+            return Ok(Err("it uses bigalloc clusters".into()));
+        }
+        let log = le32(sb, 0x18);
+        if log > 6 {
+            return damaged(
+                0x18,
+                "s_log_block_size",
+                format!("is {log} (over 64 KiB blocks)"),
+            );
+        }
+        let bs = 1024u64 << log;
+        let wide = incompat & INCOMPAT_64BIT != 0;
+        let blocks = le32(sb, 0x4) | if wide { le32(sb, 0x150) << 32 } else { 0 };
+        if blocks == 0 || blocks.saturating_mul(bs) > len {
+            return damaged(
+                0x4,
+                "s_blocks_count",
+                format!(
+                    "says {blocks} blocks of {bs} bytes, more than the partition's {len} bytes"
+                ),
+            );
+        }
+        let first = le32(sb, 0x14);
+        if first >= blocks || first > 1 {
+            return damaged(0x14, "s_first_data_block", format!("is {first}"));
+        }
+        let per_group = le32(sb, 0x20);
+        if per_group == 0 || per_group > 8 * bs {
+            return damaged(
+                0x20,
+                "s_blocks_per_group",
+                format!("is {per_group}, not between 1 and {}", 8 * bs),
+            );
+        }
+        let desc_size = if wide { le16(sb, 0xFE) } else { 32 };
+        if desc_size < 32
+            || !desc_size.is_power_of_two()
+            || desc_size > bs
+            || (wide && desc_size < 64)
+        {
+            return damaged(0xFE, "s_desc_size", format!("is {desc_size}"));
+        }
+        let inodes_per_group = le32(sb, 0x28);
+        let (inode_size, first_ino) = if le32(sb, 0x4C) == 0 {
+            (128, 11)
+        } else {
+            (le16(sb, 0x58), le32(sb, 0x54))
+        };
+        if inode_size < 128 || inode_size > bs || inodes_per_group > 8 * bs {
+            return damaged(0x58, "s_inode_size", format!("is {inode_size}"));
+        }
+        let mut fs = ExtFs {
+            bs,
+            blocks,
+            first,
+            per_group,
+            inodes_per_group,
+            inode_size,
+            table_blocks: (inodes_per_group * inode_size).div_ceil(bs),
+            first_ino,
+            csum: ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0,
+            groups: Vec::new(),
+            desc_blocks: 0,
+            per_desc_block: bs / desc_size,
+            meta_bg: incompat & INCOMPAT_META_BG != 0,
+            first_meta_bg: 0,
+            reserved_gdt: le16(sb, 0xCE),
+            compat,
+            ro,
+            backups: [le32(sb, 0x24C), le32(sb, 0x250)],
+        };
+        let groups = (blocks - first).div_ceil(per_group);
+        fs.desc_blocks = groups.div_ceil(fs.per_desc_block);
+        fs.first_meta_bg = if fs.meta_bg {
+            le32(sb, 0x104)
+        } else {
+            fs.desc_blocks
+        };
+        // The count comes from the superblock, which was checked against the partition's
+        // size: it sizes nothing before the descriptors are read.
+        fs.groups = Vec::with_capacity(groups.min(1 << 16) as usize);
+        for i in 0..fs.desc_blocks {
+            let b = fs.desc_block(i);
+            if b >= blocks {
+                return damaged(
+                    0x104,
+                    "s_first_meta_bg",
+                    format!("puts descriptor block {i} at block {b}, past the filesystem's end"),
+                );
+            }
+            let d = at(b * bs, bs as usize)?;
+            if d.len() < bs as usize {
+                return Ok(Err(format!(
+                    "descriptor block {i} (block {b}) is cut short"
+                )));
+            }
+            let in_block = fs.per_desc_block.min(groups - i * fs.per_desc_block);
+            for k in 0..in_block {
+                let o = (k * desc_size) as usize;
+                // A 64-byte descriptor keeps each field's high half further on.
+                let high = |at: usize, read: fn(&[u8], usize) -> u64| {
+                    if desc_size >= 64 {
+                        read(&d, o + at)
+                    } else {
+                        0
+                    }
+                };
+                let group = ExtGroup {
+                    bitmap: le32(&d, o) | high(0x20, le32) << 32,
+                    inode_bitmap: le32(&d, o + 4) | high(0x24, le32) << 32,
+                    table: le32(&d, o + 8) | high(0x28, le32) << 32,
+                    flags: le16(&d, o + 0x12),
+                    itable_unused: le16(&d, o + 0x1C) | high(0x32, le16) << 16,
+                };
+                let g = i * fs.per_desc_block + k;
+                let where_ = |what: &str| {
+                    format!(
+                        "group {g}'s {what} (descriptor at byte {} of the partition) lies past \
+                         the filesystem's end",
+                        b * bs + o as u64
+                    )
+                };
+                if group.bitmap >= blocks {
+                    return Ok(Err(where_("block bitmap")));
+                }
+                if group.inode_bitmap >= blocks {
+                    return Ok(Err(where_("inode bitmap")));
+                }
+                if group.table.saturating_add(fs.table_blocks) > blocks {
+                    return Ok(Err(where_("inode table")));
+                }
+                fs.groups.push(group);
+            }
+        }
+        Ok(Ok(fs))
     }
-    if incompat & INCOMPAT_JOURNAL_DEV != 0 {
-        return Ok(Err("it is an external journal device".into()));
-    }
-    if incompat & !INCOMPAT_KNOWN != 0 {
-        return damaged(
-            0x60,
-            "s_feature_incompat",
-            format!("has unknown features {:#x}", incompat & !INCOMPAT_KNOWN),
-        );
-    }
-    if ro & RO_BIGALLOC != 0 {
-        return Ok(Err("it uses bigalloc clusters".into()));
-    }
-    let log = le32(sb, 0x18);
-    if log > 6 {
-        return damaged(
-            0x18,
-            "s_log_block_size",
-            format!("is {log} (over 64 KiB blocks)"),
-        );
-    }
-    let bs = 1024u64 << log;
-    let wide = incompat & INCOMPAT_64BIT != 0;
-    let blocks = le32(sb, 0x4) | if wide { le32(sb, 0x150) << 32 } else { 0 };
-    if blocks == 0 || blocks.saturating_mul(bs) > len {
-        return damaged(
-            0x4,
-            "s_blocks_count",
-            format!("says {blocks} blocks of {bs} bytes, more than the partition's {len} bytes"),
-        );
-    }
-    let first = le32(sb, 0x14);
-    if first >= blocks || first > 1 {
-        return damaged(0x14, "s_first_data_block", format!("is {first}"));
-    }
-    let per_group = le32(sb, 0x20);
-    if per_group == 0 || per_group > 8 * bs {
-        return damaged(
-            0x20,
-            "s_blocks_per_group",
-            format!("is {per_group}, not between 1 and {}", 8 * bs),
-        );
-    }
-    let desc_size = if wide { le16(sb, 0xFE) } else { 32 };
-    if desc_size < 32 || !desc_size.is_power_of_two() || desc_size > bs || (wide && desc_size < 64)
-    {
-        return damaged(0xFE, "s_desc_size", format!("is {desc_size}"));
-    }
-    let inodes_per_group = le32(sb, 0x28);
-    let inode_size = if le32(sb, 0x4C) == 0 {
-        128
-    } else {
-        le16(sb, 0x58)
-    };
-    if inode_size < 128 || inode_size > bs || inodes_per_group > 8 * bs {
-        return damaged(0x58, "s_inode_size", format!("is {inode_size}"));
-    }
-    let table_blocks = (inodes_per_group * inode_size).div_ceil(bs);
-    let groups = (blocks - first).div_ceil(per_group);
-    let per_desc_block = bs / desc_size;
-    let desc_blocks = groups.div_ceil(per_desc_block);
-    let meta_bg = incompat & INCOMPAT_META_BG != 0;
-    let first_meta_bg = if meta_bg {
-        le32(sb, 0x104)
-    } else {
-        desc_blocks
-    };
-    let reserved_gdt = le16(sb, 0xCE);
-    let backups = [le32(sb, 0x24C), le32(sb, 0x250)];
-    let has_super = |g: u64| -> bool {
+
+    /// Whether group `g` holds a superblock (or a backup of it).
+    pub(crate) fn has_super(&self, g: u64) -> bool {
         if g == 0 {
             return true;
         }
-        if compat & COMPAT_SPARSE_SUPER2 != 0 {
-            return backups.contains(&g);
+        if self.compat & COMPAT_SPARSE_SUPER2 != 0 {
+            return self.backups.contains(&g);
         }
-        if ro & RO_SPARSE_SUPER == 0 {
+        if self.ro & RO_SPARSE_SUPER == 0 {
             return true;
         }
         g == 1 || [3u64, 5, 7].iter().any(|&b| is_power_of(g, b))
-    };
-    let group_start = |g: u64| first + g * per_group;
-    // The descriptor blocks: in the table after group 0's superblock, and with meta_bg
-    // (beyond s_first_meta_bg) in the first group of each meta group.
-    let desc_block = |i: u64| -> u64 {
-        if !meta_bg || i < first_meta_bg {
-            first + 1 + i
-        } else {
-            let g = i * per_desc_block;
-            group_start(g) + u64::from(has_super(g))
-        }
-    };
-    let csum = ro & (RO_GDT_CSUM | RO_METADATA_CSUM) != 0;
-    // Blocks in use, as runs of block numbers (sorted and joined below).
-    let mut used: Vec<(u64, u64)> = vec![(0, first + 1)];
-    // The count comes from the superblock: it sizes nothing before the blocks are read.
-    let mut descs = Vec::with_capacity(desc_blocks.min(1 << 12) as usize);
-    for i in 0..desc_blocks {
-        let b = desc_block(i);
-        if b >= blocks {
-            return damaged(
-                0x104,
-                "s_first_meta_bg",
-                format!("puts descriptor block {i} at block {b}, past the filesystem's end"),
-            );
-        }
-        let data = at(b * bs, bs as usize)?;
-        if data.len() < bs as usize {
-            return Ok(Err(format!(
-                "descriptor block {i} (block {b}) is cut short"
-            )));
-        }
-        used.push((b, b + 1));
-        descs.push(data);
     }
-    for g in 0..groups {
-        let d = &descs[(g / per_desc_block) as usize];
-        let o = ((g % per_desc_block) * desc_size) as usize;
-        let field = |lo: usize, hi: usize| {
-            le32(d, o + lo)
-                | if desc_size >= 64 {
-                    le32(d, o + hi) << 32
+
+    /// Group `g`'s first block.
+    pub(crate) fn group_start(&self, g: u64) -> u64 {
+        self.first + g * self.per_group
+    }
+
+    /// Where descriptor block `i` lies: in the table after group 0's superblock, and with
+    /// meta_bg (beyond s_first_meta_bg) in the first group of each meta group.
+    fn desc_block(&self, i: u64) -> u64 {
+        if !self.meta_bg || i < self.first_meta_bg {
+            self.first + 1 + i
+        } else {
+            let g = i * self.per_desc_block;
+            self.group_start(g) + u64::from(self.has_super(g))
+        }
+    }
+
+    /// The superblock copy, descriptor blocks and reserved descriptor blocks group `g`
+    /// holds at its start (block ranges), as mke2fs lays them out.
+    pub(crate) fn group_head(&self, g: u64) -> Vec<(u64, u64)> {
+        let start = self.group_start(g);
+        let mut head = Vec::new();
+        if self.has_super(g) {
+            head.push((start, start + 1));
+            let in_meta = self.meta_bg && g / self.per_desc_block >= self.first_meta_bg;
+            if !in_meta {
+                let table_len = if self.meta_bg {
+                    self.first_meta_bg
                 } else {
-                    0
-                }
-        };
-        let (bitmap, inode_bitmap, table) = (field(0, 0x20), field(4, 0x24), field(8, 0x28));
-        let flags = le16(d, o + 0x12);
-        let where_ = |what: &str| {
-            format!(
-                "group {g}'s {what} (descriptor at byte {} of the partition) lies past the \
-                 filesystem's end",
-                desc_block(g / per_desc_block) * bs + o as u64
-            )
-        };
-        if bitmap >= blocks {
-            return Ok(Err(where_("block bitmap")));
+                    self.desc_blocks + self.reserved_gdt
+                };
+                head.push((start + 1, (start + 1 + table_len).min(self.blocks)));
+            }
         }
-        if inode_bitmap >= blocks {
-            return Ok(Err(where_("inode bitmap")));
+        if self.meta_bg && g / self.per_desc_block >= self.first_meta_bg {
+            let index = g % self.per_desc_block;
+            if index == 0 || index == 1 || index == self.per_desc_block - 1 {
+                let b = start + u64::from(self.has_super(g));
+                head.push((b, b + 1));
+            }
         }
-        if table.saturating_add(table_blocks) > blocks {
-            return Ok(Err(where_("inode table")));
-        }
+        head
+    }
+}
+
+fn ext_used(at: &mut PartRead<'_>, fs: &ExtFs) -> Result<Found, Error> {
+    let (bs, blocks) = (fs.bs, fs.blocks);
+    // Blocks in use, as runs of block numbers (sorted and joined below).
+    let mut used: Vec<(u64, u64)> = vec![(0, fs.first + 1)];
+    used.extend((0..fs.desc_blocks).map(|i| (fs.desc_block(i), fs.desc_block(i) + 1)));
+    for (g, group) in (0u64..).zip(&fs.groups) {
         // Its own metadata is in use wherever it lies (flex_bg puts it elsewhere).
-        used.push((bitmap, bitmap + 1));
-        used.push((inode_bitmap, inode_bitmap + 1));
-        used.push((table, table + table_blocks));
-        let start = group_start(g);
-        let count = per_group.min(blocks - start);
-        if csum && flags & BG_BLOCK_UNINIT != 0 {
+        used.push((group.bitmap, group.bitmap + 1));
+        used.push((group.inode_bitmap, group.inode_bitmap + 1));
+        used.push((group.table, group.table + fs.table_blocks));
+        let start = fs.group_start(g);
+        let count = fs.per_group.min(blocks - start);
+        if fs.csum && group.flags & BG_BLOCK_UNINIT != 0 {
             // Never written: only the superblock backup and descriptor copies are there.
-            if has_super(g) {
-                used.push((start, start + 1));
-                let in_meta = meta_bg && g / per_desc_block >= first_meta_bg;
-                if !in_meta {
-                    let table_len = if meta_bg {
-                        first_meta_bg
-                    } else {
-                        desc_blocks + reserved_gdt
-                    };
-                    used.push((start + 1, (start + 1 + table_len).min(blocks)));
-                }
-            }
-            if meta_bg && g / per_desc_block >= first_meta_bg {
-                let index = g % per_desc_block;
-                if index == 0 || index == 1 || index == per_desc_block - 1 {
-                    let b = start + u64::from(has_super(g));
-                    used.push((b, b + 1));
-                }
-            }
+            used.extend(fs.group_head(g));
             continue;
         }
-        let bits = match at(bitmap * bs, bs as usize) {
+        let bits = match at(group.bitmap * bs, bs as usize) {
             // Streaming: this group's bitmap has not come past yet. What is known holds;
             // from this group on everything counts, until it has.
             Err(e) if is_not_yet(&e) => {
@@ -685,130 +820,189 @@ fn is_power_of(mut n: u64, base: u64) -> bool {
 
 /// FAT12/16/32, when the boot sector reads as one.
 fn fat(at: &mut PartRead<'_>, len: u64) -> Result<Option<(u8, Found)>, Error> {
-    let boot = at(0, 512)?;
-    if boot.len() < 512 || !matches!(boot[0], 0xEB | 0xE9) {
-        return Ok(None);
-    }
-    let sector = le16(&boot, 0x0B);
-    let per_cluster = u64::from(boot[0x0D]);
-    let reserved = le16(&boot, 0x0E);
-    let fats = u64::from(boot[0x10]);
-    let plausible = matches!(sector, 512 | 1024 | 2048 | 4096)
-        && per_cluster.is_power_of_two()
-        && reserved >= 1
-        && (1..=4).contains(&fats);
-    if !plausible {
-        return Ok(None);
-    }
-    let damaged = |offset: usize, field: &str, why: String| -> Found {
-        Err(format!(
-            "FAT boot sector field {field} (byte {offset} of the partition) {why}"
-        ))
-    };
-    let root_entries = le16(&boot, 0x11);
-    let fat_size = match le16(&boot, 0x16) {
-        0 => le32(&boot, 0x24),
-        n => n,
-    };
-    let total = match le16(&boot, 0x13) {
-        0 => le32(&boot, 0x20),
-        n => n,
-    };
-    if fat_size == 0 {
-        return Ok(Some((0, damaged(0x24, "BPB_FATSz32", "is 0".into()))));
-    }
-    if total.saturating_mul(sector) > len {
-        return Ok(Some((
-            0,
-            damaged(
+    Ok(FatFs::read(at, len)?.map(|(bits, fs)| (bits, fs.map(|fs| fat_used(&fs)))))
+}
+
+/// A FAT filesystem's geometry and its active allocation table, every number checked
+/// against the partition before it is used.
+pub(crate) struct FatFs {
+    /// Bytes per sector.
+    pub(crate) sector: u64,
+    pub(crate) reserved: u64,
+    pub(crate) fats: u64,
+    /// Sectors per FAT.
+    pub(crate) fat_size: u64,
+    /// The first sector of the data area (cluster 2).
+    pub(crate) data: u64,
+    /// Data clusters (numbered 2 to `clusters + 1`).
+    pub(crate) clusters: u64,
+    pub(crate) cluster_bytes: u64,
+    /// 12, 16 or 32.
+    pub(crate) bits: u8,
+    /// FAT32: the root folder's first cluster.
+    pub(crate) root_cluster: u64,
+    /// The active FAT, `(clusters + 2)` entries.
+    table: Vec<u8>,
+}
+
+impl FatFs {
+    /// The filesystem, when the boot sector reads as FAT: its width (0 when unknown) and
+    /// either the filesystem or what does not hold together.
+    pub(crate) fn read(
+        at: &mut PartRead<'_>,
+        len: u64,
+    ) -> Result<Option<(u8, Checked<FatFs>)>, Error> {
+        let boot = at(0, 512)?;
+        if boot.len() < 512 || !matches!(boot[0], 0xEB | 0xE9) {
+            return Ok(None);
+        }
+        let sector = le16(&boot, 0x0B);
+        let per_cluster = u64::from(boot[0x0D]);
+        let reserved = le16(&boot, 0x0E);
+        let fats = u64::from(boot[0x10]);
+        let plausible = matches!(sector, 512 | 1024 | 2048 | 4096)
+            && per_cluster.is_power_of_two()
+            && reserved >= 1
+            && (1..=4).contains(&fats);
+        if !plausible {
+            return Ok(None);
+        }
+        let damaged = |bits: u8, offset: usize, field: &str, why: String| {
+            Ok(Some((
+                bits,
+                Err(format!(
+                    "FAT boot sector field {field} (byte {offset} of the partition) {why}"
+                )),
+            )))
+        };
+        let root_entries = le16(&boot, 0x11);
+        let fat_size = match le16(&boot, 0x16) {
+            0 => le32(&boot, 0x24),
+            n => n,
+        };
+        let total = match le16(&boot, 0x13) {
+            0 => le32(&boot, 0x20),
+            n => n,
+        };
+        if fat_size == 0 {
+            return damaged(0, 0x24, "BPB_FATSz32", "is 0".into());
+        }
+        if total.saturating_mul(sector) > len {
+            return damaged(
+                0,
                 0x20,
                 "BPB_TotSec",
                 format!("says {total} sectors, more than the partition's {len} bytes"),
-            ),
-        )));
-    }
-    let root_sectors = (root_entries * 32).div_ceil(sector);
-    let data = reserved + fats * fat_size + root_sectors;
-    if data >= total {
-        return Ok(Some((
-            0,
-            damaged(
+            );
+        }
+        let root_sectors = (root_entries * 32).div_ceil(sector);
+        let data = reserved + fats * fat_size + root_sectors;
+        if data >= total {
+            return damaged(
+                0,
                 0x16,
                 "BPB_FATSz",
                 format!("puts the data area at sector {data}, past the {total} sectors"),
-            ),
-        )));
-    }
-    let clusters = (total - data) / per_cluster;
-    let bits: u8 = if clusters < 4085 {
-        12
-    } else if clusters < 65525 {
-        16
-    } else {
-        32
-    };
-    let active = if bits == 32 && boot[0x28] & 0x80 != 0 {
-        u64::from(boot[0x28] & 0x0F)
-    } else {
-        0
-    };
-    if active >= fats {
-        return Ok(Some((
-            bits,
-            damaged(
+            );
+        }
+        let clusters = (total - data) / per_cluster;
+        let bits: u8 = if clusters < 4085 {
+            12
+        } else if clusters < 65525 {
+            16
+        } else {
+            32
+        };
+        let active = if bits == 32 && boot[0x28] & 0x80 != 0 {
+            u64::from(boot[0x28] & 0x0F)
+        } else {
+            0
+        };
+        if active >= fats {
+            return damaged(
+                bits,
                 0x28,
                 "BPB_ExtFlags",
                 format!("names FAT {active} of {fats}"),
-            ),
-        )));
-    }
-    let entries = clusters + 2;
-    let table_len = match bits {
-        12 => (entries * 3).div_ceil(2),
-        16 => entries * 2,
-        _ => entries * 4,
-    };
-    if table_len > fat_size * sector {
-        return Ok(Some((
-            bits,
-            damaged(
+            );
+        }
+        let entries = clusters + 2;
+        let table_len = match bits {
+            12 => (entries * 3).div_ceil(2),
+            16 => entries * 2,
+            _ => entries * 4,
+        };
+        if table_len > fat_size * sector {
+            return damaged(
+                bits,
                 0x16,
                 "BPB_FATSz",
                 format!(
                     "gives the FAT {} bytes, too few for {clusters} clusters",
                     fat_size * sector
                 ),
-            ),
-        )));
+            );
+        }
+        let table = at((reserved + active * fat_size) * sector, table_len as usize)?;
+        if table.len() < table_len as usize {
+            return Ok(Some((bits, Err("the FAT is cut short".into()))));
+        }
+        let fs = FatFs {
+            sector,
+            reserved,
+            fats,
+            fat_size,
+            data,
+            clusters,
+            cluster_bytes: per_cluster * sector,
+            bits,
+            root_cluster: if bits == 32 { le32(&boot, 0x2C) } else { 0 },
+            table,
+        };
+        Ok(Some((bits, Ok(fs))))
     }
-    let table = at((reserved + active * fat_size) * sector, table_len as usize)?;
-    if table.len() < table_len as usize {
-        return Ok(Some((bits, Err("the FAT is cut short".into()))));
-    }
-    let cluster_bytes = per_cluster * sector;
-    let data_at = data * sector;
-    let mut used = vec![(0, data_at)];
-    let mut run: Option<u64> = None;
-    for n in 2..entries {
-        let value = match bits {
+
+    /// Cluster `n`'s entry in the FAT (`n` from 2 to `clusters + 1`).
+    pub(crate) fn entry(&self, n: u64) -> u64 {
+        match self.bits {
             12 => {
-                let v = le16(&table, (n + n / 2) as usize);
+                let v = le16(&self.table, (n + n / 2) as usize);
                 if n % 2 == 0 {
                     v & 0xFFF
                 } else {
                     v >> 4
                 }
             }
-            16 => le16(&table, (n * 2) as usize),
-            _ => le32(&table, (n * 4) as usize) & 0x0FFF_FFFF,
-        };
-        let bad = match bits {
+            16 => le16(&self.table, (n * 2) as usize),
+            _ => le32(&self.table, (n * 4) as usize) & 0x0FFF_FFFF,
+        }
+    }
+
+    /// The entry that marks a bad cluster; values from it up end a chain.
+    pub(crate) fn bad_mark(&self) -> u64 {
+        match self.bits {
             12 => 0xFF7,
             16 => 0xFFF7,
             _ => 0x0FFF_FFF7,
-        };
-        let in_use = value != 0 && value != bad;
-        let at_byte = data_at + (n - 2) * cluster_bytes;
+        }
+    }
+
+    /// Cluster `n`'s first byte in the partition.
+    pub(crate) fn cluster_at(&self, n: u64) -> u64 {
+        self.data * self.sector + (n - 2) * self.cluster_bytes
+    }
+}
+
+/// The used ranges of a FAT filesystem: everything before the data area, and each
+/// cluster its table marks as neither free nor bad.
+fn fat_used(fs: &FatFs) -> Vec<(u64, u64)> {
+    let data_at = fs.data * fs.sector;
+    let mut used = vec![(0, data_at)];
+    let mut run: Option<u64> = None;
+    for n in 2..fs.clusters + 2 {
+        let value = fs.entry(n);
+        let in_use = value != 0 && value != fs.bad_mark();
+        let at_byte = fs.cluster_at(n);
         match (in_use, run) {
             (true, None) => run = Some(at_byte),
             (false, Some(r)) => {
@@ -819,9 +1013,9 @@ fn fat(at: &mut PartRead<'_>, len: u64) -> Result<Option<(u8, Found)>, Error> {
         }
     }
     if let Some(r) = run {
-        used.push((r, data_at + clusters * cluster_bytes));
+        used.push((r, fs.cluster_at(fs.clusters + 2)));
     }
-    Ok(Some((bits, Ok(used))))
+    used
 }
 
 // swap ---------------------------------------------------------------------------------

@@ -246,7 +246,8 @@ struct ReadArgs {
     all_blocks: bool,
     /// Keep going past unreadable blocks (a dying card): each is read again 4 KiB at a
     /// time, what cannot be read becomes zeros, OUTPUT.badblocks (a GNU ddrescue mapfile)
-    /// lists it, and the summary says the backup is incomplete and what was hit
+    /// lists it, and the summary says the backup is incomplete and which files, folders
+    /// and filesystem structures (ext2/3/4, FAT) were hit
     #[arg(long)]
     rescue: bool,
     /// Print progress and the result as JSON, one object per line

@@ -62,9 +62,14 @@ pub struct ReadReport {
 pub struct Unreadable {
     pub start: u64,
     pub end: u64,
-    /// "data in use of partition 2 (ext4)", "free space of partition 1 (FAT)", "the
-    /// partition table (before the first partition)".
+    /// Where it lies and what it held, in one line: "partition 2 (ext2/3/4):
+    /// /home/pi/notes.txt, the inode of /etc/hosts".
     pub belongs_to: String,
+    /// Where it lies: "partition 2 (ext2/3/4)", "the partition table (before the first
+    /// partition)".
+    pub place: String,
+    /// What it held: file paths, "the folder /etc", "the journal", "free space", ...
+    pub held: Vec<String>,
 }
 
 impl ReadReport {
@@ -108,8 +113,16 @@ impl ReadReport {
                 units::bytes(lost),
                 map.display()
             );
-            for u in &self.unreadable {
+            // A dying card can have thousands: the first ones here, all in --json.
+            const LISTED: usize = 20;
+            for u in self.unreadable.iter().take(LISTED) {
                 summary += &format!("\n  bytes {}..{}: {}", u.start, u.end, u.belongs_to);
+            }
+            if self.unreadable.len() > LISTED {
+                summary += &format!(
+                    "\n  and {} more ranges (--json lists them all)",
+                    self.unreadable.len() - LISTED
+                );
             }
         }
         summary += &format!(
@@ -182,10 +195,12 @@ impl ReadJob {
             unreadable: report
                 .unreadable
                 .into_iter()
-                .map(|(start, end, belongs_to)| Unreadable {
+                .map(|(start, end, held)| Unreadable {
                     start,
                     end,
-                    belongs_to,
+                    belongs_to: held.to_string(),
+                    place: held.place,
+                    held: held.what,
                 })
                 .collect(),
             badblocks_file: report.badblocks_file,
