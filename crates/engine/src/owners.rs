@@ -113,6 +113,22 @@ pub fn held_in_file(file: &std::fs::File, size: u64, ranges: &[(u64, u64)]) -> V
             .map_err(|e| Error::read("the image", offset, e))?;
         Ok(buf)
     };
+    held_in_disk(&mut read, size, ranges)
+}
+
+/// The same for a disk image held in memory (as a fuzzer hands it over).
+pub fn held_in_bytes(disk: &[u8], ranges: &[(u64, u64)]) -> Vec<Held> {
+    let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(disk.len());
+        Ok(disk[start..start.saturating_add(len).min(disk.len())].to_vec())
+    };
+    held_in_disk(&mut read, disk.len() as u64, ranges)
+}
+
+fn held_in_disk(read: &mut ReadFn<'_>, size: u64, ranges: &[(u64, u64)]) -> Vec<Held> {
+    let mut read = read;
     match crate::usage::usage(&mut read, size, 512) {
         Ok(usage) => held(&mut read, &usage, ranges),
         Err(e) => ranges
