@@ -18,6 +18,15 @@ use crate::{Error, Format};
 const IMAGER_CUSTOM: &str = "/usr/lib/raspberrypi-sys-mods/imager_custom";
 const FIRSTBOOT: &str = "/usr/lib/raspberrypi-sys-mods/firstboot";
 const USERCONF: &str = "/usr/lib/userconf-pi/userconf";
+/// The initramfs steps that grow the root partition on first boot: Bookworm's (acting on
+/// `init=…/firstboot`) and Trixie's (acting on the `resize` word).
+const GROW_FIRSTBOOT: &str = "/usr/share/initramfs-tools/scripts/local-premount/firstboot";
+const GROW_RESIZE: &str = "/usr/share/initramfs-tools/scripts/local-premount/resize_early";
+/// Trixie's unit that has systemd grow the root filesystem on a first boot.
+const RPI_RESIZE: [&str; 2] = [
+    "/usr/lib/systemd/system/rpi-resize.service",
+    "/lib/systemd/system/rpi-resize.service",
+];
 const IMAGER_FIXUP: [&str; 2] = [
     "/usr/share/initramfs-tools/scripts/local-bottom/imager_fixup",
     "/etc/initramfs-tools/scripts/local-bottom/imager_fixup",
@@ -36,6 +45,15 @@ pub struct Inspection {
     pub imager_fixup: bool,
     /// `/usr/lib/raspberrypi-sys-mods/firstboot` (Bookworm's `init=` first boot).
     pub firstboot: bool,
+    /// The initramfs step that grows the root partition and filesystem when `init=` names
+    /// the first-boot script (Bookworm).
+    pub grow_on_firstboot: bool,
+    /// The initramfs step that grows the root partition on the `resize` word (Trixie).
+    pub grow_on_resize: bool,
+    /// rpi-resize.service: systemd grows the root filesystem on a first boot (Trixie).
+    pub rpi_resize: bool,
+    /// cloud-utils' growpart, which cloud-init's growpart module runs.
+    pub growpart: bool,
     pub raspi_config: bool,
     pub cloud_init: Option<CloudInit>,
     pub network_manager: bool,
@@ -170,6 +188,10 @@ pub fn inspect(file: &File, span: Span, cmdline: Option<&[u8]>) -> Result<Inspec
         userconf: root.exists(USERCONF),
         imager_fixup: IMAGER_FIXUP.iter().any(|p| root.exists(p)),
         firstboot: root.exists(FIRSTBOOT),
+        grow_on_firstboot: root.exists(GROW_FIRSTBOOT),
+        grow_on_resize: root.exists(GROW_RESIZE),
+        rpi_resize: root.any(&RPI_RESIZE),
+        growpart: root.any(&["/usr/bin/growpart", "/usr/sbin/growpart"]),
         raspi_config: root.any(&["/usr/bin/raspi-config"]),
         cloud_init: cloud_init(&root),
         network_manager: root.any(&["/usr/sbin/NetworkManager", "/sbin/NetworkManager"]),

@@ -20,6 +20,7 @@
 mod boot;
 mod cloudinit;
 mod error;
+pub mod expand;
 pub mod inspect;
 mod network;
 pub mod presets;

@@ -444,6 +444,145 @@ fn gpt(read: &mut ReadFn<'_>, mbr: &[u8], disk: u64, ss: u64) -> Result<Allocate
     Ok(plan)
 }
 
+/// The last partition of a disk image (by where it ends), as [`shrink_last_partition`]
+/// sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastPartition {
+    /// Its number in the table (1 for the first entry).
+    pub number: usize,
+    /// Its first byte.
+    pub start: u64,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The table it is in.
+    pub table: TableKind,
+}
+
+/// The partition of the image in `file` (`size` bytes, 512-byte sectors) that ends last:
+/// the one a shrink cuts. A logical partition of an MBR (inside an extended one) is refused,
+/// as is a table that does not hold together.
+pub fn last_partition(file: &std::fs::File, size: u64) -> Result<LastPartition, String> {
+    let mut read = file_reader(file, size);
+    let plan = plan_inner(&mut read, size, 512).map_err(|u| match u {
+        Unusable::Table(detail) => detail,
+        Unusable::Io(e) => e.to_string(),
+    })?;
+    match plan.table {
+        TableKind::Mbr => {
+            let mbr = read(0, 512).map_err(|e| e.to_string())?;
+            let entries = mbr_entries(&mbr);
+            let (i, e) = entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.kind != 0 && e.sectors > 0)
+                .max_by_key(|(_, e)| e.start + e.sectors)
+                .ok_or("its partition table lists no partitions")?;
+            if is_extended(e.kind) {
+                return Err(format!(
+                    "its last partition is a logical one (inside extended partition {})",
+                    i + 1
+                ));
+            }
+            Ok(LastPartition {
+                number: i + 1,
+                start: e.start * 512,
+                len: e.sectors * 512,
+                table: TableKind::Mbr,
+            })
+        }
+        TableKind::Gpt => {
+            let gpt = gpt_read(&mut read, size, 512).map_err(|u| match u {
+                Unusable::Table(detail) => detail,
+                Unusable::Io(e) => e.to_string(),
+            })?;
+            let entry_size = le32(&gpt.header, 84) as usize;
+            let (i, first, last) = gpt
+                .array
+                .chunks(entry_size)
+                .enumerate()
+                .filter(|(_, e)| e[..16].iter().any(|&b| b != 0))
+                .map(|(i, e)| (i, le64(e, 32), le64(e, 40)))
+                .max_by_key(|&(_, _, last)| last)
+                .ok_or("its GPT lists no partitions")?;
+            Ok(LastPartition {
+                number: i + 1,
+                start: first * 512,
+                len: (last - first + 1) * 512,
+                table: TableKind::Gpt,
+            })
+        }
+    }
+}
+
+/// Makes the image in `file` end its last partition (`last`, from [`last_partition`])
+/// after `new_len` bytes (a multiple of 512): the MBR entry's sector count, or the GPT
+/// entry's last LBA with the array's and the header's CRCs. A GPT's backup is rebuilt
+/// at the new end by an allocated-only read ([`crate::ReadOptions::allocated_only`]).
+pub fn shrink_last_partition(
+    file: &std::fs::File,
+    last: &LastPartition,
+    new_len: u64,
+) -> Result<(), Error> {
+    use std::os::unix::fs::FileExt;
+    assert!(
+        new_len % 512 == 0 && new_len <= last.len,
+        "a shrink, in sectors"
+    );
+    let write = |at: u64, data: &[u8]| {
+        file.write_all_at(data, at).map_err(|source| Error::Write {
+            path: "the image being shrunk".into(),
+            offset: at,
+            source,
+        })
+    };
+    let read = |at: u64, len: usize| -> Result<Vec<u8>, Error> {
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, at)
+            .map_err(|e| Error::read("the image being shrunk", at, e))?;
+        Ok(buf)
+    };
+    let sectors = new_len / 512;
+    match last.table {
+        TableKind::Mbr => {
+            let mut mbr = read(0, 512)?;
+            let at = 0x1BE + 16 * (last.number - 1);
+            let count = u32::try_from(sectors).expect("smaller than it was");
+            mbr[at + 12..at + 16].copy_from_slice(&count.to_le_bytes());
+            mbr[at + 5..at + 8].copy_from_slice(&chs(last.start / 512 + sectors - 1));
+            write(0, &mbr)
+        }
+        TableKind::Gpt => {
+            let mut header = read(512, 512)?;
+            let size = le32(&header, 12) as usize;
+            let entries_at = le64(&header, 72) * 512;
+            let array_len = (le32(&header, 80) * le32(&header, 84)) as usize;
+            let mut array = read(entries_at, array_len)?;
+            let e = (last.number - 1) * le32(&header, 84) as usize;
+            let last_lba = last.start / 512 + sectors - 1;
+            array[e + 40..e + 48].copy_from_slice(&last_lba.to_le_bytes());
+            header[88..92].copy_from_slice(&crc32fast::hash(&array).to_le_bytes());
+            seal(&mut header, size);
+            write(entries_at, &array)?;
+            write(512, &header)
+        }
+    }
+}
+
+/// Positioned reads of an image file, short at its end.
+fn file_reader(
+    file: &std::fs::File,
+    size: u64,
+) -> impl FnMut(u64, usize) -> Result<Vec<u8>, Error> + '_ {
+    use std::os::unix::fs::FileExt;
+    move |offset: u64, len: usize| {
+        let len = len.min(size.saturating_sub(offset) as usize);
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| Error::read("the image", offset, e))?;
+        Ok(buf)
+    }
+}
+
 /// A disk's partitions and the bytes its partition table itself takes.
 pub(crate) struct Table {
     pub kind: TableKind,

@@ -59,11 +59,13 @@ pub use error::Error;
 pub use format::Format;
 pub use hash::{hash, parse_sha256, to_hex, Algorithm, HashReport};
 pub use image::{FileIdentity, Image, Input, OpenAs};
-pub use layout::{Allocated, TableKind};
-pub use owners::{held_in_file, Held};
+pub use layout::{last_partition, shrink_last_partition, Allocated, LastPartition, TableKind};
+pub use owners::{held_in_bytes, held_in_file, Held};
 pub use pipeline::CHUNK;
 pub use progress::{CancelToken, Phase, Progress};
-pub use read::{bmap_path, checksum_path, read, OutputFormat, ReadOptions, ReadReport};
+pub use read::{
+    bmap_path, check_replaceable, checksum_path, read, OutputFormat, ReadOptions, ReadReport,
+};
 pub use scratch::{unpack, Unpacked};
 pub use size::{ImageSize, SizeKind};
 pub use target::{make_private, set_direct, Leftover, NewFiles, Target, TargetKind, SCRUB_LEN};

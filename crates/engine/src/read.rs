@@ -243,10 +243,12 @@ fn read_from(
                 path: out.to_owned(),
             });
         }
-        if let Some(free) = free_space(&dir).filter(|&free| free < total) {
+        // Unused blocks are holes in a raw image: what has to fit is what is read.
+        let needed = map.as_ref().map_or(total, |m| m.mapped_bytes().min(total));
+        if let Some(free) = free_space(&dir).filter(|&free| free < needed) {
             return Err(Error::NoSpace {
                 path: out.to_owned(),
-                needed: total,
+                needed,
                 free,
             });
         }
@@ -382,8 +384,9 @@ fn read_from(
     })
 }
 
-/// Only a regular file may be replaced, and only when asked.
-fn check_replaceable(path: &Path, force: bool) -> Result<(), Error> {
+/// Only a regular file may be replaced, and only when asked: the error for `path`
+/// otherwise.
+pub fn check_replaceable(path: &Path, force: bool) -> Result<(), Error> {
     let not_a_file = |meta: &fs::Metadata| Error::OutputNotAFile {
         path: path.to_owned(),
         kind: file_kind(meta),

@@ -23,8 +23,8 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::job::{
-    self, Blocks, Destination, EraseJob, Failure, Left, MapChoice, ReadJob, Run, Source, WriteJob,
-    EXIT_CANCELLED,
+    self, Blocks, Destination, EraseJob, Failure, Left, MapChoice, ReadJob, Run, ShrinkJob, Source,
+    WriteJob, EXIT_CANCELLED,
 };
 use report::{Reporter, Said};
 
@@ -123,6 +123,8 @@ enum Command {
     /// Read a card (or any device or file) back into an image: a backup
     #[command(after_help = READ_HELP)]
     Read(ReadArgs),
+    /// Shrink an image file to fit smaller cards, growing back on its first boot
+    Shrink(ShrinkImageArgs),
     /// List the drives an image can be written to
     Drives(drives::DrivesArgs),
     /// The OS catalog (Raspberry Pi Imager's list, or your own)
@@ -250,10 +252,115 @@ struct ReadArgs {
     /// and filesystem structures (ext2/3/4, FAT) were hit
     #[arg(long)]
     rescue: bool,
+    #[command(flatten)]
+    shrink: ShrinkArgs,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
 }
+
+/// How a backup is shrunk (`read --shrink`, `shrink`).
+#[derive(Args)]
+struct ShrinkArgs {
+    /// Shrink the backup to fit smaller cards: its last partition's ext2/3/4 filesystem is
+    /// cut to what its files use plus --shrink-margin (e2fsck, resize2fs), the partition table
+    /// made to match (a GPT's backup moved), the image ended there, and the OS's own
+    /// first-boot growth re-armed so it fills the card it is restored to. Implies
+    /// --allocated-only. The card is not changed.
+    #[arg(long)]
+    shrink: bool,
+    /// Free space the shrunk filesystem keeps (never cut below resize2fs's minimum): a
+    /// size in bytes, or with K, M, G or T (1024-based)
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    shrink_margin: u64,
+    /// The folder for the temporary copy the shrink works on (needs room for the used
+    /// data; default: the output's folder)
+    #[arg(long, value_name = "DIR")]
+    tmp: Option<PathBuf>,
+    /// Do not re-arm the first-boot growth: the root filesystem stays as small as it is
+    #[arg(long)]
+    no_expand: bool,
+}
+
+impl ShrinkArgs {
+    fn shrink(&self) -> job::Shrink {
+        job::Shrink {
+            margin: self.shrink_margin,
+            tmp: self.tmp.clone(),
+            expand: !self.no_expand,
+        }
+    }
+}
+
+/// "256M", "1G", "4096": a size in bytes (K, M, G, T are powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (e.g. 256M, 1G, 4096)"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{text:?}: the unit must be K, M, G or T")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[derive(Args)]
+#[command(after_help = SHRINK_HELP)]
+struct ShrinkImageArgs {
+    /// The image to shrink: raw, or compressed (.xz, .gz, .bz2, .zst, .zip)
+    image: PathBuf,
+    /// Where the shrunk image goes (.img, .img.zst, .img.xz, .img.gz); without it, IMAGE
+    /// (and its .sha256 and .bmap) is replaced once the shrunk one is complete
+    output: Option<PathBuf>,
+    /// Free space the shrunk filesystem keeps (never cut below resize2fs's minimum): a
+    /// size in bytes, or with K, M, G or T (1024-based)
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    shrink_margin: u64,
+    /// The folder for the temporary copy (default: the output's folder)
+    #[arg(long, value_name = "DIR")]
+    tmp: Option<PathBuf>,
+    /// Do not re-arm the first-boot growth
+    #[arg(long)]
+    no_expand: bool,
+    /// Replace an existing OUTPUT (and its .sha256 and .bmap)
+    #[arg(long)]
+    force: bool,
+    /// Print progress and the result as JSON, one object per line
+    #[arg(long)]
+    json: bool,
+}
+
+const SHRINK_HELP: &str = "\
+The last partition's ext2/3/4 filesystem is checked (e2fsck -fn: a filesystem with errors
+is refused, nothing written) and cut with resize2fs to what its files use plus
+--shrink-margin (never below resize2fs's minimum), on a private temporary copy holding only the used blocks; the partition table is made to
+match (MBR, or GPT with its backup moved to the new end) and the image ends there. Needs
+e2fsprogs.
+
+First boot grows it back, with the OS's own mechanism (--no-expand: not re-armed):
+  Raspberry Pi OS Bookworm  init=/usr/lib/raspberrypi-sys-mods/firstboot on cmdline.txt
+  Raspberry Pi OS Trixie    the resize word on cmdline.txt (its initramfs grows the
+                            partition; cloud-init's resizefs the filesystem)
+  cloud-init with growpart  nothing to change: it grows the root on every boot
+  anything else             not re-armed; the summary says how to grow it by hand
+
+Exit codes:
+  0    success
+  1    failure (filesystem errors, not enough room for the copy, e2fsprogs missing, ...)
+  2    invalid command line
+  130  cancelled (Ctrl-C)";
 
 #[derive(Args)]
 struct VerifyArgs {
@@ -358,6 +465,7 @@ pub fn run() -> ExitCode {
         Command::Verify(a) => a.json,
         Command::Hash(a) => a.json,
         Command::Read(a) => a.json,
+        Command::Shrink(a) => a.json,
         Command::Erase(a) => a.json,
         Command::Customize(a) => a.json(),
         Command::Inspect(a) => a.json,
@@ -375,6 +483,7 @@ pub fn run() -> ExitCode {
         Command::Verify(args) => verify(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Hash(args) => hash(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Read(args) => read(args, &cancel, &mut reporter),
+        Command::Shrink(args) => shrink(args, &cancel, &mut reporter),
         Command::Erase(args) => erase(args, &cancel, &mut reporter),
         Command::Drives(args) => drives::run(args).map_err(Stopped::from),
         Command::Os(command) => catalog::os(command, &mut reporter).map_err(Stopped::from),
@@ -588,6 +697,36 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
         all_blocks: args.all_blocks,
         confirmed: None,
         rescue: args.rescue,
+        shrink: args.shrink.shrink.then(|| args.shrink.shrink()),
+    };
+    if job.shrink.is_some() && (job.rescue || job.all_blocks) {
+        return Err(Failure::Usage(
+            "--shrink reads the used blocks of a healthy card: it cannot be combined with \
+             --rescue or --all-blocks"
+                .into(),
+        )
+        .into());
+    }
+    let report = job.run(cancel, reporter)?;
+    reporter.report(&report);
+    Ok(())
+}
+
+/// `cardsmith shrink`: a [`ShrinkJob`].
+fn shrink(
+    args: ShrinkImageArgs,
+    cancel: &CancelToken,
+    reporter: &mut Reporter,
+) -> Result<(), Stopped> {
+    let job = ShrinkJob {
+        image: args.image,
+        output: args.output,
+        force: args.force,
+        shrink: job::Shrink {
+            margin: args.shrink_margin,
+            tmp: args.tmp,
+            expand: !args.no_expand,
+        },
     };
     let report = job.run(cancel, reporter)?;
     reporter.report(&report);

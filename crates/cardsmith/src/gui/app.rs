@@ -182,7 +182,7 @@ impl App {
                 return self.act(action, Message::Read, |app, event| match event {
                     read::Event::Start(job) => {
                         let confirmed = job.confirmed.clone();
-                        app.start_job(Job::Read(job), confirmed.into_iter().collect(), false)
+                        app.start_job(Job::Read(*job), confirmed.into_iter().collect(), false)
                     }
                     read::Event::Back => {
                         app.go(Page::Start);

@@ -388,6 +388,7 @@ fn progress_shows_a_bar_per_step_and_cancel_says_what_is_left() -> Result<(), Er
         all_blocks: false,
         confirmed: None,
         rescue: false,
+        shrink: None,
     };
     app.screen = Screen::Progress(screen::progress::State::new(
         &Job::Read(backup),
@@ -651,6 +652,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
             all_blocks: false,
             confirmed: Some(drive.identity()),
             rescue: false,
+            shrink: None,
         }
     );
 
@@ -668,6 +670,7 @@ fn read_a_card_is_the_cli_read() -> Result<(), Error> {
         all_blocks: false,
         confirmed: None,
         rescue: false,
+        shrink: None,
     };
     let updates = window_job(Job::Read(job.clone()), None);
     let Some(Update::Ended(end)) = updates.last() else {

@@ -13,6 +13,7 @@ mod custom;
 mod drive;
 mod erase;
 mod read;
+mod shrink;
 mod source;
 mod write;
 
@@ -26,7 +27,8 @@ use serde::Serialize;
 pub use custom::{advance_preset, apply, customised, for_card, made_private, readable};
 pub use drive::{list, open_drive, open_drives, Incoming, Needed, Permission, Wanted};
 pub use erase::EraseJob;
-pub use read::ReadJob;
+pub use read::{ReadJob, ShrinkJob};
+pub use shrink::Shrink;
 pub use source::{cache_notes, catalog_hashes, is_url, open_arg, open_cache};
 pub use write::{choose_map, Blocks, Destination, MapChoice, Source, WriteJob};
 

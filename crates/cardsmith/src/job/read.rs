@@ -8,6 +8,7 @@ use cardsmith_drives::Identity;
 use cardsmith_engine::{self as engine, units, CancelToken, Target};
 use serde::Serialize;
 
+use super::shrink::{shrunk_backup, Shrink, ShrinkReport};
 use super::{invoking_user, Error, Event, Failure, Left, Report, Run, Sink};
 
 /// Read a card into an image file.
@@ -28,6 +29,8 @@ pub struct ReadJob {
     pub confirmed: Option<Identity>,
     /// Keep going past unreadable blocks (zeros in the image, listed in OUT.badblocks).
     pub rescue: bool,
+    /// Shrink the backup's last ext2/3/4 partition to fit smaller cards.
+    pub shrink: Option<Shrink>,
 }
 
 /// What a backup did. Serialised, it is the `--json` result.
@@ -55,6 +58,9 @@ pub struct ReadReport {
     pub unreadable: Vec<Unreadable>,
     /// With a rescue that met unreadable blocks: the ddrescue mapfile beside the image.
     pub badblocks_file: Option<PathBuf>,
+    /// With `--shrink`: what was cut and what grows it back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shrink: Option<ShrinkReport>,
 }
 
 /// Bytes a rescue could not read.
@@ -125,6 +131,9 @@ impl ReadReport {
                 );
             }
         }
+        if let Some(shrink) = &self.shrink {
+            summary += &format!(".\n{}", shrink.summary());
+        }
         summary += &format!(
             ".\nSHA-256 of the image: {} (in {}).\nRestore it with `cardsmith write {} DEVICE`; \
              compare a card with it with `cardsmith verify {} DEVICE`.",
@@ -134,6 +143,47 @@ impl ReadReport {
             self.output.display(),
         );
         summary
+    }
+}
+
+impl ReadReport {
+    /// The report of the engine's read of `source` into `output`.
+    fn of(
+        source: PathBuf,
+        output: PathBuf,
+        allocated_only: bool,
+        report: engine::ReadReport,
+        shrink: Option<ShrinkReport>,
+    ) -> ReadReport {
+        ReadReport {
+            source,
+            output,
+            format: report.format.name(),
+            bytes: report.bytes,
+            stored_bytes: report.stored,
+            sha256: report.sha256,
+            sha256_file: report.checksum_file,
+            source_bytes: report.source_size,
+            allocated_only,
+            table: report.allocated.map(|(t, _)| t.name()),
+            partitions_end: report.allocated.map(|(_, end)| end),
+            bytes_read: report.read_bytes,
+            bytes_skipped: report.bytes.saturating_sub(report.read_bytes),
+            bmap_file: report.bmap_file,
+            unreadable: report
+                .unreadable
+                .into_iter()
+                .map(|(start, end, held)| Unreadable {
+                    start,
+                    end,
+                    belongs_to: held.to_string(),
+                    place: held.place,
+                    held: held.what,
+                })
+                .collect(),
+            badblocks_file: report.badblocks_file,
+            shrink,
+        }
     }
 }
 
@@ -174,36 +224,142 @@ impl ReadJob {
             owner: invoking_user(),
             rescue: self.rescue,
         };
-        let report = engine::read(&source, &self.output, &options, cancel, &mut |p| {
-            run.progress(p)
-        })?;
-        Ok(ReadReport {
-            source: self.source,
-            output: self.output,
-            format: report.format.name(),
-            bytes: report.bytes,
-            stored_bytes: report.stored,
-            sha256: report.sha256,
-            sha256_file: report.checksum_file,
-            source_bytes: report.source_size,
-            allocated_only: self.allocated_only,
-            table: report.allocated.map(|(t, _)| t.name()),
-            partitions_end: report.allocated.map(|(_, end)| end),
-            bytes_read: report.read_bytes,
-            bytes_skipped: report.bytes.saturating_sub(report.read_bytes),
-            bmap_file: report.bmap_file,
-            unreadable: report
-                .unreadable
-                .into_iter()
-                .map(|(start, end, held)| Unreadable {
-                    start,
-                    end,
-                    belongs_to: held.to_string(),
-                    place: held.place,
-                    held: held.what,
-                })
-                .collect(),
-            badblocks_file: report.badblocks_file,
-        })
+        let (report, shrunk) = match &self.shrink {
+            Some(how) => {
+                let whose = format!("the card {}", self.source.display());
+                let (report, shrunk) =
+                    shrunk_backup(&source, &self.output, self.force, how, &whose, cancel, run)?;
+                (report, Some(shrunk))
+            }
+            None => {
+                let report = engine::read(&source, &self.output, &options, cancel, &mut |p| {
+                    run.progress(p)
+                })?;
+                (report, None)
+            }
+        };
+        Ok(ReadReport::of(
+            self.source,
+            self.output,
+            self.allocated_only || shrunk.is_some(),
+            report,
+            shrunk,
+        ))
+    }
+}
+
+/// Shrink an existing image file (raw or compressed): [`ReadJob`] with `--shrink` for a
+/// file already made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShrinkJob {
+    /// The image to shrink (not changed unless it is also the output).
+    pub image: PathBuf,
+    /// Where the shrunk image goes; its extension picks the format. `None`: replaces
+    /// `image` (and its .sha256 and .bmap) once the shrunk one is complete.
+    pub output: Option<PathBuf>,
+    /// Replace an existing output.
+    pub force: bool,
+    pub shrink: Shrink,
+}
+
+impl ShrinkJob {
+    /// Shrinks; `cancel` stops it, and no unfinished file is kept.
+    pub fn run(self, cancel: &CancelToken, sink: &mut dyn Sink) -> Result<Report, Error> {
+        let mut run = Run::new(sink, Left::NothingKept);
+        let outcome = self.go(cancel, &mut run);
+        run.end(outcome.map(|r| Report::Read(Box::new(r))))
+    }
+
+    fn go(self, cancel: &CancelToken, run: &mut Run<'_>) -> Result<ReadReport, Failure> {
+        run.sink.watching_cancel(true);
+        let in_place = self.output.is_none();
+        let output = self.output.clone().unwrap_or_else(|| self.image.clone());
+        let whose = format!("the image {}", self.image.display());
+        // A compressed image is decoded into the temporary folder first: the shrink works
+        // on a raw copy either way.
+        let parent = match (&self.shrink.tmp, output.parent()) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(p)) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let decoded = super::shrink::Scratch::new(&parent)?;
+        let image = engine::Image::open(
+            &engine::Input::Path(self.image.clone()),
+            engine::OpenAs::Detect,
+        )?;
+        // Kept open while it is read: an unnamed file, gone when closed.
+        let mut unpacked = None;
+        let source = if image.format() == engine::Format::Raw {
+            Target::open_for_read(&self.image)?
+        } else {
+            run.event(Event::note(format!(
+                "Decoding {} into a temporary image",
+                self.image.display()
+            )));
+            let file = engine::unpack(image, &decoded.dir, cancel)?;
+            let name = {
+                use std::os::fd::AsRawFd;
+                PathBuf::from(format!(
+                    "/proc/{}/fd/{}",
+                    std::process::id(),
+                    file.file.as_raw_fd()
+                ))
+            };
+            unpacked = Some(file);
+            Target::open_for_read(&name)?
+        };
+        // In place: the new image is made beside, then takes the old one's name.
+        let made = if in_place {
+            decoded.dir.join(output.file_name().unwrap_or_default())
+        } else {
+            output.clone()
+        };
+        let shrink = Shrink {
+            tmp: Some(parent),
+            ..self.shrink.clone()
+        };
+        let (report, shrunk) = super::shrink::shrunk_backup(
+            &source,
+            &made,
+            self.force || in_place,
+            &shrink,
+            &whose,
+            cancel,
+            run,
+        )?;
+        let mut report = report;
+        if in_place {
+            let beside = |path: &std::path::Path| -> Vec<(PathBuf, PathBuf)> {
+                let name = path.file_name().unwrap_or_default();
+                let mut sums = name.to_os_string();
+                sums.push(".sha256");
+                let mut moves = vec![(path.to_owned(), output.clone())];
+                moves.push((path.with_file_name(&sums), output.with_file_name(&sums)));
+                moves
+            };
+            for (from, to) in beside(&made) {
+                std::fs::rename(&from, &to).map_err(|e| {
+                    Failure::Refused(format!("cannot put {} in place: {e}", to.display()))
+                })?;
+            }
+            if let Some(bmap) = report.bmap_file.take() {
+                let to = output.with_file_name(bmap.file_name().unwrap_or_default());
+                std::fs::rename(&bmap, &to).map_err(|e| {
+                    Failure::Refused(format!("cannot put {} in place: {e}", to.display()))
+                })?;
+                report.bmap_file = Some(to);
+            }
+            report.checksum_file = engine::checksum_path(&output);
+        }
+        drop(source);
+        drop(unpacked);
+        drop(decoded);
+        Ok(ReadReport::of(
+            self.image,
+            output,
+            true,
+            report,
+            Some(shrunk),
+        ))
     }
 }

@@ -37,7 +37,7 @@ pub enum Message {
 }
 
 pub enum Event {
-    Start(ReadJob),
+    Start(Box<ReadJob>),
     Back,
 }
 
@@ -51,7 +51,9 @@ impl State {
             Message::Browsed(Some(path)) => self.output = path.display().to_string(),
             Message::Browsed(None) => {}
             Message::AllocatedOnly(on) => self.allocated_only = on,
-            Message::Start => return Action::event(self.job(ctx).map(Event::Start)),
+            Message::Start => {
+                return Action::event(self.job(ctx).map(|job| Event::Start(Box::new(job))))
+            }
             Message::Back => return Action::Event(Event::Back),
         }
         Action::Run(Task::none())
@@ -88,6 +90,7 @@ impl State {
             all_blocks: false,
             confirmed: Some(drive.identity()),
             rescue: false,
+            shrink: None,
         })
     }
 

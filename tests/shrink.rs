@@ -1,0 +1,442 @@
+//! Backups that fit any card: `read --shrink` and `shrink`. Each shrunk image is checked by
+//! tools cardsmith did not write: sfdisk --verify and sgdisk -v for the table, e2fsck -fn
+//! for the filesystem, debugfs's rdump and diff for every file, mtools for cmdline.txt,
+//! and a write of it to a card smaller than the original, verified.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+/// The folder of a Raspberry-Pi-OS-like root: Bookworm's first-boot script and the
+/// initramfs step that grows the root, and about 300 MiB of files (large incompressible
+/// ones, many small ones, a symlink, nested folders).
+fn pi_root(dir: &Path) -> PathBuf {
+    let root = dir.join("root");
+    for folder in [
+        "usr/lib/raspberrypi-sys-mods",
+        "usr/share/initramfs-tools/scripts/local-premount",
+        "etc",
+        "home/pi/projects/deep/er",
+        "var/lib/many",
+    ] {
+        fs::create_dir_all(root.join(folder)).unwrap();
+    }
+    fs::write(
+        root.join("usr/lib/raspberrypi-sys-mods/firstboot"),
+        "#!/bin/sh\n# stand-in\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("usr/share/initramfs-tools/scripts/local-premount/firstboot"),
+        "#!/bin/sh\n# stand-in\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/os-release"),
+        "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
+         VERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+    )
+    .unwrap();
+    fs::write(
+        root.join("etc/fstab"),
+        "PARTUUID=5eed5eed-01 /boot/firmware vfat defaults 0 2\n\
+         PARTUUID=5eed5eed-02 / ext4 defaults,noatime 0 1\n",
+    )
+    .unwrap();
+    for i in 0..28u64 {
+        write_file(
+            &root.join(format!("home/pi/projects/data-{i}.bin")),
+            &image_bytes(10 * MIB, 100 + i),
+        );
+    }
+    for i in 0..500 {
+        fs::write(
+            root.join(format!("var/lib/many/entry-{i}.conf")),
+            format!("entry {i}\n"),
+        )
+        .unwrap();
+    }
+    fs::write(root.join("home/pi/projects/deep/er/notes.txt"), "deep\n").unwrap();
+    std::os::unix::fs::symlink("projects/deep/er/notes.txt", root.join("home/pi/notes")).unwrap();
+    root
+}
+
+/// A 2 GiB Raspberry-Pi-OS-like card image (MBR, 64 MiB FAT32 boot, ext4 root filling the
+/// rest, about 300 MiB of it used).
+fn pi_card(dir: &Path) -> PathBuf {
+    let root = pi_root(dir);
+    let image = dir.join("card.img");
+    make_os_image(&image, 64, 1983, &root);
+    image
+}
+
+/// The same as a GPT disk (sgdisk), the root partition last.
+fn pi_card_gpt(dir: &Path) -> PathBuf {
+    let image = pi_card(dir);
+    let data = fs::read(&image).unwrap();
+    let (boot, boot_len) = mbr_partition(&data[..512], 0);
+    let (root, _) = mbr_partition(&data[..512], 1);
+    drop(data);
+    let gpt = dir.join("card-gpt.img");
+    fs::copy(&image, &gpt).unwrap();
+    fs::remove_file(&image).unwrap();
+    run_ok(Command::new("sgdisk").arg("--zap-all").arg(&gpt));
+    run_ok(
+        Command::new("sgdisk")
+            .arg(format!(
+                "--new=1:{}:{}",
+                boot / 512,
+                (boot + boot_len) / 512 - 1
+            ))
+            .arg("--typecode=1:0700")
+            // To the end, less the backup table's 33 sectors.
+            .arg(format!("--new=2:{}:0", root / 512))
+            .arg("--typecode=2:8300")
+            .arg(&gpt),
+    );
+    gpt
+}
+
+/// The (start, length) of partition `n` (from 1) as sfdisk reads the table.
+fn partition(image: &Path, n: usize) -> (u64, u64) {
+    let out = run_ok(Command::new("sfdisk").arg("--json").arg(image));
+    let table: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &table["partitiontable"]["partitions"][n - 1];
+    (
+        p["start"].as_u64().unwrap() * 512,
+        p["size"].as_u64().unwrap() * 512,
+    )
+}
+
+/// e2fsck's verdict on the filesystem at `offset` of `image`, read-only.
+fn e2fsck_clean(image: &Path, offset: u64) -> bool {
+    Command::new("e2fsck")
+        .args(["-f", "-n"])
+        .arg(format!("{}?offset={offset}", image.display()))
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Every file of the ext4 filesystem at `offset` of `image`, dumped by debugfs into `dir`.
+fn rdump(image: &Path, offset: u64, dir: &Path) {
+    fs::create_dir_all(dir).unwrap();
+    let out = run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("rdump / {}", dir.display()))
+            .arg(format!("{}?offset={offset}", image.display())),
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("rror"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn same_trees(a: &Path, b: &Path) {
+    let diff = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "files differ: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+}
+
+/// cmdline.txt of the FAT partition at `offset` of `image`, as mtools reads it.
+fn cmdline(image: &Path, offset: u64) -> String {
+    let out = run_ok(
+        Command::new("mtype")
+            .arg("-i")
+            .arg(format!("{}@@{offset}", image.display()))
+            .arg("::cmdline.txt"),
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn leftovers(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".cardsmith"))
+        .collect()
+}
+
+#[test]
+fn a_shrunk_backup_fits_a_smaller_card_keeps_every_file_and_grows_back_on_first_boot() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = pi_card(dir.path());
+    let before = sha256sum(&image);
+    let card = LoopDevice::attach(&image);
+    // Left by a run that was killed: cleared at the next start.
+    let stale = dir.path().join(".cardsmith-shrink-999999999-1");
+    fs::create_dir(&stale).unwrap();
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--json",
+    ]);
+    assert_ok(&out);
+    drop(card);
+    let result = json_lines(&out).pop().unwrap();
+    let shrink = &result["shrink"];
+    assert_eq!(shrink["shrunk"], true, "{result}");
+    assert_eq!(shrink["grows_with"], "firstboot", "{result}");
+    assert_eq!(
+        shrink["cmdline_added"], "init=/usr/lib/raspberrypi-sys-mods/firstboot",
+        "{result}"
+    );
+    let len = fs::metadata(&backup).unwrap().len();
+    assert!(len < 700 * MIB as u64, "{len} bytes");
+    assert_eq!(result["bytes"].as_u64(), Some(len));
+    assert_eq!(before, sha256sum(&image), "the card is not changed");
+    assert!(
+        leftovers(dir.path()).is_empty(),
+        "{:?}",
+        leftovers(dir.path())
+    );
+    // The witnesses: sfdisk, e2fsck, debugfs + diff, mtools, sha256sum.
+    let verify = run_ok(Command::new("sfdisk").arg("--verify").arg(&backup));
+    assert!(
+        String::from_utf8_lossy(&verify.stdout).contains("No errors detected"),
+        "{verify:?}"
+    );
+    let (root, root_len) = partition(&backup, 2);
+    assert_eq!(
+        root + root_len,
+        len,
+        "the image ends with the root partition"
+    );
+    assert!(e2fsck_clean(&backup, root));
+    let (card_root, _) = partition(&image, 2);
+    rdump(&image, card_root, &dir.path().join("was"));
+    rdump(&backup, root, &dir.path().join("now"));
+    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+    let (boot, _) = partition(&backup, 1);
+    let line = cmdline(&backup, boot);
+    assert!(
+        line.trim_end()
+            .ends_with("rootwait init=/usr/lib/raspberrypi-sys-mods/firstboot"),
+        "{line:?}"
+    );
+    assert_eq!(line.lines().count(), 1, "one line: {line:?}");
+    let check = Command::new("sha256sum")
+        .args(["-c", "backup.img.sha256"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+
+    // Restored to a 1 GiB card (half the one it came from), it verifies.
+    let small = dir.path().join("small-card.img");
+    filled_file(&small, 1 << 30, 0x55);
+    let small_card = LoopDevice::attach(&small);
+    assert_ok(&cardsmith(&[
+        "write",
+        backup.to_str().unwrap(),
+        small_card.arg(),
+        "--yes",
+    ]));
+}
+
+#[test]
+fn a_gpt_card_is_shrunk_with_its_backup_table_moved_to_the_new_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = pi_card_gpt(dir.path());
+    let card = LoopDevice::attach(&image);
+    let backup = dir.path().join("backup.img.zst");
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--json",
+    ]);
+    assert_ok(&out);
+    drop(card);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["shrink"]["shrunk"], true, "{result}");
+    assert_eq!(result["table"], "GPT");
+    let raw = dir.path().join("backup.img");
+    compress("zstd", &["-d", "-q"], &backup, &raw);
+    let v = run_ok(Command::new("sgdisk").arg("-v").arg(&raw));
+    let said = String::from_utf8_lossy(&v.stdout);
+    assert!(said.contains("No problems found"), "{said}");
+    let (root, root_len) = partition(&raw, 2);
+    let len = fs::metadata(&raw).unwrap().len();
+    assert_eq!(
+        root + root_len + 33 * 512,
+        len,
+        "partition, then the backup table"
+    );
+    assert!(len < 700 * MIB as u64);
+    assert!(e2fsck_clean(&raw, root));
+    let (card_root, _) = partition(&image, 2);
+    rdump(&image, card_root, &dir.path().join("was"));
+    rdump(&raw, root, &dir.path().join("now"));
+    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+}
+
+#[test]
+fn a_filesystem_with_errors_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = pi_card(dir.path());
+    let (root, _) = partition(&image, 2);
+    // debugfs clears an inode a folder still names: e2fsck finds the entry broken.
+    run_ok(
+        Command::new("debugfs")
+            .args(["-w", "-R", "clri /home/pi/projects/deep/er/notes.txt"])
+            .arg(format!("{}?offset={root}", image.display())),
+    );
+    assert!(!e2fsck_clean(&image, root), "the witness sees the damage");
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        image.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "--shrink",
+    ]);
+    assert_fails(&out, 1, &["has errors", "e2fsck -f", "nothing was written"]);
+    assert!(!backup.exists() && !dir.path().join("backup.img.sha256").exists());
+    assert!(leftovers(dir.path()).is_empty());
+}
+
+/// A tmpfs of `mib` MiB mounted on a folder of the test's, unmounted when dropped.
+struct SmallDisk {
+    point: PathBuf,
+}
+
+impl SmallDisk {
+    fn new(point: &Path, mib: u32) -> SmallDisk {
+        fs::create_dir_all(point).unwrap();
+        run_ok(
+            Command::new("mount")
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={mib}m"),
+                    "cardsmith-test",
+                ])
+                .arg(point),
+        );
+        SmallDisk {
+            point: point.to_owned(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.point).status();
+    }
+}
+
+#[test]
+fn too_little_room_for_the_copy_is_refused_before_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = pi_card(dir.path());
+    let small = SmallDisk::new(&dir.path().join("small"), 64);
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        image.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--tmp",
+        small.point.to_str().unwrap(),
+    ]);
+    assert_fails(&out, 1, &["the temporary copy needs", "--tmp DIR"]);
+    assert!(!backup.exists());
+    assert!(leftovers(&small.point).is_empty());
+}
+
+#[test]
+fn a_last_partition_that_is_not_ext_is_left_as_it_is_and_still_backed_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("fat.img");
+    filled_file(&image, 96 << 20, 0);
+    fs::write(
+        dir.path().join("table"),
+        "label: dos\nstart=2048, size=65536, type=83\nstart=67584, type=c\n",
+    )
+    .unwrap();
+    run_ok(
+        Command::new("sfdisk")
+            .arg("--quiet")
+            .arg(&image)
+            .stdin(fs::File::open(dir.path().join("table")).unwrap()),
+    );
+    let backup = dir.path().join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        image.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["shrink"]["shrunk"], false);
+    let why = result["shrink"]["not_shrunk"].as_str().unwrap();
+    assert!(why.contains("not ext2/3/4"), "{why}");
+    assert!(backup.exists());
+}
+
+#[test]
+fn shrink_takes_an_image_file_compressed_or_raw_and_can_replace_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = pi_card(dir.path());
+    let (card_root, _) = partition(&image, 2);
+    rdump(&image, card_root, &dir.path().join("was"));
+    let xz = dir.path().join("card.img.zst");
+    compress("zstd", &["-q", "-T2"], &image, &xz);
+    let out_path = dir.path().join("small.img");
+    let out = cardsmith(&[
+        "shrink",
+        xz.to_str().unwrap(),
+        out_path.to_str().unwrap(),
+        "--no-expand",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let result = json_lines(&out).pop().unwrap();
+    assert_eq!(result["shrink"]["shrunk"], true, "{result}");
+    assert!(result["shrink"]["grows_with"].is_null());
+    assert!(result["shrink"]["expansion"]
+        .as_str()
+        .unwrap()
+        .contains("resize2fs"));
+    let (boot, _) = partition(&out_path, 1);
+    assert!(!cmdline(&out_path, boot).contains("init="), "--no-expand");
+    let (root, _) = partition(&out_path, 2);
+    rdump(&out_path, root, &dir.path().join("now"));
+    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+
+    // In place: the raw image is replaced, with its checksum beside it.
+    let out = cardsmith(&["shrink", image.to_str().unwrap()]);
+    assert_ok(&out);
+    assert!(fs::metadata(&image).unwrap().len() < 700 * MIB as u64);
+    let check = Command::new("sha256sum")
+        .args(["-c", "card.img.sha256"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(check.status.success());
+    assert!(leftovers(dir.path()).is_empty());
+}
