@@ -225,6 +225,9 @@ struct Case {
     keymap: &'static str,
     cloud_init: bool,
     boots: usize,
+    /// Then: back the configured card up with `read --shrink`, restore the backup to a
+    /// larger disk, and boot that (see [`shrink_and_restore`]).
+    shrink_after: bool,
 }
 
 /// The two Wi-Fi networks every case sets: the hostile one preferred.
@@ -703,8 +706,12 @@ fn run_case(case: &Case) {
     let started = Instant::now();
     let failures = match run.boot(case) {
         Ok((boots, guest)) => {
-            let found = check(case, &run, boots);
-            drop(guest);
+            let mut found = check(case, &run, boots);
+            if found.is_empty() && case.shrink_after {
+                found = shrink_and_restore(case, &mut run, guest);
+            } else {
+                drop(guest);
+            }
             found
         }
         Err(e) => vec![e],
@@ -735,6 +742,99 @@ fn run_case(case: &Case) {
     );
 }
 
+/// The card that just booted, backed up with `read --shrink` after a clean power-off (a
+/// file only it has is written first), restored to a disk larger than the card, and booted
+/// again: Raspberry Pi OS's first boot, re-armed by the shrink, grows the root partition
+/// and filesystem to fill the disk (df, over SSH) and takes its word off cmdline.txt.
+fn shrink_and_restore(case: &Case, run: &mut Run, mut guest: Guest) -> Vec<String> {
+    let mut failed = Vec::new();
+    let _ = run.ssh(
+        case.user,
+        "echo kept-through-the-shrink > ~/marker && sync && sudo systemctl poweroff",
+        None,
+    );
+    if !guest.wait_exit(accel().boot_limit()) {
+        return vec!["the configured card did not power off".into()];
+    }
+    let backup = run.dir.join("backup.img");
+    let out = cardsmith(&[
+        "read",
+        run.disk.to_str().unwrap(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--json",
+    ]);
+    run.log
+        .push(format!("read --shrink\n{}{}", stdout(&out), stderr(&out)));
+    if !out.status.success() {
+        return vec![format!("read --shrink failed: {}", stderr(&out))];
+    }
+    let result: serde_json::Value =
+        serde_json::from_str(stdout(&out).lines().last().unwrap_or("{}")).unwrap();
+    if result["shrink"]["grows_with"] != "firstboot" || result["shrink"]["shrunk"] != true {
+        failed.push(format!("the shrink said {}", result["shrink"]));
+    }
+    let card = fs::metadata(&run.disk).unwrap().len();
+    let shrunk = fs::metadata(&backup).unwrap().len();
+    if shrunk >= card {
+        failed.push(format!(
+            "the backup ({shrunk} bytes) is not smaller than the card"
+        ));
+    }
+    // Restored onto a disk larger than the card it came from.
+    let restored = run.dir.join("restored.img");
+    let out = cardsmith(&[
+        "write",
+        backup.to_str().unwrap(),
+        restored.to_str().unwrap(),
+        "--yes",
+    ]);
+    if !out.status.success() {
+        return vec![format!("restoring the backup failed: {}", stderr(&out))];
+    }
+    let larger = card + (1 << 30);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&restored)
+        .unwrap()
+        .set_len(larger)
+        .unwrap();
+    run.disk = restored;
+    let guest = match run.boot(case) {
+        Ok((_, guest)) => guest,
+        Err(e) => {
+            failed.push(format!("the restored backup: {e}"));
+            return failed;
+        }
+    };
+    let said = run.ssh(
+        case.user,
+        "echo \"size=$(df -B1 --output=size / | tail -1 | tr -d ' ')\"; \
+         echo \"cmdline=$(cat /boot/firmware/cmdline.txt)\"; echo \"marker=$(cat ~/marker)\"",
+        None,
+    );
+    drop(guest);
+    let said = match said {
+        Ok(said) => said,
+        Err(e) => return vec![format!("ssh to the restored backup: {e}")],
+    };
+    let size: u64 = fact(&said, "size").parse().unwrap_or(0);
+    // The disk less the boot partition and the filesystem's own metadata.
+    if size < larger - (400 << 20) {
+        failed.push(format!(
+            "the root filesystem is {size} bytes on a {larger}-byte disk: it did not grow"
+        ));
+    }
+    let cmdline = fact(&said, "cmdline");
+    if cmdline.contains("init=") || cmdline.is_empty() {
+        failed.push(format!("cmdline.txt after the first boot: {cmdline:?}"));
+    }
+    if fact(&said, "marker") != "kept-through-the-shrink" {
+        failed.push(format!("the file written before the backup: {said}"));
+    }
+    failed
+}
+
 /// A custom image with no catalog entry and none of Raspberry Pi OS's helpers: inspection
 /// finds systemd with the FAT partition at /boot/firmware and no initramfs fixup, so
 /// cmdline.txt names /boot/firmware/firstrun.sh, and the plain-shell fallbacks do it all.
@@ -752,6 +852,7 @@ fn a_custom_image_without_helpers_boots_with_every_setting() {
         keymap: "de",
         cloud_init: false,
         boots: 2,
+        shrink_after: false,
     });
 }
 
@@ -772,6 +873,7 @@ fn the_bookworm_path_with_the_pi_helpers_boots_with_every_setting() {
         keymap: "us",
         cloud_init: false,
         boots: 3,
+        shrink_after: true,
     });
 }
 
@@ -792,6 +894,7 @@ fn the_trixie_path_with_cloud_init_boots_with_every_setting() {
         keymap: "jp",
         cloud_init: true,
         boots: 1,
+        shrink_after: false,
     });
 }
 
@@ -813,5 +916,6 @@ fn the_trixie_systemd_format_finds_its_script_and_boots_with_every_setting() {
         keymap: "fr",
         cloud_init: false,
         boots: 2,
+        shrink_after: false,
     });
 }
