@@ -300,24 +300,8 @@ fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit
     let bad = (root_start + block * block_size) / 4096 * 4096;
     let len = fs::metadata(&image).unwrap().len();
     let card = EmulatedCard::with_bad_sectors(len, 0, None, Some(bad + 512..bad + 1024));
-    assert_ok(&cardsmith(&[
-        "write",
-        image.to_str().unwrap(),
-        card.arg(),
-        "--yes",
-        "--no-verify",
-    ]));
-
     let backup = dir.path().join("backup.img");
-    let out = cardsmith(&[
-        "read",
-        card.arg(),
-        backup.to_str().unwrap(),
-        "--rescue",
-        "--json",
-    ]);
-    assert_ok(&out);
-    let result = json_lines(&out).pop().unwrap();
+    let result = rescued(&image, &card, &backup);
     let unreadable = result["unreadable"].as_array().unwrap();
     assert_eq!(unreadable.len(), 1, "{result}");
     assert_eq!(
@@ -398,6 +382,27 @@ fn os_image_with_a_file(dir: &Path) -> (std::path::PathBuf, u64, u64) {
     (image, start, len)
 }
 
+/// `image` written onto `card`, then backed up from it into `backup` with `--rescue`: the
+/// JSON result.
+fn rescued(image: &Path, card: &EmulatedCard, backup: &Path) -> Value {
+    assert_ok(&cardsmith(&[
+        "write",
+        image.to_str().unwrap(),
+        card.arg(),
+        "--yes",
+        "--no-verify",
+    ]));
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--rescue",
+        "--json",
+    ]);
+    assert_ok(&out);
+    json_lines(&out).pop().unwrap()
+}
+
 /// What debugfs says to `request` about the partition of `image` at `start`.
 fn debugfs(image: &Path, start: u64, len: u64, request: &str) -> String {
     let part = LoopDevice::attach_with_offset(image, start, len);
@@ -439,24 +444,8 @@ fn a_rescue_reads_past_a_bad_block_bitmap_and_names_it() {
     let bad = (root_start + bitmap * block_size) / 4096 * 4096;
     let len = fs::metadata(&image).unwrap().len();
     let card = EmulatedCard::with_bad_sectors(len, 0, None, Some(bad..bad + 512));
-    assert_ok(&cardsmith(&[
-        "write",
-        image.to_str().unwrap(),
-        card.arg(),
-        "--yes",
-        "--no-verify",
-    ]));
-
     let backup = dir.path().join("backup.img");
-    let out = cardsmith(&[
-        "read",
-        card.arg(),
-        backup.to_str().unwrap(),
-        "--rescue",
-        "--json",
-    ]);
-    assert_ok(&out);
-    let result = json_lines(&out).pop().unwrap();
+    let result = rescued(&image, &card, &backup);
     let unreadable = result["unreadable"].as_array().unwrap();
     assert_eq!(unreadable.len(), 1, "{result}");
     assert_eq!(unreadable[0]["start"].as_u64(), Some(bad));

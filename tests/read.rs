@@ -434,37 +434,6 @@ fn an_existing_backup_is_replaced_only_with_force() {
     );
 }
 
-/// A small tmpfs, unmounted again when dropped.
-struct SmallDisk {
-    point: PathBuf,
-}
-
-impl SmallDisk {
-    fn new(point: &Path, size: &str) -> SmallDisk {
-        fs::create_dir_all(point).unwrap();
-        tool(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                s(point),
-            ],
-        );
-        SmallDisk {
-            point: point.to_owned(),
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.point).status();
-    }
-}
-
 #[test]
 fn a_full_disk_leaves_no_partial_file_and_the_old_backup_untouched() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,17 +75,22 @@ fn pi_card(dir: &Path) -> PathBuf {
     image
 }
 
-/// The same as a GPT disk (sgdisk), the root partition last.
+/// The same as a GPT disk (sgdisk), the root partition last, with the MiB after it for
+/// the backup table.
 fn pi_card_gpt(dir: &Path) -> PathBuf {
-    let image = pi_card(dir);
-    let data = fs::read(&image).unwrap();
-    let (boot, boot_len) = mbr_partition(&data[..512], 0);
-    let (root, _) = mbr_partition(&data[..512], 1);
-    drop(data);
-    let gpt = dir.join("card-gpt.img");
-    fs::copy(&image, &gpt).unwrap();
-    fs::remove_file(&image).unwrap();
-    run_ok(Command::new("sgdisk").arg("--zap-all").arg(&gpt));
+    let root = pi_root(dir);
+    let image = dir.join("card-gpt.img");
+    make_os_image(&image, 64, 1982, &root);
+    let data = read_range(&image, 0, 512);
+    let (boot, boot_len) = mbr_partition(&data, 0);
+    let (root, root_len) = mbr_partition(&data, 1);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(2048 << 20)
+        .unwrap();
+    run_ok(Command::new("sgdisk").arg("--zap-all").arg(&image));
     run_ok(
         Command::new("sgdisk")
             .arg(format!(
@@ -94,12 +99,15 @@ fn pi_card_gpt(dir: &Path) -> PathBuf {
                 (boot + boot_len) / 512 - 1
             ))
             .arg("--typecode=1:0700")
-            // To the end, less the backup table's 33 sectors.
-            .arg(format!("--new=2:{}:0", root / 512))
+            .arg(format!(
+                "--new=2:{}:{}",
+                root / 512,
+                (root + root_len) / 512 - 1
+            ))
             .arg("--typecode=2:8300")
-            .arg(&gpt),
+            .arg(&image),
     );
-    gpt
+    image
 }
 
 /// The (start, length) of partition `n` (from 1) as sfdisk reads the table.
@@ -138,6 +146,16 @@ fn rdump(image: &Path, offset: u64, dir: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Every file of the root partition (2) of `was` and of `now` is the same (debugfs's
+/// rdump, then diff), compared in folders under `dir`.
+fn same_root_files(was: &Path, now: &Path, dir: &Path) {
+    for (image, into) in [(was, "was"), (now, "now")] {
+        let (root, _) = partition(image, 2);
+        rdump(image, root, &dir.join(into));
+    }
+    same_trees(&dir.join("was"), &dir.join("now"));
 }
 
 fn same_trees(a: &Path, b: &Path) {
@@ -223,10 +241,7 @@ fn a_shrunk_backup_fits_a_smaller_card_keeps_every_file_and_grows_back_on_first_
         "the image ends with the root partition"
     );
     assert!(e2fsck_clean(&backup, root));
-    let (card_root, _) = partition(&image, 2);
-    rdump(&image, card_root, &dir.path().join("was"));
-    rdump(&backup, root, &dir.path().join("now"));
-    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+    same_root_files(&image, &backup, dir.path());
     let (boot, _) = partition(&backup, 1);
     let line = cmdline(&backup, boot);
     assert!(
@@ -286,10 +301,7 @@ fn a_gpt_card_is_shrunk_with_its_backup_table_moved_to_the_new_end() {
     );
     assert!(len < 700 * MIB as u64);
     assert!(e2fsck_clean(&raw, root));
-    let (card_root, _) = partition(&image, 2);
-    rdump(&image, card_root, &dir.path().join("was"));
-    rdump(&raw, root, &dir.path().join("now"));
-    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+    same_root_files(&image, &raw, dir.path());
 }
 
 #[test]
@@ -316,42 +328,11 @@ fn a_filesystem_with_errors_is_refused_and_nothing_is_written() {
     assert!(leftovers(dir.path()).is_empty());
 }
 
-/// A tmpfs of `mib` MiB mounted on a folder of the test's, unmounted when dropped.
-struct SmallDisk {
-    point: PathBuf,
-}
-
-impl SmallDisk {
-    fn new(point: &Path, mib: u32) -> SmallDisk {
-        fs::create_dir_all(point).unwrap();
-        run_ok(
-            Command::new("mount")
-                .args([
-                    "-t",
-                    "tmpfs",
-                    "-o",
-                    &format!("size={mib}m"),
-                    "cardsmith-test",
-                ])
-                .arg(point),
-        );
-        SmallDisk {
-            point: point.to_owned(),
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.point).status();
-    }
-}
-
 #[test]
 fn too_little_room_for_the_copy_is_refused_before_reading() {
     let dir = tempfile::tempdir().unwrap();
     let image = pi_card(dir.path());
-    let small = SmallDisk::new(&dir.path().join("small"), 64);
+    let small = SmallDisk::new(&dir.path().join("small"), "64m");
     let backup = dir.path().join("backup.img");
     let out = cardsmith(&[
         "read",
@@ -402,14 +383,14 @@ fn a_last_partition_that_is_not_ext_is_left_as_it_is_and_still_backed_up() {
 fn shrink_takes_an_image_file_compressed_or_raw_and_can_replace_it() {
     let dir = tempfile::tempdir().unwrap();
     let image = pi_card(dir.path());
-    let (card_root, _) = partition(&image, 2);
-    rdump(&image, card_root, &dir.path().join("was"));
-    let xz = dir.path().join("card.img.zst");
-    compress("zstd", &["-q", "-T2"], &image, &xz);
+    let original = dir.path().join("original.img");
+    fs::copy(&image, &original).unwrap();
+    let zst = dir.path().join("card.img.zst");
+    compress("zstd", &["-q", "-T2"], &image, &zst);
     let out_path = dir.path().join("small.img");
     let out = cardsmith(&[
         "shrink",
-        xz.to_str().unwrap(),
+        zst.to_str().unwrap(),
         out_path.to_str().unwrap(),
         "--no-expand",
         "--json",
@@ -424,9 +405,7 @@ fn shrink_takes_an_image_file_compressed_or_raw_and_can_replace_it() {
         .contains("resize2fs"));
     let (boot, _) = partition(&out_path, 1);
     assert!(!cmdline(&out_path, boot).contains("init="), "--no-expand");
-    let (root, _) = partition(&out_path, 2);
-    rdump(&out_path, root, &dir.path().join("now"));
-    same_trees(&dir.path().join("was"), &dir.path().join("now"));
+    same_root_files(&original, &out_path, dir.path());
 
     // In place: the raw image is replaced, with its checksum beside it.
     let out = cardsmith(&["shrink", image.to_str().unwrap()]);
@@ -439,4 +418,93 @@ fn shrink_takes_an_image_file_compressed_or_raw_and_can_replace_it() {
         .unwrap();
     assert!(check.status.success());
     assert!(leftovers(dir.path()).is_empty());
+}
+
+/// What the shrink re-arms, image by image: the word it adds to cmdline.txt (mtools reads
+/// it back) and what it says, for Trixie (the `resize` word; the filesystem through
+/// cloud-init, or by hand without it), cloud-init with growpart (nothing to add), and an
+/// image with neither (not re-armed, how to grow it by hand).
+#[test]
+fn each_os_gets_its_own_first_boot_growth() {
+    /// Name, files the root holds, then what is expected: the grower, the word added to
+    /// cmdline.txt, and words of what the summary says.
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        Option<&'a str>,
+        Option<&'a str>,
+        &'a str,
+    );
+    let cases: [Case<'_>; 4] = [
+        (
+            "trixie-cloud",
+            &[
+                "usr/share/initramfs-tools/scripts/local-premount/resize_early",
+                "usr/bin/cloud-init",
+                "usr/bin/growpart",
+            ],
+            Some("resize-word"),
+            Some("resize"),
+            "cloud-init's resizefs",
+        ),
+        (
+            "trixie",
+            &[
+                "usr/share/initramfs-tools/scripts/local-premount/resize_early",
+                "usr/lib/systemd/system/rpi-resize.service",
+            ],
+            Some("resize-word"),
+            Some("resize"),
+            "sudo resize2fs /dev/mmcblk0p2",
+        ),
+        (
+            "cloud",
+            &["usr/bin/cloud-init", "usr/bin/growpart"],
+            Some("cloud-init"),
+            None,
+            "on every boot",
+        ),
+        ("plain", &["usr/bin/true"], None, None, "resizepart 2 100%"),
+    ];
+    for (name, files, grower, word, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for file in files {
+            let path = root.join(file);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, "#!/bin/sh\n").unwrap();
+        }
+        fs::create_dir_all(root.join("srv")).unwrap();
+        write_file(&root.join("srv/data.bin"), &image_bytes(40 * MIB, 7));
+        let image = dir.path().join("card.img");
+        make_os_image(&image, 64, 600, &root);
+        let out_path = dir.path().join("small.img");
+        let out = cardsmith(&[
+            "shrink",
+            image.to_str().unwrap(),
+            out_path.to_str().unwrap(),
+            "--shrink-margin",
+            "16M",
+            "--json",
+        ]);
+        assert_ok(&out);
+        let result = json_lines(&out).pop().unwrap();
+        let shrink = &result["shrink"];
+        assert_eq!(shrink["shrunk"], true, "{name}: {result}");
+        assert_eq!(shrink["grows_with"].as_str(), grower, "{name}: {result}");
+        assert_eq!(shrink["cmdline_added"].as_str(), word, "{name}: {result}");
+        assert!(
+            shrink["expansion"].as_str().unwrap().contains(said),
+            "{name}: {result}"
+        );
+        let (boot, _) = partition(&out_path, 1);
+        let line = cmdline(&out_path, boot);
+        let ends = line
+            .trim_end()
+            .ends_with(&format!(" {}", word.unwrap_or("rootwait")));
+        assert!(ends, "{name}: {line:?}");
+        // 40 MiB of files and a 16 MiB margin: far below the 600 MiB it was.
+        let (_, root_len) = partition(&out_path, 2);
+        assert!(root_len < 200 * MIB as u64, "{name}: {root_len}");
+    }
 }

@@ -422,6 +422,33 @@ impl Drop for LoopDevice {
     }
 }
 
+/// A small tmpfs (`size` as mount takes it: "8m") mounted on a folder of the test's,
+/// unmounted again when dropped, also when the test panics.
+pub struct SmallDisk {
+    pub point: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn new(point: &Path, size: &str) -> SmallDisk {
+        fs::create_dir_all(point).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(point)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        SmallDisk {
+            point: point.to_owned(),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.point).status();
+    }
+}
+
 /// Parses `--json` output: one object per line.
 pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
     stdout(out)

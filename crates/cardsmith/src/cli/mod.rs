@@ -252,8 +252,15 @@ struct ReadArgs {
     /// and filesystem structures (ext2/3/4, FAT) were hit
     #[arg(long)]
     rescue: bool,
+    /// Shrink the backup to fit smaller cards: its last partition's ext2/3/4 filesystem is
+    /// cut to what its files use plus --shrink-margin (e2fsck, resize2fs), the partition
+    /// table made to match (a GPT's backup moved), the image ended there, and the OS's own
+    /// first-boot growth re-armed so it fills the card it is restored to. Implies
+    /// --allocated-only. The card is not changed
+    #[arg(long)]
+    shrink: bool,
     #[command(flatten)]
-    shrink: ShrinkArgs,
+    shrink_options: ShrinkOptions,
     /// Print progress and the result as JSON, one object per line
     #[arg(long)]
     json: bool,
@@ -261,14 +268,7 @@ struct ReadArgs {
 
 /// How a backup is shrunk (`read --shrink`, `shrink`).
 #[derive(Args)]
-struct ShrinkArgs {
-    /// Shrink the backup to fit smaller cards: its last partition's ext2/3/4 filesystem is
-    /// cut to what its files use plus --shrink-margin (e2fsck, resize2fs), the partition table
-    /// made to match (a GPT's backup moved), the image ended there, and the OS's own
-    /// first-boot growth re-armed so it fills the card it is restored to. Implies
-    /// --allocated-only. The card is not changed.
-    #[arg(long)]
-    shrink: bool,
+struct ShrinkOptions {
     /// Free space the shrunk filesystem keeps (never cut below resize2fs's minimum): a
     /// size in bytes, or with K, M, G or T (1024-based)
     #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
@@ -282,7 +282,7 @@ struct ShrinkArgs {
     no_expand: bool,
 }
 
-impl ShrinkArgs {
+impl ShrinkOptions {
     fn shrink(&self) -> job::Shrink {
         job::Shrink {
             margin: self.shrink_margin,
@@ -324,16 +324,8 @@ struct ShrinkImageArgs {
     /// Where the shrunk image goes (.img, .img.zst, .img.xz, .img.gz); without it, IMAGE
     /// (and its .sha256 and .bmap) is replaced once the shrunk one is complete
     output: Option<PathBuf>,
-    /// Free space the shrunk filesystem keeps (never cut below resize2fs's minimum): a
-    /// size in bytes, or with K, M, G or T (1024-based)
-    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
-    shrink_margin: u64,
-    /// The folder for the temporary copy (default: the output's folder)
-    #[arg(long, value_name = "DIR")]
-    tmp: Option<PathBuf>,
-    /// Do not re-arm the first-boot growth
-    #[arg(long)]
-    no_expand: bool,
+    #[command(flatten)]
+    options: ShrinkOptions,
     /// Replace an existing OUTPUT (and its .sha256 and .bmap)
     #[arg(long)]
     force: bool,
@@ -697,7 +689,7 @@ fn read(args: ReadArgs, cancel: &CancelToken, reporter: &mut Reporter) -> Result
         all_blocks: args.all_blocks,
         confirmed: None,
         rescue: args.rescue,
-        shrink: args.shrink.shrink.then(|| args.shrink.shrink()),
+        shrink: args.shrink.then(|| args.shrink_options.shrink()),
     };
     if job.shrink.is_some() && (job.rescue || job.all_blocks) {
         return Err(Failure::Usage(
@@ -722,11 +714,7 @@ fn shrink(
         image: args.image,
         output: args.output,
         force: args.force,
-        shrink: job::Shrink {
-            margin: args.shrink_margin,
-            tmp: args.tmp,
-            expand: !args.no_expand,
-        },
+        shrink: args.options.shrink(),
     };
     let report = job.run(cancel, reporter)?;
     reporter.report(&report);

@@ -241,6 +241,64 @@ fn superblock(file: &File, at: u64) -> Result<Super, Failure> {
     })
 }
 
+/// The runs of `file` that hold data (not holes) from `from` to its end.
+fn data_runs(file: &File, from: u64) -> std::io::Result<Vec<(u64, u64)>> {
+    use std::os::fd::AsRawFd;
+    let len = file.metadata()?.len();
+    let fd = file.as_raw_fd();
+    let mut runs = Vec::new();
+    let mut at = from;
+    while at < len {
+        // SAFETY: lseek on a descriptor this function borrows; no memory is touched.
+        let data = unsafe { libc::lseek(fd, at as libc::off_t, libc::SEEK_DATA) };
+        if data < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::ENXIO) {
+                break;
+            }
+            return Err(e);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(fd, data, libc::SEEK_HOLE) };
+        if hole < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        runs.push((data as u64, (hole as u64).min(len)));
+        at = hole as u64;
+    }
+    Ok(runs)
+}
+
+/// Moves the bytes of `src` from `from` to its end into `dst` at `to` (holes stay holes),
+/// from the end down, cutting `src` behind each piece moved: what is moved is on the disk
+/// once, plus a piece. `src` ends at `from`.
+fn move_tail(
+    src: &File,
+    from: u64,
+    dst: &File,
+    to: u64,
+    cancel: &CancelToken,
+) -> Result<(), Failure> {
+    let io = |e: std::io::Error| Failure::Refused(format!("the temporary image: {e}"));
+    const PIECE: u64 = 4 << 20;
+    let mut buf = vec![0u8; PIECE as usize];
+    for (a, b) in data_runs(src, from).map_err(io)?.into_iter().rev() {
+        let mut end = b;
+        while end > a {
+            cancel.check()?;
+            let start = end.saturating_sub(PIECE).max(a);
+            let piece = &mut buf[..(end - start) as usize];
+            src.read_exact_at(piece, start).map_err(io)?;
+            if piece.iter().any(|&b| b != 0) {
+                dst.write_all_at(piece, to + (start - from)).map_err(io)?;
+            }
+            src.set_len(start).map_err(io)?;
+            end = start;
+        }
+    }
+    src.set_len(from).map_err(io)
+}
+
 /// Shrinks the disk image at `path` (a private copy) in place: its last partition's
 /// filesystem to the minimum plus `shrink.margin`, the table and the file's end to match,
 /// and the first-boot growth re-armed. `whose` names the card or image in messages.
@@ -295,13 +353,26 @@ pub(super) fn shrink_copy(
         ));
         return Ok(report);
     }
-    let device = format!("{}?offset={}", path.display(), last.start);
+    // e2fsck and resize2fs get the partition as a file of its own: resize2fs cuts a
+    // regular file to the filesystem's new size, so with an offset into the whole image
+    // it would cut the image short. The partition is moved out (it is last, so the image
+    // shrinks as it goes) and back again: its data is never on the disk twice.
+    let part_path = path.with_file_name("partition.img");
+    let part = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&part_path)
+        .map_err(io)?;
+    move_tail(&file, last.start, &part, 0, cancel)?;
+    part.set_len(last.len).map_err(io)?;
+    let device = part_path.display().to_string();
     let Super {
         block_size: bs,
         blocks,
         recover,
         ..
-    } = superblock(&file, last.start)?;
+    } = superblock(&part, 0)?;
     report.filesystem_before = Some(blocks * bs);
     let say = |run: &mut Run<'_>, what: &str| run.event(Event::note(what));
     if recover {
@@ -356,7 +427,7 @@ pub(super) fn shrink_copy(
     // At least the margin stays free, and never less than resize2fs's minimum (which
     // keeps some room of its own). The counts are e2fsck's, just checked.
     let used = {
-        let now = superblock(&file, last.start)?;
+        let now = superblock(&part, 0)?;
         now.blocks.saturating_sub(now.free)
     };
     let target = minimum.max(used + shrink.margin.div_ceil(bs));
@@ -372,7 +443,7 @@ pub(super) fn shrink_copy(
             ),
         );
         let (code, said) = run_tool(&tools.resize2fs, &[&device, &target.to_string()], cancel)?;
-        let now = superblock(&file, last.start)?.blocks;
+        let now = superblock(&part, 0)?.blocks;
         if code != 0 || now != target {
             return Err(Failure::Refused(format!(
                 "resize2fs could not shrink partition {} to {target} blocks (exit {code}: {})",
@@ -396,7 +467,6 @@ pub(super) fn shrink_copy(
             .div_ceil(1 << 20)
             .saturating_mul(1 << 20)
             .min(last.len);
-        engine::shrink_last_partition(&file, &last, new_len)?;
         report.shrunk = true;
         report.filesystem_after = Some(target * bs);
     } else {
@@ -405,6 +475,12 @@ pub(super) fn shrink_copy(
             last.number,
             units::bytes(shrink.margin)
         ));
+    }
+    move_tail(&part, 0, &file, last.start, cancel)?;
+    drop(part);
+    let _ = fs::remove_file(&part_path);
+    if report.shrunk {
+        engine::shrink_last_partition(&file, &last, new_len)?;
     }
     // A MiB of room past the partition: the allocated-only read that makes the output
     // then ends the image there, a GPT with its backup table and headers rewritten.
