@@ -183,6 +183,21 @@ fn cmdline(image: &Path, offset: u64) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `image` on a loop device, backed up from it into `backup` with `--shrink`: the JSON
+/// result.
+fn shrunk_from_card(image: &Path, backup: &Path) -> Value {
+    let card = LoopDevice::attach(image);
+    let out = cardsmith(&[
+        "read",
+        card.arg(),
+        backup.to_str().unwrap(),
+        "--shrink",
+        "--json",
+    ]);
+    assert_ok(&out);
+    json_lines(&out).pop().unwrap()
+}
+
 fn leftovers(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .unwrap()
@@ -197,21 +212,11 @@ fn a_shrunk_backup_fits_a_smaller_card_keeps_every_file_and_grows_back_on_first_
     let dir = tempfile::tempdir().unwrap();
     let image = pi_card(dir.path());
     let before = sha256sum(&image);
-    let card = LoopDevice::attach(&image);
     // Left by a run that was killed: cleared at the next start.
     let stale = dir.path().join(".cardsmith-shrink-999999999-1");
     fs::create_dir(&stale).unwrap();
     let backup = dir.path().join("backup.img");
-    let out = cardsmith(&[
-        "read",
-        card.arg(),
-        backup.to_str().unwrap(),
-        "--shrink",
-        "--json",
-    ]);
-    assert_ok(&out);
-    drop(card);
-    let result = json_lines(&out).pop().unwrap();
+    let result = shrunk_from_card(&image, &backup);
     let shrink = &result["shrink"];
     assert_eq!(shrink["shrunk"], true, "{result}");
     assert_eq!(shrink["grows_with"], "firstboot", "{result}");
@@ -273,18 +278,8 @@ fn a_shrunk_backup_fits_a_smaller_card_keeps_every_file_and_grows_back_on_first_
 fn a_gpt_card_is_shrunk_with_its_backup_table_moved_to_the_new_end() {
     let dir = tempfile::tempdir().unwrap();
     let image = pi_card_gpt(dir.path());
-    let card = LoopDevice::attach(&image);
     let backup = dir.path().join("backup.img.zst");
-    let out = cardsmith(&[
-        "read",
-        card.arg(),
-        backup.to_str().unwrap(),
-        "--shrink",
-        "--json",
-    ]);
-    assert_ok(&out);
-    drop(card);
-    let result = json_lines(&out).pop().unwrap();
+    let result = shrunk_from_card(&image, &backup);
     assert_eq!(result["shrink"]["shrunk"], true, "{result}");
     assert_eq!(result["table"], "GPT");
     let raw = dir.path().join("backup.img");
