@@ -7,6 +7,7 @@ mod catalog;
 mod check;
 mod confirm;
 mod custom;
+mod docs;
 mod drives;
 pub mod inspect;
 pub(crate) mod report;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use cardsmith_engine::{
     self as engine, units, Algorithm, CancelToken, Image, Input, OpenAs, Target,
 };
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use serde_json::json;
 
 use crate::job::{
@@ -146,6 +147,10 @@ enum Command {
     /// Named settings for whole clusters
     #[command(subcommand)]
     Preset(custom::PresetCommand),
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell)
+    Completions(docs::CompletionsArgs),
+    /// Print the manual page (roff), or write one for cardsmith and each verb into DIR
+    Man(docs::ManArgs),
 }
 
 #[derive(Args)]
@@ -467,7 +472,9 @@ pub fn run() -> ExitCode {
         | Command::Os(_)
         | Command::Devices(_)
         | Command::Cache(_)
-        | Command::Preset(_) => false,
+        | Command::Preset(_)
+        | Command::Completions(_)
+        | Command::Man(_) => false,
     };
     let mut reporter = Reporter::new(json);
     let outcome: Result<(), Stopped> = match cli.command {
@@ -486,6 +493,8 @@ pub fn run() -> ExitCode {
         Command::Bmap(args) => bmap::run(args, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Check(args) => check::run(args, &cancel, &mut reporter),
         Command::Preset(command) => custom::preset(command, &mut reporter).map_err(Stopped::from),
+        Command::Completions(args) => docs::completions(args, Cli::command()),
+        Command::Man(args) => docs::man(args, Cli::command()),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
