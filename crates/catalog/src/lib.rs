@@ -15,7 +15,7 @@
 //!
 //! This crate does not decode or write images (cardsmith-engine does) and does not print.
 
-mod bundled;
+pub mod bundled;
 mod cache;
 mod error;
 mod filter;

@@ -47,9 +47,21 @@ impl Location {
                 Ok(url) => Location::Url(url),
                 Err(_) => Location::Path(PathBuf::from(reference)),
             },
+            // A reference is a URL, relative to the catalog's own file URL: `%20` is a
+            // space, as in a catalog served over http (make-catalog writes them so).
             Location::Path(file) => {
-                let dir = file.parent().unwrap_or(Path::new("."));
-                Location::Path(dir.join(reference)) // an absolute path replaces dir
+                let as_url = std::path::absolute(file)
+                    .ok()
+                    .and_then(|f| Url::from_file_path(f).ok())
+                    .and_then(|base| base.join(reference).ok())
+                    .and_then(|url| url.to_file_path().ok());
+                match as_url {
+                    Some(path) => Location::Path(path),
+                    None => {
+                        let dir = file.parent().unwrap_or(Path::new("."));
+                        Location::Path(dir.join(reference)) // an absolute path replaces dir
+                    }
+                }
             }
             Location::Bundled(_) => Location::Bundled(reference.to_owned()),
         }
@@ -103,6 +115,15 @@ mod tests {
         assert_eq!(
             local.join("demo.img.xz"),
             Location::Path("/srv/catalog/demo.img.xz".into())
+        );
+        // A relative URL in a local catalog is a URL too: escapes and .. as on a server.
+        assert_eq!(
+            local.join("more%20images/a%23b.img"),
+            Location::Path("/srv/catalog/more images/a#b.img".into())
+        );
+        assert_eq!(
+            local.join("../shared/c.img"),
+            Location::Path("/srv/shared/c.img".into())
         );
         assert_eq!(
             Location::parse("file:///srv/a.json"),

@@ -394,6 +394,25 @@ pub struct Examined {
     pub effects: Vec<Effect>,
 }
 
+/// A root-folder file of the boot partition of the image open in `file` (`None` when it is
+/// not there); an error when there is no FAT boot partition.
+pub fn boot_file(file: &File, name: &str) -> Result<Option<Vec<u8>>, Error> {
+    let path = Path::new("the image");
+    let mut disk = file.try_clone().map_err(|source| Error::Io {
+        what: "reopen",
+        path: path.to_owned(),
+        source,
+    })?;
+    let span = boot::find(&mut disk, path)?;
+    let mut files = boot::read_files(boot::Slice::new(boot::ReadOnly(&disk), span), &[name])
+        .map_err(|e| Error::Fat {
+            path: path.to_owned(),
+            what: "read",
+            detail: e.to_string(),
+        })?;
+    Ok(files.pop().flatten())
+}
+
 /// Inspects the image or card open in `file` (at `path`) without changing it: its boot
 /// partition's cmdline.txt and its root filesystem, and the format `given` (or found).
 pub fn examine(

@@ -56,6 +56,10 @@ pub enum OsCommand {
     List(OsListArgs),
     /// Show everything the catalog says about one image
     Show(OsShowArgs),
+    /// Make a catalog (Raspberry Pi Imager's v4 format) of a folder of images, for an
+    /// offline bench: sizes, both SHA-256s, init_format and a description read from each
+    /// image, relative URLs
+    MakeCatalog(super::make_catalog::MakeCatalogArgs),
 }
 
 #[derive(Args)]
@@ -150,8 +154,13 @@ pub fn entry(
     Ok(entry.clone())
 }
 
-pub fn os(command: OsCommand, reporter: &mut Reporter) -> Result<(), Failure> {
+pub fn os(
+    command: OsCommand,
+    cancel: &cardsmith_engine::CancelToken,
+    reporter: &mut Reporter,
+) -> Result<(), Failure> {
     match command {
+        OsCommand::MakeCatalog(args) => super::make_catalog::make_catalog(args, cancel, reporter),
         OsCommand::List(args) => {
             let cache = cache_or_warn(reporter);
             let loaded = args

@@ -10,6 +10,7 @@ mod custom;
 mod docs;
 mod drives;
 pub mod inspect;
+mod make_catalog;
 pub(crate) mod report;
 
 use std::path::PathBuf;
@@ -468,6 +469,7 @@ pub fn run() -> ExitCode {
         Command::Inspect(a) => a.json,
         Command::Bmap(a) => a.json,
         Command::Check(a) => a.json,
+        Command::Os(catalog::OsCommand::MakeCatalog(a)) => a.json(),
         Command::Drives(_)
         | Command::Os(_)
         | Command::Devices(_)
@@ -485,7 +487,7 @@ pub fn run() -> ExitCode {
         Command::Shrink(args) => shrink(args, &cancel, &mut reporter),
         Command::Erase(args) => erase(args, &cancel, &mut reporter),
         Command::Drives(args) => drives::run(args).map_err(Stopped::from),
-        Command::Os(command) => catalog::os(command, &mut reporter).map_err(Stopped::from),
+        Command::Os(command) => catalog::os(command, &cancel, &mut reporter).map_err(Stopped::from),
         Command::Devices(args) => catalog::devices(args, &mut reporter).map_err(Stopped::from),
         Command::Cache(command) => catalog::cache(command, &mut reporter).map_err(Stopped::from),
         Command::Customize(args) => custom::customize_verb(*args, &mut reporter),
