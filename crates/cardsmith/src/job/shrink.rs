@@ -31,6 +31,17 @@ pub struct Shrink {
     pub expand: bool,
 }
 
+impl Shrink {
+    /// The folder the temporary copies go in: `--tmp`, else the output's own.
+    pub(super) fn folder_for(&self, output: &Path) -> PathBuf {
+        match (&self.tmp, output.parent()) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(p)) if !p.as_os_str().is_empty() => p.to_owned(),
+            _ => PathBuf::from("."),
+        }
+    }
+}
+
 /// What a shrink did. Serialised, it is the `shrink` object of the `--json` result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ShrinkReport {
@@ -180,18 +191,20 @@ fn run_tool(tool: &Path, args: &[&str], cancel: &CancelToken) -> Result<(i32, St
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| Failure::Refused(format!("cannot run {}: {e}", tool.display())))?;
-    let (mut out, mut err) = (child.stdout.take(), child.stderr.take());
-    let reader = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut text = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut text);
-        }
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut text);
-        }
-        text
-    });
+    // Each stream drained by a thread of its own: read one after the other, a tool that
+    // fills the second pipe before closing the first would wait on us forever.
+    fn drain(
+        stream: Option<impl std::io::Read + Send + 'static>,
+    ) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut s) = stream {
+                let _ = s.read_to_string(&mut text);
+            }
+            text
+        })
+    }
+    let (out, err) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let status = loop {
         if let Some(status) = child
             .try_wait()
@@ -206,7 +219,7 @@ fn run_tool(tool: &Path, args: &[&str], cancel: &CancelToken) -> Result<(i32, St
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let text = reader.join().unwrap_or_default();
+    let text = out.join().unwrap_or_default() + &err.join().unwrap_or_default();
     Ok((status.code().unwrap_or(-1), text))
 }
 
@@ -321,8 +334,9 @@ pub(super) fn shrink_copy(
         partition: None,
         shrunk: false,
         not_shrunk: None,
-        size_before: size,
-        size_after: size,
+        // The images' sizes are known once the output is made: shrunk_backup sets them.
+        size_before: 0,
+        size_after: 0,
         filesystem_before: None,
         filesystem_after: None,
         journal_replayed: false,
@@ -485,7 +499,6 @@ pub(super) fn shrink_copy(
     // A MiB of room past the partition: the allocated-only read that makes the output
     // then ends the image there, a GPT with its backup table and headers rewritten.
     file.set_len(last.start + new_len + (1 << 20)).map_err(io)?;
-    report.size_after = last.start + new_len;
     if report.shrunk {
         if shrink.expand {
             let armed = expand::rearm(&file, path, last.number, true)?;
@@ -523,11 +536,7 @@ pub(super) fn shrunk_backup(
     let tools = Tools::find()?;
     engine::check_replaceable(output, force)?;
     engine::check_replaceable(&engine::checksum_path(output), force)?;
-    let parent = match (&how.tmp, output.parent()) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(p)) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let parent = how.folder_for(output);
     let scratch = Scratch::new(&parent)?;
     let copy = scratch.dir.join("copy.img");
     let private = engine::ReadOptions {
