@@ -11,6 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::emulated::EmulatedCard;
+use common::text::number_after;
 use common::*;
 use serde_json::Value;
 
@@ -291,11 +292,11 @@ fn a_rescue_backup_of_a_card_with_a_bad_sector_keeps_going_and_says_what_was_hit
     let dir = tempfile::tempdir().unwrap();
     let (image, root_start, root_len) = os_image_with_a_file(dir.path());
     // debugfs (not cardsmith) says where the file's ninth block lies.
-    let block: u64 = number_in(
+    let block: u64 = number_after(
         &debugfs(&image, root_start, root_len, "bmap /home/data.bin 8"),
         "",
     );
-    let block_size = number_in(&dumpe2fs(&image, root_start, root_len), "Block size:");
+    let block_size = number_after(&dumpe2fs(&image, root_start, root_len), "Block size:");
     // The 4 KiB block holding the file's ninth filesystem block.
     let bad = (root_start + block * block_size) / 4096 * 4096;
     let len = fs::metadata(&image).unwrap().len();
@@ -415,19 +416,6 @@ fn dumpe2fs(image: &Path, start: u64, len: u64) -> String {
     String::from_utf8(tool("dumpe2fs", &[part.arg()]).stdout).unwrap()
 }
 
-/// The number that follows `prefix` in `text`.
-fn number_in(text: &str, prefix: &str) -> u64 {
-    let at = text
-        .find(prefix)
-        .unwrap_or_else(|| panic!("{prefix:?} in {text}"));
-    text[at + prefix.len()..]
-        .trim_start()
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("a number after {prefix:?} in {text}"))
-}
-
 /// A bad block among the metadata the backup itself needs (group 0's block bitmap, which
 /// says which blocks to read) does not stop a rescue: that filesystem is read whole, the
 /// file it would have hidden is in the backup, and the bad block is named for what it is.
@@ -436,8 +424,8 @@ fn a_rescue_reads_past_a_bad_block_bitmap_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let (image, root_start, root_len) = os_image_with_a_file(dir.path());
     let dumped = dumpe2fs(&image, root_start, root_len);
-    let block_size = number_in(&dumped, "Block size:");
-    let bitmap = number_in(
+    let block_size = number_after(&dumped, "Block size:");
+    let bitmap = number_after(
         &dumped[dumped.find("Group 0:").unwrap()..],
         "Block bitmap at",
     );

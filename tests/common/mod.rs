@@ -6,6 +6,7 @@
 pub mod emulated;
 pub mod http;
 pub mod mutate;
+pub mod text;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -15,7 +15,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use crate::inspect::Inspection;
+use crate::inspect::{Inspection, FIRSTBOOT};
 use crate::{boot, survey, Error};
 
 /// What grows the root filesystem on the first boot of the image.
@@ -40,8 +40,6 @@ pub struct Rearmed {
     /// What happens on first boot, or why nothing will and what to do by hand.
     pub said: String,
 }
-
-const FIRSTBOOT_INIT: &str = "init=/usr/lib/raspberrypi-sys-mods/firstboot";
 
 /// Arms the image open in `file` (at `path`) to grow its root partition (number
 /// `root_partition`) and filesystem to fill the card on its first boot, with its own OS's
@@ -76,7 +74,7 @@ pub fn rearm(
     let words = &ins.cmdline;
     let (grower, word, said) = if ins.firstboot && ins.grow_on_firstboot {
         match words.init.as_deref() {
-            Some(init) if FIRSTBOOT_INIT.ends_with(init) => {}
+            Some(FIRSTBOOT) => {}
             Some(other) => {
                 return Ok(not(format!(
                     "its cmdline.txt already starts another init ({other}), which Raspberry \
@@ -87,7 +85,7 @@ pub fn rearm(
         }
         (
             Grower::Firstboot,
-            words.init.is_none().then_some(FIRSTBOOT_INIT),
+            words.init.is_none().then(|| format!("init={FIRSTBOOT}")),
             "Raspberry Pi OS's first boot (init=/usr/lib/raspberrypi-sys-mods/firstboot on \
              cmdline.txt) grows the root partition and filesystem to fill the card, then takes \
              the word off; like a fresh card's first boot, it also makes new SSH host keys \
@@ -111,7 +109,7 @@ pub fn rearm(
         };
         (
             Grower::ResizeWord,
-            (!words.resize).then_some("resize"),
+            (!words.resize).then(|| "resize".to_owned()),
             format!(
                 "Raspberry Pi OS's initramfs grows the root partition on the `resize` word of \
                  cmdline.txt and takes the word off; {filesystem}"
@@ -135,7 +133,7 @@ pub fn rearm(
             "it has neither Raspberry Pi OS's first-boot resize nor cloud-init's growpart".into(),
         ));
     };
-    if let (Some(word), true) = (word, write) {
+    if let (Some(word), true) = (&word, write) {
         let text = String::from_utf8_lossy(&cmdline).into_owned();
         let (line, rest) = text.split_at(text.find('\n').unwrap_or(text.len()));
         let new = format!("{} {word}{rest}", line.trim_end());
@@ -155,7 +153,7 @@ pub fn rearm(
     }
     Ok(Rearmed {
         grower: Some(grower),
-        added: word.map(str::to_owned),
+        added: word,
         said,
     })
 }

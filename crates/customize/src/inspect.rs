@@ -16,7 +16,7 @@ use crate::{Error, Format};
 
 /// Raspberry Pi OS's helpers, where its packages put them.
 const IMAGER_CUSTOM: &str = "/usr/lib/raspberrypi-sys-mods/imager_custom";
-const FIRSTBOOT: &str = "/usr/lib/raspberrypi-sys-mods/firstboot";
+pub(crate) const FIRSTBOOT: &str = "/usr/lib/raspberrypi-sys-mods/firstboot";
 const USERCONF: &str = "/usr/lib/userconf-pi/userconf";
 /// The initramfs steps that grow the root partition on first boot: Bookworm's (acting on
 /// `init=…/firstboot`) and Trixie's (acting on the `resize` word).

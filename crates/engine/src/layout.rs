@@ -462,7 +462,7 @@ pub struct LastPartition {
 /// the one a shrink cuts. A logical partition of an MBR (inside an extended one) is refused,
 /// as is a table that does not hold together.
 pub fn last_partition(file: &std::fs::File, size: u64) -> Result<LastPartition, String> {
-    let mut read = file_reader(file, size);
+    let mut read = file_reader(file, size, "the image");
     let plan = plan_inner(&mut read, size, 512).map_err(|u| match u {
         Unusable::Table(detail) => detail,
         Unusable::Io(e) => e.to_string(),
@@ -568,17 +568,19 @@ pub fn shrink_last_partition(
     }
 }
 
-/// Positioned reads of an image file, short at its end.
-fn file_reader(
-    file: &std::fs::File,
+/// Positioned reads of an image file of `size` bytes, short at its end; errors name it
+/// `what`.
+pub(crate) fn file_reader<'a>(
+    file: &'a std::fs::File,
     size: u64,
-) -> impl FnMut(u64, usize) -> Result<Vec<u8>, Error> + '_ {
+    what: &'a str,
+) -> impl FnMut(u64, usize) -> Result<Vec<u8>, Error> + 'a {
     use std::os::unix::fs::FileExt;
     move |offset: u64, len: usize| {
         let len = len.min(size.saturating_sub(offset) as usize);
         let mut buf = vec![0u8; len];
         file.read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::read("the image", offset, e))?;
+            .map_err(|e| Error::read(what, offset, e))?;
         Ok(buf)
     }
 }

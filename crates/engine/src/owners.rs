@@ -105,15 +105,11 @@ pub(crate) fn held(read: &mut ReadFn<'_>, usage: &Usage, ranges: &[(u64, u64)]) 
 /// What each of `ranges` (sorted byte ranges) of the disk image in `file` (`size` bytes,
 /// 512-byte sectors) holds: the files and structures of its filesystems there.
 pub fn held_in_file(file: &std::fs::File, size: u64, ranges: &[(u64, u64)]) -> Vec<Held> {
-    use std::os::unix::fs::FileExt;
-    let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
-        let len = len.min(size.saturating_sub(offset) as usize);
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::read("the image", offset, e))?;
-        Ok(buf)
-    };
-    held_in_disk(&mut read, size, ranges)
+    held_in_disk(
+        &mut crate::layout::file_reader(file, size, "the image"),
+        size,
+        ranges,
+    )
 }
 
 /// The same for a disk image held in memory (as a fuzzer hands it over).
@@ -128,9 +124,8 @@ pub fn held_in_bytes(disk: &[u8], ranges: &[(u64, u64)]) -> Vec<Held> {
 }
 
 fn held_in_disk(read: &mut ReadFn<'_>, size: u64, ranges: &[(u64, u64)]) -> Vec<Held> {
-    let mut read = read;
-    match crate::usage::usage(&mut read, size, 512) {
-        Ok(usage) => held(&mut read, &usage, ranges),
+    match crate::usage::usage(read, size, 512) {
+        Ok(usage) => held(read, &usage, ranges),
         Err(e) => ranges
             .iter()
             .map(|_| Held {
@@ -1022,7 +1017,12 @@ pub(crate) fn masked<'a>(
 }
 
 #[cfg(test)]
+#[path = "../../../tests/common/text.rs"]
+mod text;
+
+#[cfg(test)]
 mod tests {
+    use super::text::number_after;
     use super::*;
     use std::path::Path;
     use std::process::Command;
@@ -1034,19 +1034,6 @@ mod tests {
             .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(out.status.success(), "{tool} {args:?}: {out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The number after `prefix` on the line that has it.
-    fn number_after(text: &str, prefix: &str) -> u64 {
-        let at = text
-            .find(prefix)
-            .unwrap_or_else(|| panic!("{prefix:?} in {text}"));
-        text[at + prefix.len()..]
-            .trim_start()
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("a number after {prefix:?} in {text}"))
     }
 
     /// What `held` says of each byte range of the whole-disk filesystem in `image`.
@@ -1307,17 +1294,10 @@ mod tests {
                     let at = (next() % (1 << 20)) as usize;
                     disk[at] = if round % 3 == 0 { 0 } else { next() as u8 };
                 }
-                let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
-                    let start = (offset as usize).min(disk.len());
-                    Ok(disk[start..(start + len).min(disk.len())].to_vec())
-                };
-                let Ok(usage) = crate::usage::usage(&mut read, size, 512) else {
-                    continue;
-                };
                 let ranges: Vec<(u64, u64)> = (0..8u64)
                     .map(|i| (i * (size / 8), i * (size / 8) + 4096))
                     .collect();
-                let got = held(&mut read, &usage, &ranges);
+                let got = held_in_bytes(&disk, &ranges);
                 assert_eq!(got.len(), ranges.len());
                 assert!(got.iter().all(|h| h.what.len() <= NAMED + 2));
             }

@@ -24,6 +24,19 @@ pub struct Unpacked {
     pub stored: u64,
 }
 
+impl Unpacked {
+    /// A path to the unnamed file while it is open, for what opens files by name (this
+    /// process, or a tool it runs: e2fsck, resize2fs).
+    pub fn path(&self) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            self.file.as_raw_fd()
+        ))
+    }
+}
+
 /// Decodes `image` into an unnamed file in `dir`, storing only blocks that are not all
 /// zeros, and stops with [`Error::NoSpace`] before the data would leave less than 512 MiB
 /// free there.

@@ -100,15 +100,7 @@ pub fn usage_of(disk: &crate::Target) -> Result<Usage, Error> {
 /// The map of an image in a plain file of `size` bytes (512-byte sectors), such as a
 /// decoded copy from [`crate::unpack`].
 pub fn usage_of_file(file: &std::fs::File, size: u64, what: &str) -> Result<Usage, Error> {
-    use std::os::unix::fs::FileExt;
-    let mut read = |offset: u64, len: usize| -> Result<Vec<u8>, Error> {
-        let len = len.min(size.saturating_sub(offset) as usize);
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)
-            .map_err(|e| Error::read(what, offset, e))?;
-        Ok(buf)
-    };
-    usage(&mut read, size, 512)
+    usage(&mut layout::file_reader(file, size, what), size, 512)
 }
 
 /// The map of `disk` for a rescue: a partition whose metadata cannot be read (a bad

@@ -207,16 +207,8 @@ fn entry(
         }
     }
     let unpacked = engine::unpack(image, scratch, cancel)?;
-    let decoded = {
-        use std::os::fd::AsRawFd;
-        PathBuf::from(format!(
-            "/proc/{}/fd/{}",
-            std::process::id(),
-            unpacked.file.as_raw_fd()
-        ))
-    };
     let extract = engine::hash(
-        Image::open(&Input::Path(decoded.clone()), OpenAs::Raw)?,
+        Image::open(&Input::Path(unpacked.path()), OpenAs::Raw)?,
         engine::Algorithm::Sha256,
         cancel,
         &mut |_| {},

@@ -277,11 +277,7 @@ impl ShrinkJob {
         let whose = format!("the image {}", self.image.display());
         // A compressed image is decoded into the temporary folder first: the shrink works
         // on a raw copy either way.
-        let parent = match (&self.shrink.tmp, output.parent()) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(p)) if !p.as_os_str().is_empty() => p.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let parent = self.shrink.folder_for(&output);
         let decoded = super::shrink::Scratch::new(&parent)?;
         let image = engine::Image::open(
             &engine::Input::Path(self.image.clone()),
@@ -297,14 +293,7 @@ impl ShrinkJob {
                 self.image.display()
             )));
             let file = engine::unpack(image, &decoded.dir, cancel)?;
-            let name = {
-                use std::os::fd::AsRawFd;
-                PathBuf::from(format!(
-                    "/proc/{}/fd/{}",
-                    std::process::id(),
-                    file.file.as_raw_fd()
-                ))
-            };
+            let name = file.path();
             unpacked = Some(file);
             Target::open_for_read(&name)?
         };
