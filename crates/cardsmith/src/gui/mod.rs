@@ -82,6 +82,29 @@ fn language_for(locale: &str) -> &'static str {
     }
 }
 
+/// The desktop's name for the wizard: the basename of its `.desktop` file and its
+/// AppStream id, given to the window as its Wayland app id and X11 class so docks and
+/// task bars match the window with its menu entry (which says `StartupWMClass=` this).
+pub const APP_ID: &str = "io.github.cardsmith.cardsmith";
+
+/// The window's icon: the 128-pixel rendering of the menu entry's icon.
+const ICON_PNG: &[u8] = include_bytes!("../../../../assets/linux/icons/128x128.png");
+
+fn window_settings() -> iced::window::Settings {
+    iced::window::Settings {
+        size: iced::Size::new(900.0, 700.0),
+        position: iced::window::Position::Centered,
+        icon: iced::window::icon::from_file_data(ICON_PNG, None).ok(),
+        // Closing the window during a job cancels it first (see Message::CloseRequested).
+        exit_on_close_request: false,
+        platform_specific: iced::window::settings::PlatformSpecific {
+            application_id: APP_ID.to_owned(),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 /// Opens the window. `CARDSMITH_REPO` points the wizard at another catalog.
 pub fn run() -> iced::Result {
     let repo = std::env::var("CARDSMITH_REPO").ok();
@@ -99,10 +122,7 @@ pub fn run() -> iced::Result {
     .title(App::title)
     .theme(App::theme)
     .subscription(App::subscription)
-    // Closing the window during a job cancels it first (see Message::CloseRequested).
-    .exit_on_close_request(false)
-    .window_size((900.0, 700.0))
-    .centered();
+    .window(window_settings());
     // Every language renders whatever fonts the desktop has (see `fonts`).
     for font in fonts::for_language(&language) {
         application = application.font(font);
@@ -112,6 +132,23 @@ pub fn run() -> iced::Result {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod window_tests {
+    #[test]
+    fn the_window_gets_the_menu_entrys_icon_and_id() {
+        let settings = super::window_settings();
+        assert!(settings.icon.is_some(), "the built-in icon did not decode");
+        assert_eq!(settings.platform_specific.application_id, super::APP_ID);
+        let entry = include_str!("../../../../assets/linux/io.github.cardsmith.cardsmith.desktop");
+        assert!(entry
+            .lines()
+            .any(|l| l == format!("StartupWMClass={}", super::APP_ID)));
+        assert!(entry
+            .lines()
+            .any(|l| l == format!("Icon={}", super::APP_ID)));
+    }
+}
 
 #[cfg(test)]
 mod language_tests {
