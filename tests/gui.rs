@@ -10,23 +10,14 @@
 mod common;
 
 use std::fs;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::http::{Fault, Server};
+use common::x11::{Running, Xvfb};
 use common::*;
-
-/// A process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// An XWD capture: width, height and RGB pixels (24/32-bit TrueColor only).
 fn read_xwd(data: &[u8]) -> Shot {
@@ -247,7 +238,7 @@ fn reads(words: &[Word], phrase: &str) -> bool {
 /// One X server for one test.
 struct Display {
     name: String,
-    _xvfb: Running,
+    _xvfb: Xvfb,
     scratch: tempfile::TempDir,
     /// Where to keep a PNG of each screen (`CARDSMITH_SCREENSHOTS`).
     keep: Option<PathBuf>,
@@ -255,34 +246,10 @@ struct Display {
 }
 
 impl Display {
-    /// Xvfb picks a free display itself and writes its number once it accepts clients
-    /// (-displayfd), so neither a stale socket nor a slow start can race the test.
     fn start(lang: &'static str) -> Display {
-        let mut xvfb = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1000x760x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("Xvfb is needed (the test command installs xvfb)");
-        let mut number = String::new();
-        std::io::BufReader::new(xvfb.stdout.take().unwrap())
-            .read_line(&mut number)
-            .unwrap();
-        let xvfb = Running(xvfb);
-        assert!(
-            !number.trim().is_empty(),
-            "Xvfb did not start (it wrote no display number)"
-        );
+        let xvfb = Xvfb::start("1000x760x24");
         Display {
-            name: format!(":{}", number.trim()),
+            name: xvfb.name.clone(),
             _xvfb: xvfb,
             scratch: tempfile::tempdir().unwrap(),
             keep: std::env::var_os("CARDSMITH_SCREENSHOTS").map(PathBuf::from),

@@ -7,6 +7,7 @@ pub mod emulated;
 pub mod http;
 pub mod mutate;
 pub mod text;
+pub mod x11;
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
