@@ -409,6 +409,23 @@ fn the_debian_package_holds_what_a_desktop_needs_and_passes_debians_checks() {
             "{key} in {entry}"
         );
     }
+    // The menu speaks every language the wizard does (locales/LANG.yml; pt-BR is pt_BR).
+    for locale in fs::read_dir(format!("{TOP}/locales")).unwrap() {
+        let name = locale.unwrap().file_name().into_string().unwrap();
+        let lang = name.trim_end_matches(".yml").replace('-', "_");
+        if lang == "en" {
+            continue;
+        }
+        for key in ["GenericName", "Comment"] {
+            let translated = format!("{key}[{lang}]=");
+            assert!(
+                entry
+                    .lines()
+                    .any(|l| l.starts_with(&translated) && l.len() > translated.len()),
+                "the menu entry has no {translated}"
+            );
+        }
+    }
     assert!(metainfo.contains(&format!("<id>{ID}</id>")));
     assert!(metainfo.contains(&format!(
         "<launchable type=\"desktop-id\">{ID}.desktop</launchable>"

@@ -238,7 +238,7 @@ fn reads(words: &[Word], phrase: &str) -> bool {
 /// One X server for one test.
 struct Display {
     name: String,
-    _xvfb: Xvfb,
+    xvfb: Xvfb,
     scratch: tempfile::TempDir,
     /// Where to keep a PNG of each screen (`CARDSMITH_SCREENSHOTS`).
     keep: Option<PathBuf>,
@@ -250,7 +250,7 @@ impl Display {
         let xvfb = Xvfb::start("1000x760x24");
         Display {
             name: xvfb.name.clone(),
-            _xvfb: xvfb,
+            xvfb,
             scratch: tempfile::tempdir().unwrap(),
             keep: std::env::var_os("CARDSMITH_SCREENSHOTS").map(PathBuf::from),
             lang,
@@ -274,7 +274,12 @@ impl Display {
             if let Ok(Some(status)) = app.0.try_wait() {
                 let mut err = String::new();
                 let _ = app.0.stderr.take().unwrap().read_to_string(&mut err);
-                panic!("the wizard exited ({status}) waiting for {phrase:?}: {err}");
+                panic!(
+                    "the wizard exited ({status}) waiting for {phrase:?}: {err}\n\
+                     Xvfb {} said: {}",
+                    self.name,
+                    self.xvfb.said()
+                );
             }
             let shot = self.shot();
             let words = ocr(&shot, self.lang, self.scratch.path());

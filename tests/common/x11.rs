@@ -18,12 +18,14 @@ pub struct Xvfb {
     /// `:N`, for DISPLAY.
     pub name: String,
     _server: Running,
+    log: tempfile::NamedTempFile,
 }
 
 impl Xvfb {
     /// Xvfb picks a free display itself and writes its number once it accepts clients
     /// (-displayfd), so neither a stale socket nor a slow start can race the test.
     pub fn start(screen: &str) -> Xvfb {
+        let log = tempfile::NamedTempFile::new().unwrap();
         let mut xvfb = Command::new("Xvfb")
             .args([
                 "-displayfd",
@@ -35,7 +37,7 @@ impl Xvfb {
                 "tcp",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().unwrap())
             .spawn()
             .expect("Xvfb is needed (the test command installs xvfb)");
         let mut number = String::new();
@@ -50,6 +52,12 @@ impl Xvfb {
         Xvfb {
             name: format!(":{}", number.trim()),
             _server: server,
+            log,
         }
+    }
+
+    /// What the server said on its standard error, for a failing test's message.
+    pub fn said(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 }
