@@ -15,6 +15,11 @@ use std::sync::OnceLock;
 use common::x11::Xvfb;
 use common::*;
 
+/// The menu entry's, the AppStream component's and the window's name.
+const ID: &str = "io.github.cardsmith.cardsmith";
+/// The repository's top folder.
+const TOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
 /// Every verb `cardsmith --help` lists (the line after "Commands:" up to "Options:").
 fn verbs() -> Vec<String> {
     let help = stdout(&cardsmith(&["--help"]));
@@ -148,7 +153,7 @@ fn make_catalog_turns_a_folder_of_images_into_a_catalog_that_works_offline() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("bench");
     fs::create_dir_all(images.join("more images")).unwrap();
-    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../../os-list-sample");
+    let sample = format!("{TOP}/os-list-sample");
     fs::copy(
         format!("{sample}/demo-systemd.img.xz"),
         images.join("demo-systemd.img.xz"),
@@ -179,10 +184,7 @@ fn make_catalog_turns_a_folder_of_images_into_a_catalog_that_works_offline() {
     let out = cardsmith(&["os", "make-catalog", images.to_str().unwrap()]);
     assert_ok(&out);
     let catalog = images.join("os_list.json");
-    let schema = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/os-list-schema.json"
-    );
+    let schema = format!("{TOP}/../shared/fixtures/os-list-schema.json");
     let valid = Command::new("python3")
         .arg("-c")
         .arg(
@@ -265,9 +267,7 @@ fn make_catalog_turns_a_folder_of_images_into_a_catalog_that_works_offline() {
         "bench-node",
     ]);
     assert_ok(&out);
-    let fat = u64::from(u32::from_le_bytes(
-        read_range(&target, 454, 4).try_into().unwrap(),
-    )) * 512;
+    let (fat, _) = mbr_partition(&read_range(&target, 0, 512), 0);
     let seed = run_ok(
         Command::new("mtype")
             .arg("-i")
@@ -279,9 +279,6 @@ fn make_catalog_turns_a_folder_of_images_into_a_catalog_that_works_offline() {
     let again = cardsmith(&["os", "make-catalog", images.to_str().unwrap()]);
     assert_fails(&again, 1, &["exists", "--force"]);
 }
-
-const ID: &str = "io.github.cardsmith.cardsmith";
-const TOP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
 /// Runs one of the project's scripts and returns the last line it printed (a path).
 fn script(name: &str, args: &[&str]) -> PathBuf {

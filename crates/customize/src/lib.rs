@@ -394,6 +394,15 @@ pub struct Examined {
     pub effects: Vec<Effect>,
 }
 
+impl Examined {
+    /// The system's name from its os-release (PRETTY_NAME, else NAME), when its root
+    /// filesystem could be read and has one.
+    pub fn os_name(&self) -> Option<&str> {
+        let os = self.inspection.as_ref().ok()?.os.as_ref()?;
+        Some(&os.name)
+    }
+}
+
 /// A root-folder file of the boot partition of the image open in `file` (`None` when it is
 /// not there); an error when there is no FAT boot partition.
 pub fn boot_file(file: &File, name: &str) -> Result<Option<Vec<u8>>, Error> {

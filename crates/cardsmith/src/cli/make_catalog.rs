@@ -216,12 +216,7 @@ fn entry(
     let examined = cardsmith_customize::examine(&unpacked.file, path, None);
     let (init_format, description, issue) = match &examined {
         Ok(found) => {
-            let os = found
-                .inspection
-                .as_ref()
-                .ok()
-                .and_then(|i| i.os.as_ref())
-                .map(|os| os.name.clone());
+            let os = found.os_name().map(str::to_owned);
             let format = found
                 .choice
                 .as_ref()

@@ -90,12 +90,7 @@ fn look(what: What, cache_dir: Option<&std::path::Path>, cancel: &CancelToken) -
         Ok(found) => found,
         Err(e) => return Inspected::Failed(e.to_string()),
     };
-    let os = found
-        .inspection
-        .as_ref()
-        .ok()
-        .and_then(|i| i.os.as_ref())
-        .map(|o| o.name.clone());
+    let os = found.os_name().map(str::to_owned);
     match found.choice {
         Ok(choice) => Inspected::Found {
             os,
