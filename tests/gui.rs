@@ -80,7 +80,10 @@ impl Shot {
     /// The screen as tesseract reads it best: in grey, three times the size, dark words on
     /// light everywhere. Words on a coloured button (white on blue or red) are turned
     /// dark on light: the button is where the colour is, closed over its letters
-    /// (dilated, then eroded back), so the page around it stays as it is.
+    /// (dilated, then eroded back), so the page around it stays as it is. The closing
+    /// also bridges two buttons closer than twice its radius; the page between them is
+    /// reached from the screen's edge without crossing colour, and stays page (inverted
+    /// it was a black bar that tesseract read as "J" and took the next word's case).
     fn ocr_pgm(&self, path: &Path) {
         let (w, h) = (self.width, self.height);
         let coloured: Vec<bool> = self
@@ -88,7 +91,12 @@ impl Shot {
             .iter()
             .map(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 60)
             .collect();
-        let button = erode(&dilate(&coloured, w, h, 6), w, h, 6);
+        let outside = reached_from_edge(&coloured, w, h);
+        let button: Vec<bool> = erode(&dilate(&coloured, w, h, 6), w, h, 6)
+            .into_iter()
+            .zip(outside)
+            .map(|(closed, outside)| closed && !outside)
+            .collect();
         let mut out = format!("P5\n{} {}\n255\n", w * SCALE, h * SCALE).into_bytes();
         for y in 0..h * SCALE {
             for x in 0..w * SCALE {
@@ -131,6 +139,36 @@ fn dilate(mask: &[bool], w: usize, h: usize, r: usize) -> Vec<bool> {
         }
     }
     out
+}
+
+/// The unset pixels joined to the image's edge by unset pixels (4-neighbours): what
+/// the set ones do not enclose.
+fn reached_from_edge(mask: &[bool], w: usize, h: usize) -> Vec<bool> {
+    let mut reached = vec![false; w * h];
+    let mut todo: Vec<usize> = (0..w)
+        .flat_map(|x| [x, (h - 1) * w + x])
+        .chain((0..h).flat_map(|y| [y * w, y * w + w - 1]))
+        .collect();
+    while let Some(i) = todo.pop() {
+        if reached[i] || mask[i] {
+            continue;
+        }
+        reached[i] = true;
+        let (x, y) = (i % w, i / w);
+        if x > 0 {
+            todo.push(i - 1);
+        }
+        if x + 1 < w {
+            todo.push(i + 1);
+        }
+        if y > 0 {
+            todo.push(i - w);
+        }
+        if y + 1 < h {
+            todo.push(i + w);
+        }
+    }
+    reached
 }
 
 /// Every pixel within `r` of an unset one is unset.
