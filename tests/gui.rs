@@ -222,6 +222,17 @@ fn ocr(shot: &Shot, lang: &str, scratch: &Path) -> Vec<Word> {
     words
 }
 
+/// Fails with `what` and everything OCR read unless `phrase` is among `words`.
+fn on_screen(words: &[Word], phrase: &str, what: &str) {
+    if find(words, phrase).is_none() {
+        let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+        panic!(
+            "{what}: {phrase:?} is not on the screen; OCR read: {}",
+            read.join(" ")
+        );
+    }
+}
+
 /// Letters and digits only: how words are compared (case counts: "Choose storage" is a
 /// title, "CHOOSE STORAGE" the button that leads to it).
 fn plain(text: &str) -> String {
@@ -496,23 +507,25 @@ fn a_person_goes_through_every_screen_and_writes_a_card_file() {
     d.key("Return");
     d.wait_and_click(&mut app, "YES");
     let (_, words) = d.wait_for(&mut app, "Ready to write", Some("confirm"));
-    assert!(
-        find(&words, "tour-pi").is_some(),
-        "the host name is on the confirmation"
-    );
+    on_screen(&words, "tour-pi", "the host name is on the confirmation");
     d.click(&words, "WRITE", (0, 0));
 
     // The download stalls near its end: the progress screen stays up to be read, its
     // first bar under way.
     let (_, words) = d.wait_for(&mut app, "MB/s", Some("progress"));
-    assert!(find(&words, "Downloading and writing").is_some());
-    assert!(find(&words, "CANCEL").is_some());
-    assert!(find(&words, "Cancelling removes the unfinished image file").is_some());
-    let (_, words) = d.wait_for(&mut app, "WRITE ANOTHER CARD", Some("done"));
-    assert!(
-        find(&words, "verified it").is_some(),
-        "the done screen says what was done"
+    on_screen(
+        &words,
+        "Downloading and writing",
+        "the progress screen names its step",
     );
+    on_screen(&words, "CANCEL", "the progress screen can cancel");
+    on_screen(
+        &words,
+        "Cancelling removes the unfinished image file",
+        "the progress screen says what cancelling does",
+    );
+    let (_, words) = d.wait_for(&mut app, "WRITE ANOTHER CARD", Some("done"));
+    on_screen(&words, "verified it", "the done screen says what was done");
 
     // The file holds the image, and the settings typed (read by mtools, not cardsmith).
     let written = fs::read(&target).unwrap();

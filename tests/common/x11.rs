@@ -23,7 +23,10 @@ pub struct Xvfb {
 
 impl Xvfb {
     /// Xvfb picks a free display itself and writes its number once it accepts clients
-    /// (-displayfd), so neither a stale socket nor a slow start can race the test.
+    /// (-displayfd), so neither a stale socket nor a slow start can race the test. It never
+    /// resets (-noreset): by default it resets whenever its last client leaves, and a
+    /// window opening while a screenshot (xwd) leaves failed with XOpenDisplayFailed
+    /// (10 of 300 connections failed so here; none with -noreset).
     pub fn start(screen: &str) -> Xvfb {
         let log = tempfile::NamedTempFile::new().unwrap();
         let mut xvfb = Command::new("Xvfb")
@@ -35,6 +38,7 @@ impl Xvfb {
                 screen,
                 "-nolisten",
                 "tcp",
+                "-noreset",
             ])
             .stdout(Stdio::piped())
             .stderr(log.reopen().unwrap())
