@@ -241,15 +241,32 @@ impl Drop for EmulatedCard {
             let _ = Command::new("losetup").arg("-d").arg(&self.device).status();
         }
         unmount(&self.dir.join("fuse"));
-        for child in [self.nbdfuse.as_mut(), self.nbdkit.as_mut()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(nbdfuse) = self.nbdfuse.as_mut() {
+            let _ = nbdfuse.kill();
+            let _ = nbdfuse.wait();
+        }
+        if let Some(nbdkit) = self.nbdkit.as_mut() {
+            stop(nbdkit);
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Stops nbdkit with SIGTERM, as `--exit-with-parent` does, so that it removes what it
+/// made outside the card's folder (the sh plugin's folder of scripts, which nbdkit 1.32
+/// puts in /tmp whatever TMPDIR says); SIGKILL only if it has not ended in 10 s.
+fn stop(nbdkit: &mut Child) {
+    // SAFETY: kill(2) on our own child, which has not been waited for, so its pid is ours.
+    unsafe { libc::kill(nbdkit.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = nbdkit.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nbdkit.kill();
+    let _ = nbdkit.wait();
 }
 
 fn unmount(point: &Path) {
