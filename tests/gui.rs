@@ -222,9 +222,11 @@ fn ocr(shot: &Shot, lang: &str, scratch: &Path) -> Vec<Word> {
     words
 }
 
-/// Fails with `what` and everything OCR read unless `phrase` is among `words`.
+/// Fails with `what` and everything OCR read unless `phrase` is among `words`, in one line
+/// or wrapped over several: where a text wraps depends on the length of the temporary path
+/// it names (the done screen's "… and verified it" once broke after "verified").
 fn on_screen(words: &[Word], phrase: &str, what: &str) {
-    if find(words, phrase).is_none() {
+    if runs(words, phrase).next().is_none() {
         let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         panic!(
             "{what}: {phrase:?} is not on the screen; OCR read: {}",
@@ -239,24 +241,12 @@ fn plain(text: &str) -> String {
     text.chars().filter(|c| c.is_alphanumeric()).collect()
 }
 
-/// Where `phrase` stands on the screen (the middle of its words), when OCR read it.
+/// Where `phrase` stands on the screen (the middle of its words), when OCR read it in one
+/// line: something to click.
 fn find(words: &[Word], phrase: &str) -> Option<(usize, usize)> {
-    let wanted: Vec<String> = phrase
-        .split_whitespace()
-        .map(plain)
-        .filter(|w| !w.is_empty())
-        .collect();
-    if wanted.is_empty() {
-        return None;
-    }
-    (0..words.len()).find_map(|start| {
-        let run = words.get(start..start + wanted.len())?;
-        let same_line = run.iter().all(|w| w.line == run[0].line);
-        let matches = run
-            .iter()
-            .zip(&wanted)
-            .all(|(w, want)| plain(&w.text) == *want);
-        (same_line && matches).then(|| {
+    runs(words, phrase)
+        .find(|run| run.iter().all(|w| w.line == run[0].line))
+        .map(|run| {
             let left = run[0].x;
             let last = run.last().unwrap();
             let right = last.x + last.w;
@@ -264,6 +254,23 @@ fn find(words: &[Word], phrase: &str) -> Option<(usize, usize)> {
             let bottom = run.iter().map(|w| w.y + w.h).max().unwrap();
             ((left + right) / 2, (top + bottom) / 2)
         })
+}
+
+/// Every run of consecutive words (in reading order, across lines) that spells `phrase`.
+fn runs<'w>(words: &'w [Word], phrase: &str) -> impl Iterator<Item = &'w [Word]> {
+    let wanted: Vec<String> = phrase
+        .split_whitespace()
+        .map(plain)
+        .filter(|w| !w.is_empty())
+        .collect();
+    (0..words.len()).filter_map(move |start| {
+        let run = words.get(start..start + wanted.len())?;
+        let matches = !wanted.is_empty()
+            && run
+                .iter()
+                .zip(&wanted)
+                .all(|(w, want)| plain(&w.text) == *want);
+        matches.then_some(run)
     })
 }
 
@@ -430,6 +437,34 @@ fn serve_sample() -> Server {
         &[Fault::StallAt(9000, Duration::from_secs(8))],
     );
     server
+}
+
+/// The done screen's words as OCR gave them when the path made the line break after
+/// "verified": the phrase is still on the screen, but it is not one place to click.
+#[test]
+fn a_phrase_wrapped_over_two_lines_is_read_but_not_clicked() {
+    let word = |text: &str, line: u32, x: usize| Word {
+        text: text.to_owned(),
+        line: (1, 1, line),
+        x,
+        y: 100 + 20 * line as usize,
+        w: 40,
+        h: 14,
+    };
+    let words = [
+        word("pi-card.img", 1, 10),
+        word("and", 1, 60),
+        word("verified", 1, 110),
+        word("it;", 2, 10),
+        word("SHA-256", 2, 60),
+        word("matched", 2, 110),
+    ];
+    on_screen(&words, "verified it", "wrapped");
+    on_screen(&words, "SHA-256 matched", "one line");
+    assert_eq!(find(&words, "verified it"), None);
+    assert_eq!(find(&words, "SHA-256 matched"), Some((105, 147)));
+    assert!(runs(&words, "verified them").next().is_none());
+    assert!(runs(&words, "").next().is_none());
 }
 
 #[test]
