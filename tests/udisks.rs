@@ -341,19 +341,9 @@ fn refuse_a_foreign_polkitd() {
 
 /// SIGTERM, then SIGKILL if it has not gone within five seconds.
 fn stop(child: Option<Child>) {
-    let Some(mut child) = child else { return };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    if let Some(mut child) = child {
+        terminate(&mut child, Duration::from_secs(5));
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {

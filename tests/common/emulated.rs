@@ -245,28 +245,13 @@ impl Drop for EmulatedCard {
             let _ = nbdfuse.kill();
             let _ = nbdfuse.wait();
         }
+        // SIGTERM, as `--exit-with-parent` sends too: nbdkit 1.32's sh plugin keeps its
+        // scripts in a folder in /tmp (whatever TMPDIR says) that only a clean exit removes.
         if let Some(nbdkit) = self.nbdkit.as_mut() {
-            stop(nbdkit);
+            super::terminate(nbdkit, Duration::from_secs(10));
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Stops nbdkit with SIGTERM, as `--exit-with-parent` does, so that it removes what it
-/// made outside the card's folder (the sh plugin's folder of scripts, which nbdkit 1.32
-/// puts in /tmp whatever TMPDIR says); SIGKILL only if it has not ended in 10 s.
-fn stop(nbdkit: &mut Child) {
-    // SAFETY: kill(2) on our own child, which has not been waited for, so its pid is ours.
-    unsafe { libc::kill(nbdkit.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = nbdkit.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = nbdkit.kill();
-    let _ = nbdkit.wait();
 }
 
 fn unmount(point: &Path) {

@@ -13,7 +13,8 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const MIB: usize = 1 << 20;
 
@@ -713,4 +714,20 @@ fn collect_disks(device: &serde_json::Value, out: &mut Vec<String>) {
     for child in device["children"].as_array().into_iter().flatten() {
         collect_disks(child, out);
     }
+}
+
+/// Stops `child` with SIGTERM, so it can clean up after itself (a daemon its sockets and
+/// folders, nbdkit its folder in /tmp); SIGKILL only if it has not ended within `grace`.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    // SAFETY: kill(2) on our own child, which has not been waited for, so its pid is ours.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
