@@ -227,12 +227,17 @@ fn ocr(shot: &Shot, lang: &str, scratch: &Path) -> Vec<Word> {
 /// it names (the done screen's "… and verified it" once broke after "verified").
 fn on_screen(words: &[Word], phrase: &str, what: &str) {
     if runs(words, phrase).next().is_none() {
-        let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
         panic!(
             "{what}: {phrase:?} is not on the screen; OCR read: {}",
-            read.join(" ")
+            said(words)
         );
     }
+}
+
+/// Everything OCR read, in reading order: what a failing screen check prints.
+fn said(words: &[Word]) -> String {
+    let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
+    read.join(" ")
 }
 
 /// Letters and digits only: how words are compared (case counts: "Choose storage" is a
@@ -347,13 +352,12 @@ impl Display {
                 return (shot, words);
             }
             if Instant::now() > deadline {
-                let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
                 let failed = std::env::temp_dir().join("cardsmith-gui-failed.png");
                 shot.save_png(&failed);
                 panic!(
                     "{phrase:?} never appeared on the screen (it is in {}); OCR read: {}",
                     failed.display(),
-                    read.join(" ")
+                    said(&words)
                 );
             }
             std::thread::sleep(Duration::from_millis(300));
@@ -373,11 +377,7 @@ impl Display {
     /// under its label, or left of its button).
     fn click(&self, words: &[Word], phrase: &str, (dx, dy): (isize, isize)) {
         let (x, y) = find(words, phrase).unwrap_or_else(|| {
-            let read: Vec<&str> = words.iter().map(|w| w.text.as_str()).collect();
-            panic!(
-                "{phrase:?} is not on the screen; OCR read: {}",
-                read.join(" ")
-            )
+            panic!("{phrase:?} is not on the screen; OCR read: {}", said(words))
         });
         let (x, y) = (
             x.saturating_add_signed(dx).to_string(),
